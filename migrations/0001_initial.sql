@@ -1,0 +1,49 @@
+-- zupertry-webhooks D1 schema, v1. Read src/store/README.md for the reasons behind it.
+
+-- Org API keys. The key itself is shown once at creation and never stored.
+CREATE TABLE api_keys (
+  id          TEXT    PRIMARY KEY,                -- key_<hex>, public
+  org_id      TEXT    NOT NULL,
+  name        TEXT,
+  key_hash    TEXT    NOT NULL UNIQUE,            -- hex SHA-256 of the full key
+  key_prefix  TEXT    NOT NULL,                   -- first characters, to recognise a key
+  created_at  INTEGER NOT NULL,                   -- unix ms
+  revoked_at  INTEGER                             -- unix ms, NULL while valid
+);
+CREATE INDEX api_keys_by_org ON api_keys (org_id, created_at);
+
+-- The delivery log: one row per attempt. A delivery has no row of its own; it is the
+-- set of its attempts, and its state is the state of its last attempt.
+CREATE TABLE attempts (
+  delivery_id        TEXT    NOT NULL,            -- dlv_<hash of org, type, job>
+  attempt            INTEGER NOT NULL CHECK (attempt >= 1),
+  org_id             TEXT    NOT NULL,
+  job_id             TEXT    NOT NULL,
+  event_type         TEXT    NOT NULL CHECK (event_type IN ('job.completed', 'job.failed')),
+  message_id         TEXT    NOT NULL,            -- the queue message that made the attempt
+  attempted_at       INTEGER NOT NULL,            -- unix ms, start of the attempt
+  response_time_ms   INTEGER NOT NULL,
+  status_code        INTEGER,                     -- NULL when no HTTP status came back
+  outcome            TEXT    NOT NULL CHECK (outcome IN ('succeeded', 'failed')),
+  error              TEXT    CHECK (error IN ('timeout', 'network_error', 'http_status', 'redirect',
+                                              'no_webhook_url', 'invalid_url', 'internal')),
+  next_attempt_at    INTEGER,                     -- unix ms the next attempt is due; NULL: none
+  url                TEXT,                        -- where it was sent; NULL when there was none
+  request_headers    TEXT,                        -- JSON object as sent; NULL when nothing was sent
+  response_headers   TEXT,                        -- JSON object
+  response_truncated INTEGER NOT NULL DEFAULT 0 CHECK (response_truncated IN (0, 1)),
+  event_webhook_url  TEXT,                        -- attempt 1 only: the event's own URL, if it had one
+  request_body       TEXT,                        -- attempt 1 only: the event body
+  response_body      TEXT,                        -- capped at RESPONSE_BODY_LIMIT_BYTES
+  PRIMARY KEY (delivery_id, attempt),
+  CHECK ((outcome = 'succeeded') = (error IS NULL)),
+  CHECK (outcome = 'failed' OR next_attempt_at IS NULL),
+  CHECK ((attempt = 1) = (request_body IS NOT NULL)),
+  CHECK (attempt = 1 OR event_webhook_url IS NULL)
+) WITHOUT ROWID;
+
+-- The org's log, newest first (every list query and the cursor).
+CREATE INDEX attempts_by_org ON attempts (org_id, attempted_at DESC);
+-- Failed attempts only: `outcome=failed` stays an index search even when failures are
+-- rare, and successful deliveries pay nothing for it.
+CREATE INDEX attempts_failed_by_org ON attempts (org_id, attempted_at DESC) WHERE outcome = 'failed';

@@ -1,0 +1,50 @@
+import { bearerAuth } from "hono/bearer-auth";
+import { timingSafeEqual } from "hono/utils/buffer";
+import type { Context } from "hono";
+import { findOrgIdByKey, ORG_KEY_PREFIX } from "../store/api-keys";
+import { ApiError, errorResponse } from "./errors";
+
+/**
+ * The two credentials of DESIGN.md, both `Authorization: Bearer …`:
+ *
+ * - the producer token (a Worker secret) for the job service and operators, compared
+ *   in constant time;
+ * - org API keys (`zk_…`), looked up by SHA-256 hash in D1 on every request, so a
+ *   revoked key fails at once. The org of the key becomes `c.var.orgId`, and every
+ *   org route scopes its queries to it: another org's ids simply do not exist.
+ *
+ * Any failure is a 401 with the JSON error shape; the message says which kind of
+ * credential the route takes, never whether a given key or org exists.
+ */
+
+export type OrgVariables = { orgId: string };
+
+function unauthorized(message: string) {
+  return () => errorResponse(401, "unauthorized", message);
+}
+
+const MALFORMED = unauthorized("the Authorization header must be `Bearer <credential>`");
+
+export const requireProducer = bearerAuth({
+  verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
+    const expected = c.env.PRODUCER_TOKEN;
+    if (!expected) throw new ApiError(500, "internal", "the producer token is not configured");
+    return timingSafeEqual(expected, token);
+  },
+  noAuthenticationHeader: { message: unauthorized("this route needs the producer token: Authorization: Bearer <token>") },
+  invalidAuthenticationHeader: { message: MALFORMED },
+  invalidToken: { message: unauthorized("invalid producer token (org API keys do not work here)") },
+});
+
+export const requireOrgKey = bearerAuth({
+  verifyToken: async (token, c: Context<{ Bindings: Env; Variables: OrgVariables }>) => {
+    if (!token.startsWith(ORG_KEY_PREFIX)) return false;
+    const orgId = await findOrgIdByKey(c.env.DB, token);
+    if (orgId === null) return false;
+    c.set("orgId", orgId);
+    return true;
+  },
+  noAuthenticationHeader: { message: unauthorized("this route needs an org API key: Authorization: Bearer zk_…") },
+  invalidAuthenticationHeader: { message: MALFORMED },
+  invalidToken: { message: unauthorized("invalid or revoked org API key (the producer token does not work here)") },
+});

@@ -1,0 +1,204 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { readConfig, type Config } from "../config";
+import { enqueueDeliveries } from "../delivery/enqueue";
+import {
+  deliveryIdFor,
+  encodeEventBody,
+  EVENT_TYPES,
+  MAX_BODY_BYTES,
+  type DeliveryMessage,
+} from "../delivery/message";
+import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
+import { requireProducer } from "./auth";
+import { ErrorSchema, errorResponseSpec, issueDetails, validationHook, type ErrorBody } from "./errors";
+import { jsonBody, type JsonBodyVariables } from "./json-body";
+import { RecentDeliveries } from "./recent-deliveries";
+
+/**
+ * Ingest: the job service hands over job events. This path is the producer's latency,
+ * so it does only what needs no storage: check, serialise the body once, compute the
+ * delivery id, `Queue.send`, 202. No D1, no Durable Object. Everything stateful
+ * (dedupe, the org default URL, secrets) happens in the consumer.
+ */
+
+/** Ids: what the job service issues (`job_abc123`, `org_def456`, UUIDs). */
+export const IdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "1-128 characters: letters, digits and . _ : - (not first)");
+
+export const EventInputSchema = z
+  .strictObject({
+    type: z.enum(EVENT_TYPES),
+    data: z
+      .looseObject({ job_id: IdSchema, org_id: IdSchema })
+      .openapi({
+        description: "Passed through to the receiver as sent. `org_id` routes the event.",
+        example: {
+          job_id: "job_abc123",
+          workspace_id: "ws_xyz",
+          org_id: "org_def456",
+          status: "completed",
+          output_url: "https://storage.googleapis.com/zupertry-outputs/out.png",
+          credits_consumed: 1,
+          created_at: "2026-03-19T10:00:00.000Z",
+          completed_at: "2026-03-19T10:00:05.231Z",
+        },
+      }),
+    webhook_url: z
+      .string()
+      .max(MAX_WEBHOOK_URL_LENGTH)
+      .nullish()
+      .openapi({ description: "Overrides the org default for this event." }),
+  })
+  .openapi("EventInput");
+
+type EventInput = z.infer<typeof EventInputSchema>;
+
+const QueuedSchema = z
+  .object({
+    delivery_id: z.string().openapi({ example: "dlv_5d41402abc4b2a76b9719d911017c592" }),
+    status: z.literal("queued"),
+    duplicate: z.literal(true).optional().openapi({ description: "This id was already queued." }),
+  })
+  .openapi("EventQueued");
+
+const BatchResultSchema = z
+  .union([
+    QueuedSchema.extend({ index: z.number().int() }),
+    z.object({ index: z.number().int(), error: ErrorSchema.shape.error }),
+  ])
+  .openapi("EventBatchResult");
+
+const BatchInputSchema = z
+  .strictObject({
+    events: z
+      .array(z.unknown().openapi({ description: "An EventInput; each is checked on its own." }))
+      .min(1)
+      .max(100),
+  })
+  .openapi("EventBatchInput");
+
+const BatchOutputSchema = z.object({ results: z.array(BatchResultSchema) }).openapi("EventBatchResults");
+
+const ingestErrors = {
+  401: errorResponseSpec("Missing or wrong producer token"),
+  413: errorResponseSpec("Body too large"),
+  415: errorResponseSpec("Body is not `application/json`"),
+};
+
+const postEvent = createRoute({
+  method: "post",
+  path: "/v1/events",
+  summary: "Queue one job event for delivery",
+  tags: ["Producer"],
+  security: [{ producerToken: [] }],
+  middleware: [requireProducer, ...jsonBody(MAX_BODY_BYTES)] as const,
+  request: { body: { required: true, content: { "application/json": { schema: EventInputSchema } } } },
+  responses: {
+    202: { description: "Queued", content: { "application/json": { schema: QueuedSchema } } },
+    400: errorResponseSpec("`invalid_json`, or `invalid_request` with the zod issues in `details`"),
+    ...ingestErrors,
+  },
+});
+
+const postEventBatch = createRoute({
+  method: "post",
+  path: "/v1/events/batch",
+  summary: "Queue up to 100 job events; invalid ones are reported without failing the rest",
+  tags: ["Producer"],
+  security: [{ producerToken: [] }],
+  middleware: [requireProducer, ...jsonBody(1_048_576)] as const,
+  request: { body: { required: true, content: { "application/json": { schema: BatchInputSchema } } } },
+  responses: {
+    202: { description: "At least one event was queued", content: { "application/json": { schema: BatchOutputSchema } } },
+    400: {
+      description: "No event was queued; `results` says why for each",
+      content: { "application/json": { schema: ErrorSchema.extend(BatchOutputSchema.shape) } },
+    },
+    ...ingestErrors,
+  },
+});
+
+const recent = new RecentDeliveries();
+
+type Prepared = { ok: true; message: DeliveryMessage } | { ok: false; error: ErrorBody["error"]; status: 400 | 413 };
+
+/** Turns a valid event into its queue message: URL rules, body serialised once, id. */
+async function prepare(event: EventInput, raw: { data: unknown }, config: Config, now: number): Promise<Prepared> {
+  const webhookUrl = event.webhook_url ?? null;
+  if (webhookUrl !== null) {
+    const check = checkWebhookUrl(webhookUrl, { allowInsecure: config.allowInsecureWebhookUrls });
+    if (!check.ok) {
+      return {
+        ok: false,
+        status: 400,
+        error: { code: "invalid_request", message: check.reason, details: [{ path: ["webhook_url"], code: "invalid_url", message: check.reason }] },
+      };
+    }
+  }
+  const body = encodeEventBody(event.type, raw.data);
+  if (body.byteLength > MAX_BODY_BYTES) {
+    return {
+      ok: false,
+      status: 413,
+      error: { code: "payload_too_large", message: `the delivered body would be ${body.byteLength} bytes; at most ${MAX_BODY_BYTES}` },
+    };
+  }
+  const { org_id, job_id } = event.data;
+  return {
+    ok: true,
+    message: {
+      delivery_id: await deliveryIdFor(org_id, event.type, job_id),
+      org_id,
+      job_id,
+      event_type: event.type,
+      webhook_url: webhookUrl,
+      body,
+      enqueued_at: now,
+    },
+  };
+}
+
+export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariables }>({ defaultHook: validationHook })
+  .openapi(postEvent, async (c) => {
+    const prepared = await prepare(c.req.valid("json"), c.var.json as { data: unknown }, readConfig(c.env), Date.now());
+    if (!prepared.ok) return c.json({ error: prepared.error }, prepared.status);
+    const { delivery_id } = prepared.message;
+    if (recent.has(delivery_id)) return c.json({ delivery_id, status: "queued" as const, duplicate: true as const }, 202);
+    await enqueueDeliveries(c.env.DELIVERIES, [prepared.message]);
+    recent.add(delivery_id);
+    return c.json({ delivery_id, status: "queued" as const }, 202);
+  })
+  .openapi(postEventBatch, async (c) => {
+    const config = readConfig(c.env);
+    const now = Date.now();
+    const raws = c.req.valid("json").events;
+    const results: z.infer<typeof BatchResultSchema>[] = [];
+    const messages: DeliveryMessage[] = [];
+    const queued = new Set<string>();
+    for (const [index, raw] of raws.entries()) {
+      const parsed = EventInputSchema.safeParse(raw);
+      if (!parsed.success) {
+        const error = { code: "invalid_request", message: "the event does not match the schema", details: issueDetails(parsed.error) };
+        results.push({ index, error });
+        continue;
+      }
+      const prepared = await prepare(parsed.data, raw as { data: unknown }, config, now);
+      if (!prepared.ok) {
+        results.push({ index, error: prepared.error });
+        continue;
+      }
+      const { delivery_id } = prepared.message;
+      if (queued.has(delivery_id) || recent.has(delivery_id, now)) {
+        results.push({ index, delivery_id, status: "queued", duplicate: true });
+        continue;
+      }
+      queued.add(delivery_id);
+      messages.push(prepared.message);
+      results.push({ index, delivery_id, status: "queued" });
+    }
+    await enqueueDeliveries(c.env.DELIVERIES, messages);
+    for (const id of queued) recent.add(id, now);
+    if (results.some((r) => "delivery_id" in r)) return c.json({ results }, 202);
+    return c.json({ error: { code: "invalid_request", message: "no event in the batch could be queued" }, results }, 400);
+  });

@@ -1,0 +1,85 @@
+/**
+ * Runtime settings, read from the Worker's vars (see wrangler.toml and DESIGN.md).
+ *
+ * Vars always arrive as strings (`wrangler dev --var NAME:VALUE` included), so they
+ * are parsed here once per `env` object and validated loudly: a typo in a delay or a
+ * timeout must stop the Worker, not quietly change the schedule customers rely on.
+ */
+
+/** The longest delay a queue retry accepts (12 h). */
+export const MAX_QUEUE_DELAY_SECONDS = 43_200;
+
+export interface Config {
+  /** Delays before attempts 2..n; attempt 1 is immediate, so there are `length + 1` attempts. */
+  readonly retryDelaysSeconds: readonly number[];
+  readonly attemptTimeoutMs: number;
+  /** Allows `http://` and loopback targets (local dev and tests only). */
+  readonly allowInsecureWebhookUrls: boolean;
+  readonly responseBodyLimitBytes: number;
+  readonly logRetentionDays: number;
+}
+
+/** The vars this module reads; `Env` from `wrangler types` satisfies it. */
+export type ConfigVars = Pick<
+  Env,
+  | "RETRY_DELAYS_SECONDS"
+  | "ATTEMPT_TIMEOUT_MS"
+  | "ALLOW_INSECURE_WEBHOOK_URLS"
+  | "RESPONSE_BODY_LIMIT_BYTES"
+  | "LOG_RETENTION_DAYS"
+>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const cache = new WeakMap<object, Config>();
+
+export function readConfig(env: ConfigVars): Config {
+  let config = cache.get(env);
+  if (!config) {
+    config = parseConfig(env);
+    cache.set(env, config);
+  }
+  return config;
+}
+
+export function parseConfig(env: ConfigVars): Config {
+  return {
+    retryDelaysSeconds: parseDelays(env.RETRY_DELAYS_SECONDS ?? "60,300"),
+    attemptTimeoutMs: parseInteger("ATTEMPT_TIMEOUT_MS", env.ATTEMPT_TIMEOUT_MS ?? "10000", 1, 900_000),
+    allowInsecureWebhookUrls: parseBoolean(
+      "ALLOW_INSECURE_WEBHOOK_URLS",
+      env.ALLOW_INSECURE_WEBHOOK_URLS ?? "false",
+    ),
+    responseBodyLimitBytes: parseInteger(
+      "RESPONSE_BODY_LIMIT_BYTES",
+      env.RESPONSE_BODY_LIMIT_BYTES ?? "65536",
+      0,
+      1_048_576,
+    ),
+    logRetentionDays: parseInteger("LOG_RETENTION_DAYS", env.LOG_RETENTION_DAYS ?? "30", 1, 3650),
+  };
+}
+
+function parseDelays(raw: string): number[] {
+  const text = raw.trim();
+  if (text === "") return [];
+  return text
+    .split(",")
+    .map((part) => parseInteger("RETRY_DELAYS_SECONDS", part.trim(), 0, MAX_QUEUE_DELAY_SECONDS));
+}
+
+function parseInteger(name: string, raw: string, min: number, max: number): number {
+  const value = /^\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+function parseBoolean(name: string, raw: string): boolean {
+  if (raw === "true") return true;
+  if (raw === "false" || raw === "") return false;
+  throw new ConfigError(`${name} must be "true" or "false", got ${JSON.stringify(raw)}`);
+}

@@ -1,0 +1,130 @@
+/**
+ * One HTTP attempt: POST the body, wait at most the attempt timeout for the status,
+ * headers and (capped) body, and describe what happened. It never throws: every way
+ * a receiver can fail becomes an `AttemptError` in the log.
+ *
+ * The timeout covers the whole exchange, so a receiver that answers 200 and then
+ * trickles its body forever is a `timeout`, like one that never answers. Only the
+ * first `responseBodyLimitBytes` of a body are read; the rest is cancelled, so a
+ * 10 MB answer costs 64 KB of memory, not 10 MB.
+ */
+
+/** Why an attempt failed; null in the log when it succeeded. */
+export type AttemptError =
+  | "timeout"
+  | "network_error"
+  | "http_status"
+  | "redirect"
+  | "no_webhook_url"
+  | "invalid_url"
+  | "internal";
+
+export interface AttemptResponse {
+  status_code: number | null;
+  /** null when the receiver answered 2xx in time. */
+  error: AttemptError | null;
+  /** From the start of the request to the end of the read, also on timeouts and errors. */
+  response_time_ms: number;
+  response_headers: Record<string, string> | null;
+  response_body: string | null;
+  response_truncated: boolean;
+}
+
+export interface AttemptLimits {
+  timeoutMs: number;
+  responseBodyLimitBytes: number;
+}
+
+/** Stored response headers stop at this many bytes of names and values. */
+const RESPONSE_HEADERS_LIMIT_BYTES = 16_384;
+
+export async function postWebhook(
+  url: string,
+  headers: Record<string, string>,
+  body: Uint8Array,
+  limits: AttemptLimits,
+): Promise<AttemptResponse> {
+  const started = Date.now();
+  const signal = AbortSignal.timeout(limits.timeoutMs);
+  let status: number | null = null;
+  let responseHeaders: Record<string, string> | null = null;
+  try {
+    const response = await fetch(url, { method: "POST", headers, body, redirect: "manual", signal });
+    status = response.status;
+    responseHeaders = headersToRecord(response.headers);
+    const { text, truncated } = await readCapped(response.body, limits.responseBodyLimitBytes, signal);
+    return {
+      status_code: status,
+      error: status >= 200 && status < 300 ? null : status >= 300 && status < 400 ? "redirect" : "http_status",
+      response_time_ms: Date.now() - started,
+      response_headers: responseHeaders,
+      response_body: text,
+      response_truncated: truncated,
+    };
+  } catch {
+    return {
+      status_code: status,
+      error: signal.aborted ? "timeout" : "network_error",
+      response_time_ms: Date.now() - started,
+      response_headers: responseHeaders,
+      response_body: null,
+      response_truncated: false,
+    };
+  }
+}
+
+/** The response part of an attempt that sent nothing (no URL, refused URL, internal fault). */
+export function unsentResponse(error: AttemptError): AttemptResponse {
+  return {
+    status_code: null,
+    error,
+    response_time_ms: 0,
+    response_headers: null,
+    response_body: null,
+    response_truncated: false,
+  };
+}
+
+async function readCapped(
+  body: ReadableStream<Uint8Array> | null,
+  limit: number,
+  signal: AbortSignal,
+): Promise<{ text: string; truncated: boolean }> {
+  if (!body) return { text: "", truncated: false };
+  const reader = body.getReader();
+  const cancel = () => void reader.cancel().catch(() => {});
+  signal.addEventListener("abort", cancel);
+  const decoder = new TextDecoder();
+  let text = "";
+  let size = 0;
+  let truncated = false;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (signal.aborted) throw signal.reason;
+      if (done) break;
+      const room = limit - size;
+      text += decoder.decode(value.subarray(0, room), { stream: true });
+      size += Math.min(room, value.byteLength);
+      if (value.byteLength > room) {
+        truncated = true;
+        cancel();
+        break;
+      }
+    }
+  } finally {
+    signal.removeEventListener("abort", cancel);
+  }
+  return { text: text + decoder.decode(), truncated };
+}
+
+function headersToRecord(headers: Headers): Record<string, string> {
+  const out: Record<string, string> = {};
+  let bytes = 0;
+  for (const [name, value] of headers) {
+    bytes += name.length + value.length;
+    if (bytes > RESPONSE_HEADERS_LIMIT_BYTES) break;
+    out[name] = value;
+  }
+  return out;
+}

@@ -1,0 +1,46 @@
+import { insertAttempts, readDeliveryStates, type AttemptRecord } from "../store/attempts";
+import { unsentResponse } from "./attempt";
+import { eventColumns } from "./consumer";
+import type { DeliveryMessage } from "./message";
+
+/** The queue whose messages ran out of retries (wrangler.toml `dead_letter_queue`). */
+export const DEAD_LETTER_QUEUE = "deliveries-dlq";
+
+/**
+ * The dead-letter consumer: a message lands here after `max_retries` runs that could
+ * not finish it (a D1 outage that outlasted the back-off, or a bug). Nothing may
+ * vanish silently, so its delivery is ended as `failed` with error `internal`: one
+ * more log row, numbered after the last real attempt, that sent nothing. The customer
+ * sees it in the log and can redeliver it.
+ *
+ * Deliveries that already finished are left alone, and the primary key keeps a
+ * redelivered dead letter from logging the row twice.
+ */
+export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
+  const states = await readDeliveryStates(env.DB, [...new Set(batch.messages.map((m) => m.body.delivery_id))]);
+  const records = new Map<string, AttemptRecord>();
+  const now = Date.now();
+  for (const { id, body } of batch.messages) {
+    const state = states.get(body.delivery_id);
+    if ((state && state.next_attempt_at === null) || records.has(body.delivery_id)) continue;
+    const attempt = (state?.last_attempt ?? 0) + 1;
+    records.set(body.delivery_id, {
+      delivery_id: body.delivery_id,
+      attempt,
+      org_id: body.org_id,
+      job_id: body.job_id,
+      event_type: body.event_type,
+      message_id: id,
+      attempted_at: now,
+      url: body.webhook_url,
+      ...eventColumns(attempt, body),
+      ...unsentResponse("internal"),
+      outcome: "failed",
+      next_attempt_at: null,
+      request_headers: null,
+    });
+  }
+  await insertAttempts(env.DB, [...records.values()]);
+  batch.ackAll();
+  console.error(JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed: records.size }));
+}

@@ -1,0 +1,26 @@
+import { DELIVERY_MESSAGE_CONTENT_TYPE, messageSizeEstimate, type DeliveryMessage } from "./message";
+
+/** Queue limits for one `sendBatch` call. */
+const MAX_MESSAGES_PER_SEND = 100;
+const MAX_BYTES_PER_SEND = 256_000;
+
+/**
+ * Puts deliveries on the queue in as few `sendBatch` calls as the limits allow
+ * (100 messages, 256 KB). A failure part-way throws; what was sent stays sent, and a
+ * producer that retries the whole request creates no second delivery (same ids).
+ */
+export async function enqueueDeliveries(queue: Queue, messages: readonly DeliveryMessage[]): Promise<void> {
+  let chunk: MessageSendRequest<DeliveryMessage>[] = [];
+  let bytes = 0;
+  for (const body of messages) {
+    const size = messageSizeEstimate(body);
+    if (chunk.length === MAX_MESSAGES_PER_SEND || (chunk.length > 0 && bytes + size > MAX_BYTES_PER_SEND)) {
+      await queue.sendBatch(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push({ body, contentType: DELIVERY_MESSAGE_CONTENT_TYPE });
+    bytes += size;
+  }
+  if (chunk.length > 0) await queue.sendBatch(chunk);
+}

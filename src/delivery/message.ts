@@ -1,0 +1,73 @@
+import { toHex } from "../encoding";
+
+/**
+ * The queue message that carries one delivery from ingest to the consumer, and the
+ * delivery id both sides agree on.
+ *
+ * The message holds the body as the exact UTF-8 bytes serialised once at ingest:
+ * every attempt sends (and signs) those bytes, and nothing downstream re-serialises
+ * the event. Messages are sent with `contentType: "v8"` so the bytes travel as bytes;
+ * as JSON they could double in size (escaped quotes) and break the 128 KB message cap.
+ */
+
+export const EVENT_TYPES = ["job.completed", "job.failed"] as const;
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** The largest delivered body: a queue message holds 128 KB, the body gets half. */
+export const MAX_BODY_BYTES = 65_536;
+
+export interface DeliveryMessage {
+  delivery_id: string;
+  org_id: string;
+  job_id: string;
+  event_type: EventType;
+  /** The per-event URL; null means the org default at attempt time. */
+  webhook_url: string | null;
+  /** `{"type":…,"data":…}` as UTF-8, exactly as it is sent. */
+  body: Uint8Array;
+  /** Unix ms when the event was accepted (ingest-to-arrival latency). */
+  enqueued_at: number;
+  /**
+   * Set on a manual redeliver: the attempt number that was last when it was asked
+   * for. The consumer makes one attempt after it, once, and only if nothing else
+   * happened to the delivery in between.
+   */
+  redeliver_after?: number;
+}
+
+/** Options for every `send`/`sendBatch` of a `DeliveryMessage`. */
+export const DELIVERY_MESSAGE_CONTENT_TYPE = "v8" satisfies QueueContentType;
+
+const encoder = new TextEncoder();
+
+/**
+ * The delivery id of an event: a hash of `(org_id, type, job_id)`. A producer that
+ * retries gets the same id, so the customer gets one delivery, and a job's deliveries
+ * can be found from its id alone (`deliveryIdsForJob`), without an index.
+ */
+export async function deliveryIdFor(orgId: string, type: EventType, jobId: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(JSON.stringify([orgId, type, jobId])));
+  return "dlv_" + toHex(new Uint8Array(digest, 0, 16));
+}
+
+/** Every delivery id a job can have in an org (one per event type). */
+export function deliveryIdsForJob(orgId: string, jobId: string): Promise<string[]> {
+  return Promise.all(EVENT_TYPES.map((type) => deliveryIdFor(orgId, type, jobId)));
+}
+
+/** Serialises the delivered body once: `{"type", "data"}` in that order, `data` as sent. */
+export function encodeEventBody(type: EventType, data: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify({ type, data }));
+}
+
+/**
+ * An upper bound of a message's size on the queue, for splitting `sendBatch` calls
+ * under the 256 KB limit: the body bytes plus its text fields and some framing.
+ */
+export function messageSizeEstimate(message: DeliveryMessage): number {
+  return (
+    message.body.byteLength +
+    2 * (message.delivery_id.length + message.org_id.length + message.job_id.length + (message.webhook_url?.length ?? 0)) +
+    256
+  );
+}

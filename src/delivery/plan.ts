@@ -1,0 +1,44 @@
+import type { DeliveryState } from "../store/attempts";
+import type { DeliveryMessage } from "./message";
+
+/**
+ * What one queue message should do, decided from the delivery's logged state alone.
+ *
+ * Queues deliver at least once, producers retry, and a run can crash between any two
+ * steps, so the same delivery can arrive as several messages, or as the same message
+ * again. The log decides:
+ *
+ * - no attempt yet: make attempt 1 (if two messages race, the primary key keeps one);
+ * - finished (last attempt has no `next_attempt_at`): drop it, unless it is the
+ *   redeliver asked for after exactly that attempt;
+ * - pending: only the message that made the last attempt owns the schedule; it makes
+ *   the next attempt when due, or waits out the rest of the delay if it came back
+ *   early (a crash after the log was written).
+ */
+export type Plan =
+  | { kind: "attempt"; attempt: number; /** false for a redeliver: one attempt, no retries */ scheduled: boolean }
+  | { kind: "wait"; delaySeconds: number }
+  | { kind: "drop"; reason: "finished" | "not_owner" | "stale_redeliver" };
+
+/** A message this early is still treated as due (clock skew between machines). */
+export const DUE_TOLERANCE_MS = 500;
+
+export function planMessage(
+  messageId: string,
+  message: Pick<DeliveryMessage, "redeliver_after">,
+  state: DeliveryState | undefined,
+  now: number,
+): Plan {
+  if (message.redeliver_after !== undefined) {
+    return state !== undefined && state.next_attempt_at === null && state.last_attempt === message.redeliver_after
+      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: false }
+      : { kind: "drop", reason: "stale_redeliver" };
+  }
+  if (state === undefined) return { kind: "attempt", attempt: 1, scheduled: true };
+  if (state.next_attempt_at === null) return { kind: "drop", reason: "finished" };
+  if (state.last_message_id !== messageId) return { kind: "drop", reason: "not_owner" };
+  const remainingMs = state.next_attempt_at - now;
+  return remainingMs > DUE_TOLERANCE_MS
+    ? { kind: "wait", delaySeconds: Math.ceil(remainingMs / 1000) }
+    : { kind: "attempt", attempt: state.last_attempt + 1, scheduled: true };
+}

@@ -1,0 +1,23 @@
+import { app } from "./api/app";
+import { readConfig } from "./config";
+import { deliverBatch } from "./delivery/consumer";
+import { DEAD_LETTER_QUEUE, failDeadLetters } from "./delivery/dead-letter";
+import type { DeliveryMessage } from "./delivery/message";
+import { deleteExpiredDeliveries } from "./store/retention";
+
+export { OrgSettings } from "./org/org-settings";
+
+export default {
+  fetch: app.fetch,
+
+  async queue(batch, env) {
+    if (batch.queue === DEAD_LETTER_QUEUE) await failDeadLetters(batch, env);
+    else await deliverBatch(batch, env);
+  },
+
+  async scheduled(controller, env) {
+    const cutoff = controller.scheduledTime - readConfig(env).logRetentionDays * 86_400_000;
+    const deleted = await deleteExpiredDeliveries(env.DB, cutoff);
+    console.log(JSON.stringify({ event: "retention.swept", cutoff: new Date(cutoff).toISOString(), ...deleted }));
+  },
+} satisfies ExportedHandler<Env, DeliveryMessage>;

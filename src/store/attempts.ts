@@ -1,0 +1,105 @@
+/**
+ * Every SQL statement the delivery pipeline runs against the `attempts` table.
+ * The schema and the reasons for its shape are in migrations/ and src/store/README.md.
+ */
+
+export type AttemptOutcome = "succeeded" | "failed";
+
+/** One row of `attempts`, as the consumer writes it. Times are unix ms. */
+export interface AttemptRecord {
+  delivery_id: string;
+  attempt: number;
+  org_id: string;
+  job_id: string;
+  event_type: string;
+  message_id: string;
+  attempted_at: number;
+  response_time_ms: number;
+  status_code: number | null;
+  outcome: AttemptOutcome;
+  error: string | null;
+  next_attempt_at: number | null;
+  url: string | null;
+  request_headers: Record<string, string> | null;
+  response_headers: Record<string, string> | null;
+  response_truncated: boolean;
+  /** Attempt 1 only: the event's own webhook URL, when it overrode the org default. */
+  event_webhook_url: string | null;
+  /** Attempt 1 only: the event body (stored once per delivery). */
+  request_body: string | null;
+  response_body: string | null;
+}
+
+/** What the consumer needs to know about a delivery to decide what a message does. */
+export interface DeliveryState {
+  /** The highest attempt number logged. */
+  last_attempt: number;
+  /** The queue message that made the last attempt (it owns the schedule). */
+  last_message_id: string;
+  /** When the next scheduled attempt is due; null when the delivery is finished. */
+  next_attempt_at: number | null;
+}
+
+/** The state of each delivery that has at least one attempt. One query, by primary key. */
+export async function readDeliveryStates(db: D1Database, deliveryIds: readonly string[]): Promise<Map<string, DeliveryState>> {
+  const states = new Map<string, DeliveryState>();
+  if (deliveryIds.length === 0) return states;
+  const { results } = await db
+    .prepare(
+      `SELECT delivery_id, attempt, message_id, next_attempt_at FROM attempts
+        WHERE delivery_id IN (${deliveryIds.map(() => "?").join(",")}) ORDER BY delivery_id, attempt`,
+    )
+    .bind(...deliveryIds)
+    .run<{ delivery_id: string; attempt: number; message_id: string; next_attempt_at: number | null }>();
+  for (const row of results) {
+    states.set(row.delivery_id, {
+      last_attempt: row.attempt,
+      last_message_id: row.message_id,
+      next_attempt_at: row.next_attempt_at,
+    });
+  }
+  return states;
+}
+
+const INSERT_ATTEMPT = `INSERT INTO attempts (
+    delivery_id, attempt, org_id, job_id, event_type, message_id, attempted_at, response_time_ms,
+    status_code, outcome, error, next_attempt_at, url, request_headers, response_headers,
+    response_truncated, event_webhook_url, request_body, response_body)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  ON CONFLICT (delivery_id, attempt) DO NOTHING`;
+
+/**
+ * Writes the attempts of one queue batch in one round trip (`DB.batch`, a transaction).
+ * Returns, per record, whether it was new: false means the same attempt number was
+ * already logged (a duplicate message raced this one), and the caller must not act on it.
+ */
+export async function insertAttempts(db: D1Database, records: readonly AttemptRecord[]): Promise<boolean[]> {
+  if (records.length === 0) return [];
+  const statement = db.prepare(INSERT_ATTEMPT);
+  const results = await db.batch(
+    records.map((r) =>
+      statement.bind(
+        r.delivery_id,
+        r.attempt,
+        r.org_id,
+        r.job_id,
+        r.event_type,
+        r.message_id,
+        r.attempted_at,
+        r.response_time_ms,
+        r.status_code,
+        r.outcome,
+        r.error,
+        r.next_attempt_at,
+        r.url,
+        r.request_headers && JSON.stringify(r.request_headers),
+        r.response_headers && JSON.stringify(r.response_headers),
+        r.response_truncated ? 1 : 0,
+        r.event_webhook_url,
+        r.request_body,
+        r.response_body,
+      ),
+    ),
+  );
+  return results.map((result) => result.meta.changes === 1);
+}

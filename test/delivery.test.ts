@@ -1,0 +1,360 @@
+import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { DeliveryMessage } from "../src/delivery/message";
+import { orgSettings } from "../src/org/org-settings";
+import { attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+
+/**
+ * The consumer, run on messages as the queue delivers them. Time is moved with a fake
+ * `Date` (the Worker runs in the test's isolate), so the 60 s and 300 s of the seed's
+ * schedule are the real configured delays.
+ */
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
+
+async function hmacHex(secret: string, body: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A fresh org, receiver endpoint and message for one test. */
+async function setup(options: { replies?: Parameters<ReturnType<typeof receiver>["script"]>[0]["replies"]; perEventUrl?: boolean } = {}) {
+  const orgId = uniqueId("org");
+  const hook = receiver(uniqueId("hook"));
+  if (options.replies) await hook.script({ replies: options.replies });
+  const event = jobEvent(orgId, uniqueId("job"));
+  const message = { id: uniqueId("msg"), body: await messageFor(event, options.perEventUrl === false ? null : hook.url) };
+  return { orgId, hook, event, message, secret: (await orgSettings(env, orgId).getWebhook()).signing_secret };
+}
+
+describe("a delivery", () => {
+  it("is a signed POST of the exact body, which the seed's verification accepts", async () => {
+    const { hook, event, message, secret } = await setup();
+    const run = await runConsumer([message]);
+    expect(run.acked).toEqual([message.id]);
+
+    const [request] = await hook.requests();
+    expect(request!.method).toBe("POST");
+    expect(request!.text).toBe(JSON.stringify({ type: "job.completed", data: event.data }));
+    expect(request!.headers).toMatchObject({
+      "content-type": "application/json",
+      "user-agent": "Zupertry-Webhooks/1",
+      "x-zupertry-event": "job.completed",
+      "x-zupertry-delivery": message.body.delivery_id,
+      "x-zupertry-attempt": "1",
+      "webhook-id": message.body.delivery_id,
+    });
+    // The seed: HMAC-SHA256 of the raw body, keyed with the secret string, lowercase hex.
+    expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(secret, request!.text));
+    expect(new Webhook(secret).verify(request!.text, request!.headers)).toEqual(JSON.parse(request!.text));
+
+    const [attempt] = await attemptsOf(message.body.delivery_id);
+    expect(attempt).toMatchObject({ attempt: 1, status_code: 200, outcome: "succeeded", error: null, next_attempt_at: null, url: hook.url });
+    expect(attempt!.request_body).toBe(request!.text);
+    expect(attempt!.response_body).toBe('{"received":true}');
+    expect(JSON.parse(attempt!.request_headers!)).toMatchObject({ "X-Zupertry-Signature": request!.headers["x-zupertry-signature"] });
+    expect(attempt!.request_headers).not.toContain(secret);
+  });
+
+  it("follows the seed's schedule: 500, 500, 200 → attempts after 60 s and 300 s", async () => {
+    const { hook, message } = await setup({ replies: [{ status: 500 }, { status: 500 }, { status: 200 }] });
+
+    const first = await runConsumer([message]);
+    expect(first.retried.get(message.id)).toBe(60);
+
+    // Redelivered before it is due (a crash after the log was written): it only waits.
+    const early = await runConsumer([{ ...message, attempts: 2 }]);
+    expect(early.retried.get(message.id)).toBeGreaterThan(55);
+    expect(await hook.requests()).toHaveLength(1);
+
+    advance(60);
+    const second = await runConsumer([{ ...message, attempts: 3 }]);
+    expect(second.retried.get(message.id)).toBe(300);
+
+    advance(300);
+    const third = await runConsumer([{ ...message, attempts: 4 }]);
+    expect(third.retried.size).toBe(0);
+    expect(third.acked).toEqual([message.id]);
+
+    const requests = await hook.requests();
+    expect(requests.map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2", "3"]);
+    // Every attempt sends the same bytes with the same X-Zupertry-Signature...
+    expect(new Set(requests.map((r) => r.body)).size).toBe(1);
+    expect(new Set(requests.map((r) => r.headers["x-zupertry-signature"])).size).toBe(1);
+    // ...and its own webhook-timestamp.
+    const stamps = requests.map((r) => Number(r.headers["webhook-timestamp"]));
+    expect(stamps[1]! - stamps[0]!).toBeGreaterThanOrEqual(60);
+    expect(stamps[2]! - stamps[1]!).toBeGreaterThanOrEqual(300);
+
+    const attempts = await attemptsOf(message.body.delivery_id);
+    expect(attempts.map((a) => [a.attempt, a.status_code, a.outcome, a.error])).toEqual([
+      [1, 500, "failed", "http_status"],
+      [2, 500, "failed", "http_status"],
+      [3, 200, "succeeded", null],
+    ]);
+    expect(attempts[0]!.next_attempt_at).toEqual(expect.any(Number));
+    expect(attempts[2]!.next_attempt_at).toBeNull();
+    expect(attempts.map((a) => a.request_body !== null)).toEqual([true, false, false]);
+  });
+
+  it("is failed after three failures, with no fourth attempt", async () => {
+    const { hook, message } = await setup({ replies: [{ status: 500 }] });
+    await runConsumer([message]);
+    advance(60);
+    await runConsumer([{ ...message, attempts: 2 }]);
+    advance(300);
+    const last = await runConsumer([{ ...message, attempts: 3 }]);
+    expect(last.acked).toEqual([message.id]);
+    expect(last.retried.size).toBe(0);
+
+    // Even if the queue hands the message over again, nothing more is sent.
+    advance(3600);
+    const after = await runConsumer([{ ...message, attempts: 4 }]);
+    expect(after.acked).toEqual([message.id]);
+    expect(await hook.requests()).toHaveLength(3);
+    const attempts = await attemptsOf(message.body.delivery_id);
+    expect(attempts.map((a) => a.outcome)).toEqual(["failed", "failed", "failed"]);
+    expect(attempts[2]!.next_attempt_at).toBeNull();
+  });
+
+  it("times out a receiver that does not answer within ATTEMPT_TIMEOUT_MS", async () => {
+    const { message } = await setup({ replies: [{ delayMs: 3000 }] });
+    const run = await runConsumer([message]);
+    expect(run.retried.get(message.id)).toBe(60);
+    const [attempt] = await attemptsOf(message.body.delivery_id);
+    expect(attempt).toMatchObject({ status_code: null, outcome: "failed", error: "timeout" });
+    expect(attempt!.response_time_ms).toBeGreaterThanOrEqual(900);
+    expect(attempt!.response_time_ms).toBeLessThan(3000);
+  });
+
+  it("times out a receiver that answers 200 but trickles its body past the timeout", async () => {
+    const { message } = await setup({ replies: [{ status: 200, body: "x".repeat(100), trickleMs: 300, chunks: 10 }] });
+    await runConsumer([message]);
+    const [attempt] = await attemptsOf(message.body.delivery_id);
+    expect(attempt).toMatchObject({ status_code: 200, outcome: "failed", error: "timeout" });
+  });
+
+  it("does not follow a redirect: a 302 is a failure, logged with its status", async () => {
+    const target = receiver(uniqueId("redirect-target"));
+    const { message } = await setup({ replies: [{ status: 302, headers: { location: target.url } }] });
+    const run = await runConsumer([message]);
+    expect(run.retried.get(message.id)).toBe(60);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ status_code: 302, outcome: "failed", error: "redirect" }]);
+    expect(await target.requests()).toHaveLength(0);
+  });
+
+  it("stores a huge response body cut at RESPONSE_BODY_LIMIT_BYTES and flagged truncated", async () => {
+    const { message } = await setup({ replies: [{ status: 200, bodyBytes: 5_000_000 }] });
+    await runConsumer([message]);
+    const [attempt] = await attemptsOf(message.body.delivery_id);
+    expect(attempt).toMatchObject({ outcome: "succeeded", response_truncated: 1 });
+    expect(attempt!.response_body).toHaveLength(65_536);
+  });
+
+  it("logs a network error when nothing listens", async () => {
+    const { message } = await setup();
+    message.body = { ...message.body, webhook_url: "http://127.0.0.1:9/hook" };
+    const run = await runConsumer([message]);
+    expect(run.retried.get(message.id)).toBe(60);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ status_code: null, error: "network_error" }]);
+  });
+});
+
+describe("where a delivery goes", () => {
+  it("fails at once with no_webhook_url when neither the event nor the org has a URL", async () => {
+    const { message } = await setup({ perEventUrl: false });
+    const run = await runConsumer([message]);
+    expect(run.acked).toEqual([message.id]);
+    expect(run.retried.size).toBe(0);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
+      { attempt: 1, status_code: null, outcome: "failed", error: "no_webhook_url", next_attempt_at: null, request_headers: null },
+    ]);
+  });
+
+  it("goes to the org default URL, read from its OrgSettings object", async () => {
+    const { orgId, hook, message } = await setup({ perEventUrl: false });
+    await orgSettings(env, orgId).setWebhookUrl(hook.url);
+    await runConsumer([message]);
+    expect(await hook.requests()).toHaveLength(1);
+  });
+
+  it("goes to the per-event URL over the org default", async () => {
+    const { orgId, hook, message } = await setup();
+    const orgDefault = receiver(uniqueId("default"));
+    await orgSettings(env, orgId).setWebhookUrl(orgDefault.url);
+    await runConsumer([message]);
+    expect(await hook.requests()).toHaveLength(1);
+    expect(await orgDefault.requests()).toHaveLength(0);
+  });
+
+  it("re-checks the URL rules before the attempt: a refused URL fails with invalid_url and sends nothing", async () => {
+    const { hook, message } = await setup();
+    const strictEnv = { ...env, ALLOW_INSECURE_WEBHOOK_URLS: "false" };
+    const run = await runConsumer([message], "deliveries", strictEnv);
+    expect(run.acked).toEqual([message.id]);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ error: "invalid_url", status_code: null, next_attempt_at: null }]);
+    expect(await hook.requests()).toHaveLength(0);
+  });
+});
+
+describe("at least once, never twice in the log", () => {
+  it("sends nothing for a duplicate ingest of a delivered delivery", async () => {
+    const { hook, message } = await setup();
+    await runConsumer([message]);
+    const duplicate = { id: uniqueId("msg"), body: message.body };
+    const run = await runConsumer([duplicate]);
+    expect(run.acked).toEqual([duplicate.id]);
+    expect(await hook.requests()).toHaveLength(1);
+    expect(await attemptsOf(message.body.delivery_id)).toHaveLength(1);
+  });
+
+  it("sends nothing for a duplicate ingest of a failed delivery", async () => {
+    const { hook, message } = await setup({ perEventUrl: false });
+    await runConsumer([message]); // no_webhook_url: failed
+    const duplicate = { id: uniqueId("msg"), body: { ...message.body, webhook_url: hook.url } };
+    expect((await runConsumer([duplicate])).acked).toEqual([duplicate.id]);
+    expect(await hook.requests()).toHaveLength(0);
+  });
+
+  it("lets only the owner message carry a pending delivery on", async () => {
+    const { hook, message } = await setup({ replies: [{ status: 500 }, { status: 200 }] });
+    await runConsumer([message]);
+    advance(60);
+    const duplicate = { id: uniqueId("msg"), body: message.body };
+    expect((await runConsumer([duplicate])).acked).toEqual([duplicate.id]);
+    expect(await hook.requests()).toHaveLength(1);
+    await runConsumer([{ ...message, attempts: 2 }]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.outcome)).toEqual(["failed", "succeeded"]);
+  });
+
+  it("attempts once when two messages of one delivery arrive in the same batch", async () => {
+    const { hook, message } = await setup();
+    const duplicate = { id: uniqueId("msg"), body: message.body };
+    const run = await runConsumer([message, duplicate]);
+    expect(run.acked.sort()).toEqual([message.id, duplicate.id].sort());
+    expect(await hook.requests()).toHaveLength(1);
+    expect(await attemptsOf(message.body.delivery_id)).toHaveLength(1);
+  });
+
+  it("logs an attempt once when the same message is consumed twice at the same time", async () => {
+    const { message } = await setup({ replies: [{ status: 500, delayMs: 100 }] });
+    const runs = await Promise.all([runConsumer([message]), runConsumer([message])]);
+    expect(await attemptsOf(message.body.delivery_id)).toHaveLength(1);
+    // Exactly one of the two keeps the schedule going.
+    expect(runs.filter((r) => r.retried.get(message.id) === 60)).toHaveLength(1);
+  });
+
+  it("loses nothing when a run crashes before its log write: the batch comes back and is logged once", async () => {
+    const fixtures = await Promise.all([setup(), setup(), setup()]);
+    const messages = fixtures.map((f) => f.message);
+    vi.spyOn(env.DB, "batch").mockRejectedValueOnce(new Error("D1_ERROR: simulated outage"));
+
+    const crashed = await runConsumer(messages);
+    expect(crashed.acked).toEqual([]);
+    expect([...crashed.retried.values()]).toEqual([30, 30, 30]);
+    for (const m of messages) expect(await attemptsOf(m.body.delivery_id)).toHaveLength(0);
+
+    const again = await runConsumer(messages.map((m) => ({ ...m, attempts: 2 })));
+    expect(again.acked.sort()).toEqual(messages.map((m) => m.id).sort());
+    for (const { message, hook } of fixtures) {
+      expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
+      // The receiver saw attempt 1 twice (at least once); the log shows it once.
+      expect(await hook.requests()).toHaveLength(2);
+    }
+  });
+
+  it("keeps the log consistent when a run crashes after its log write (acks lost)", async () => {
+    const { hook, message } = await setup({ replies: [{ status: 503 }, { status: 200 }] });
+    await runConsumer([message]); // logged, then pretend the retry() never reached the queue
+    const redelivered = await runConsumer([{ ...message, attempts: 2 }]);
+    expect(redelivered.retried.get(message.id)).toBeGreaterThan(55);
+    expect(await hook.requests()).toHaveLength(1);
+    advance(60);
+    await runConsumer([{ ...message, attempts: 3 }]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.attempt)).toEqual([1, 2]);
+  });
+
+  it("defers an org's messages when its settings cannot be read, and only those", async () => {
+    const healthy = await setup();
+    const broken = await setup();
+    const namespace = env.ORG_SETTINGS;
+    const faulty = {
+      ...env,
+      ORG_SETTINGS: {
+        idFromName: (name: string) => namespace.idFromName(name),
+        get: (id: DurableObjectId) =>
+          id.equals(namespace.idFromName(broken.orgId))
+            ? { getDeliverySettings: () => Promise.reject(new Error("Durable Object reset")) }
+            : namespace.get(id),
+      } as unknown as Env["ORG_SETTINGS"],
+    };
+    const run = await runConsumer([healthy.message, broken.message], "deliveries", faulty);
+    expect(run.acked).toEqual([healthy.message.id]);
+    expect(run.retried.get(broken.message.id)).toBe(30);
+    expect(await attemptsOf(broken.message.body.delivery_id)).toHaveLength(0);
+  });
+});
+
+describe("a batch", () => {
+  it("is delivered concurrently, read and written in one D1 round trip each, one settings call per org", async () => {
+    const orgId = uniqueId("org");
+    const hook = receiver(uniqueId("hook"));
+    await hook.script({ replies: [{ delayMs: 200 }] });
+    const messages = await Promise.all(
+      Array.from({ length: 5 }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
+    );
+    const batch = vi.spyOn(env.DB, "batch");
+    const prepare = vi.spyOn(env.DB, "prepare");
+    const get = vi.spyOn(env.ORG_SETTINGS, "get");
+
+    await runConsumer(messages, "deliveries", env);
+    expect(Math.max(...(await hook.requests()).map((r) => r.in_flight))).toBeGreaterThan(1);
+    expect(batch).toHaveBeenCalledOnce();
+    expect(batch.mock.calls[0]![0]).toHaveLength(5);
+    expect(prepare.mock.calls.filter(([sql]) => sql.includes("SELECT"))).toHaveLength(1);
+    expect(get).toHaveBeenCalledOnce();
+  });
+});
+
+describe("the dead-letter queue", () => {
+  async function deadLetter(message: { id: string; body: DeliveryMessage }) {
+    return runConsumer([message], "deliveries-dlq");
+  }
+
+  it("marks a delivery that never got an attempt failed with error internal", async () => {
+    const { message } = await setup();
+    const run = await deadLetter(message);
+    expect(run.acked).toEqual([]); // acked as a whole batch
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
+      { attempt: 1, outcome: "failed", error: "internal", status_code: null, next_attempt_at: null },
+    ]);
+  });
+
+  it("ends a pending delivery as failed after its last real attempt, once", async () => {
+    const { message } = await setup({ replies: [{ status: 500 }] });
+    await runConsumer([message]);
+    await deadLetter(message);
+    await deadLetter(message);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.error, a.next_attempt_at])).toEqual([
+      [1, "http_status", expect.any(Number)],
+      [2, "internal", null],
+    ]);
+  });
+
+  it("leaves a delivered delivery alone", async () => {
+    const { message } = await setup();
+    await runConsumer([message]);
+    await deadLetter(message);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
+  });
+});

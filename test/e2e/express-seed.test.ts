@@ -1,0 +1,50 @@
+import { readFileSync } from "node:fs";
+import { createHmac } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, newOrg, producerToken, seedEvent, until } from "./support/client";
+import { startExpressSeed, type SeedReceiver } from "./support/seed-receivers";
+
+// A customer who copied the seed's Express snippet gets every delivery, verified.
+
+const docs = readFileSync(new URL("../../docs/customer-webhooks.txt", import.meta.url), "utf8");
+
+describe("the seed's Express receiver", () => {
+  let org: Awaited<ReturnType<typeof newOrg>>;
+  let express: SeedReceiver;
+
+  beforeAll(async () => {
+    org = await newOrg();
+    express = await startExpressSeed(org.secret);
+    const put = await api("PUT", "/v1/webhook", org.key, { webhook_url: express.url });
+    expect(put.status).toBe(200);
+  });
+  afterAll(() => express?.stop());
+
+  it("runs the snippet exactly as the docs print it", () => {
+    const source = readFileSync(new URL("./receivers/express-seed.cjs", import.meta.url), "utf8");
+    const snippet = source.split("// ---- SEED BEGIN ----\n")[1]!.split("// ---- SEED END ----")[0]!.trim();
+    expect(docs).toContain(snippet);
+  });
+
+  it("answers 200 to a real delivery to the org default URL", async () => {
+    const res = await api("POST", "/v1/events", producerToken(), seedEvent(org.orgId));
+    expect(res.status).toBe(202);
+    const { delivery_id } = (await res.json()) as { delivery_id: string };
+    const answer = await until(() => express.answers.find((a) => a.delivery === delivery_id));
+    expect(answer).toEqual({ status: 200, delivery: delivery_id, attempt: "1" });
+  });
+
+  it("answers 200 to a job.failed delivery with non-ASCII text", async () => {
+    const event = { type: "job.failed", data: { job_id: "job_unicode_1", org_id: org.orgId, status: "failed", error: "Vertex AI returned “unexpected” output 🎨", credits_consumed: 0, created_at: "2026-03-19T10:00:00.000Z" } };
+    const res = await api("POST", "/v1/events", producerToken(), event);
+    const { delivery_id } = (await res.json()) as { delivery_id: string };
+    expect((await until(() => express.answers.find((a) => a.delivery === delivery_id))).status).toBe(200);
+  });
+
+  it("rejects a forged event with 401", async () => {
+    const body = JSON.stringify(seedEvent(org.orgId, "job_forged"));
+    const forged = createHmac("sha256", "whsec_not_the_secret").update(body).digest("hex");
+    const res = await fetch(express.url, { method: "POST", headers: { "Content-Type": "application/json", "X-Zupertry-Signature": forged }, body });
+    expect(res.status).toBe(401);
+  });
+});

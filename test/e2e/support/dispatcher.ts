@@ -1,0 +1,100 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * Runs the real dispatcher with `wrangler dev`, as a developer would, in a fresh
+ * local state directory (D1, queues, Durable Objects), with vars overridden on the
+ * command line (`--var`), never by test-only code paths.
+ */
+
+export interface Dispatcher {
+  url: string;
+  producerToken: string;
+  stop(): Promise<void>;
+  /** Everything wrangler printed so far. */
+  output(): string;
+}
+
+const root = new URL("../../../", import.meta.url).pathname;
+const wrangler = join(root, "node_modules", ".bin", "wrangler");
+
+export async function startDispatcher(vars: Record<string, string> = {}): Promise<Dispatcher> {
+  const state = mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
+  const producerToken = `e2e-${Math.random().toString(36).slice(2)}`;
+  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
+  await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state], env);
+
+  const [port, inspectorPort] = [await freePort(), await freePort()];
+  const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
+  const child = spawn(
+    wrangler,
+    [
+      "dev",
+      "--ip", "127.0.0.1",
+      "--port", String(port),
+      "--inspector-port", String(inspectorPort),
+      "--persist-to", state,
+      "--show-interactive-dev-session=false",
+      ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+    ],
+    { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let log = "";
+  child.stdout!.on("data", (d: Buffer) => (log += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${log}`);
+    try {
+      if ((await fetch(`${url}/health`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`wrangler dev did not start in 60 s:\n${log}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    url,
+    producerToken,
+    output: () => log,
+    async stop() {
+      await stopProcess(child);
+      rmSync(state, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")} failed:\n${out}`))));
+  });
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -1,0 +1,25 @@
+import type { TestProject } from "vitest/node";
+import { Receiver } from "../../support/receiver";
+import { startDispatcher } from "./dispatcher";
+
+/**
+ * One `wrangler dev` for the e2e suite, with the schedule and timeout shortened by
+ * `--var` (1 s and 2 s instead of 60 s and 300 s), and one programmable receiver.
+ */
+export const E2E_VARS = {
+  RETRY_DELAYS_SECONDS: "1,2",
+  ATTEMPT_TIMEOUT_MS: "2000",
+  ALLOW_INSECURE_WEBHOOK_URLS: "true",
+};
+
+export default async function setup(project: TestProject) {
+  const receiver = new Receiver();
+  project.provide("receiverUrl", await receiver.start());
+  const dispatcher = await startDispatcher(E2E_VARS);
+  project.provide("dispatcherUrl", dispatcher.url);
+  project.provide("producerToken", dispatcher.producerToken);
+  return async () => {
+    await dispatcher.stop();
+    await receiver.stop();
+  };
+}

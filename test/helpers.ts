@@ -1,0 +1,146 @@
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { inject, vi } from "vitest";
+import { deliveryIdFor, encodeEventBody, type DeliveryMessage, type EventType } from "../src/delivery/message";
+import worker from "../src/index";
+import type { ReceivedRequest, Scenario } from "./support/receiver-types";
+
+/** Shared by the workerd tests: the API as a client sees it, the receiver, the queue. */
+
+export const PRODUCER_TOKEN = "test-producer-token";
+export const producerAuth = { Authorization: `Bearer ${PRODUCER_TOKEN}` };
+
+/**
+ * A request to the Worker's real `fetch` handler, as a client would send it, with the
+ * test's `env` (so a test can spy on a binding such as `env.DELIVERIES`).
+ */
+export async function call(
+  method: string,
+  path: string,
+  { body, token, headers = {} }: { body?: unknown; token?: string; headers?: Record<string, string> } = {},
+): Promise<Response> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (token !== undefined) (init.headers as Record<string, string>).Authorization = `Bearer ${token}`;
+  if (body !== undefined) {
+    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)["Content-Type"] ??= "application/json";
+  }
+  return worker.fetch(new Request(`https://dispatcher.test${path}`, init), env, createExecutionContext());
+}
+
+/** Issues an org API key through the operator route. */
+export async function orgKey(orgId: string): Promise<string> {
+  const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "test" } });
+  if (res.status !== 201) throw new Error(`api key: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { key: string }).key;
+}
+
+/** A seed-shaped `job.completed` event. */
+export function jobEvent(orgId: string, jobId: string, extra: Record<string, unknown> = {}) {
+  return {
+    type: "job.completed" as EventType,
+    data: {
+      job_id: jobId,
+      workspace_id: "ws_xyz",
+      org_id: orgId,
+      status: "completed",
+      output_url: `https://storage.googleapis.com/zupertry-outputs/${jobId}.png`,
+      credits_consumed: 1,
+      created_at: "2026-03-19T10:00:00.000Z",
+      completed_at: "2026-03-19T10:00:05.231Z",
+    },
+    ...extra,
+  };
+}
+
+/** The queue message ingest would produce for an event. */
+export async function messageFor(
+  event: { type: EventType; data: { org_id: string; job_id: string } },
+  webhookUrl: string | null,
+): Promise<DeliveryMessage> {
+  return {
+    delivery_id: await deliveryIdFor(event.data.org_id, event.type, event.data.job_id),
+    org_id: event.data.org_id,
+    job_id: event.data.job_id,
+    event_type: event.type,
+    webhook_url: webhookUrl,
+    body: encodeEventBody(event.type, event.data),
+    enqueued_at: Date.now(),
+  };
+}
+
+/** One endpoint of the programmable receiver. */
+export function receiver(name: string) {
+  const base = inject("receiverUrl");
+  return {
+    url: `${base}/hook/${name}`,
+    async script(scenario: Scenario): Promise<void> {
+      await fetch(`${base}/_scenario/${name}`, { method: "PUT", body: JSON.stringify(scenario) });
+    },
+    async requests(): Promise<Array<ReceivedRequest & { text: string }>> {
+      const list = (await (await fetch(`${base}/_requests/${name}`)).json()) as ReceivedRequest[];
+      return list.map((r) => ({ ...r, text: new TextDecoder().decode(Uint8Array.from(atob(r.body), (ch) => ch.charCodeAt(0))) }));
+    },
+  };
+}
+
+export interface ConsumerRun {
+  acked: string[];
+  /** Message id → the delaySeconds it was retried with. */
+  retried: Map<string, number | undefined>;
+}
+
+/**
+ * Runs the real queue handler on messages, as the queue would deliver them:
+ * `{ id, attempts }` lets a test deliver the same message again.
+ */
+export async function runConsumer(
+  messages: Array<{ id: string; body: DeliveryMessage; attempts?: number }>,
+  queue = "deliveries",
+  runEnv: Env = env,
+): Promise<ConsumerRun> {
+  const batch = createMessageBatch<DeliveryMessage>(
+    queue,
+    messages.map((m) => ({ id: m.id, body: m.body, attempts: m.attempts ?? 1, timestamp: new Date() })),
+  );
+  const retried = new Map<string, number | undefined>();
+  for (const message of batch.messages) {
+    const retry = message.retry.bind(message);
+    vi.spyOn(message, "retry").mockImplementation((options) => {
+      retried.set(message.id, options?.delaySeconds);
+      retry(options);
+    });
+  }
+  const ctx = createExecutionContext();
+  await worker.queue(batch, runEnv);
+  const result = await getQueueResult(batch, ctx);
+  return { acked: result.explicitAcks, retried };
+}
+
+export interface AttemptRow {
+  delivery_id: string;
+  attempt: number;
+  org_id: string;
+  status_code: number | null;
+  outcome: string;
+  error: string | null;
+  next_attempt_at: number | null;
+  response_time_ms: number;
+  request_headers: string | null;
+  request_body: string | null;
+  response_body: string | null;
+  response_truncated: number;
+  url: string | null;
+}
+
+/** The logged attempts of a delivery, in order. */
+export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
+  const { results } = await env.DB.prepare("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY attempt")
+    .bind(deliveryId)
+    .run<AttemptRow>();
+  return results;
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}

@@ -1,0 +1,222 @@
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
+import { deliveryIdFor, type DeliveryMessage } from "../src/delivery/message";
+import { call, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId } from "./helpers";
+
+const hook = receiver("ingest");
+let sendBatch: MockInstance<Queue["sendBatch"]>;
+
+beforeEach(() => {
+  sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch");
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const sentMessages = () =>
+  sendBatch.mock.calls.flatMap(([batch]) => [...batch].map((m) => m.body as DeliveryMessage));
+
+describe("POST /v1/events", () => {
+  it("queues the event and answers 202 with its delivery id", async () => {
+    const event = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
+    const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: event });
+
+    expect(res.status).toBe(202);
+    const deliveryId = await deliveryIdFor("org_ingest", "job.completed", event.data.job_id);
+    expect(await res.json()).toEqual({ delivery_id: deliveryId, status: "queued" });
+    expect(sendBatch).toHaveBeenCalledOnce();
+    expect([...sendBatch.mock.calls[0]![0]][0]!.contentType).toBe("v8");
+    const [message] = sentMessages();
+    expect(message).toMatchObject({ delivery_id: deliveryId, org_id: "org_ingest", job_id: event.data.job_id, event_type: "job.completed", webhook_url: hook.url });
+    // The body is serialised once, here, as the receiver will get it.
+    expect(new TextDecoder().decode(message!.body)).toBe(JSON.stringify({ type: event.type, data: event.data }));
+  });
+
+  it("passes data through as sent: unknown fields, nesting and key order", async () => {
+    const data = { workspace_id: "ws_1", job_id: uniqueId("job"), "2": "numeric key", nested: { b: 1, a: [true, null] }, org_id: "org_ingest", error: "Vertex AI returned an unexpected response format" };
+    const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: { type: "job.failed", data, webhook_url: hook.url } });
+    expect(res.status).toBe(202);
+    expect(new TextDecoder().decode(sentMessages()[0]!.body)).toBe(JSON.stringify({ type: "job.failed", data: JSON.parse(JSON.stringify(data)) }));
+  });
+
+  it("gives a retried event the same delivery id and sends it only once", async () => {
+    const event = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
+    const first = (await (await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: event })).json()) as { delivery_id: string };
+    const again = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: event });
+    expect(again.status).toBe(202);
+    expect(await again.json()).toEqual({ delivery_id: first.delivery_id, status: "queued", duplicate: true });
+    expect(sendBatch).toHaveBeenCalledOnce();
+  });
+
+  it("gives job.completed and job.failed of one job different ids, and the same job in two orgs too", async () => {
+    const jobId = uniqueId("job");
+    const ids = new Set([
+      await deliveryIdFor("org_a", "job.completed", jobId),
+      await deliveryIdFor("org_a", "job.failed", jobId),
+      await deliveryIdFor("org_b", "job.completed", jobId),
+    ]);
+    expect(ids.size).toBe(3);
+  });
+
+  it("accepts a body of exactly 65,536 bytes and refuses one byte more with 413", async () => {
+    const base = JSON.stringify(jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url }));
+    const padded = (size: number) => {
+      const event = JSON.parse(base);
+      event.data.padding = "";
+      event.data.padding = "x".repeat(size - JSON.stringify(event).length);
+      return JSON.stringify(event);
+    };
+    const exact = padded(65_536);
+    expect(new TextEncoder().encode(exact).byteLength).toBe(65_536);
+    expect((await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: exact })).status).toBe(202);
+    const over = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: padded(65_537) });
+    expect(over.status).toBe(413);
+    expect(await over.json()).toMatchObject({ error: { code: "payload_too_large" } });
+    expect(sendBatch).toHaveBeenCalledOnce();
+  });
+});
+
+describe("bad input to POST /v1/events answers a JSON error and queues nothing", () => {
+  const valid = () => jobEvent("org_ingest", uniqueId("job"));
+  const withData = (patch: Record<string, unknown>) => {
+    const event = valid();
+    return { ...event, data: { ...event.data, ...patch } };
+  };
+  const cases: Array<[string, { body?: unknown; token?: string; headers?: Record<string, string> }, number, string]> = [
+    ["no credentials", { body: valid() }, 401, "unauthorized"],
+    ["a Basic header", { body: valid(), headers: { Authorization: "Basic dXNlcjpwYXNz" } }, 401, "unauthorized"],
+    ["an empty Bearer", { body: valid(), headers: { Authorization: "Bearer " } }, 401, "unauthorized"],
+    ["a wrong token", { body: valid(), token: "not-the-token" }, 401, "unauthorized"],
+    ["a token with the right prefix", { body: valid(), token: `${PRODUCER_TOKEN}x` }, 401, "unauthorized"],
+    ["text/plain", { body: JSON.stringify(valid()), token: PRODUCER_TOKEN, headers: { "Content-Type": "text/plain" } }, 415, "unsupported_media_type"],
+    ["form data", { body: "type=job.completed", token: PRODUCER_TOKEN, headers: { "Content-Type": "application/x-www-form-urlencoded" } }, 415, "unsupported_media_type"],
+    ["no body", { token: PRODUCER_TOKEN, headers: { "Content-Type": "application/json" } }, 400, "invalid_json"],
+    ["broken JSON", { body: '{"type": "job.completed",', token: PRODUCER_TOKEN }, 400, "invalid_json"],
+    ["a JSON array", { body: [valid()], token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a JSON string", { body: '"job.completed"', token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["no type", { body: { data: valid().data }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["an unknown type", { body: { ...valid(), type: "job.started" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["no data", { body: { type: "job.completed" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["data as a string", { body: { type: "job.completed", data: "job_1" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["no job_id", { body: withData({ job_id: undefined }), token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["no org_id", { body: withData({ org_id: undefined }), token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a numeric job_id", { body: withData({ job_id: 123 }), token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["an org_id with a slash", { body: withData({ org_id: "org/../x" }), token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["an empty org_id", { body: withData({ org_id: "" }), token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a 129-character job_id", { body: withData({ job_id: "j".repeat(129) }), token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["an unknown top-level field", { body: { ...valid(), webhookUrl: "https://x.example" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a private webhook_url", { body: { ...valid(), webhook_url: "https://10.0.0.1/hook" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a metadata webhook_url", { body: { ...valid(), webhook_url: "http://169.254.169.254/latest" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a non-URL webhook_url", { body: { ...valid(), webhook_url: "your-app.com/hook" }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a numeric webhook_url", { body: { ...valid(), webhook_url: 42 }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a 2049-character webhook_url", { body: { ...valid(), webhook_url: `https://x.example/${"a".repeat(2031)}` }, token: PRODUCER_TOKEN }, 400, "invalid_request"],
+    ["a body over 64 KiB", { body: withData({ padding: "x".repeat(70_000) }), token: PRODUCER_TOKEN }, 413, "payload_too_large"],
+  ];
+
+  it.each(cases)("%s → %i %s", async (_name, request, status, code) => {
+    const res = await call("POST", "/v1/events", request);
+    expect(res.status).toBe(status);
+    expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe(code);
+    expect(body.error.message).toEqual(expect.any(String));
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it("refuses an org API key on the producer route", async () => {
+    const res = await call("POST", "/v1/events", { body: valid(), token: await orgKey("org_ingest") });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "unauthorized" } });
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it("reports schema misses with the zod issues in details", async () => {
+    const res = await call("POST", "/v1/events", { body: withData({ job_id: undefined }), token: PRODUCER_TOKEN });
+    const body = (await res.json()) as { error: { details: Array<{ path: unknown[] }> } };
+    expect(body.error.details).toContainEqual(expect.objectContaining({ path: ["data", "job_id"] }));
+  });
+});
+
+describe("POST /v1/events/batch", () => {
+  it("queues the valid events and reports each invalid one by index", async () => {
+    const events = [
+      jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url }),
+      { type: "job.started", data: {} },
+      jobEvent("org_ingest", uniqueId("job"), { webhook_url: "https://192.168.0.1/" }),
+      jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url }),
+    ];
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
+    expect(res.status).toBe(202);
+    const { results } = (await res.json()) as { results: Array<Record<string, unknown>> };
+    expect(results).toEqual([
+      { index: 0, delivery_id: expect.stringMatching(/^dlv_/), status: "queued" },
+      { index: 1, error: expect.objectContaining({ code: "invalid_request" }) },
+      { index: 2, error: expect.objectContaining({ code: "invalid_request", message: expect.stringContaining("private") }) },
+      { index: 3, delivery_id: expect.stringMatching(/^dlv_/), status: "queued" },
+    ]);
+    expect(sentMessages().map((m) => m.delivery_id)).toEqual([results[0]!.delivery_id, results[3]!.delivery_id]);
+  });
+
+  it("sends an event repeated inside one batch once", async () => {
+    const event = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: [event, event] } });
+    const { results } = (await res.json()) as { results: Array<Record<string, unknown>> };
+    expect(results[1]).toEqual({ index: 1, delivery_id: results[0]!.delivery_id, status: "queued", duplicate: true });
+    expect(sentMessages()).toHaveLength(1);
+  });
+
+  it("accepts 100 events and refuses 101", async () => {
+    const events = (n: number) => Array.from({ length: n }, () => jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url }));
+    const ok = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(100) } });
+    expect(ok.status).toBe(202);
+    expect(sentMessages()).toHaveLength(100);
+    sendBatch.mockClear();
+    const tooMany = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(101) } });
+    expect(tooMany.status).toBe(400);
+    expect(await tooMany.json()).toMatchObject({ error: { code: "invalid_request" } });
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it("splits large batches into sendBatch calls under 256 KB", async () => {
+    const events = Array.from({ length: 10 }, () => {
+      const event = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
+      return { ...event, data: { ...event.data, padding: "x".repeat(60_000) } };
+    });
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
+    expect(res.status).toBe(202);
+    expect(sentMessages()).toHaveLength(10);
+    for (const [chunk] of sendBatch.mock.calls) {
+      const bytes = [...chunk].reduce((sum, m) => sum + (m.body as DeliveryMessage).body.byteLength, 0);
+      expect(bytes).toBeLessThanOrEqual(256_000);
+    }
+    expect(sendBatch.mock.calls.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it("answers 400 with the results when no event could be queued", async () => {
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: [{ type: "nope" }, 42] } });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({
+      error: { code: "invalid_request" },
+      results: [{ index: 0, error: { code: "invalid_request" } }, { index: 1, error: { code: "invalid_request" } }],
+    });
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ["no events", { events: [] }],
+    ["events not an array", { events: {} }],
+    ["an unknown field", { events: [jobEvent("org_ingest", "job_1")], extra: 1 }],
+  ])("refuses %s with 400", async (_name, body) => {
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: "invalid_request" } });
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+
+  it("refuses a body over 1 MiB with 413", async () => {
+    const events = Array.from({ length: 20 }, () => ({ ...jobEvent("org_ingest", uniqueId("job")), padding: "x".repeat(60_000) }));
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
+    expect(res.status).toBe(413);
+    expect(sendBatch).not.toHaveBeenCalled();
+  });
+});

@@ -1,0 +1,147 @@
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { orgSettings, PREVIOUS_SECRET_GRACE_MS } from "../src/org/org-settings";
+import { call, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("POST /v1/orgs/{org_id}/api-keys", () => {
+  it("issues a zk_ key once and stores only its hash", async () => {
+    const orgId = uniqueId("org");
+    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "ci" } });
+    expect(res.status).toBe(201);
+    const created = (await res.json()) as { id: string; key: string; org_id: string; name: string; created_at: string };
+    expect(created).toEqual({ id: expect.stringMatching(/^key_/), key: expect.stringMatching(/^zk_[A-Za-z0-9_-]{43}$/), org_id: orgId, name: "ci", created_at: expect.any(String) });
+    const { results } = await env.DB.prepare("SELECT * FROM api_keys WHERE id = ?").bind(created.id).run();
+    expect(JSON.stringify(results)).not.toContain(created.key);
+    expect(results[0]).toMatchObject({ org_id: orgId, key_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  });
+
+  it("accepts a request without a body", async () => {
+    const res = await call("POST", `/v1/orgs/${uniqueId("org")}/api-keys`, { token: PRODUCER_TOKEN });
+    expect(res.status).toBe(201);
+    expect(await res.json()).toMatchObject({ name: null });
+  });
+
+  it.each([
+    ["no credentials", undefined, "org_x", 401],
+    ["a wrong token", "nope", "org_x", 401],
+    ["a bad org id", PRODUCER_TOKEN, "org%20x", 400],
+  ])("refuses %s", async (_name, token, orgId, status) => {
+    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token, body: {} });
+    expect(res.status).toBe(status);
+    expect(await res.json()).toMatchObject({ error: { code: status === 401 ? "unauthorized" : "invalid_request" } });
+  });
+
+  it("refuses an org API key: issuing keys is for operators", async () => {
+    const orgId = uniqueId("org");
+    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: await orgKey(orgId), body: {} });
+    expect(res.status).toBe(401);
+  });
+});
+
+describe("DELETE /v1/orgs/{org_id}/api-keys/{id}", () => {
+  it("revokes a key: it answers 401 from the next request on", async () => {
+    const orgId = uniqueId("org");
+    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} });
+    const { id, key } = (await res.json()) as { id: string; key: string };
+    expect((await call("GET", "/v1/webhook", { token: key })).status).toBe(200);
+
+    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${id}`, { token: PRODUCER_TOKEN })).status).toBe(204);
+    const after = await call("GET", "/v1/webhook", { token: key });
+    expect(after.status).toBe(401);
+    expect(await after.json()).toMatchObject({ error: { code: "unauthorized" } });
+    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${id}`, { token: PRODUCER_TOKEN })).status).toBe(404);
+  });
+
+  it("does not revoke another org's key through this org's path", async () => {
+    const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
+    const res = await call("POST", `/v1/orgs/${orgB}/api-keys`, { token: PRODUCER_TOKEN, body: {} });
+    const { id, key } = (await res.json()) as { id: string; key: string };
+    const attempt = await call("DELETE", `/v1/orgs/${orgA}/api-keys/${id}`, { token: PRODUCER_TOKEN });
+    expect(attempt.status).toBe(404);
+    expect((await call("GET", "/v1/webhook", { token: key })).status).toBe(200);
+  });
+});
+
+describe("GET and PUT /v1/webhook", () => {
+  it("creates the signing secret on first read and keeps it", async () => {
+    const key = await orgKey(uniqueId("org"));
+    const first = await call("GET", "/v1/webhook", { token: key });
+    expect(first.status).toBe(200);
+    const settings = (await first.json()) as { signing_secret: string };
+    expect(settings).toEqual({ webhook_url: null, signing_secret: expect.stringMatching(/^whsec_/), secret_rotated_at: null });
+    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toEqual(settings);
+  });
+
+  it("sets, shows and clears the org default URL", async () => {
+    const key = await orgKey(uniqueId("org"));
+    const put = await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://your-app.com/webhooks/zupertry" } });
+    expect(put.status).toBe(200);
+    expect(await put.json()).toMatchObject({ webhook_url: "https://your-app.com/webhooks/zupertry", signing_secret: expect.stringMatching(/^whsec_/) });
+    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toMatchObject({ webhook_url: "https://your-app.com/webhooks/zupertry" });
+    const cleared = await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: null } });
+    expect(await cleared.json()).toMatchObject({ webhook_url: null });
+  });
+
+  it.each([
+    ["a private address", { webhook_url: "https://10.1.2.3/hook" }, "invalid_request", 400],
+    ["the metadata address", { webhook_url: "http://169.254.169.254/" }, "invalid_request", 400],
+    ["user info", { webhook_url: "https://u:p@your-app.com/" }, "invalid_request", 400],
+    ["not a URL", { webhook_url: "your-app.com" }, "invalid_request", 400],
+    ["a number", { webhook_url: 5 }, "invalid_request", 400],
+    ["a missing field", {}, "invalid_request", 400],
+    ["broken JSON", "{", "invalid_json", 400],
+  ])("refuses %s and changes nothing", async (_name, body, code, status) => {
+    const key = await orgKey(uniqueId("org"));
+    await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://your-app.com/hook" } });
+    const res = await call("PUT", "/v1/webhook", { token: key, body });
+    expect(res.status).toBe(status);
+    expect(await res.json()).toMatchObject({ error: { code } });
+    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toMatchObject({ webhook_url: "https://your-app.com/hook" });
+  });
+
+  it("keeps each org's settings to itself", async () => {
+    const [keyA, keyB] = [await orgKey(uniqueId("org")), await orgKey(uniqueId("org"))];
+    await call("PUT", "/v1/webhook", { token: keyA, body: { webhook_url: "https://a.example/hook" } });
+    const a = (await (await call("GET", "/v1/webhook", { token: keyA })).json()) as { signing_secret: string };
+    const b = (await (await call("GET", "/v1/webhook", { token: keyB })).json()) as { webhook_url: string | null; signing_secret: string };
+    expect(b.webhook_url).toBeNull();
+    expect(b.signing_secret).not.toBe(a.signing_secret);
+  });
+
+  it.each([
+    ["no credentials", undefined],
+    ["the producer token", PRODUCER_TOKEN],
+    ["an unknown key", "zk_unknownunknownunknownunknownunknownunknown1"],
+  ])("answers 401 to %s", async (_name, token) => {
+    const res = await call("GET", "/v1/webhook", { token });
+    expect(res.status).toBe(401);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ error: { code: "unauthorized" } });
+    expect(text).not.toContain("whsec_");
+  });
+});
+
+describe("the OrgSettings Durable Object", () => {
+  it("rotates the secret and keeps the previous one valid for webhook-signature for 24 h", async () => {
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    const org = orgSettings(env, uniqueId("org"));
+    const before = await org.getWebhook();
+    const rotated = await org.rotateSecret();
+    expect(rotated.signing_secret).not.toBe(before.signing_secret);
+    expect(rotated.secret_rotated_at).toEqual(expect.any(String));
+    expect(await org.getDeliverySettings()).toMatchObject({ signing_secrets: [rotated.signing_secret, before.signing_secret] });
+
+    vi.setSystemTime(Date.now() + PREVIOUS_SECRET_GRACE_MS + 1000);
+    expect(await org.getDeliverySettings()).toMatchObject({ signing_secrets: [rotated.signing_secret] });
+  });
+
+  it("enforces the URL rules itself, whoever calls it", async () => {
+    const org = orgSettings(env, uniqueId("org"));
+    expect(await org.setWebhookUrl("https://192.168.1.10/hook")).toMatchObject({ ok: false, reason: expect.stringContaining("private") });
+    expect((await org.getDeliverySettings()).webhook_url).toBeNull();
+  });
+});

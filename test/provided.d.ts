@@ -1,0 +1,8 @@
+// Values the Node-side global setup hands to tests (`inject(...)`).
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Base URL of the programmable receiver (test/support/receiver.ts). */
+    receiverUrl: string;
+  }
+}
+export {};

@@ -1,0 +1,52 @@
+import { createScheduledController } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, expect, it, vi } from "vitest";
+import worker from "../src/index";
+import { attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const DAY = 86_400_000;
+
+/** Delivers one event at a moment `daysAgo` in the past (to no URL at all with `url: null`). */
+async function deliveredDaysAgo(daysAgo: number, orgId: string, replies: Array<{ status: number }> = [{ status: 200 }], url?: null) {
+  vi.setSystemTime(Date.now() - daysAgo * DAY);
+  const hook = receiver(uniqueId("retention"));
+  await hook.script({ replies });
+  const message = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), url === null ? null : hook.url) };
+  await runConsumer([message]);
+  vi.setSystemTime(Date.now() + daysAgo * DAY);
+  return message;
+}
+
+it("deletes finished deliveries older than LOG_RETENTION_DAYS, with all their attempts, and keeps the rest", async () => {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+  const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
+  const old = await deliveredDaysAgo(31, orgA);
+  const oldFailed = await deliveredDaysAgo(45, orgB, [{ status: 500 }]);
+  const recent = await deliveredDaysAgo(29, orgA);
+  const today = await deliveredDaysAgo(0, orgB);
+
+  const controller = createScheduledController({ scheduledTime: Date.now(), cron: "17 3 * * *" });
+  await worker.scheduled(controller, env);
+
+  expect(await attemptsOf(old.body.delivery_id)).toHaveLength(0);
+  expect(await attemptsOf(oldFailed.body.delivery_id)).toHaveLength(0);
+  expect(await attemptsOf(recent.body.delivery_id)).toHaveLength(1);
+  expect(await attemptsOf(today.body.delivery_id)).toHaveLength(1);
+});
+
+it("keeps an old delivery whose latest attempt is recent", async () => {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+  const orgId = uniqueId("org");
+  const message = await deliveredDaysAgo(40, orgId, [], null); // failed: no_webhook_url
+  // The customer sets a URL and redelivers it today.
+  const hook = receiver(uniqueId("retention"));
+  await runConsumer([{ id: uniqueId("msg"), body: { ...message.body, webhook_url: hook.url, redeliver_after: 1 } }]);
+  expect(await attemptsOf(message.body.delivery_id)).toHaveLength(2);
+
+  await worker.scheduled(createScheduledController({ scheduledTime: Date.now() }), env);
+  expect(await attemptsOf(message.body.delivery_id)).toHaveLength(2);
+});

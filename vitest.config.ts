@@ -1,0 +1,36 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+
+/**
+ * Unit and integration tests, inside workerd with the real bindings of wrangler.toml
+ * (D1, the queues, the OrgSettings Durable Object). The end-to-end suite against
+ * `wrangler dev` has its own config: vitest.e2e.config.ts.
+ */
+export default defineConfig(async () => ({
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: "./wrangler.toml" },
+      miniflare: {
+        // `exports.default.queue()` in tests (experimental, test-only flag).
+        compatibilityFlags: ["service_binding_extra_handlers"],
+        bindings: {
+          TEST_MIGRATIONS: await readD1Migrations("migrations"),
+          PRODUCER_TOKEN: "test-producer-token",
+          // The test receiver is a Node server on 127.0.0.1.
+          ALLOW_INSECURE_WEBHOOK_URLS: "true",
+          ATTEMPT_TIMEOUT_MS: "1000",
+        },
+        // Messages sent through the real queue reach the consumer quickly.
+        queueConsumers: { deliveries: { maxBatchTimeout: 0.05 } },
+      },
+    }),
+  ],
+  test: {
+    include: ["test/**/*.test.ts"],
+    exclude: ["test/e2e/**"],
+    setupFiles: ["./test/apply-migrations.ts"],
+    globalSetup: ["./test/support/global-setup.ts"],
+    // The Worker logs a JSON line per batch; show it only for failing tests.
+    silent: "passed-only",
+  },
+}));
