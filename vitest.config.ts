@@ -31,6 +31,6 @@ export default defineConfig(async () => ({
     setupFiles: ["./test/apply-migrations.ts"],
     globalSetup: ["./test/support/global-setup.ts"],
     // The Worker logs a JSON line per batch; show it only for failing tests.
-    silent: "passed-only",
+    silent: "passed-only" as const,
   },
 }));

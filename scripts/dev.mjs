@@ -2,7 +2,8 @@
 // `npm run dev`: the dispatcher on http://127.0.0.1:8787 with everything local.
 //   1. .dev.vars from .dev.vars.example when missing (a dev producer token, no real secret);
 //   2. local D1 migrations applied (idempotent);
-//   3. `wrangler dev` (D1, queues and Durable Objects simulated in .wrangler/state).
+//   3. `wrangler dev` (D1, queues and Durable Objects simulated in .wrangler/state), with
+//      ALLOW_INSECURE_WEBHOOK_URLS=true so receivers on http://127.0.0.1 work.
 // Extra arguments go to `wrangler dev`, e.g. `npm run dev -- --var RETRY_DELAYS_SECONDS:5,10`.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync } from "node:fs";
@@ -17,5 +18,5 @@ const wrangler = (args, stdio = "inherit") => spawnSync("npx", ["wrangler", ...a
 // No terminal on stdin: wrangler applies local migrations without asking.
 const migrated = wrangler(["d1", "migrations", "apply", "DB", "--local"], ["ignore", "inherit", "inherit"]);
 if (migrated.status !== 0) process.exit(migrated.status ?? 1);
-const dev = wrangler(["dev", "--ip", "127.0.0.1", "--port", "8787", ...process.argv.slice(2)]);
+const dev = wrangler(["dev", "--ip", "127.0.0.1", "--port", "8787", "--var", "ALLOW_INSECURE_WEBHOOK_URLS:true", ...process.argv.slice(2)]);
 process.exit(dev.status ?? 0);
