@@ -30,7 +30,9 @@ export default defineConfig(async () => ({
     exclude: ["test/e2e/**"],
     setupFiles: ["./test/apply-migrations.ts"],
     globalSetup: ["./test/support/global-setup.ts"],
-    // The Worker logs a JSON line per batch; show it only for failing tests.
+    // The Worker logs a JSON line per batch; show logs only for failing tests, and
+    // never the routine batch summaries.
     silent: "passed-only" as const,
+    onConsoleLog: (log: string) => !log.includes('"event":"deliveries.batch"'),
   },
 }));

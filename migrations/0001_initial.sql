@@ -42,8 +42,9 @@ CREATE TABLE attempts (
   CHECK (attempt = 1 OR event_webhook_url IS NULL)
 ) WITHOUT ROWID;
 
--- The org's log, newest first (every list query and the cursor).
-CREATE INDEX attempts_by_org ON attempts (org_id, attempted_at DESC);
+-- The org's log by time (with the primary key appended: a total order). Lists read it
+-- backwards, newest first, so the index order is the page order and nothing is sorted.
+CREATE INDEX attempts_by_org ON attempts (org_id, attempted_at);
 -- Failed attempts only: `outcome=failed` stays an index search even when failures are
 -- rare, and successful deliveries pay nothing for it.
-CREATE INDEX attempts_failed_by_org ON attempts (org_id, attempted_at DESC) WHERE outcome = 'failed';
+CREATE INDEX attempts_failed_by_org ON attempts (org_id, attempted_at) WHERE outcome = 'failed';

@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { createApiKey, revokeApiKey } from "../store/api-keys";
-import { requireProducer } from "./auth";
+import { PRODUCER_401, producerRoute, requireProducer } from "./auth";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { IdSchema } from "./events";
 import { jsonBody, type JsonBodyVariables } from "./json-body";
@@ -14,7 +14,7 @@ const createKey = createRoute({
   path: "/v1/orgs/{org_id}/api-keys",
   summary: "Issue an org API key (the key is shown only in this answer)",
   tags: ["Operator"],
-  security: [{ producerToken: [] }],
+  ...producerRoute,
   middleware: [requireProducer, ...jsonBody(4096, { optional: true })] as const,
   request: {
     params: OrgParams,
@@ -43,7 +43,7 @@ const createKey = createRoute({
       },
     },
     400: errorResponseSpec("Bad org id or body"),
-    401: errorResponseSpec("Missing or wrong producer token"),
+    401: PRODUCER_401,
     415: errorResponseSpec("Body is not `application/json`"),
   },
 });
@@ -53,12 +53,11 @@ const deleteKey = createRoute({
   path: "/v1/orgs/{org_id}/api-keys/{id}",
   summary: "Revoke an org API key; it answers 401 from the next request on",
   tags: ["Operator"],
-  security: [{ producerToken: [] }],
-  middleware: [requireProducer] as const,
+  ...producerRoute,
   request: { params: OrgParams.extend({ id: z.string().max(64).openapi({ param: { name: "id", in: "path" } }) }) },
   responses: {
     204: { description: "Revoked" },
-    401: errorResponseSpec("Missing or wrong producer token"),
+    401: PRODUCER_401,
     404: errorResponseSpec("No such active key in this org"),
   },
 });

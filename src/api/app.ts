@@ -1,8 +1,11 @@
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { swaggerUI } from "@hono/swagger-ui";
 import { apiKeys } from "./api-keys";
 import { notFound, onError, validationHook } from "./errors";
+import { deliveries } from "./deliveries";
 import { events } from "./events";
 import { webhook } from "./webhook";
+import { webhookLogs } from "./webhook-logs";
 
 /**
  * The HTTP surface: one router per resource, mounted here, plus `/health` and the
@@ -10,10 +13,21 @@ import { webhook } from "./webhook";
  */
 export const app = new OpenAPIHono<{ Bindings: Env }>({ defaultHook: validationHook });
 
-app.get("/health", (c) => c.json({ status: "ok" }));
+app.openapi(
+  createRoute({
+    method: "get",
+    path: "/health",
+    summary: "Liveness",
+    tags: ["Meta"],
+    responses: { 200: { description: "Up", content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } } } },
+  }),
+  (c) => c.json({ status: "ok" as const }, 200),
+);
 app.route("/", events);
 app.route("/", apiKeys);
 app.route("/", webhook);
+app.route("/", webhookLogs);
+app.route("/", deliveries);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "producerToken", {
   type: "http",
@@ -34,6 +48,9 @@ app.doc31("/openapi.json", {
     description: "Signed webhook delivery for Zupertry job events.",
   },
 });
+
+// A readable reference, rendered in the browser from /openapi.json.
+app.get("/docs", swaggerUI({ url: "/openapi.json", title: "zupertry-webhooks API" }));
 
 app.onError(onError);
 app.notFound(notFound);

@@ -2,7 +2,7 @@ import { bearerAuth } from "hono/bearer-auth";
 import { timingSafeEqual } from "hono/utils/buffer";
 import type { Context } from "hono";
 import { findOrgIdByKey, ORG_KEY_PREFIX } from "../store/api-keys";
-import { ApiError, errorResponse } from "./errors";
+import { ApiError, errorResponse, errorResponseSpec } from "./errors";
 
 /**
  * The two credentials of DESIGN.md, both `Authorization: Bearer …`:
@@ -48,3 +48,12 @@ export const requireOrgKey = bearerAuth({
   invalidAuthenticationHeader: { message: MALFORMED },
   invalidToken: { message: unauthorized("invalid or revoked org API key (the producer token does not work here)") },
 });
+
+/** The OpenAPI side of each credential: spread into `createRoute`, with its 401 answer. */
+export const producerRoute = {
+  security: [{ producerToken: [] }],
+  middleware: [requireProducer] as [typeof requireProducer],
+};
+export const orgKeyRoute = { security: [{ orgKey: [] }], middleware: [requireOrgKey] as [typeof requireOrgKey] };
+export const PRODUCER_401 = errorResponseSpec("Missing or wrong producer token");
+export const ORG_KEY_401 = errorResponseSpec("Missing, invalid or revoked org API key");

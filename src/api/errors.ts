@@ -50,6 +50,15 @@ export class ApiError extends Error {
   ) {
     super(message);
   }
+
+  body(): ErrorBody {
+    return errorBody(this.code, this.message, this.details);
+  }
+}
+
+/** A webhook URL the rules refuse (src/org/webhook-url.ts), as a 400 naming the field. */
+export function invalidWebhookUrl(reason: string): ApiError {
+  return new ApiError(400, "invalid_request", reason, [{ path: ["webhook_url"], code: "invalid_url", message: reason }]);
 }
 
 export function errorBody(code: ErrorCode, message: string, details?: unknown): ErrorBody {
@@ -81,7 +90,7 @@ const HTTP_EXCEPTION_CODES: Partial<Record<number, ErrorCode>> = {
 };
 
 export const onError: ErrorHandler = (err, c) => {
-  if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, err.details), err.status);
+  if (err instanceof ApiError) return c.json(err.body(), err.status);
   if (err instanceof HTTPException) {
     // Middleware that answers with its own Response (ours build JSON ones) keep it.
     if (err.res?.headers.get("content-type")?.startsWith("application/json")) return err.getResponse();

@@ -1,16 +1,10 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { readConfig, type Config } from "../config";
 import { enqueueDeliveries } from "../delivery/enqueue";
-import {
-  deliveryIdFor,
-  encodeEventBody,
-  EVENT_TYPES,
-  MAX_BODY_BYTES,
-  type DeliveryMessage,
-} from "../delivery/message";
+import { EVENT_TYPES, MAX_BODY_BYTES, newDeliveryMessage, type DeliveryMessage } from "../delivery/message";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
-import { requireProducer } from "./auth";
-import { ErrorSchema, errorResponseSpec, issueDetails, validationHook, type ErrorBody } from "./errors";
+import { PRODUCER_401, producerRoute, requireProducer } from "./auth";
+import { ApiError, ErrorSchema, errorResponseSpec, invalidWebhookUrl, issueDetails, validationHook } from "./errors";
 import { jsonBody, type JsonBodyVariables } from "./json-body";
 import { RecentDeliveries } from "./recent-deliveries";
 
@@ -72,7 +66,11 @@ const BatchResultSchema = z
 const BatchInputSchema = z
   .strictObject({
     events: z
-      .array(z.unknown().openapi({ description: "An EventInput; each is checked on its own." }))
+      .array(
+        // Documented as EventInput, validated one by one in the handler so that one bad
+        // event is reported in `results` instead of failing the batch.
+        z.unknown().openapi({ allOf: [{ $ref: "#/components/schemas/EventInput" }], description: "Each event is checked on its own." }),
+      )
       .min(1)
       .max(100),
   })
@@ -81,7 +79,7 @@ const BatchInputSchema = z
 const BatchOutputSchema = z.object({ results: z.array(BatchResultSchema) }).openapi("EventBatchResults");
 
 const ingestErrors = {
-  401: errorResponseSpec("Missing or wrong producer token"),
+  401: PRODUCER_401,
   413: errorResponseSpec("Body too large"),
   415: errorResponseSpec("Body is not `application/json`"),
 };
@@ -91,7 +89,7 @@ const postEvent = createRoute({
   path: "/v1/events",
   summary: "Queue one job event for delivery",
   tags: ["Producer"],
-  security: [{ producerToken: [] }],
+  ...producerRoute,
   middleware: [requireProducer, ...jsonBody(MAX_BODY_BYTES)] as const,
   request: { body: { required: true, content: { "application/json": { schema: EventInputSchema } } } },
   responses: {
@@ -106,7 +104,7 @@ const postEventBatch = createRoute({
   path: "/v1/events/batch",
   summary: "Queue up to 100 job events; invalid ones are reported without failing the rest",
   tags: ["Producer"],
-  security: [{ producerToken: [] }],
+  ...producerRoute,
   middleware: [requireProducer, ...jsonBody(1_048_576)] as const,
   request: { body: { required: true, content: { "application/json": { schema: BatchInputSchema } } } },
   responses: {
@@ -121,48 +119,31 @@ const postEventBatch = createRoute({
 
 const recent = new RecentDeliveries();
 
-type Prepared = { ok: true; message: DeliveryMessage } | { ok: false; error: ErrorBody["error"]; status: 400 | 413 };
+type Prepared = { ok: true; message: DeliveryMessage } | { ok: false; error: ApiError };
 
 /** Turns a valid event into its queue message: URL rules, body serialised once, id. */
 async function prepare(event: EventInput, raw: { data: unknown }, config: Config, now: number): Promise<Prepared> {
   const webhookUrl = event.webhook_url ?? null;
   if (webhookUrl !== null) {
     const check = checkWebhookUrl(webhookUrl, { allowInsecure: config.allowInsecureWebhookUrls });
-    if (!check.ok) {
-      return {
-        ok: false,
-        status: 400,
-        error: { code: "invalid_request", message: check.reason, details: [{ path: ["webhook_url"], code: "invalid_url", message: check.reason }] },
-      };
-    }
+    if (!check.ok) return { ok: false, error: invalidWebhookUrl(check.reason) };
   }
-  const body = encodeEventBody(event.type, raw.data);
-  if (body.byteLength > MAX_BODY_BYTES) {
+  // `data` goes out as the producer sent it (zod's copy reorders keys).
+  const message = await newDeliveryMessage(event.type, event.data, raw.data, webhookUrl, now);
+  const size = message.body.byteLength;
+  if (size > MAX_BODY_BYTES) {
     return {
       ok: false,
-      status: 413,
-      error: { code: "payload_too_large", message: `the delivered body would be ${body.byteLength} bytes; at most ${MAX_BODY_BYTES}` },
+      error: new ApiError(413, "payload_too_large", `the delivered body would be ${size} bytes; at most ${MAX_BODY_BYTES}`),
     };
   }
-  const { org_id, job_id } = event.data;
-  return {
-    ok: true,
-    message: {
-      delivery_id: await deliveryIdFor(org_id, event.type, job_id),
-      org_id,
-      job_id,
-      event_type: event.type,
-      webhook_url: webhookUrl,
-      body,
-      enqueued_at: now,
-    },
-  };
+  return { ok: true, message };
 }
 
 export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariables }>({ defaultHook: validationHook })
   .openapi(postEvent, async (c) => {
     const prepared = await prepare(c.req.valid("json"), c.var.json as { data: unknown }, readConfig(c.env), Date.now());
-    if (!prepared.ok) return c.json({ error: prepared.error }, prepared.status);
+    if (!prepared.ok) throw prepared.error;
     const { delivery_id } = prepared.message;
     if (recent.has(delivery_id)) return c.json({ delivery_id, status: "queued" as const, duplicate: true as const }, 202);
     await enqueueDeliveries(c.env.DELIVERIES, [prepared.message]);
@@ -178,14 +159,11 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     const queued = new Set<string>();
     for (const [index, raw] of raws.entries()) {
       const parsed = EventInputSchema.safeParse(raw);
-      if (!parsed.success) {
-        const error = { code: "invalid_request", message: "the event does not match the schema", details: issueDetails(parsed.error) };
-        results.push({ index, error });
-        continue;
-      }
-      const prepared = await prepare(parsed.data, raw as { data: unknown }, config, now);
+      const prepared = parsed.success
+        ? await prepare(parsed.data, raw as { data: unknown }, config, now)
+        : { ok: false as const, error: new ApiError(400, "invalid_request", "the event does not match the schema", issueDetails(parsed.error)) };
       if (!prepared.ok) {
-        results.push({ index, error: prepared.error });
+        results.push({ index, error: prepared.error.body().error });
         continue;
       }
       const { delivery_id } = prepared.message;

@@ -1,8 +1,12 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { readConfig } from "../config";
+import { enqueueDeliveries } from "../delivery/enqueue";
+import { newDeliveryMessage } from "../delivery/message";
+import { toHex } from "../encoding";
 import { orgSettings } from "../org/org-settings";
-import { MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
-import { requireOrgKey, type OrgVariables } from "./auth";
-import { ApiError, errorResponseSpec, validationHook } from "./errors";
+import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
+import { ORG_KEY_401, orgKeyRoute, requireOrgKey, type OrgVariables } from "./auth";
+import { ApiError, errorResponseSpec, invalidWebhookUrl, validationHook } from "./errors";
 import { jsonBody, type JsonBodyVariables } from "./json-body";
 
 /**
@@ -28,11 +32,10 @@ const getWebhook = createRoute({
   path: "/v1/webhook",
   summary: "The org's default webhook URL and signing secret (created on first read)",
   tags: ["Webhook"],
-  security: [{ orgKey: [] }],
-  middleware: [requireOrgKey] as const,
+  ...orgKeyRoute,
   responses: {
     200: { description: "Settings", content: settingsContent },
-    401: errorResponseSpec("Missing, invalid or revoked org API key"),
+    401: ORG_KEY_401,
   },
 });
 
@@ -41,7 +44,7 @@ const putWebhook = createRoute({
   path: "/v1/webhook",
   summary: "Set or clear (null) the org's default webhook URL",
   tags: ["Webhook"],
-  security: [{ orgKey: [] }],
+  ...orgKeyRoute,
   middleware: [requireOrgKey, ...jsonBody(16_384)] as const,
   request: {
     body: {
@@ -56,10 +59,73 @@ const putWebhook = createRoute({
   responses: {
     200: { description: "Settings", content: settingsContent },
     400: errorResponseSpec("Not JSON, not the schema, or a URL the rules refuse"),
-    401: errorResponseSpec("Missing, invalid or revoked org API key"),
+    401: ORG_KEY_401,
     415: errorResponseSpec("Body is not `application/json`"),
   },
 });
+
+const rotateSecret = createRoute({
+  method: "post",
+  path: "/v1/webhook/rotate-secret",
+  summary: "Replace the signing secret",
+  description:
+    "`X-Zupertry-Signature` uses the new secret from the next attempt on; `webhook-signature` carries signatures with both the new and the previous secret for 24 h.",
+  tags: ["Webhook"],
+  ...orgKeyRoute,
+  responses: {
+    200: { description: "Settings with the new secret", content: settingsContent },
+    401: ORG_KEY_401,
+  },
+});
+
+const sendTest = createRoute({
+  method: "post",
+  path: "/v1/webhook/test",
+  summary: "Send a signed sample job.completed (its job_id starts with job_test_)",
+  tags: ["Webhook"],
+  ...orgKeyRoute,
+  middleware: [requireOrgKey, ...jsonBody(16_384, { optional: true })] as const,
+  request: {
+    body: {
+      required: false,
+      content: {
+        "application/json": {
+          schema: z
+            .strictObject({ webhook_url: z.string().max(MAX_WEBHOOK_URL_LENGTH).optional().openapi({ description: "Defaults to the org default" }) })
+            .openapi("WebhookTest"),
+        },
+      },
+    },
+  },
+  responses: {
+    202: {
+      description: "Queued; it shows in the logs as soon as its attempt is made",
+      content: {
+        "application/json": {
+          schema: z.object({ delivery_id: z.string(), job_id: z.string(), status: z.literal("queued") }).openapi("WebhookTestQueued"),
+        },
+      },
+    },
+    400: errorResponseSpec("`no_webhook_url` (none given, no org default), or a URL the rules refuse"),
+    401: ORG_KEY_401,
+    415: errorResponseSpec("Body is not `application/json`"),
+  },
+});
+
+/** The sample event of a test delivery: seed-shaped, marked by its job id and zero credits. */
+export function testEventData(orgId: string, now: Date): { job_id: string; org_id: string } & Record<string, unknown> {
+  const jobId = `job_test_${toHex(crypto.getRandomValues(new Uint8Array(8)))}`;
+  return {
+    job_id: jobId,
+    workspace_id: "ws_test",
+    org_id: orgId,
+    status: "completed",
+    output_url: "https://storage.googleapis.com/zupertry-outputs/test.png",
+    credits_consumed: 0,
+    created_at: now.toISOString(),
+    completed_at: now.toISOString(),
+  };
+}
 
 export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables & JsonBodyVariables }>({
   defaultHook: validationHook,
@@ -68,8 +134,21 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
   .openapi(putWebhook, async (c) => {
     const { webhook_url } = c.req.valid("json");
     const result = await orgSettings(c.env, c.var.orgId).setWebhookUrl(webhook_url);
-    if (!result.ok) {
-      throw new ApiError(400, "invalid_request", result.reason, [{ path: ["webhook_url"], code: "invalid_url", message: result.reason }]);
-    }
+    if (!result.ok) throw invalidWebhookUrl(result.reason);
     return c.json(result.settings, 200);
+  })
+  .openapi(rotateSecret, async (c) => c.json(await orgSettings(c.env, c.var.orgId).rotateSecret(), 200))
+  .openapi(sendTest, async (c) => {
+    const webhookUrl = c.req.valid("json").webhook_url ?? null;
+    if (webhookUrl !== null) {
+      const check = checkWebhookUrl(webhookUrl, { allowInsecure: readConfig(c.env).allowInsecureWebhookUrls });
+      if (!check.ok) throw invalidWebhookUrl(check.reason);
+    } else if ((await orgSettings(c.env, c.var.orgId).getWebhook()).webhook_url === null) {
+      throw new ApiError(400, "no_webhook_url", "pass a webhook_url, or set the org default with PUT /v1/webhook first");
+    }
+    const now = Date.now();
+    const data = testEventData(c.var.orgId, new Date(now));
+    const message = await newDeliveryMessage("job.completed", data, data, webhookUrl, now);
+    await enqueueDeliveries(c.env.DELIVERIES, [message]);
+    return c.json({ delivery_id: message.delivery_id, job_id: data.job_id, status: "queued" as const }, 202);
   });

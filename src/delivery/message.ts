@@ -61,6 +61,28 @@ export function encodeEventBody(type: EventType, data: unknown): Uint8Array {
 }
 
 /**
+ * The message for a new event: its id (from `ids`, taken from `data`), its body
+ * serialised once from `data` exactly as given, and where it goes.
+ */
+export async function newDeliveryMessage(
+  type: EventType,
+  ids: { org_id: string; job_id: string },
+  data: unknown,
+  webhookUrl: string | null,
+  now: number,
+): Promise<DeliveryMessage> {
+  return {
+    delivery_id: await deliveryIdFor(ids.org_id, type, ids.job_id),
+    org_id: ids.org_id,
+    job_id: ids.job_id,
+    event_type: type,
+    webhook_url: webhookUrl,
+    body: encodeEventBody(type, data),
+    enqueued_at: now,
+  };
+}
+
+/**
  * An upper bound of a message's size on the queue, for splitting `sendBatch` calls
  * under the 256 KB limit: the body bytes plus its text fields and some framing.
  */

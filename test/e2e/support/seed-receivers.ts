@@ -12,8 +12,8 @@ export interface SeedReceiver {
 
 const receivers = new URL("../receivers/", import.meta.url).pathname;
 
-export async function startExpressSeed(secret: string): Promise<SeedReceiver> {
-  const port = await freePort();
+export async function startExpressSeed(secret: string, port?: number): Promise<SeedReceiver> {
+  port ??= await freePort();
   const child = spawn(process.execPath, [`${receivers}express-seed.cjs`], {
     env: { ...process.env, PORT: String(port), ZUPERTRY_WEBHOOK_SECRET: secret },
     stdio: ["ignore", "pipe", "inherit"],

@@ -1,0 +1,131 @@
+import { z } from "@hono/zod-openapi";
+import type { AttemptDetailRow, AttemptSummaryRow, DeliveryRow } from "../store/log";
+
+/**
+ * How the delivery log looks from outside: attempt summaries (a row of "Logs →
+ * Webhook logs"), attempt details (the expanded row) and deliveries, with their ids.
+ */
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
+
+/** `att_<delivery hash>_<n>`: names an attempt without an extra index. */
+export function attemptId(deliveryId: string, attempt: number): string {
+  return `att_${deliveryId.slice("dlv_".length)}_${attempt}`;
+}
+
+export function parseAttemptId(id: string): { delivery_id: string; attempt: number } | null {
+  const match = /^att_([0-9a-f]{32})_([1-9][0-9]{0,5})$/.exec(id);
+  return match ? { delivery_id: `dlv_${match[1]}`, attempt: Number(match[2]) } : null;
+}
+
+export const DeliveryIdSchema = z.string().regex(/^dlv_[0-9a-f]{32}$/, "a delivery id: dlv_ and 32 hex digits");
+
+const ATTEMPT_ERRORS = ["timeout", "network_error", "http_status", "redirect", "no_webhook_url", "invalid_url", "internal"] as const;
+
+export const AttemptSummarySchema = z
+  .object({
+    id: z.string().openapi({ example: "att_5d41402abc4b2a76b9719d911017c592_1" }),
+    delivery_id: z.string(),
+    job_id: z.string(),
+    event_type: z.string(),
+    attempt: z.number().int().openapi({ description: "1, 2, 3, … (redeliveries continue the numbering)" }),
+    status_code: z.number().int().nullable().openapi({ description: "The receiver's HTTP status; null when none came back" }),
+    response_time_ms: z.number().int(),
+    attempted_at: z.string().datetime(),
+    outcome: z.enum(["succeeded", "failed"]),
+    error: z.enum(ATTEMPT_ERRORS).nullable(),
+  })
+  .openapi("AttemptSummary");
+
+export const AttemptDetailSchema = AttemptSummarySchema.extend({
+  url: z.string().nullable().openapi({ description: "Where it was sent; null when there was no URL" }),
+  request: z.object({
+    headers: z.record(z.string(), z.string()).nullable().openapi({ description: "As sent; null when nothing was sent" }),
+    body: z.string().openapi({ description: "The exact body delivered" }),
+  }),
+  response: z.object({
+    headers: z.record(z.string(), z.string()).nullable(),
+    body: z.string().nullable(),
+    truncated: z.boolean().openapi({ description: "The body was longer than RESPONSE_BODY_LIMIT_BYTES and is cut there" }),
+  }),
+}).openapi("AttemptDetail");
+
+export const DeliverySchema = z
+  .object({
+    id: z.string(),
+    job_id: z.string(),
+    event_type: z.string(),
+    status: z.enum(["pending", "delivered", "failed"]),
+    attempt_count: z.number().int(),
+    next_attempt_at: z.string().datetime().nullable().openapi({ description: "While pending: when the next attempt is due" }),
+    last_error: z.enum(ATTEMPT_ERRORS).nullable(),
+    webhook_url: z.string().nullable().openapi({ description: "The event's own URL; null means the org default" }),
+    created_at: z.string().datetime(),
+    last_attempt_at: z.string().datetime(),
+  })
+  .openapi("Delivery");
+
+export const DeliveryDetailSchema = DeliverySchema.extend({
+  payload: z.unknown().openapi({ description: "The delivered body, parsed" }),
+  attempts: z.array(AttemptSummarySchema).openapi({ description: "Oldest first" }),
+}).openapi("DeliveryDetail");
+
+export function page<T extends z.ZodTypeAny>(item: T, name: string) {
+  return z
+    .object({
+      data: z.array(item),
+      next_cursor: z.string().nullable().openapi({ description: "Pass as `cursor` for the next page; null on the last" }),
+    })
+    .openapi(name);
+}
+
+type AttemptError = (typeof ATTEMPT_ERRORS)[number];
+
+export function presentAttempt(row: AttemptSummaryRow): z.infer<typeof AttemptSummarySchema> {
+  return {
+    id: attemptId(row.delivery_id, row.attempt),
+    delivery_id: row.delivery_id,
+    job_id: row.job_id,
+    event_type: row.event_type,
+    attempt: row.attempt,
+    status_code: row.status_code,
+    response_time_ms: row.response_time_ms,
+    attempted_at: iso(row.attempted_at),
+    outcome: row.outcome,
+    error: row.error as AttemptError | null,
+  };
+}
+
+export function presentAttemptDetail(row: AttemptDetailRow): z.infer<typeof AttemptDetailSchema> {
+  return {
+    ...presentAttempt(row),
+    url: row.url,
+    request: { headers: parseJson(row.request_headers), body: row.request_body },
+    response: { headers: parseJson(row.response_headers), body: row.response_body, truncated: row.response_truncated === 1 },
+  };
+}
+
+export function deliveryStatus(row: Pick<DeliveryRow, "delivered" | "next_attempt_at">): "pending" | "delivered" | "failed" {
+  if (row.delivered) return "delivered";
+  return row.next_attempt_at === null ? "failed" : "pending";
+}
+
+export function presentDelivery(row: DeliveryRow): z.infer<typeof DeliverySchema> {
+  return {
+    id: row.delivery_id,
+    job_id: row.job_id,
+    event_type: row.event_type,
+    status: deliveryStatus(row),
+    attempt_count: row.attempt_count,
+    next_attempt_at: isoOrNull(row.next_attempt_at),
+    last_error: row.delivered ? null : (row.last_error as AttemptError | null),
+    webhook_url: row.event_webhook_url,
+    created_at: iso(row.created_at),
+    last_attempt_at: iso(row.last_attempt_at),
+  };
+}
+
+function parseJson(text: string | null): Record<string, string> | null {
+  return text === null ? null : (JSON.parse(text) as Record<string, string>);
+}

@@ -1,0 +1,93 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { deliveryIdsForJob } from "../delivery/message";
+import { getAttempt, listAttempts } from "../store/log";
+import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
+import { cutPage, decodeCursor } from "./cursor";
+import { ApiError, errorResponseSpec, validationHook } from "./errors";
+import { IdSchema } from "./events";
+import {
+  AttemptDetailSchema,
+  AttemptSummarySchema,
+  DeliveryIdSchema,
+  page,
+  parseAttemptId,
+  presentAttempt,
+  presentAttemptDetail,
+} from "./log-schemas";
+
+/**
+ * "Logs → Webhook logs": every attempt of the org, newest first, and one attempt in
+ * full (what was sent, what came back).
+ */
+
+export const LimitSchema = z.coerce.number().int().min(1).max(100).default(50);
+
+const AttemptCursorSchema = z.tuple([z.number().int(), DeliveryIdSchema, z.number().int().min(1)]);
+
+const listLogs = createRoute({
+  method: "get",
+  path: "/v1/webhook-logs",
+  summary: "Delivery attempts, newest first",
+  tags: ["Logs"],
+  ...orgKeyRoute,
+  request: {
+    query: z.object({
+      job_id: IdSchema.optional(),
+      delivery_id: DeliveryIdSchema.optional(),
+      outcome: z.enum(["succeeded", "failed"]).optional(),
+      limit: LimitSchema,
+      cursor: z.string().max(512).optional(),
+    }),
+  },
+  responses: {
+    200: { description: "A page of attempts", content: { "application/json": { schema: page(AttemptSummarySchema, "AttemptPage") } } },
+    400: errorResponseSpec("A bad filter, limit or cursor"),
+    401: ORG_KEY_401,
+  },
+});
+
+const getLog = createRoute({
+  method: "get",
+  path: "/v1/webhook-logs/{attempt_id}",
+  summary: "One attempt with the full request and response",
+  tags: ["Logs"],
+  ...orgKeyRoute,
+  request: { params: z.object({ attempt_id: z.string().max(64) }) },
+  responses: {
+    200: { description: "The attempt", content: { "application/json": { schema: AttemptDetailSchema } } },
+    401: ORG_KEY_401,
+    404: errorResponseSpec("No such attempt in this org"),
+  },
+});
+
+/** The deliveries a `job_id` and/or `delivery_id` filter leaves, or undefined for no filter. */
+export async function deliveryFilter(orgId: string, jobId?: string, deliveryId?: string): Promise<string[] | undefined> {
+  if (jobId === undefined) return deliveryId === undefined ? undefined : [deliveryId];
+  const ofJob = await deliveryIdsForJob(orgId, jobId);
+  return deliveryId === undefined ? ofJob : ofJob.filter((id) => id === deliveryId);
+}
+
+export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables }>({ defaultHook: validationHook })
+  .openapi(listLogs, async (c) => {
+    const { job_id, delivery_id, outcome, limit, cursor } = c.req.valid("query");
+    const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor, AttemptCursorSchema);
+    const rows =
+      deliveryIds?.length === 0
+        ? []
+        : await listAttempts(c.env.DB, {
+            org_id: c.var.orgId,
+            delivery_ids: deliveryIds,
+            outcome,
+            after: after && { attempted_at: after[0], delivery_id: after[1], attempt: after[2] },
+            limit: limit + 1,
+          });
+    const page = cutPage(rows, limit, (row) => [row.attempted_at, row.delivery_id, row.attempt]);
+    return c.json({ data: page.rows.map(presentAttempt), next_cursor: page.next_cursor }, 200);
+  })
+  .openapi(getLog, async (c) => {
+    const id = parseAttemptId(c.req.valid("param").attempt_id);
+    const row = id && (await getAttempt(c.env.DB, c.var.orgId, id.delivery_id, id.attempt));
+    if (!row) throw new ApiError(404, "not_found", "no such attempt");
+    return c.json(presentAttemptDetail(row), 200);
+  });

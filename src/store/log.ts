@@ -1,0 +1,165 @@
+/**
+ * The read side of the delivery log, for the org API. Every query is scoped to one
+ * org, reads one page in one statement, and walks an index (see the EXPLAIN QUERY
+ * PLAN test): `attempts_by_org` for the newest-first lists, `attempts_failed_by_org`
+ * for `outcome=failed`, the primary key for a delivery's or a job's attempts.
+ *
+ * Pages are keyset pages: the cursor is the sort key of the last row, so rows
+ * inserted while a client pages never shift, skip or repeat what it has not seen.
+ */
+
+import type { AttemptOutcome } from "./attempts";
+
+export interface AttemptSummaryRow {
+  delivery_id: string;
+  attempt: number;
+  job_id: string;
+  event_type: string;
+  status_code: number | null;
+  response_time_ms: number;
+  attempted_at: number;
+  outcome: AttemptOutcome;
+  error: string | null;
+}
+
+export interface AttemptDetailRow extends AttemptSummaryRow {
+  url: string | null;
+  request_headers: string | null;
+  response_headers: string | null;
+  response_body: string | null;
+  response_truncated: number;
+  /** The delivery's body, from its attempt 1. */
+  request_body: string;
+}
+
+/** Where a page of attempts ends: the sort key of its last row. */
+export interface AttemptPosition {
+  attempted_at: number;
+  delivery_id: string;
+  attempt: number;
+}
+
+export interface AttemptQuery {
+  org_id: string;
+  /** Only these deliveries (a delivery, or the deliveries of a job). */
+  delivery_ids?: readonly string[];
+  outcome?: AttemptOutcome;
+  after?: AttemptPosition;
+  limit: number;
+}
+
+const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at, outcome, error`;
+
+/** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
+export async function listAttempts(db: D1Database, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
+  // With a delivery filter the primary key finds the few rows; `+org_id` keeps SQLite
+  // from preferring the org index (it matches the ORDER BY) and filtering the whole org.
+  const where = [q.delivery_ids ? "+org_id = ?" : "org_id = ?"];
+  const params: unknown[] = [q.org_id];
+  if (q.delivery_ids) {
+    where.push(`delivery_id IN (${q.delivery_ids.map(() => "?").join(", ")})`);
+    params.push(...q.delivery_ids);
+  }
+  if (q.outcome) {
+    where.push("outcome = ?");
+    params.push(q.outcome);
+  }
+  if (q.after) {
+    where.push("(attempted_at, delivery_id, attempt) < (?, ?, ?)");
+    params.push(q.after.attempted_at, q.after.delivery_id, q.after.attempt);
+  }
+  const { results } = await db
+    .prepare(
+      `SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${where.join(" AND ")}
+        ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC LIMIT ?`,
+    )
+    .bind(...params, q.limit)
+    .run<AttemptSummaryRow>();
+  return results;
+}
+
+/** One attempt of this org with everything it sent and got, or null. */
+export async function getAttempt(db: D1Database, orgId: string, deliveryId: string, attempt: number): Promise<AttemptDetailRow | null> {
+  return db
+    .prepare(
+      `SELECT a.delivery_id, a.attempt, a.job_id, a.event_type, a.status_code, a.response_time_ms, a.attempted_at,
+              a.outcome, a.error, a.url, a.request_headers, a.response_headers, a.response_body, a.response_truncated,
+              first.request_body
+         FROM attempts AS a JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
+        WHERE a.delivery_id = ? AND a.attempt = ? AND a.org_id = ?`,
+    )
+    .bind(deliveryId, attempt, orgId)
+    .first<AttemptDetailRow>();
+}
+
+/** A delivery, as its attempts describe it. */
+export interface DeliveryRow {
+  delivery_id: string;
+  job_id: string;
+  event_type: string;
+  /** The event's own URL, when it overrode the org default. */
+  event_webhook_url: string | null;
+  /** When attempt 1 started (the delivery appeared). */
+  created_at: number;
+  attempt_count: number;
+  last_attempt_at: number;
+  last_error: string | null;
+  /** Set while the delivery is pending. */
+  next_attempt_at: number | null;
+  /** 1 when some attempt succeeded. */
+  delivered: number;
+}
+
+export interface DeliveryPosition {
+  created_at: number;
+  delivery_id: string;
+}
+
+export interface DeliveryQuery {
+  org_id: string;
+  delivery_ids?: readonly string[];
+  after?: DeliveryPosition;
+  limit: number;
+}
+
+/**
+ * Deliveries newest first. A delivery starts with its attempt 1, so the list walks
+ * the org's attempts index keeping attempt-1 rows (most rows are), and joins each to
+ * its last attempt by primary key.
+ */
+const DELIVERY_COLUMNS = `first.delivery_id, first.job_id, first.event_type, first.event_webhook_url,
+        first.attempted_at AS created_at, last.attempt AS attempt_count, last.attempted_at AS last_attempt_at,
+        last.error AS last_error, last.next_attempt_at,
+        EXISTS (SELECT 1 FROM attempts AS ok WHERE ok.delivery_id = first.delivery_id AND ok.outcome = 'succeeded') AS delivered`;
+const DELIVERY_FROM = `FROM attempts AS first
+   JOIN attempts AS last ON last.delivery_id = first.delivery_id
+    AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)`;
+
+export async function listDeliveries(db: D1Database, q: DeliveryQuery): Promise<DeliveryRow[]> {
+  const where = [q.delivery_ids ? "+first.org_id = ?" : "first.org_id = ?", "first.attempt = 1"];
+  const params: unknown[] = [q.org_id];
+  if (q.delivery_ids) {
+    where.push(`first.delivery_id IN (${q.delivery_ids.map(() => "?").join(", ")})`);
+    params.push(...q.delivery_ids);
+  }
+  if (q.after) {
+    where.push("(first.attempted_at, first.delivery_id) < (?, ?)");
+    params.push(q.after.created_at, q.after.delivery_id);
+  }
+  const { results } = await db
+    .prepare(`SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${where.join(" AND ")} ORDER BY first.attempted_at DESC, first.delivery_id DESC LIMIT ?`)
+    .bind(...params, q.limit)
+    .run<DeliveryRow>();
+  return results;
+}
+
+/** One delivery of this org with its body, or null. */
+export async function getDelivery(db: D1Database, orgId: string, deliveryId: string): Promise<(DeliveryRow & { body: string }) | null> {
+  return db
+    .prepare(
+      `SELECT ${DELIVERY_COLUMNS}, first.request_body AS body ${DELIVERY_FROM}
+        WHERE first.delivery_id = ? AND first.attempt = 1 AND first.org_id = ?`,
+    )
+    .bind(deliveryId, orgId)
+    .first<DeliveryRow & { body: string }>();
+}

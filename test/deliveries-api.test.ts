@@ -1,0 +1,209 @@
+import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
+import { describe, expect, it, vi } from "vitest";
+import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+
+/**
+ * Deliveries, redeliver, the test event and secret rotation, through the HTTP API,
+ * with real queue runs where the API enqueues (redeliver, test event).
+ */
+
+interface Delivery {
+  id: string;
+  job_id: string;
+  event_type: string;
+  status: "pending" | "delivered" | "failed";
+  attempt_count: number;
+  next_attempt_at: string | null;
+  last_error: string | null;
+  webhook_url: string | null;
+  created_at: string;
+  last_attempt_at: string;
+}
+
+async function hmacHex(secret: string, body: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return [...new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function newOrg() {
+  const orgId = uniqueId("org");
+  const key = await orgKey(orgId);
+  const settings = (await (await call("GET", "/v1/webhook", { token: key })).json()) as { signing_secret: string };
+  return { orgId, key, secret: settings.signing_secret };
+}
+
+async function getJson<T>(path: string, token: string, status = 200): Promise<T> {
+  const res = await call("GET", path, { token });
+  expect(res.status, path).toBe(status);
+  return (await res.json()) as T;
+}
+
+/** Runs a delivery's first attempts through the consumer (one run per attempt). */
+async function consume(message: Awaited<ReturnType<typeof messageFor>>, runs = 1) {
+  const id = uniqueId("msg");
+  for (let i = 1; i <= runs; i++) await runConsumer([{ id, body: message, attempts: i }]);
+}
+
+describe("GET /v1/deliveries", () => {
+  it("shows each delivery's status: delivered, pending with its next attempt, failed", async () => {
+    const { orgId, key } = await newOrg();
+    const ok = receiver(uniqueId("ok"));
+    const down = receiver(uniqueId("down"));
+    await down.script({ replies: [{ status: 500 }] });
+    const delivered = await messageFor(jobEvent(orgId, uniqueId("job")), ok.url);
+    const pending = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
+    const failed = await messageFor(jobEvent(orgId, uniqueId("job")), null); // no URL anywhere
+    await consume(delivered);
+    await consume(pending);
+    await consume(failed);
+
+    const { data, next_cursor } = await getJson<{ data: Delivery[]; next_cursor: string | null }>("/v1/deliveries", key);
+    expect(next_cursor).toBeNull();
+    expect(data.map((d) => [d.id, d.status])).toEqual([
+      [failed.delivery_id, "failed"],
+      [pending.delivery_id, "pending"],
+      [delivered.delivery_id, "delivered"],
+    ]);
+    expect(data[0]).toMatchObject({ attempt_count: 1, last_error: "no_webhook_url", next_attempt_at: null, webhook_url: null });
+    expect(Date.parse(data[1]!.next_attempt_at!) - Date.parse(data[1]!.last_attempt_at)).toBeGreaterThanOrEqual(60_000);
+    expect(data[2]).toMatchObject({ job_id: delivered.job_id, event_type: "job.completed", last_error: null, webhook_url: ok.url });
+
+    const page1 = await getJson<{ data: Delivery[]; next_cursor: string }>("/v1/deliveries?limit=2", key);
+    const page2 = await getJson<{ data: Delivery[]; next_cursor: string | null }>(`/v1/deliveries?limit=2&cursor=${page1.next_cursor}`, key);
+    expect([...page1.data, ...page2.data].map((d) => d.id)).toEqual(data.map((d) => d.id));
+    expect(page2.next_cursor).toBeNull();
+    expect((await getJson<{ data: Delivery[] }>(`/v1/deliveries?job_id=${pending.job_id}`, key)).data.map((d) => d.id)).toEqual([pending.delivery_id]);
+  });
+
+  it("shows one delivery with its payload and its attempts, oldest first", async () => {
+    const { orgId, key } = await newOrg();
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    try {
+      const flaky = receiver(uniqueId("flaky"));
+      await flaky.script({ replies: [{ status: 502 }, { status: 200 }] });
+      const event = jobEvent(orgId, uniqueId("job"));
+      const message = await messageFor(event, flaky.url);
+      const id = uniqueId("msg");
+      await runConsumer([{ id, body: message }]);
+      vi.setSystemTime(Date.now() + 61_000);
+      await runConsumer([{ id, body: message, attempts: 2 }]);
+    } finally {
+      vi.useRealTimers();
+    }
+    const [listed] = (await getJson<{ data: Delivery[] }>("/v1/deliveries", key)).data;
+    const detail = await getJson<Delivery & { payload: unknown; attempts: Array<{ attempt: number; status_code: number }> }>(`/v1/deliveries/${listed!.id}`, key);
+    expect(detail).toMatchObject({ id: listed!.id, status: "delivered", attempt_count: 2 });
+    expect(detail.payload).toMatchObject({ type: "job.completed", data: { job_id: listed!.job_id, org_id: orgId } });
+    expect(detail.attempts.map((a) => [a.attempt, a.status_code])).toEqual([[1, 502], [2, 200]]);
+  });
+
+  it("answers 404 for an unknown delivery and 400 for something that is not an id", async () => {
+    const { key } = await newOrg();
+    expect((await call("GET", `/v1/deliveries/dlv_${"0".repeat(32)}`, { token: key })).status).toBe(404);
+    expect((await call("GET", "/v1/deliveries/nope", { token: key })).status).toBe(400);
+  });
+});
+
+describe("POST /v1/deliveries/{id}/redeliver", () => {
+  it("makes one more attempt of a failed delivery: numbering continues, same bytes, current secret", async () => {
+    const { orgId, key } = await newOrg();
+    const hook = receiver(uniqueId("fixed"));
+    await hook.script({ replies: [{ status: 500 }, { status: 200 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    // With no retries configured, one failed attempt ends the delivery as failed.
+    await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
+    expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("failed");
+
+    // The customer rotates the secret after fixing their endpoint, then redelivers.
+    const rotated = (await (await call("POST", "/v1/webhook/rotate-secret", { token: key })).json()) as { signing_secret: string };
+    const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ delivery_id: message.delivery_id, status: "queued" });
+
+    await vi.waitUntil(async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered", { timeout: 10_000, interval: 50 });
+    const detail = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
+    expect(detail).toMatchObject({ attempt_count: 2, last_error: null, next_attempt_at: null });
+    const [first, second] = await hook.requests();
+    expect(second!.headers["x-zupertry-attempt"]).toBe("2");
+    expect(second!.body).toBe(first!.body);
+    expect(second!.headers["x-zupertry-signature"]).toBe(await hmacHex(rotated.signing_secret, second!.text));
+  });
+
+  it("answers 409 while the delivery is pending", async () => {
+    const { orgId, key } = await newOrg();
+    const down = receiver(uniqueId("down"));
+    await down.script({ replies: [{ status: 500 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
+    await consume(message);
+    const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({ error: { code: "conflict" } });
+  });
+
+  it("answers 404 for a delivery that does not exist", async () => {
+    const { key } = await newOrg();
+    const res = await call("POST", `/v1/deliveries/dlv_${"a".repeat(32)}/redeliver`, { token: key });
+    expect(res.status).toBe(404);
+  });
+});
+
+describe("POST /v1/webhook/test", () => {
+  it("sends a signed sample job.completed that the seed's verification accepts", async () => {
+    const { key, secret } = await newOrg();
+    const hook = receiver(uniqueId("test-event"));
+    await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: hook.url } });
+    const res = await call("POST", "/v1/webhook/test", { token: key });
+    expect(res.status).toBe(202);
+    const queued = (await res.json()) as { delivery_id: string; job_id: string };
+    expect(queued.job_id).toMatch(/^job_test_/);
+
+    await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
+    const [request] = await hook.requests();
+    const event = JSON.parse(request!.text) as { type: string; data: { job_id: string } };
+    expect(event).toMatchObject({ type: "job.completed", data: { job_id: queued.job_id, status: "completed" } });
+    expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(secret, request!.text));
+    expect(request!.headers["x-zupertry-delivery"]).toBe(queued.delivery_id);
+    await vi.waitUntil(async () => (await call("GET", `/v1/webhook-logs?job_id=${queued.job_id}`, { token: key }).then((r) => r.json() as Promise<{ data: unknown[] }>)).data.length === 1, { timeout: 5_000 });
+  });
+
+  it("goes to the URL given instead of the org default", async () => {
+    const { key } = await newOrg();
+    const hook = receiver(uniqueId("test-url"));
+    const res = await call("POST", "/v1/webhook/test", { token: key, body: { webhook_url: hook.url } });
+    expect(res.status).toBe(202);
+    await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
+  });
+
+  it.each([
+    ["no URL and no org default", undefined, 400, "no_webhook_url"],
+    ["a private URL", { webhook_url: "https://10.0.0.8/hook" }, 400, "invalid_request"],
+    ["an unknown field", { url: "https://your-app.com/" }, 400, "invalid_request"],
+  ])("refuses %s", async (_name, body, status, code) => {
+    const { key } = await newOrg();
+    const res = await call("POST", "/v1/webhook/test", { token: key, body });
+    expect(res.status).toBe(status);
+    expect(await res.json()).toMatchObject({ error: { code } });
+  });
+});
+
+describe("POST /v1/webhook/rotate-secret", () => {
+  it("switches X-Zupertry-Signature at once and signs webhook-signature with both secrets", async () => {
+    const { orgId, key, secret: before } = await newOrg();
+    const hook = receiver(uniqueId("rotation"));
+    const res = await call("POST", "/v1/webhook/rotate-secret", { token: key });
+    expect(res.status).toBe(200);
+    const after = (await res.json()) as { signing_secret: string; secret_rotated_at: string };
+    expect(after.signing_secret).not.toBe(before);
+    expect(Date.parse(after.secret_rotated_at)).toBeGreaterThan(Date.now() - 60_000);
+    expect((await getJson<{ signing_secret: string }>("/v1/webhook", key)).signing_secret).toBe(after.signing_secret);
+
+    await consume(await messageFor(jobEvent(orgId, uniqueId("job")), hook.url));
+    const [request] = await hook.requests();
+    expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(after.signing_secret, request!.text));
+    expect(request!.headers["x-zupertry-signature"]).not.toBe(await hmacHex(before, request!.text));
+    for (const secret of [after.signing_secret, before]) {
+      expect(() => new Webhook(secret).verify(request!.text, request!.headers)).not.toThrow();
+    }
+  });
+});

@@ -1,0 +1,176 @@
+import { env } from "cloudflare:workers";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { attemptId } from "../src/api/log-schemas";
+import { call, jobEvent, messageFor, PRODUCER_TOKEN, receiver, runConsumer, uniqueId } from "./helpers";
+
+/**
+ * Every route, walked with every wrong credential, and one org's key against another
+ * org's ids. Each answers the documented 401/404 JSON error and leaks nothing: no
+ * foreign row, no secret, no hint that a foreign id exists.
+ */
+
+interface Org {
+  orgId: string;
+  key: string;
+  keyId: string;
+  secret: string;
+  deliveryId: string;
+  attemptId: string;
+}
+
+const logged: string[] = [];
+let mine: Org;
+let theirs: Org;
+let revokedKey: string;
+
+async function setUpOrg(): Promise<Org> {
+  const orgId = uniqueId("org");
+  const created = (await (await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })).json()) as { id: string; key: string };
+  const hook = receiver(uniqueId("iso"));
+  await call("PUT", "/v1/webhook", { token: created.key, body: { webhook_url: hook.url } });
+  const { signing_secret } = (await (await call("GET", "/v1/webhook", { token: created.key })).json()) as { signing_secret: string };
+  await hook.script({ replies: [{ status: 500 }] });
+  const message = await messageFor(jobEvent(orgId, uniqueId("job")), null);
+  await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
+  return { orgId, key: created.key, keyId: created.id, secret: signing_secret, deliveryId: message.delivery_id, attemptId: attemptId(message.delivery_id, 1) };
+}
+
+beforeAll(async () => {
+  for (const method of ["log", "error", "warn", "info", "debug"] as const) {
+    const original = console[method].bind(console);
+    vi.spyOn(console, method).mockImplementation((...args: unknown[]) => {
+      logged.push(args.map(String).join(" "));
+      original(...args);
+    });
+  }
+  mine = await setUpOrg();
+  theirs = await setUpOrg();
+  const extra = (await (await call("POST", `/v1/orgs/${mine.orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })).json()) as { id: string; key: string };
+  await call("DELETE", `/v1/orgs/${mine.orgId}/api-keys/${extra.id}`, { token: PRODUCER_TOKEN });
+  revokedKey = extra.key;
+});
+
+afterAll(() => {
+  vi.restoreAllMocks();
+});
+
+type Route = { method: string; label: string; path: () => string; body?: unknown };
+
+const orgRoutes: Route[] = [
+  { method: "GET", label: "GET /v1/webhook", path: () => "/v1/webhook" },
+  { method: "PUT", label: "PUT /v1/webhook", path: () => "/v1/webhook", body: { webhook_url: "https://attacker.example/hook" } },
+  { method: "POST", label: "POST /v1/webhook/rotate-secret", path: () => "/v1/webhook/rotate-secret" },
+  { method: "POST", label: "POST /v1/webhook/test", path: () => "/v1/webhook/test", body: { webhook_url: "https://attacker.example/hook" } },
+  { method: "GET", label: "GET /v1/webhook-logs", path: () => "/v1/webhook-logs" },
+  { method: "GET", label: "GET /v1/webhook-logs/{attempt_id}", path: () => `/v1/webhook-logs/${mine.attemptId}` },
+  { method: "GET", label: "GET /v1/deliveries", path: () => "/v1/deliveries" },
+  { method: "GET", label: "GET /v1/deliveries/{id}", path: () => `/v1/deliveries/${mine.deliveryId}` },
+  { method: "POST", label: "POST /v1/deliveries/{id}/redeliver", path: () => `/v1/deliveries/${mine.deliveryId}/redeliver` },
+];
+
+const producerRoutes: Route[] = [
+  { method: "POST", label: "POST /v1/events", path: () => "/v1/events", body: jobEvent("org_iso", "job_iso") },
+  { method: "POST", label: "POST /v1/events/batch", path: () => "/v1/events/batch", body: { events: [jobEvent("org_iso", "job_iso")] } },
+  { method: "POST", label: "POST /v1/orgs/{org_id}/api-keys", path: () => `/v1/orgs/${mine.orgId}/api-keys`, body: {} },
+  { method: "DELETE", label: "DELETE /v1/orgs/{org_id}/api-keys/{id}", path: () => `/v1/orgs/${mine.orgId}/api-keys/${mine.keyId}` },
+];
+
+async function expectRefused(res: Response, status: number, code: string): Promise<void> {
+  expect(res.status).toBe(status);
+  expect(res.headers.get("content-type")).toMatch(/^application\/json/);
+  const text = await res.text();
+  expect(JSON.parse(text)).toMatchObject({ error: { code } });
+  for (const secret of [mine.secret, theirs.secret, mine.key, theirs.key, "whsec_", mine.orgId, theirs.orgId]) {
+    expect(text).not.toContain(secret);
+  }
+}
+
+describe("org routes refuse bad credentials with 401", () => {
+  const variants: Array<[string, () => Record<string, string>]> = [
+    ["no credentials", () => ({})],
+    ["a malformed header", () => ({ Authorization: `Token ${mine.key}` })],
+    ["a bare Bearer", () => ({ Authorization: "Bearer" })],
+    ["a revoked key", () => ({ Authorization: `Bearer ${revokedKey}` })],
+    ["the producer token", () => ({ Authorization: `Bearer ${PRODUCER_TOKEN}` })],
+    ["a made-up key", () => ({ Authorization: `Bearer zk_${"A".repeat(43)}` })],
+  ];
+  for (const route of orgRoutes) {
+    it.each(variants)(`${route.label} with %s`, async (_v, headers) => {
+      const settingsBefore = await (await call("GET", "/v1/webhook", { token: mine.key })).text();
+      await expectRefused(await call(route.method, route.path(), { headers: headers(), body: route.body }), 401, "unauthorized");
+      expect(await (await call("GET", "/v1/webhook", { token: mine.key })).text()).toBe(settingsBefore);
+    });
+  }
+});
+
+describe("producer routes refuse bad credentials with 401", () => {
+  const variants: Array<[string, () => Record<string, string>]> = [
+    ["no credentials", () => ({})],
+    ["a malformed header", () => ({ Authorization: `Basic ${btoa(`x:${PRODUCER_TOKEN}`)}` })],
+    ["an org API key", () => ({ Authorization: `Bearer ${mine.key}` })],
+    ["a revoked key", () => ({ Authorization: `Bearer ${revokedKey}` })],
+  ];
+  for (const route of producerRoutes) {
+    it.each(variants)(`${route.label} with %s`, async (_v, headers) => {
+      const sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch");
+      await expectRefused(await call(route.method, route.path(), { headers: headers(), body: route.body }), 401, "unauthorized");
+      expect(sendBatch).not.toHaveBeenCalled();
+      sendBatch.mockRestore();
+    });
+  }
+  it("left the key alive", async () => {
+    expect((await call("GET", "/v1/webhook", { token: mine.key })).status).toBe(200);
+  });
+});
+
+describe("another org's key sees nothing of this org", () => {
+  it.each([
+    [`GET /v1/webhook-logs/{attempt}`, () => `/v1/webhook-logs/${mine.attemptId}`, "GET"],
+    [`GET /v1/deliveries/{id}`, () => `/v1/deliveries/${mine.deliveryId}`, "GET"],
+    [`POST /v1/deliveries/{id}/redeliver`, () => `/v1/deliveries/${mine.deliveryId}/redeliver`, "POST"],
+  ])("%s answers 404, as for an id that does not exist", async (_name, path, method) => {
+    const foreign = await call(method, path(), { token: theirs.key });
+    const missing = await call(method, path().replace(mine.deliveryId.slice(4), "f".repeat(32)), { token: theirs.key });
+    expect(await foreign.clone().text()).toBe(await missing.text());
+    await expectRefused(foreign, 404, "not_found");
+  });
+
+  it("lists only its own attempts and deliveries, even filtered by this org's ids", async () => {
+    for (const path of ["/v1/webhook-logs", "/v1/deliveries"]) {
+      const { data } = (await (await call("GET", path, { token: theirs.key })).json()) as { data: Array<{ delivery_id?: string; id: string }> };
+      expect(data.map((r) => r.delivery_id ?? r.id)).toEqual([theirs.deliveryId]);
+    }
+    const filtered = await call("GET", `/v1/webhook-logs?delivery_id=${mine.deliveryId}`, { token: theirs.key });
+    expect(await filtered.json()).toEqual({ data: [], next_cursor: null });
+  });
+
+  it("reads and changes only its own settings", async () => {
+    const before = await (await call("GET", "/v1/webhook", { token: mine.key })).json();
+    await call("PUT", "/v1/webhook", { token: theirs.key, body: { webhook_url: "https://theirs.example/hook" } });
+    await call("POST", "/v1/webhook/rotate-secret", { token: theirs.key });
+    expect(await (await call("GET", "/v1/webhook", { token: mine.key })).json()).toEqual(before);
+  });
+
+  it("cannot revoke this org's key through its own org path", async () => {
+    const res = await call("DELETE", `/v1/orgs/${theirs.orgId}/api-keys/${mine.keyId}`, { token: PRODUCER_TOKEN });
+    expect(res.status).toBe(404);
+    expect((await call("GET", "/v1/webhook", { token: mine.key })).status).toBe(200);
+  });
+});
+
+describe("secrets", () => {
+  it("never appear in a log line or an attempt record", async () => {
+    const hook = receiver(uniqueId("secret-check"));
+    await call("POST", "/v1/webhook/test", { token: mine.key, body: { webhook_url: hook.url } });
+    await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
+    await call("GET", "/v1/webhook-logs", { token: "zk_garbage" });
+    const { results } = await env.DB.prepare("SELECT * FROM attempts").all();
+    const stored = JSON.stringify(results);
+    const everything = logged.join("\n");
+    for (const secret of [mine.secret, theirs.secret, mine.key, theirs.key, revokedKey, PRODUCER_TOKEN]) {
+      expect(stored).not.toContain(secret);
+      expect(everything).not.toContain(secret);
+    }
+    expect(stored).not.toContain("whsec_");
+  });
+});

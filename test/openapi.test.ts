@@ -1,0 +1,97 @@
+import { Validator, type Schema } from "@cfworker/json-schema";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, jobEvent, messageFor, orgKey, PRODUCER_TOKEN, receiver, runConsumer, uniqueId } from "./helpers";
+
+/** /openapi.json is generated from the route schemas, and real answers match it. */
+
+interface OpenApiDoc {
+  openapi: string;
+  paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }>; security?: unknown[] }>>;
+  components: { schemas: Record<string, Schema>; securitySchemes: Record<string, unknown> };
+}
+
+let doc: OpenApiDoc;
+
+beforeAll(async () => {
+  const res = await call("GET", "/openapi.json");
+  expect(res.status).toBe(200);
+  doc = (await res.json()) as OpenApiDoc;
+});
+
+/** Checks a real response against the schema the document gives for it. */
+async function expectConforms(res: Response, path: string, method: string): Promise<void> {
+  const spec = doc.paths[path]?.[method]?.responses[String(res.status)];
+  expect(spec, `${method} ${path} documents ${res.status}`).toBeDefined();
+  const schema = spec!.content?.["application/json"]?.schema;
+  expect(schema, `${method} ${path} ${res.status} has a JSON schema`).toBeDefined();
+  const validator = new Validator({ ...schema, components: doc.components } as Schema, "2020-12", false);
+  const result = validator.validate(await res.json());
+  expect(result.errors, `${method} ${path} ${res.status}`).toEqual([]);
+}
+
+describe("/openapi.json", () => {
+  it("documents every route of the API, with security and the error shape", () => {
+    expect(doc.openapi).toBe("3.1.0");
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    expect(operations.sort()).toEqual(
+      [
+        "GET /health",
+        "POST /v1/events",
+        "POST /v1/events/batch",
+        "POST /v1/orgs/{org_id}/api-keys",
+        "DELETE /v1/orgs/{org_id}/api-keys/{id}",
+        "GET /v1/webhook",
+        "PUT /v1/webhook",
+        "POST /v1/webhook/rotate-secret",
+        "POST /v1/webhook/test",
+        "GET /v1/webhook-logs",
+        "GET /v1/webhook-logs/{attempt_id}",
+        "GET /v1/deliveries",
+        "GET /v1/deliveries/{id}",
+        "POST /v1/deliveries/{id}/redeliver",
+      ].sort(),
+    );
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      if (path === "/health") continue;
+      for (const [method, op] of Object.entries(ops)) {
+        expect(op.security, `${method} ${path}`).toHaveLength(1);
+        expect(op.responses["401"]?.content?.["application/json"]?.schema, `${method} ${path}`).toEqual({ $ref: "#/components/schemas/Error" });
+      }
+    }
+    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(["orgKey", "producerToken"]);
+  });
+
+  it("matches real answers of ingest, settings, logs and deliveries, errors included", async () => {
+    const orgId = uniqueId("org");
+    const key = await orgKey(orgId);
+    const hook = receiver(uniqueId("openapi"));
+    await hook.script({ replies: [{ status: 500 }] });
+
+    await expectConforms(await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }) }), "/v1/events", "post");
+    await expectConforms(await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: { type: "nope" } }), "/v1/events", "post");
+    await expectConforms(await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: [jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }), {}] } }), "/v1/events/batch", "post");
+    await expectConforms(await call("GET", "/v1/webhook", { token: key }), "/v1/webhook", "get");
+    await expectConforms(await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://10.0.0.1/" } }), "/v1/webhook", "put");
+
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", env);
+    await expectConforms(await call("GET", "/v1/webhook-logs", { token: key }), "/v1/webhook-logs", "get");
+    await expectConforms(await call("GET", `/v1/webhook-logs/att_${message.delivery_id.slice(4)}_1`, { token: key }), "/v1/webhook-logs/{attempt_id}", "get");
+    await expectConforms(await call("GET", "/v1/deliveries", { token: key }), "/v1/deliveries", "get");
+    await expectConforms(await call("GET", `/v1/deliveries/${message.delivery_id}`, { token: key }), "/v1/deliveries/{id}", "get");
+    await expectConforms(await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }), "/v1/deliveries/{id}/redeliver", "post");
+    await expectConforms(await call("GET", "/v1/deliveries", { token: "zk_wrong" }), "/v1/deliveries", "get");
+  });
+});
+
+describe("/docs", () => {
+  it("serves a readable API reference built from /openapi.json", async () => {
+    const res = await call("GET", "/docs");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    const html = await res.text();
+    expect(html).toContain("/openapi.json");
+    expect(html).toContain("SwaggerUIBundle");
+  });
+});
