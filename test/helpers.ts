@@ -1,9 +1,9 @@
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { inject, vi } from "vitest";
+import { vi } from "vitest";
 import { deliveryIdFor, encodeEventBody, type DeliveryMessage, type EventType } from "../src/delivery/message";
 import worker from "../src/index";
-import type { ReceivedRequest, Scenario } from "./support/receiver-types";
+export { receiver } from "./support/receiver-client";
 
 /** Shared by the workerd tests: the API as a client sees it, the receiver, the queue. */
 
@@ -66,21 +66,6 @@ export async function messageFor(
     webhook_url: webhookUrl,
     body: encodeEventBody(event.type, event.data),
     enqueued_at: Date.now(),
-  };
-}
-
-/** One endpoint of the programmable receiver. */
-export function receiver(name: string) {
-  const base = inject("receiverUrl");
-  return {
-    url: `${base}/hook/${name}`,
-    async script(scenario: Scenario): Promise<void> {
-      await fetch(`${base}/_scenario/${name}`, { method: "PUT", body: JSON.stringify(scenario) });
-    },
-    async requests(): Promise<Array<ReceivedRequest & { text: string }>> {
-      const list = (await (await fetch(`${base}/_requests/${name}`)).json()) as ReceivedRequest[];
-      return list.map((r) => ({ ...r, text: new TextDecoder().decode(Uint8Array.from(atob(r.body), (ch) => ch.charCodeAt(0))) }));
-    },
   };
 }
 

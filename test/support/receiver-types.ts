@@ -29,4 +29,6 @@ export interface ReceivedRequest {
   received_at: number;
   /** Requests to the same hook being answered when this one arrived (itself included). */
   in_flight: number;
+  /** The status it was answered with. */
+  status: number;
 }

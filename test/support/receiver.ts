@@ -63,13 +63,16 @@ export class Receiver {
       body: body.toString("base64"),
       received_at: Date.now(),
       in_flight: inFlight,
+      status: 0,
     });
+    const record = log[log.length - 1]!;
     const scenario = this.scenarios.get(name) ?? {};
     const replies = scenario.replies ?? [{}];
     let reply = replies[Math.min(log.length - 1, replies.length - 1)] ?? {};
     if (scenario.failFirstAttempts && req.headers["x-zupertry-attempt"] === "1" && Math.random() < scenario.failFirstAttempts) {
       reply = { status: 500, body: "chaos" };
     }
+    record.status = reply.status ?? 200;
     try {
       await respond(res, reply);
     } finally {
@@ -111,4 +114,5 @@ function json(res: ServerResponse, status: number, value?: unknown): void {
   res.end(value === undefined ? undefined : JSON.stringify(value));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A pause that does not keep the process alive (a hanging reply must not block shutdown). */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());

@@ -1,10 +1,15 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { TestProject } from "vitest/node";
 import { Receiver } from "../../support/receiver";
 import { startDispatcher } from "./dispatcher";
+import { formatSummary } from "./summary";
 
 /**
  * One `wrangler dev` for the e2e suite, with the schedule and timeout shortened by
- * `--var` (1 s and 2 s instead of 60 s and 300 s), and one programmable receiver.
+ * `--var` (1 s and 2 s instead of 60 s and 300 s), one programmable receiver, and the
+ * reliability summary printed at the end.
  */
 export const E2E_VARS = {
   RETRY_DELAYS_SECONDS: "1,2",
@@ -13,6 +18,9 @@ export const E2E_VARS = {
 };
 
 export default async function setup(project: TestProject) {
+  const dir = mkdtempSync(join(tmpdir(), "zupertry-e2e-summary-"));
+  const summaryFile = join(dir, "facts.jsonl");
+  project.provide("summaryFile", summaryFile);
   const receiver = new Receiver();
   project.provide("receiverUrl", await receiver.start());
   const dispatcher = await startDispatcher(E2E_VARS);
@@ -21,5 +29,8 @@ export default async function setup(project: TestProject) {
   return async () => {
     await dispatcher.stop();
     await receiver.stop();
+    const summary = formatSummary(summaryFile);
+    if (summary) console.log(`\n${summary}\n`);
+    rmSync(dir, { recursive: true, force: true });
   };
 }
