@@ -30,6 +30,8 @@ export default defineConfig(async () => ({
     exclude: ["test/e2e/**"],
     setupFiles: ["./test/apply-migrations.ts"],
     globalSetup: ["./test/support/global-setup.ts"],
+    // Property tests make hundreds of requests; CI runs files in parallel on 2 cores.
+    testTimeout: 30_000,
     // The Worker logs a JSON line per batch; show logs only for failing tests, and
     // never the routine batch summaries.
     silent: "passed-only" as const,

@@ -98,7 +98,7 @@ describe("org API", () => {
         await expectJsonError(res);
         expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toEqual(before);
       }),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 });
