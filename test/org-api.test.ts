@@ -19,10 +19,12 @@ describe("POST /v1/orgs/{org_id}/api-keys", () => {
     expect(results[0]).toMatchObject({ org_id: orgId, key_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
   });
 
-  it("accepts a request without a body", async () => {
-    const res = await call("POST", `/v1/orgs/${uniqueId("org")}/api-keys`, { token: PRODUCER_TOKEN });
-    expect(res.status).toBe(201);
-    expect(await res.json()).toMatchObject({ name: null });
+  it("accepts a request without a body, with or without a JSON Content-Type", async () => {
+    for (const headers of [{}, { "Content-Type": "application/json" }] as Record<string, string>[]) {
+      const res = await call("POST", `/v1/orgs/${uniqueId("org")}/api-keys`, { token: PRODUCER_TOKEN, headers });
+      expect(res.status).toBe(201);
+      expect(await res.json()).toMatchObject({ name: null });
+    }
   });
 
   it.each([

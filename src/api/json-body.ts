@@ -26,6 +26,10 @@ export function jsonBody(
   return [
     createMiddleware<{ Variables: JsonBodyVariables }>(async (c, next) => {
       if (optional && isEmpty(c.req.raw)) {
+        // No body means `{}`, whatever Content-Type came with it (curl -X POST sends none).
+        const headers = new Headers(c.req.raw.headers);
+        headers.set("content-type", "application/json");
+        c.req.raw = new Request(c.req.raw, { body: "{}", headers });
         c.set("json", {});
         return next();
       }

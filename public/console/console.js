@@ -1,0 +1,431 @@
+// The Zupertry webhooks console: a thin client of the public org API (/v1/...), with
+// no private endpoint and no build step. The org API key lives in this tab's
+// sessionStorage and is only ever sent as the Authorization header.
+//
+// Everything that comes from the server is put on the page with textContent, never
+// as HTML: a receiver that answers `<script>` shows as text.
+
+const KEY_STORAGE = "zupertry.orgKey";
+const PAGE_SIZE = 20;
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  key: sessionStorage.getItem(KEY_STORAGE),
+  settings: null,
+  secretShown: false,
+  cursor: null,
+  nextCursor: null,
+  details: new Map(),
+};
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Calls the org API. 401 signs out; network failures become a readable error. */
+async function api(method, path, body, key = state.key) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: { Authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "network_error", "Couldn't reach the dispatcher. Check your connection, then try again.");
+  }
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) {
+    const error = new ApiError(res.status, data?.error?.code ?? "http_error", data?.error?.message ?? `The server answered HTTP ${res.status}.`);
+    if (res.status === 401 && key === state.key) signOut("That API key was not accepted: it is invalid or has been revoked.");
+    throw error;
+  }
+  return data;
+}
+
+// ---- small DOM helpers -------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function say(id, text, kind = "") {
+  const node = $(id);
+  node.textContent = text;
+  node.dataset.kind = kind;
+}
+
+const timeFormat = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+  timeZoneName: "short",
+});
+const when = (iso) => timeFormat.format(new Date(iso));
+
+function pretty(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+// ---- session -----------------------------------------------------------------------
+
+function showSignedIn() {
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  $("session").hidden = false;
+  $("session-key").textContent = `Signed in with ${state.key.slice(0, 7)}…`;
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(KEY_STORAGE);
+  state.key = null;
+  state.settings = null;
+  state.secretShown = false;
+  state.details.clear();
+  $("logs-body").replaceChildren();
+  $("secret").textContent = "whsec_••••••••••••••••";
+  $("webhook-url").value = "";
+  $("app").hidden = true;
+  $("session").hidden = true;
+  $("sign-in").hidden = false;
+  $("api-key").value = "";
+  say("sign-in-error", message, message ? "error" : "");
+  $("api-key").focus();
+}
+
+$("sign-in-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (!/^zk_[A-Za-z0-9_-]{20,}$/.test(key)) {
+    say("sign-in-error", "An org API key starts with zk_ and is about 46 characters long.", "error");
+    return;
+  }
+  say("sign-in-error", "Checking the key…");
+  try {
+    const settings = await api("GET", "/v1/webhook", undefined, key);
+    state.key = key;
+    sessionStorage.setItem(KEY_STORAGE, key);
+    state.settings = settings;
+    say("sign-in-error", "");
+    showSignedIn();
+    route();
+  } catch (error) {
+    say("sign-in-error", error.status === 401 ? "That API key was not accepted: it is invalid or has been revoked." : error.message, "error");
+  }
+});
+
+$("sign-out").addEventListener("click", () => signOut("Signed out. The key was removed from this tab."));
+
+// ---- navigation: the view and the filters live in the URL --------------------------
+
+function params() {
+  return new URLSearchParams(location.search);
+}
+
+function navigate(next, { replace = false } = {}) {
+  const query = new URLSearchParams(Object.entries(next).filter(([, v]) => v));
+  const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
+  history[replace ? "replaceState" : "pushState"](null, "", url);
+  route();
+}
+
+function route() {
+  if (!state.key) return;
+  const view = params().get("view") === "settings" ? "settings" : "logs";
+  $("view-logs").hidden = view !== "logs";
+  $("view-settings").hidden = view !== "settings";
+  for (const tab of document.querySelectorAll(".tabs a")) {
+    if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+  }
+  if (view === "logs") loadLogs();
+  else loadSettings();
+}
+
+for (const tab of document.querySelectorAll(".tabs a")) {
+  tab.addEventListener("click", (event) => {
+    event.preventDefault();
+    const current = Object.fromEntries(params());
+    navigate({ ...current, view: tab.dataset.view, cursor: "" });
+  });
+}
+window.addEventListener("popstate", route);
+
+// ---- logs --------------------------------------------------------------------------
+
+$("filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  navigate({ view: "logs", job_id: $("filter-job").value.trim(), outcome: $("filter-outcome").value });
+});
+$("refresh").addEventListener("click", () => loadLogs());
+$("first-page").addEventListener("click", () => navigate({ ...Object.fromEntries(params()), cursor: "" }));
+$("next-page").addEventListener("click", () => navigate({ ...Object.fromEntries(params()), cursor: state.nextCursor }));
+
+async function loadLogs() {
+  const p = params();
+  $("filter-job").value = p.get("job_id") ?? "";
+  $("filter-outcome").value = p.get("outcome") ?? "";
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  for (const name of ["job_id", "outcome", "cursor"]) if (p.get(name)) query.set(name, p.get(name));
+
+  const table = $("logs-table");
+  table.setAttribute("aria-busy", "true");
+  say("logs-status", "Loading…");
+  try {
+    const page = await api("GET", `/v1/webhook-logs?${query}`);
+    state.nextCursor = page.next_cursor;
+    renderLogs(page.data, Boolean(p.get("job_id") || p.get("outcome")));
+    $("next-page").disabled = !page.next_cursor;
+    $("first-page").disabled = !p.get("cursor");
+    say("logs-status", page.data.length ? `${page.data.length} attempt${page.data.length === 1 ? "" : "s"}${p.get("cursor") ? " (older page)" : ""}, newest first.` : "");
+  } catch (error) {
+    if (error.status === 401) return;
+    $("logs-body").replaceChildren();
+    showEmpty(error.message, true);
+    say("logs-status", "");
+  } finally {
+    table.removeAttribute("aria-busy");
+  }
+}
+
+function showEmpty(text, isError = false) {
+  const empty = $("logs-empty");
+  empty.hidden = false;
+  empty.dataset.kind = isError ? "error" : "";
+  empty.replaceChildren(el("p", { text }));
+  if (isError) empty.append(el("button", { type: "button", class: "secondary", text: "Try again" }));
+  empty.querySelector("button")?.addEventListener("click", () => loadLogs());
+}
+
+function statusCell(attempt) {
+  const label = attempt.status_code === null ? attempt.error : attempt.error === "redirect" ? `${attempt.status_code} redirect` : String(attempt.status_code);
+  return el("span", { class: `badge ${attempt.outcome === "succeeded" ? "ok" : "fail"}`, text: `${attempt.outcome === "succeeded" ? "✓" : "✗"} ${label}` });
+}
+
+function renderLogs(attempts, filtered) {
+  const body = $("logs-body");
+  body.replaceChildren();
+  $("logs-empty").hidden = true;
+  if (!attempts.length) {
+    showEmpty(filtered ? "No attempts match these filters." : "No webhook attempts yet. Send a test event from Settings, or wait for your first job.");
+    return;
+  }
+  for (const attempt of attempts) {
+    // The row's disclosure button carries the state; clicking anywhere on the row works too.
+    const toggleButton = el("button", {
+      type: "button",
+      class: "row-toggle",
+      "aria-expanded": "false",
+      "aria-controls": `detail-${attempt.id}`,
+      "aria-label": `${when(attempt.attempted_at)}: show request and response`,
+      text: when(attempt.attempted_at),
+    });
+    const row = el(
+      "tr",
+      { class: "attempt", "data-id": attempt.id },
+      el("td", { "data-label": "Time" }, toggleButton),
+      el("td", { "data-label": "Event", text: attempt.event_type }),
+      el("td", { "data-label": "Job ID", class: "mono", text: attempt.job_id }),
+      el("td", { "data-label": "Attempt", text: `#${attempt.attempt}` }),
+      el("td", { "data-label": "Status" }, statusCell(attempt)),
+      el("td", { "data-label": "Response time", text: `${attempt.response_time_ms} ms` }),
+    );
+    row.addEventListener("click", () => toggle(row, toggleButton, attempt));
+    body.append(row);
+  }
+}
+
+async function toggle(row, button, attempt) {
+  const open = button.getAttribute("aria-expanded") === "true";
+  if (row.nextElementSibling?.classList.contains("detail")) row.nextElementSibling.remove();
+  button.setAttribute("aria-expanded", String(!open));
+  row.classList.toggle("open", !open);
+  if (open) return;
+  const cell = el("td", { colspan: "6" }, el("p", { class: "muted", text: "Loading the request and response…" }));
+  const detailRow = el("tr", { class: "detail", id: `detail-${attempt.id}` }, cell);
+  row.after(detailRow);
+  try {
+    const detail = state.details.get(attempt.id) ?? (await api("GET", `/v1/webhook-logs/${encodeURIComponent(attempt.id)}`));
+    state.details.set(attempt.id, detail);
+    cell.replaceChildren(renderDetail(detail));
+  } catch (error) {
+    cell.replaceChildren(el("p", { class: "error", role: "alert", text: error.message }));
+  }
+}
+
+function headerText(headers, none) {
+  return headers ? Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join("\n") : none;
+}
+
+function renderDetail(d) {
+  const redeliverStatus = el("span", { class: "status", role: "status" });
+  const redeliver = el("button", { type: "button", class: "secondary", text: "Redeliver" });
+  redeliver.addEventListener("click", async () => {
+    redeliver.disabled = true;
+    redeliverStatus.textContent = "Queueing a new attempt…";
+    try {
+      await api("POST", `/v1/deliveries/${encodeURIComponent(d.delivery_id)}/redeliver`);
+      redeliverStatus.textContent = "Redelivery queued. Refresh in a moment to see the new attempt.";
+      setTimeout(() => loadLogs(), 1500);
+    } catch (error) {
+      redeliverStatus.textContent = error.message;
+      redeliverStatus.dataset.kind = "error";
+    } finally {
+      redeliver.disabled = false;
+    }
+  });
+  const body = el("pre", { class: "code", tabindex: "0", "aria-label": "Response body", text: d.response.body ?? "(no body)" });
+  return el(
+    "div",
+    { class: "detail-grid" },
+    el(
+      "dl",
+      { class: "facts" },
+      el("dt", { text: "Delivery" }), el("dd", { class: "mono", text: d.delivery_id }),
+      el("dt", { text: "URL" }), el("dd", { class: "mono", text: d.url ?? "(none)" }),
+      el("dt", { text: "Attempted" }), el("dd", { text: when(d.attempted_at) }),
+      el("dt", { text: "Outcome" }), el("dd", { text: d.error ? `${d.outcome} (${d.error})` : d.outcome }),
+    ),
+    el("div", { class: "actions" }, redeliver, redeliverStatus),
+    el("h4", { text: "Request headers" }),
+    el("pre", { class: "code", tabindex: "0", "aria-label": "Request headers", text: headerText(d.request.headers, "(nothing was sent)") }),
+    el("h4", { text: "Request payload" }),
+    el("pre", { class: "code", tabindex: "0", "aria-label": "Request payload", text: pretty(d.request.body) }),
+    el("h4", { text: "Response headers" }),
+    el("pre", { class: "code", tabindex: "0", "aria-label": "Response headers", text: headerText(d.response.headers, "(no response)") }),
+    el("h4", {}, "Response body", d.response.truncated ? el("span", { class: "badge warn", text: "truncated" }) : null),
+    body,
+  );
+}
+
+// ---- settings ----------------------------------------------------------------------
+
+async function loadSettings() {
+  try {
+    state.settings = await api("GET", "/v1/webhook");
+    renderSettings();
+  } catch (error) {
+    if (error.status !== 401) say("url-status", error.message, "error");
+  }
+}
+
+function renderSettings() {
+  const s = state.settings;
+  $("webhook-url").value = s.webhook_url ?? "";
+  $("secret").textContent = state.secretShown ? s.signing_secret : `whsec_${"•".repeat(16)}`;
+  $("reveal").textContent = state.secretShown ? "Hide" : "Reveal";
+  $("reveal").setAttribute("aria-pressed", String(state.secretShown));
+  $("rotated-at").textContent = s.secret_rotated_at ? `Last rotated ${when(s.secret_rotated_at)}.` : "Never rotated.";
+}
+
+$("url-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const value = $("webhook-url").value.trim();
+  say("url-status", "Saving…");
+  try {
+    state.settings = await api("PUT", "/v1/webhook", { webhook_url: value === "" ? null : value });
+    renderSettings();
+    say("url-status", value ? "Saved. New deliveries go to this URL." : "Cleared. Events without their own URL will fail with no_webhook_url.", "ok");
+  } catch (error) {
+    if (error.status !== 401) say("url-status", `Not saved: ${error.message}`, "error");
+  }
+});
+
+$("reveal").addEventListener("click", () => {
+  state.secretShown = !state.secretShown;
+  renderSettings();
+});
+
+$("copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(state.settings.signing_secret);
+    say("secret-status", "Copied to the clipboard.", "ok");
+  } catch {
+    state.secretShown = true;
+    renderSettings();
+    getSelection().selectAllChildren($("secret"));
+    say("secret-status", "Copying is blocked here: the secret is selected, press Ctrl+C / ⌘C.", "error");
+  }
+});
+
+$("rotate").addEventListener("click", () => $("rotate-dialog").showModal());
+$("rotate-dialog").addEventListener("close", async () => {
+  if ($("rotate-dialog").returnValue !== "confirm") return;
+  say("secret-status", "Rotating…");
+  try {
+    state.settings = await api("POST", "/v1/webhook/rotate-secret");
+    state.secretShown = true;
+    renderSettings();
+    say("secret-status", "Rotated. Update ZUPERTRY_WEBHOOK_SECRET now; the old secret stays valid in webhook-signature for 24 hours.", "ok");
+  } catch (error) {
+    if (error.status !== 401) say("secret-status", error.message, "error");
+  }
+});
+
+$("send-test").addEventListener("click", async () => {
+  const button = $("send-test");
+  button.disabled = true;
+  const result = $("test-result");
+  say("test-result", "Sending a test event…");
+  try {
+    const queued = await api("POST", "/v1/webhook/test");
+    const attempt = await firstAttempt(queued.delivery_id);
+    const link = el("a", { href: `?view=logs&job_id=${encodeURIComponent(queued.job_id)}`, text: "See it in the logs" });
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      navigate({ view: "logs", job_id: queued.job_id });
+    });
+    if (!attempt) {
+      result.replaceChildren(`Queued ${queued.job_id}; no attempt yet. `, link);
+    } else if (attempt.outcome === "succeeded") {
+      result.dataset.kind = "ok";
+      result.replaceChildren(`Delivered: HTTP ${attempt.status_code} in ${attempt.response_time_ms} ms. `, link);
+    } else {
+      result.dataset.kind = "error";
+      result.replaceChildren(`Failed: ${attempt.status_code ?? ""} ${attempt.error} after ${attempt.response_time_ms} ms. `, link);
+    }
+  } catch (error) {
+    if (error.status !== 401) say("test-result", error.message, "error");
+  } finally {
+    button.disabled = false;
+  }
+});
+
+/** Waits for a delivery's first attempt to be logged (a second or so). */
+async function firstAttempt(deliveryId, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const page = await api("GET", `/v1/webhook-logs?delivery_id=${encodeURIComponent(deliveryId)}&limit=1`);
+    if (page.data.length) return page.data[0];
+    await new Promise((r) => setTimeout(r, 400));
+  }
+  return null;
+}
+
+// ---- start -------------------------------------------------------------------------
+
+if (state.key) {
+  showSignedIn();
+  route();
+} else {
+  signOut();
+}
