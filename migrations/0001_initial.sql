@@ -29,17 +29,16 @@ CREATE TABLE attempts (
                                               'no_webhook_url', 'invalid_url', 'internal')),
   next_attempt_at    INTEGER,                     -- unix ms the next attempt is due; NULL: none
   url                TEXT,                        -- where it was sent; NULL when there was none
-  request_headers    TEXT,                        -- JSON object as sent; NULL when nothing was sent
-  response_headers   TEXT,                        -- JSON object
+  url_from_event     INTEGER CHECK (url_from_event IN (0, 1)), -- attempt 1 only: url is the event's own
   response_truncated INTEGER NOT NULL DEFAULT 0 CHECK (response_truncated IN (0, 1)),
-  event_webhook_url  TEXT,                        -- attempt 1 only: the event's own URL, if it had one
-  request_body       TEXT,                        -- attempt 1 only: the event body
-  response_body      TEXT,                        -- capped at RESPONSE_BODY_LIMIT_BYTES
+  -- Compressed (deflate-raw), see src/store/codec.ts. Small columns above, bulky ones last.
+  request_body       BLOB,                        -- attempt 1 only: the event body, as sent
+  exchange           BLOB,                        -- JSON {signatures, response: {headers, body}}; NULL if nothing was sent
   PRIMARY KEY (delivery_id, attempt),
   CHECK ((outcome = 'succeeded') = (error IS NULL)),
   CHECK (outcome = 'failed' OR next_attempt_at IS NULL),
   CHECK ((attempt = 1) = (request_body IS NOT NULL)),
-  CHECK (attempt = 1 OR event_webhook_url IS NULL)
+  CHECK ((attempt = 1) = (url_from_event IS NOT NULL))
 ) WITHOUT ROWID;
 
 -- The org's log by time (with the primary key appended: a total order). Lists read it

@@ -3,6 +3,8 @@ import { env } from "cloudflare:workers";
 import { vi } from "vitest";
 import { deliveryIdFor, encodeEventBody, type DeliveryMessage, type EventType } from "../src/delivery/message";
 import worker from "../src/index";
+import type { Exchange } from "../src/store/attempts";
+import { inflate } from "../src/store/codec";
 export { receiver } from "./support/receiver-client";
 
 /** Shared by the workerd tests: the API as a client sees it, the receiver, the queue. */
@@ -69,6 +71,33 @@ export async function messageFor(
   };
 }
 
+/**
+ * Watches what the Worker puts on the deliveries queue (`send` and `sendBatch` alike),
+ * passing every call through to the real queue.
+ */
+export function watchQueue(queue: Queue = env.DELIVERIES) {
+  const send = vi.spyOn(queue, "send");
+  const sendBatch = vi.spyOn(queue, "sendBatch");
+  const calls = () => [
+    ...send.mock.calls.map(([body, options]) => [{ body, contentType: options?.contentType }]),
+    ...sendBatch.mock.calls.map(([batch]) => [...batch].map((m) => ({ body: m.body, contentType: m.contentType }))),
+  ];
+  return {
+    /** One entry per call, with the messages it carried. */
+    calls,
+    messages: () => calls().flat().map((m) => m.body as DeliveryMessage),
+    contentTypes: () => calls().flat().map((m) => m.contentType),
+    reset: () => {
+      send.mockClear();
+      sendBatch.mockClear();
+    },
+    restore: () => {
+      send.mockRestore();
+      sendBatch.mockRestore();
+    },
+  };
+}
+
 export interface ConsumerRun {
   acked: string[];
   /** Message id → the delaySeconds it was retried with. */
@@ -111,19 +140,29 @@ export interface AttemptRow {
   error: string | null;
   next_attempt_at: number | null;
   response_time_ms: number;
-  request_headers: string | null;
-  request_body: string | null;
-  response_body: string | null;
-  response_truncated: number;
   url: string | null;
+  url_from_event: number | null;
+  response_truncated: number;
+  /** Decoded from the stored BLOBs. */
+  request_body: string | null;
+  exchange: Exchange | null;
+  /** Bytes the row takes in its columns (BLOBs as stored, compressed). */
+  stored_bytes: number;
 }
 
-/** The logged attempts of a delivery, in order. */
+/** The logged attempts of a delivery, in order, with the compressed columns decoded. */
 export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
   const { results } = await env.DB.prepare("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY attempt")
     .bind(deliveryId)
-    .run<AttemptRow>();
-  return results;
+    .run<Omit<AttemptRow, "request_body" | "exchange" | "stored_bytes"> & { request_body: number[] | null; exchange: number[] | null }>();
+  return Promise.all(
+    results.map(async (row) => ({
+      ...row,
+      request_body: row.request_body && (await inflate(row.request_body)),
+      exchange: row.exchange && (JSON.parse(await inflate(row.exchange)) as Exchange),
+      stored_bytes: Object.values(row).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : String(v ?? "").length), 0),
+    })),
+  );
 }
 
 export function uniqueId(prefix: string): string {

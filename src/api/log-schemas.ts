@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { attemptHeaders } from "../delivery/headers";
 import type { AttemptDetailRow, AttemptSummaryRow, DeliveryRow } from "../store/log";
 
 /**
@@ -98,11 +99,21 @@ export function presentAttempt(row: AttemptSummaryRow): z.infer<typeof AttemptSu
 }
 
 export function presentAttemptDetail(row: AttemptDetailRow): z.infer<typeof AttemptDetailSchema> {
+  // The headers as sent: the same function that built them, fed from the row.
+  const headers =
+    row.signatures &&
+    attemptHeaders({
+      deliveryId: row.delivery_id,
+      eventType: row.event_type,
+      attempt: row.attempt,
+      timestamp: Math.floor(row.attempted_at / 1000),
+      signatures: row.signatures,
+    });
   return {
     ...presentAttempt(row),
     url: row.url,
-    request: { headers: parseJson(row.request_headers), body: row.request_body },
-    response: { headers: parseJson(row.response_headers), body: row.response_body, truncated: row.response_truncated === 1 },
+    request: { headers, body: row.request_body },
+    response: { headers: row.response_headers, body: row.response_body, truncated: row.response_truncated },
   };
 }
 
@@ -124,8 +135,4 @@ export function presentDelivery(row: DeliveryRow): z.infer<typeof DeliverySchema
     created_at: iso(row.created_at),
     last_attempt_at: iso(row.last_attempt_at),
   };
-}
-
-function parseJson(text: string | null): Record<string, string> | null {
-  return text === null ? null : (JSON.parse(text) as Record<string, string>);
 }

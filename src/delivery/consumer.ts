@@ -157,19 +157,14 @@ async function attempt(
   const failNow = (error: AttemptError): Attempted => ({
     message,
     retryDelaySeconds: null,
-    record: { ...base, ...unsentResponse(error), outcome: "failed", next_attempt_at: null, request_headers: null },
+    record: { ...base, ...unsentResponse(error), outcome: "failed", next_attempt_at: null, signatures: null },
   });
   if (url === null) return failNow("no_webhook_url");
   if (!checkWebhookUrl(url, { allowInsecure: config.allowInsecureWebhookUrls }).ok) return failNow("invalid_url");
 
   const timestamp = Math.floor(attemptedAt / 1000);
-  const headers = attemptHeaders({
-    deliveryId: event.delivery_id,
-    eventType: event.event_type,
-    attempt: plan.attempt,
-    timestamp,
-    signatures: await org.signer.sign(event.delivery_id, timestamp, event.body),
-  });
+  const signatures = await org.signer.sign(event.delivery_id, timestamp, event.body);
+  const headers = attemptHeaders({ deliveryId: event.delivery_id, eventType: event.event_type, attempt: plan.attempt, timestamp, signatures });
   const response = await postWebhook(url, headers, event.body, {
     timeoutMs: config.attemptTimeoutMs,
     responseBodyLimitBytes: config.responseBodyLimitBytes,
@@ -184,16 +179,17 @@ async function attempt(
       ...response,
       outcome: response.error === null ? "succeeded" : "failed",
       next_attempt_at: retryDelaySeconds === null ? null : Date.now() + retryDelaySeconds * 1000,
-      request_headers: headers,
+      // The log keeps the signatures; the other headers follow from the row (attemptHeaders).
+      signatures,
     },
   };
 }
 
 /** What attempt 1 stores once for the whole delivery: the event as it came in. */
-export function eventColumns(attempt: number, event: DeliveryMessage): Pick<AttemptRecord, "event_webhook_url" | "request_body"> {
+export function eventColumns(attempt: number, event: DeliveryMessage): Pick<AttemptRecord, "url_from_event" | "request_body"> {
   return attempt === 1
-    ? { event_webhook_url: event.webhook_url, request_body: new TextDecoder().decode(event.body) }
-    : { event_webhook_url: null, request_body: null };
+    ? { url_from_event: event.webhook_url !== null, request_body: new TextDecoder().decode(event.body) }
+    : { url_from_event: null, request_body: null };
 }
 
 /** Gives messages back to the queue with back-off: their attempt was not logged. */

@@ -37,7 +37,7 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
       ...unsentResponse("internal"),
       outcome: "failed",
       next_attempt_at: null,
-      request_headers: null,
+      signatures: null,
     });
   }
   await insertAttempts(env.DB, [...records.values()]);

@@ -2,6 +2,7 @@
  * Every SQL statement the delivery pipeline runs against the `attempts` table.
  * The schema and the reasons for its shape are in migrations/ and src/store/README.md.
  */
+import { deflate } from "./codec";
 
 export type AttemptOutcome = "succeeded" | "failed";
 
@@ -20,14 +21,27 @@ export interface AttemptRecord {
   error: string | null;
   next_attempt_at: number | null;
   url: string | null;
-  request_headers: Record<string, string> | null;
+  /** Attempt 1 only: whether `url` was the event's own (it overrode the org default). */
+  url_from_event: boolean | null;
+  /** What signed the request; the other headers follow from the row. Null when nothing was sent. */
+  signatures: AttemptSignatureValues | null;
   response_headers: Record<string, string> | null;
+  response_body: string | null;
   response_truncated: boolean;
-  /** Attempt 1 only: the event's own webhook URL, when it overrode the org default. */
-  event_webhook_url: string | null;
   /** Attempt 1 only: the event body (stored once per delivery). */
   request_body: string | null;
-  response_body: string | null;
+}
+
+/** The two signature header values of an attempt. */
+export interface AttemptSignatureValues {
+  zupertry: string;
+  standard: string;
+}
+
+/** The `exchange` column: what was sent that the row cannot rebuild, and what came back. */
+export interface Exchange {
+  signatures: AttemptSignatureValues;
+  response: { headers: Record<string, string> | null; body: string | null };
 }
 
 /** What the consumer needs to know about a delivery to decide what a message does. */
@@ -63,9 +77,9 @@ export async function readDeliveryStates(db: D1Database, deliveryIds: readonly s
 
 const INSERT_ATTEMPT = `INSERT INTO attempts (
     delivery_id, attempt, org_id, job_id, event_type, message_id, attempted_at, response_time_ms,
-    status_code, outcome, error, next_attempt_at, url, request_headers, response_headers,
-    response_truncated, event_webhook_url, request_body, response_body)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    status_code, outcome, error, next_attempt_at, url, url_from_event, response_truncated,
+    request_body, exchange)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (delivery_id, attempt) DO NOTHING`;
 
 /**
@@ -76,8 +90,17 @@ const INSERT_ATTEMPT = `INSERT INTO attempts (
 export async function insertAttempts(db: D1Database, records: readonly AttemptRecord[]): Promise<boolean[]> {
   if (records.length === 0) return [];
   const statement = db.prepare(INSERT_ATTEMPT);
+  const encoded = await Promise.all(
+    records.map(async (r) => ({
+      requestBody: r.request_body === null ? null : await deflate(r.request_body),
+      exchange:
+        r.signatures === null
+          ? null
+          : await deflate(JSON.stringify({ signatures: r.signatures, response: { headers: r.response_headers, body: r.response_body } } satisfies Exchange)),
+    })),
+  );
   const results = await db.batch(
-    records.map((r) =>
+    records.map((r, i) =>
       statement.bind(
         r.delivery_id,
         r.attempt,
@@ -92,12 +115,10 @@ export async function insertAttempts(db: D1Database, records: readonly AttemptRe
         r.error,
         r.next_attempt_at,
         r.url,
-        r.request_headers && JSON.stringify(r.request_headers),
-        r.response_headers && JSON.stringify(r.response_headers),
+        r.url_from_event === null ? null : r.url_from_event ? 1 : 0,
         r.response_truncated ? 1 : 0,
-        r.event_webhook_url,
-        r.request_body,
-        r.response_body,
+        encoded[i]!.requestBody,
+        encoded[i]!.exchange,
       ),
     ),
   );

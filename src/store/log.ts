@@ -8,7 +8,8 @@
  * inserted while a client pages never shift, skip or repeat what it has not seen.
  */
 
-import type { AttemptOutcome } from "./attempts";
+import type { AttemptOutcome, AttemptSignatureValues, Exchange } from "./attempts";
+import { inflate } from "./codec";
 
 export interface AttemptSummaryRow {
   delivery_id: string;
@@ -24,10 +25,11 @@ export interface AttemptSummaryRow {
 
 export interface AttemptDetailRow extends AttemptSummaryRow {
   url: string | null;
-  request_headers: string | null;
-  response_headers: string | null;
+  /** Null when nothing was sent (no URL, a refused URL, an internal failure). */
+  signatures: AttemptSignatureValues | null;
+  response_headers: Record<string, string> | null;
   response_body: string | null;
-  response_truncated: number;
+  response_truncated: boolean;
   /** The delivery's body, from its attempt 1. */
   request_body: string;
 }
@@ -78,18 +80,30 @@ export async function listAttempts(db: D1Database, q: AttemptQuery): Promise<Att
   return results;
 }
 
+type StoredBlob = number[] | ArrayBuffer;
+
 /** One attempt of this org with everything it sent and got, or null. */
 export async function getAttempt(db: D1Database, orgId: string, deliveryId: string, attempt: number): Promise<AttemptDetailRow | null> {
-  return db
+  const row = await db
     .prepare(
       `SELECT a.delivery_id, a.attempt, a.job_id, a.event_type, a.status_code, a.response_time_ms, a.attempted_at,
-              a.outcome, a.error, a.url, a.request_headers, a.response_headers, a.response_body, a.response_truncated,
-              first.request_body
+              a.outcome, a.error, a.url, a.response_truncated, a.exchange, first.request_body
          FROM attempts AS a JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
         WHERE a.delivery_id = ? AND a.attempt = ? AND a.org_id = ?`,
     )
     .bind(deliveryId, attempt, orgId)
-    .first<AttemptDetailRow>();
+    .first<AttemptSummaryRow & { url: string | null; response_truncated: number; exchange: StoredBlob | null; request_body: StoredBlob }>();
+  if (!row) return null;
+  const { exchange, request_body, response_truncated, ...summary } = row;
+  const sent = exchange === null ? null : (JSON.parse(await inflate(exchange)) as Exchange);
+  return {
+    ...summary,
+    signatures: sent?.signatures ?? null,
+    response_headers: sent?.response.headers ?? null,
+    response_body: sent?.response.body ?? null,
+    response_truncated: response_truncated === 1,
+    request_body: await inflate(request_body),
+  };
 }
 
 /** A delivery, as its attempts describe it. */
@@ -127,7 +141,8 @@ export interface DeliveryQuery {
  * the org's attempts index keeping attempt-1 rows (most rows are), and joins each to
  * its last attempt by primary key.
  */
-const DELIVERY_COLUMNS = `first.delivery_id, first.job_id, first.event_type, first.event_webhook_url,
+const DELIVERY_COLUMNS = `first.delivery_id, first.job_id, first.event_type,
+        CASE WHEN first.url_from_event = 1 THEN first.url END AS event_webhook_url,
         first.attempted_at AS created_at, last.attempt AS attempt_count, last.attempted_at AS last_attempt_at,
         last.error AS last_error, last.next_attempt_at,
         EXISTS (SELECT 1 FROM attempts AS ok WHERE ok.delivery_id = first.delivery_id AND ok.outcome = 'succeeded') AS delivered`;
@@ -155,11 +170,12 @@ export async function listDeliveries(db: D1Database, q: DeliveryQuery): Promise<
 
 /** One delivery of this org with its body, or null. */
 export async function getDelivery(db: D1Database, orgId: string, deliveryId: string): Promise<(DeliveryRow & { body: string }) | null> {
-  return db
+  const row = await db
     .prepare(
       `SELECT ${DELIVERY_COLUMNS}, first.request_body AS body ${DELIVERY_FROM}
         WHERE first.delivery_id = ? AND first.attempt = 1 AND first.org_id = ?`,
     )
     .bind(deliveryId, orgId)
-    .first<DeliveryRow & { body: string }>();
+    .first<DeliveryRow & { body: StoredBlob }>();
+  return row && { ...row, body: await inflate(row.body) };
 }
