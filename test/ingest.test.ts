@@ -1,20 +1,18 @@
-import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { deliveryIdFor, type DeliveryMessage } from "../src/delivery/message";
-import { call, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId } from "./helpers";
+import { call, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId, watchQueue } from "./helpers";
 
 const hook = receiver("ingest");
-let sendBatch: MockInstance<Queue["sendBatch"]>;
+let queue: ReturnType<typeof watchQueue>;
 
 beforeEach(() => {
-  sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch");
+  queue = watchQueue();
 });
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const sentMessages = () =>
-  sendBatch.mock.calls.flatMap(([batch]) => [...batch].map((m) => m.body as DeliveryMessage));
+const sentMessages = () => queue.messages();
 
 describe("POST /v1/events", () => {
   it("queues the event and answers 202 with its delivery id", async () => {
@@ -24,8 +22,8 @@ describe("POST /v1/events", () => {
     expect(res.status).toBe(202);
     const deliveryId = await deliveryIdFor("org_ingest", "job.completed", event.data.job_id);
     expect(await res.json()).toEqual({ delivery_id: deliveryId, status: "queued" });
-    expect(sendBatch).toHaveBeenCalledOnce();
-    expect([...sendBatch.mock.calls[0]![0]][0]!.contentType).toBe("v8");
+    expect(queue.calls()).toHaveLength(1);
+    expect(queue.contentTypes()).toEqual(["v8"]);
     const [message] = sentMessages();
     expect(message).toMatchObject({ delivery_id: deliveryId, org_id: "org_ingest", job_id: event.data.job_id, event_type: "job.completed", webhook_url: hook.url });
     // The body is serialised once, here, as the receiver will get it.
@@ -45,7 +43,7 @@ describe("POST /v1/events", () => {
     const again = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: event });
     expect(again.status).toBe(202);
     expect(await again.json()).toEqual({ delivery_id: first.delivery_id, status: "queued", duplicate: true });
-    expect(sendBatch).toHaveBeenCalledOnce();
+    expect(queue.calls()).toHaveLength(1);
   });
 
   it("gives job.completed and job.failed of one job different ids, and the same job in two orgs too", async () => {
@@ -72,7 +70,7 @@ describe("POST /v1/events", () => {
     const over = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: padded(65_537) });
     expect(over.status).toBe(413);
     expect(await over.json()).toMatchObject({ error: { code: "payload_too_large" } });
-    expect(sendBatch).toHaveBeenCalledOnce();
+    expect(queue.calls()).toHaveLength(1);
   });
 });
 
@@ -120,14 +118,14 @@ describe("bad input to POST /v1/events answers a JSON error and queues nothing",
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(body.error.code).toBe(code);
     expect(body.error.message).toEqual(expect.any(String));
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(queue.calls()).toHaveLength(0);
   });
 
   it("refuses an org API key on the producer route", async () => {
     const res = await call("POST", "/v1/events", { body: valid(), token: await orgKey("org_ingest") });
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ error: { code: "unauthorized" } });
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(queue.calls()).toHaveLength(0);
   });
 
   it("reports schema misses with the zod issues in details", async () => {
@@ -170,11 +168,11 @@ describe("POST /v1/events/batch", () => {
     const ok = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(100) } });
     expect(ok.status).toBe(202);
     expect(sentMessages()).toHaveLength(100);
-    sendBatch.mockClear();
+    queue.reset();
     const tooMany = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(101) } });
     expect(tooMany.status).toBe(400);
     expect(await tooMany.json()).toMatchObject({ error: { code: "invalid_request" } });
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(queue.calls()).toHaveLength(0);
   });
 
   it("splits large batches into sendBatch calls under 256 KB", async () => {
@@ -185,11 +183,11 @@ describe("POST /v1/events/batch", () => {
     const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
     expect(res.status).toBe(202);
     expect(sentMessages()).toHaveLength(10);
-    for (const [chunk] of sendBatch.mock.calls) {
-      const bytes = [...chunk].reduce((sum, m) => sum + (m.body as DeliveryMessage).body.byteLength, 0);
+    for (const chunk of queue.calls()) {
+      const bytes = chunk.reduce((sum, m) => sum + (m.body as DeliveryMessage).body.byteLength, 0);
       expect(bytes).toBeLessThanOrEqual(256_000);
     }
-    expect(sendBatch.mock.calls.length).toBeGreaterThanOrEqual(3);
+    expect(queue.calls().length).toBeGreaterThanOrEqual(3);
   });
 
   it("answers 400 with the results when no event could be queued", async () => {
@@ -199,7 +197,7 @@ describe("POST /v1/events/batch", () => {
       error: { code: "invalid_request" },
       results: [{ index: 0, error: { code: "invalid_request" } }, { index: 1, error: { code: "invalid_request" } }],
     });
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(queue.calls()).toHaveLength(0);
   });
 
   it.each([
@@ -210,13 +208,13 @@ describe("POST /v1/events/batch", () => {
     const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body });
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: { code: "invalid_request" } });
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(queue.calls()).toHaveLength(0);
   });
 
   it("refuses a body over 1 MiB with 413", async () => {
     const events = Array.from({ length: 20 }, () => ({ ...jobEvent("org_ingest", uniqueId("job")), padding: "x".repeat(60_000) }));
     const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
     expect(res.status).toBe(413);
-    expect(sendBatch).not.toHaveBeenCalled();
+    expect(queue.calls()).toHaveLength(0);
   });
 });

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 /**
  * Runs the real dispatcher with `wrangler dev`, as a developer would, in a fresh
@@ -13,19 +13,43 @@ import { join } from "node:path";
 export interface Dispatcher {
   url: string;
   producerToken: string;
+  /** The `wrangler dev` process (its workerd is a descendant). */
+  pid: number;
   stop(): Promise<void>;
   /** Everything wrangler printed so far. */
   output(): string;
 }
 
-const root = new URL("../../../", import.meta.url).pathname;
+/** The repository root: the nearest folder above this file with the project's package.json. */
+function findRoot(): string {
+  let dir = dirname(new URL(import.meta.url).pathname);
+  while (!existsSync(join(dir, "wrangler.toml")) || !existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error("project root not found");
+    dir = up;
+  }
+  return dir;
+}
+
+export const root = findRoot();
 const wrangler = join(root, "node_modules", ".bin", "wrangler");
 
-export async function startDispatcher(vars: Record<string, string> = {}): Promise<Dispatcher> {
+export interface WranglerOptions {
+  /** Another entry point than wrangler.toml's `main` (the benchmark's counting wrapper). */
+  script?: string;
+  /** Another config than the product's wrangler.toml (the benchmark's control Worker). */
+  config?: string;
+  /** Apply the D1 migrations first (the product has D1; the control does not). */
+  migrate?: boolean;
+}
+
+export async function startDispatcher(vars: Record<string, string> = {}, options: WranglerOptions = {}): Promise<Dispatcher> {
+  const { script, config, migrate = true } = options;
   const state = mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
   const producerToken = `e2e-${Math.random().toString(36).slice(2)}`;
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
-  await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state], env);
+  const configArgs = config ? ["--config", config] : [];
+  if (migrate) await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, ...configArgs], env);
 
   const [port, inspectorPort] = [await freePort(), await freePort()];
   const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
@@ -33,6 +57,8 @@ export async function startDispatcher(vars: Record<string, string> = {}): Promis
     wrangler,
     [
       "dev",
+      ...(script ? [script] : []),
+      ...configArgs,
       "--ip", "127.0.0.1",
       "--port", String(port),
       "--inspector-port", String(inspectorPort),
@@ -51,7 +77,8 @@ export async function startDispatcher(vars: Record<string, string> = {}): Promis
   for (;;) {
     if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${log}`);
     try {
-      if ((await fetch(`${url}/health`)).ok) break;
+      // Any HTTP answer means it listens (the control Worker has no /health).
+      if ((await fetch(`${url}/health`)).status < 500) break;
     } catch {
       // not listening yet
     }
@@ -61,6 +88,7 @@ export async function startDispatcher(vars: Record<string, string> = {}): Promis
   return {
     url,
     producerToken,
+    pid: child.pid!,
     output: () => log,
     async stop() {
       await stopProcess(child);

@@ -1,0 +1,230 @@
+/**
+ * The product, unchanged, wrapped for `npm run bench`: every binding it is handed is a
+ * counting proxy, so the run can say what one delivery costs (D1 round trips,
+ * statements and rows, Durable Object calls, queue operations, Worker invocations)
+ * without a single counter in src/. Started as `wrangler dev bench/counting/worker.ts`
+ * with the product's own wrangler.toml, so every other setting is the product's.
+ *
+ * Counters live in this isolate's memory; `wrangler dev` runs the fetch handler, the
+ * queue consumer and the Durable Objects in one process, one consumer run at a time,
+ * so a queue run's D1 and Durable Object calls can be attributed to it.
+ *
+ *   GET  /__bench/counters   the counters (and the D1 size, from the last result's meta)
+ *   POST /__bench/reset      zero them
+ */
+import product, { OrgSettings } from "../../src/index";
+import type { DeliveryMessage } from "../../src/delivery/message";
+
+export { OrgSettings };
+
+interface BatchStats {
+  messages: number;
+  d1WriteRoundTrips: number;
+  d1ReadRoundTrips: number;
+  settingsCallsByOrg: Map<string, number>;
+}
+
+function zero() {
+  return {
+    fetchInvocations: 0,
+    queueInvocations: 0,
+    queueMessagesWritten: 0,
+    queueMessagesRead: 0,
+    queueMessagesAcked: 0,
+    queueMessagesRetried: 0,
+    d1RoundTrips: 0,
+    d1Statements: 0,
+    d1RowsRead: 0,
+    d1RowsWritten: 0,
+    durableObjectCalls: 0,
+    batches: 0,
+    maxD1WriteRoundTripsPerBatch: 0,
+    maxD1ReadRoundTripsPerBatch: 0,
+    maxSettingsCallsPerOrgPerBatch: 0,
+    batchSizes: {} as Record<string, number>,
+    /** Where a queue run's time goes (ms, summed over runs). */
+    msInQueueRuns: 0,
+    msInD1: 0,
+    msInSettingsCalls: 0,
+    msInOutboundFetch: 0,
+    outboundFetches: 0,
+  };
+}
+
+async function timed<T>(key: "msInD1" | "msInSettingsCalls" | "msInOutboundFetch", work: () => Promise<T>): Promise<T> {
+  const start = performance.now();
+  try {
+    return await work();
+  } finally {
+    counters[key] += performance.now() - start;
+  }
+}
+
+// Outbound webhook POSTs: counted and timed (the product calls the global fetch).
+const productFetch = globalThis.fetch;
+globalThis.fetch = (input, init) => {
+  counters.outboundFetches++;
+  return timed("msInOutboundFetch", () => productFetch(input, init));
+};
+
+let counters = zero();
+let d1SizeBytes = 0;
+let current: BatchStats | null = null;
+
+const isWrite = (sql: string) => /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(sql);
+
+function countResult(meta: D1Meta | undefined): void {
+  counters.d1RowsRead += meta?.rows_read ?? 0;
+  counters.d1RowsWritten += meta?.rows_written ?? 0;
+  if (meta?.size_after) d1SizeBytes = meta.size_after;
+}
+
+function roundTrip(write: boolean, statements: number): void {
+  counters.d1RoundTrips++;
+  counters.d1Statements += statements;
+  if (current) write ? current.d1WriteRoundTrips++ : current.d1ReadRoundTrips++;
+}
+
+const inner = new WeakMap<object, D1PreparedStatement>();
+
+function statement(stmt: D1PreparedStatement, sql: string): D1PreparedStatement {
+  const wrapped = {
+    bind: (...values: unknown[]) => statement(stmt.bind(...values), sql),
+    async run() {
+      roundTrip(isWrite(sql), 1);
+      const result = await timed("msInD1", () => stmt.run());
+      countResult(result.meta);
+      return result;
+    },
+    async all() {
+      return wrapped.run();
+    },
+    async first(column?: string) {
+      const { results } = await wrapped.run();
+      const row = results[0] as Record<string, unknown> | undefined;
+      return row === undefined ? null : column === undefined ? row : row[column];
+    },
+    raw: (options?: { columnNames?: boolean }) => stmt.raw(options as never),
+  };
+  inner.set(wrapped, stmt);
+  return wrapped as unknown as D1PreparedStatement;
+}
+
+function database(db: D1Database): D1Database {
+  return {
+    prepare: (sql: string) => statement(db.prepare(sql), sql),
+    async batch(statements: D1PreparedStatement[]) {
+      roundTrip(true, statements.length);
+      const results = await timed("msInD1", () => db.batch(statements.map((s) => inner.get(s) ?? s)));
+      for (const r of results) countResult(r.meta);
+      return results;
+    },
+    exec: (sql: string) => db.exec(sql),
+    dump: () => db.dump(),
+    withSession: (c?: string) => db.withSession(c as never),
+  } as unknown as D1Database;
+}
+
+function queue(q: Queue): Queue {
+  return {
+    async send(body: unknown, options?: QueueSendOptions) {
+      counters.queueMessagesWritten++;
+      return q.send(body, options);
+    },
+    async sendBatch(messages: Iterable<MessageSendRequest>, options?: QueueSendBatchOptions) {
+      const list = [...messages];
+      counters.queueMessagesWritten += list.length;
+      return q.sendBatch(list, options);
+    },
+  } as Queue;
+}
+
+const RPC_METHODS = new Set(["getWebhook", "setWebhookUrl", "rotateSecret", "getDeliverySettings"]);
+
+function settingsNamespace(ns: Env["ORG_SETTINGS"]): Env["ORG_SETTINGS"] {
+  const names = new Map<string, string>();
+  return {
+    idFromName(name: string) {
+      const id = ns.idFromName(name);
+      names.set(id.toString(), name);
+      return id;
+    },
+    get(id: DurableObjectId) {
+      const stub = ns.get(id);
+      const org = names.get(id.toString()) ?? id.toString();
+      // Only the RPC methods the product calls are counted; each is one billed request.
+      return new Proxy(stub, {
+        get(target, prop) {
+          if (typeof prop !== "string" || !RPC_METHODS.has(prop)) return (target as unknown as Record<string | symbol, unknown>)[prop];
+          return (...args: unknown[]) => {
+            counters.durableObjectCalls++;
+            if (current) current.settingsCallsByOrg.set(org, (current.settingsCallsByOrg.get(org) ?? 0) + 1);
+            return timed("msInSettingsCalls", async () => (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[prop]!(...args));
+          };
+        },
+      });
+    },
+  } as unknown as Env["ORG_SETTINGS"];
+}
+
+const wrappedEnvs = new WeakMap<Env, Env>();
+function counted(env: Env): Env {
+  let wrapped = wrappedEnvs.get(env);
+  if (!wrapped) {
+    wrapped = { ...env, DB: database(env.DB), DELIVERIES: queue(env.DELIVERIES), ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS) };
+    wrappedEnvs.set(env, wrapped);
+  }
+  return wrapped;
+}
+
+/** The batch the consumer sees: the same messages, with ack/retry counted. */
+function countedBatch(batch: MessageBatch<DeliveryMessage>): MessageBatch<DeliveryMessage> {
+  const messages = batch.messages.map((m) => ({
+    get id() { return m.id; },
+    get body() { return m.body; },
+    get attempts() { return m.attempts; },
+    get timestamp() { return m.timestamp; },
+    ack() { counters.queueMessagesAcked++; m.ack(); },
+    retry(options?: QueueRetryOptions) { counters.queueMessagesRetried++; m.retry(options); },
+  }));
+  return {
+    queue: batch.queue,
+    messages,
+    ackAll() { counters.queueMessagesAcked += messages.length; batch.ackAll(); },
+    retryAll(options?: QueueRetryOptions) { counters.queueMessagesRetried += messages.length; batch.retryAll(options); },
+  } as unknown as MessageBatch<DeliveryMessage>;
+}
+
+export default {
+  async fetch(request, env, ctx) {
+    const { pathname } = new URL(request.url);
+    if (pathname === "/__bench/counters") return Response.json({ ...counters, d1SizeBytes });
+    if (pathname === "/__bench/reset" && request.method === "POST") {
+      counters = zero();
+      return Response.json({ ok: true });
+    }
+    counters.fetchInvocations++;
+    return product.fetch(request, counted(env), ctx);
+  },
+
+  async queue(batch, env) {
+    counters.queueInvocations++;
+    counters.queueMessagesRead += batch.messages.length;
+    counters.batchSizes[batch.messages.length] = (counters.batchSizes[batch.messages.length] ?? 0) + 1;
+    const stats: BatchStats = { messages: batch.messages.length, d1WriteRoundTrips: 0, d1ReadRoundTrips: 0, settingsCallsByOrg: new Map() };
+    current = stats;
+    const started = performance.now();
+    try {
+      await product.queue(countedBatch(batch), counted(env));
+    } finally {
+      current = null;
+      counters.msInQueueRuns += performance.now() - started;
+      counters.batches++;
+      counters.maxD1WriteRoundTripsPerBatch = Math.max(counters.maxD1WriteRoundTripsPerBatch, stats.d1WriteRoundTrips);
+      counters.maxD1ReadRoundTripsPerBatch = Math.max(counters.maxD1ReadRoundTripsPerBatch, stats.d1ReadRoundTrips);
+      counters.maxSettingsCallsPerOrgPerBatch = Math.max(counters.maxSettingsCallsPerOrgPerBatch, ...stats.settingsCallsByOrg.values(), 0);
+    }
+  },
+
+  scheduled: product.scheduled,
+} satisfies ExportedHandler<Env, DeliveryMessage>;
