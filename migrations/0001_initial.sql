@@ -6,11 +6,9 @@ CREATE TABLE api_keys (
   org_id      TEXT    NOT NULL,
   name        TEXT,
   key_hash    TEXT    NOT NULL UNIQUE,            -- hex SHA-256 of the full key
-  key_prefix  TEXT    NOT NULL,                   -- first characters, to recognise a key
   created_at  INTEGER NOT NULL,                   -- unix ms
   revoked_at  INTEGER                             -- unix ms, NULL while valid
 );
-CREATE INDEX api_keys_by_org ON api_keys (org_id, created_at);
 
 -- The delivery log: one row per attempt. A delivery has no row of its own; it is the
 -- set of its attempts, and its state is the state of its last attempt.

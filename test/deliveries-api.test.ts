@@ -141,6 +141,24 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(await res.json()).toMatchObject({ error: { code: "conflict" } });
   });
 
+  it("lets a pending delivery that lost its schedule (a day overdue) be redelivered", async () => {
+    const { orgId, key } = await newOrg();
+    const down = receiver(uniqueId("down"));
+    await down.script({ replies: [{ status: 500 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    try {
+      vi.setSystemTime(Date.now() - 25 * 60 * 60 * 1000);
+      await consume(message); // attempt 1 failed, attempt 2 due in 60 s... and its message is lost
+    } finally {
+      vi.useRealTimers();
+    }
+    expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("pending");
+    expect((await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key })).status).toBe(202);
+    await vi.waitUntil(async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2, { timeout: 10_000, interval: 50 });
+    expect(await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).toMatchObject({ status: "failed", next_attempt_at: null });
+  });
+
   it("answers 404 for a delivery that does not exist", async () => {
     const { key } = await newOrg();
     const res = await call("POST", `/v1/deliveries/dlv_${"a".repeat(32)}/redeliver`, { token: key });

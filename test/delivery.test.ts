@@ -330,6 +330,23 @@ describe("a batch", () => {
   });
 });
 
+describe("a full batch", () => {
+  it("holds at most 6 connections, and times each attempt from its own connection", async () => {
+    const orgId = uniqueId("org");
+    const hook = receiver(uniqueId("hook"));
+    await hook.script({ replies: [{ delayMs: 300 }] });
+    const messages = await Promise.all(
+      Array.from({ length: 10 }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
+    );
+    await runConsumer(messages);
+    expect(Math.max(...(await hook.requests()).map((r) => r.in_flight))).toBe(6);
+    for (const { body } of messages) {
+      // The second wave waited ~300 ms for a connection; that wait is not its response time.
+      expect((await attemptsOf(body.delivery_id))[0]!.response_time_ms).toBeLessThan(550);
+    }
+  });
+});
+
 describe("the dead-letter queue", () => {
   async function deadLetter(message: { id: string; body: DeliveryMessage }) {
     return runConsumer([message], "deliveries-dlq");
@@ -344,15 +361,23 @@ describe("the dead-letter queue", () => {
     ]);
   });
 
-  it("ends a pending delivery as failed after its last real attempt, once", async () => {
+  it("ends an overdue pending delivery as failed after its last real attempt, once", async () => {
     const { message } = await setup({ replies: [{ status: 500 }] });
     await runConsumer([message]);
+    advance(120); // its retry was due a minute ago and never came
     await deadLetter(message);
     await deadLetter(message);
     expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.error, a.next_attempt_at])).toEqual([
       [1, "http_status", expect.any(Number)],
       [2, "internal", null],
     ]);
+  });
+
+  it("leaves a pending delivery whose next attempt is still ahead to its live schedule", async () => {
+    const { message } = await setup({ replies: [{ status: 500 }] });
+    await runConsumer([message]);
+    await deadLetter({ id: uniqueId("msg"), body: message.body }); // e.g. a producer's retry that died
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.error)).toEqual(["http_status"]);
   });
 
   it("leaves a delivered delivery alone", async () => {

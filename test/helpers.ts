@@ -67,7 +67,6 @@ export async function messageFor(
     event_type: event.type,
     webhook_url: webhookUrl,
     body: encodeEventBody(event.type, event.data),
-    enqueued_at: Date.now(),
   };
 }
 

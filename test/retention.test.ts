@@ -2,6 +2,7 @@ import { createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, expect, it, vi } from "vitest";
 import worker from "../src/index";
+import { insertAttempts } from "../src/store/attempts";
 import { attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 afterEach(() => {
@@ -36,6 +37,23 @@ it("deletes finished deliveries older than LOG_RETENTION_DAYS, with all their at
   expect(await attemptsOf(oldFailed.body.delivery_id)).toHaveLength(0);
   expect(await attemptsOf(recent.body.delivery_id)).toHaveLength(1);
   expect(await attemptsOf(today.body.delivery_id)).toHaveLength(1);
+});
+
+it("deletes old attempts whose delivery lost its attempt 1", async () => {
+  const orgId = uniqueId("org");
+  const deliveryId = `dlv_${"e".repeat(32)}`;
+  const old = Date.now() - 40 * DAY;
+  await insertAttempts(env.DB, [
+    {
+      delivery_id: deliveryId, attempt: 4, org_id: orgId, job_id: "job_orphan", event_type: "job.completed", message_id: "m",
+      attempted_at: old, response_time_ms: 1, status_code: 200, outcome: "succeeded", error: null, next_attempt_at: null,
+      url: "https://x.example/", url_from_event: null, signatures: null, response_headers: null, response_body: null,
+      response_truncated: false, request_body: null,
+    },
+  ]);
+  expect(await attemptsOf(deliveryId)).toHaveLength(1);
+  await worker.scheduled(createScheduledController({ scheduledTime: Date.now() }), env);
+  expect(await attemptsOf(deliveryId)).toHaveLength(0);
 });
 
 it("keeps an old delivery whose latest attempt is recent", async () => {

@@ -56,6 +56,9 @@ describe("webhook URL rules", () => {
     ["https://[::ffff:10.0.0.1]/hook", "private"],
     ["https://[::ffff:a9fe:a9fe]/hook", "private"], // ::ffff:169.254.169.254
     ["https://[64:ff9b::a00:1]/hook", "private"], // NAT64 of 10.0.0.1
+    ["https://[64:ff9b:1::a00:1]/hook", "private"], // local-use NAT64
+    ["https://[::ffff:0:7f00:1]/hook", "loopback"], // IPv4-translated 127.0.0.1
+    ["https://[::ffff:0:a9fe:a9fe]/hook", "private"], // IPv4-translated 169.254.169.254
     ["https://[2002:a00:1::]/hook", "private"], // 6to4 of 10.0.0.1
     ["https://[ff02::1]/hook", "private"],
   ])("refuses %s (%s)", (url, reason) => {

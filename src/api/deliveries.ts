@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { enqueueDeliveries } from "../delivery/enqueue";
 import type { EventType } from "../delivery/message";
+import { canRedeliver } from "../delivery/plan";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
 import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
 import { cutPage, decodeCursor } from "./cursor";
@@ -10,7 +11,6 @@ import {
   DeliveryDetailSchema,
   DeliveryIdSchema,
   DeliverySchema,
-  deliveryStatus,
   page,
   presentAttempt,
   presentDelivery,
@@ -74,7 +74,7 @@ const redeliverRoute = createRoute({
     400: errorResponseSpec("Not a delivery id"),
     401: ORG_KEY_401,
     404: errorResponseSpec("No such delivery in this org"),
-    409: errorResponseSpec("The delivery is still pending: its schedule will make the next attempt"),
+    409: errorResponseSpec("The delivery is still pending: its schedule will make the next attempt (unless a day overdue)"),
   },
 });
 
@@ -108,7 +108,7 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     const { id } = c.req.valid("param");
     const row = await getDelivery(c.env.DB, c.var.orgId, id);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
-    if (deliveryStatus(row) === "pending") {
+    if (!canRedeliver(row, Date.now())) {
       throw new ApiError(409, "conflict", "the delivery is pending; its next scheduled attempt is at next_attempt_at");
     }
     await enqueueDeliveries(c.env.DELIVERIES, [
@@ -119,7 +119,6 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
         event_type: row.event_type as EventType,
         webhook_url: row.event_webhook_url,
         body: new TextEncoder().encode(row.body),
-        enqueued_at: Date.now(),
         redeliver_after: row.attempt_count,
       },
     ]);

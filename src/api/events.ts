@@ -122,14 +122,14 @@ const recent = new RecentDeliveries();
 type Prepared = { ok: true; message: DeliveryMessage } | { ok: false; error: ApiError };
 
 /** Turns a valid event into its queue message: URL rules, body serialised once, id. */
-async function prepare(event: EventInput, raw: { data: unknown }, config: Config, now: number): Promise<Prepared> {
+async function prepare(event: EventInput, raw: { data: unknown }, config: Config): Promise<Prepared> {
   const webhookUrl = event.webhook_url ?? null;
   if (webhookUrl !== null) {
     const check = checkWebhookUrl(webhookUrl, { allowInsecure: config.allowInsecureWebhookUrls });
     if (!check.ok) return { ok: false, error: invalidWebhookUrl(check.reason) };
   }
   // `data` goes out as the producer sent it (zod's copy reorders keys).
-  const message = await newDeliveryMessage(event.type, event.data, raw.data, webhookUrl, now);
+  const message = await newDeliveryMessage(event.type, event.data, raw.data, webhookUrl);
   const size = message.body.byteLength;
   if (size > MAX_BODY_BYTES) {
     return {
@@ -142,7 +142,7 @@ async function prepare(event: EventInput, raw: { data: unknown }, config: Config
 
 export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariables }>({ defaultHook: validationHook })
   .openapi(postEvent, async (c) => {
-    const prepared = await prepare(c.req.valid("json"), c.var.json as { data: unknown }, readConfig(c.env), Date.now());
+    const prepared = await prepare(c.req.valid("json"), c.var.json as { data: unknown }, readConfig(c.env));
     if (!prepared.ok) throw prepared.error;
     const { delivery_id } = prepared.message;
     if (recent.has(delivery_id)) return c.json({ delivery_id, status: "queued" as const, duplicate: true as const }, 202);
@@ -160,7 +160,7 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     for (const [index, raw] of raws.entries()) {
       const parsed = EventInputSchema.safeParse(raw);
       const prepared = parsed.success
-        ? await prepare(parsed.data, raw as { data: unknown }, config, now)
+        ? await prepare(parsed.data, raw as { data: unknown }, config)
         : { ok: false as const, error: new ApiError(400, "invalid_request", "the event does not match the schema", issueDetails(parsed.error)) };
       if (!prepared.ok) {
         results.push({ index, error: prepared.error.body().error });

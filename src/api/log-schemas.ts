@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { ATTEMPT_ERRORS, type AttemptError } from "../delivery/attempt";
 import { attemptHeaders } from "../delivery/headers";
 import type { AttemptDetailRow, AttemptSummaryRow, DeliveryRow } from "../store/log";
 
@@ -22,7 +23,6 @@ export function parseAttemptId(id: string): { delivery_id: string; attempt: numb
 
 export const DeliveryIdSchema = z.string().regex(/^dlv_[0-9a-f]{32}$/, "a delivery id: dlv_ and 32 hex digits");
 
-const ATTEMPT_ERRORS = ["timeout", "network_error", "http_status", "redirect", "no_webhook_url", "invalid_url", "internal"] as const;
 
 export const AttemptSummarySchema = z
   .object({
@@ -81,7 +81,6 @@ export function page<T extends z.ZodTypeAny>(item: T, name: string) {
     .openapi(name);
 }
 
-type AttemptError = (typeof ATTEMPT_ERRORS)[number];
 
 export function presentAttempt(row: AttemptSummaryRow): z.infer<typeof AttemptSummarySchema> {
   return {

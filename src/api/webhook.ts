@@ -148,7 +148,7 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
     }
     const now = Date.now();
     const data = testEventData(c.var.orgId, new Date(now));
-    const message = await newDeliveryMessage("job.completed", data, data, webhookUrl, now);
+    const message = await newDeliveryMessage("job.completed", data, data, webhookUrl);
     await enqueueDeliveries(c.env.DELIVERIES, [message]);
     return c.json({ delivery_id: message.delivery_id, job_id: data.job_id, status: "queued" as const }, 202);
   });

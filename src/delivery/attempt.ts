@@ -10,14 +10,8 @@
  */
 
 /** Why an attempt failed; null in the log when it succeeded. */
-export type AttemptError =
-  | "timeout"
-  | "network_error"
-  | "http_status"
-  | "redirect"
-  | "no_webhook_url"
-  | "invalid_url"
-  | "internal";
+export const ATTEMPT_ERRORS = ["timeout", "network_error", "http_status", "redirect", "no_webhook_url", "invalid_url", "internal"] as const;
+export type AttemptError = (typeof ATTEMPT_ERRORS)[number];
 
 export interface AttemptResponse {
   status_code: number | null;

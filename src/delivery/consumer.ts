@@ -15,7 +15,8 @@ import { Signer } from "./signing";
  *   1. one D1 read: the logged state of every delivery in the batch;
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
  *   3. one Durable Object call per org with work: its URL and signing secrets;
- *   4. every attempt of the batch at once;
+ *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
+ *      moment it gets its connection;
  *   5. one D1 write (`DB.batch`) with all the attempts;
  *   6. only then ack or retry each message.
  *
@@ -26,6 +27,13 @@ import { Signer } from "./signing";
  */
 
 type BatchMessage = Message<DeliveryMessage>;
+
+/**
+ * A Worker invocation holds at most 6 open connections; further fetches wait in a queue
+ * for one. Running at most 6 attempts at once keeps that wait out of the attempts: each
+ * one's 10 s timeout and `attempted_at` start when it can actually connect.
+ */
+export const MAX_OPEN_CONNECTIONS = 6;
 
 interface OrgContext {
   settings: DeliverySettings;
@@ -77,18 +85,16 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   }
 
   const orgs = loadOrgContexts(env, planned);
-  const settled = await Promise.all(
-    planned.map(async ({ message, plan }): Promise<Attempted | null> => {
-      try {
-        const org = await orgs.get(message.body.org_id)!;
-        return await attempt(message, plan, org, config);
-      } catch (error) {
-        defer([message], "attempt", error);
-        summary.deferred++;
-        return null;
-      }
-    }),
-  );
+  const settled = await mapConcurrently(planned, MAX_OPEN_CONNECTIONS, async ({ message, plan }): Promise<Attempted | null> => {
+    try {
+      const org = await orgs.get(message.body.org_id)!;
+      return await attempt(message, plan, org, config);
+    } catch (error) {
+      defer([message], "attempt", error);
+      summary.deferred++;
+      return null;
+    }
+  });
   const attempted = settled.filter((a): a is Attempted => a !== null);
 
   let fresh: boolean[];
@@ -114,6 +120,20 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
     }
   });
   logBatch(summary);
+}
+
+/** `items.map(fn)`, with at most `limit` calls of `fn` running at once; results in order. */
+async function mapConcurrently<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
 }
 
 /** Starts one settings read per org that has work in this batch. */

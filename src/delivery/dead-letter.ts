@@ -13,8 +13,10 @@ export const DEAD_LETTER_QUEUE = "deliveries-dlq";
  * more log row, numbered after the last real attempt, that sent nothing. The customer
  * sees it in the log and can redeliver it.
  *
- * Deliveries that already finished are left alone, and the primary key keeps a
- * redelivered dead letter from logging the row twice.
+ * Deliveries that already finished are left alone, and so are pending ones whose next
+ * attempt is not yet due: a live schedule (another message of the same delivery, such
+ * as a producer's retry that died on its own) still carries them. The primary key keeps
+ * a redelivered dead letter from logging the row twice.
  */
 export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
   const states = await readDeliveryStates(env.DB, [...new Set(batch.messages.map((m) => m.body.delivery_id))]);
@@ -22,7 +24,8 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   const now = Date.now();
   for (const { id, body } of batch.messages) {
     const state = states.get(body.delivery_id);
-    if ((state && state.next_attempt_at === null) || records.has(body.delivery_id)) continue;
+    const finishedOrLive = state !== undefined && (state.next_attempt_at === null || state.next_attempt_at > now);
+    if (finishedOrLive || records.has(body.delivery_id)) continue;
     const attempt = (state?.last_attempt ?? 0) + 1;
     records.set(body.delivery_id, {
       delivery_id: body.delivery_id,

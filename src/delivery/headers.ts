@@ -1,4 +1,4 @@
-import type { AttemptSignatures } from "./signing";
+import type { AttemptSignatures } from "../store/attempts";
 
 /** The headers of every attempt, in the order DESIGN.md lists them. */
 export interface AttemptHeaderFields {

@@ -25,8 +25,6 @@ export interface DeliveryMessage {
   webhook_url: string | null;
   /** `{"type":…,"data":…}` as UTF-8, exactly as it is sent. */
   body: Uint8Array;
-  /** Unix ms when the event was accepted (ingest-to-arrival latency). */
-  enqueued_at: number;
   /**
    * Set on a manual redeliver: the attempt number that was last when it was asked
    * for. The consumer makes one attempt after it, once, and only if nothing else
@@ -69,7 +67,6 @@ export async function newDeliveryMessage(
   ids: { org_id: string; job_id: string },
   data: unknown,
   webhookUrl: string | null,
-  now: number,
 ): Promise<DeliveryMessage> {
   return {
     delivery_id: await deliveryIdFor(ids.org_id, type, ids.job_id),
@@ -78,7 +75,6 @@ export async function newDeliveryMessage(
     event_type: type,
     webhook_url: webhookUrl,
     body: encodeEventBody(type, data),
-    enqueued_at: now,
   };
 }
 

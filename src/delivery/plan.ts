@@ -13,7 +13,9 @@ import type { DeliveryMessage } from "./message";
  *   redeliver asked for after exactly that attempt;
  * - pending: only the message that made the last attempt owns the schedule; it makes
  *   the next attempt when due, or waits out the rest of the delay if it came back
- *   early (a crash after the log was written).
+ *   early (a crash after the log was written);
+ * - stalled (pending, but overdue by more than a day: its owner message is gone): a
+ *   redeliver may take over, as for a finished delivery.
  */
 export type Plan =
   | { kind: "attempt"; attempt: number; /** false for a redeliver: one attempt, no retries */ scheduled: boolean }
@@ -23,6 +25,18 @@ export type Plan =
 /** A message this early is still treated as due (clock skew between machines). */
 export const DUE_TOLERANCE_MS = 500;
 
+/**
+ * A pending delivery this far past its `next_attempt_at` has lost its schedule: beyond
+ * the longest crash back-off a message can accumulate (about 8.5 h over `max_retries`)
+ * and the queue's 12 h delay limit. Redeliver may then end it.
+ */
+export const STALLED_AFTER_MS = 24 * 60 * 60 * 1000;
+
+/** Whether a redeliver may act on a delivery in this state: finished, or stalled. */
+export function canRedeliver(state: Pick<DeliveryState, "next_attempt_at">, now: number): boolean {
+  return state.next_attempt_at === null || now - state.next_attempt_at > STALLED_AFTER_MS;
+}
+
 export function planMessage(
   messageId: string,
   message: Pick<DeliveryMessage, "redeliver_after">,
@@ -30,7 +44,7 @@ export function planMessage(
   now: number,
 ): Plan {
   if (message.redeliver_after !== undefined) {
-    return state !== undefined && state.next_attempt_at === null && state.last_attempt === message.redeliver_after
+    return state !== undefined && canRedeliver(state, now) && state.last_attempt === message.redeliver_after
       ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: false }
       : { kind: "drop", reason: "stale_redeliver" };
   }

@@ -1,5 +1,6 @@
 import { signingSecretKeyBytes } from "../org/signing-secret";
 import { toBase64, toHex } from "../encoding";
+import type { AttemptSignatures } from "../store/attempts";
 
 /**
  * Signs one attempt, two ways, with Web Crypto HMAC-SHA256:
@@ -15,11 +16,6 @@ import { toBase64, toHex } from "../encoding";
  */
 
 const encoder = new TextEncoder();
-
-export interface AttemptSignatures {
-  zupertry: string;
-  standard: string;
-}
 
 export class Signer {
   private constructor(

@@ -131,8 +131,10 @@ function classifyIPv6(g: number[]): HostClass {
   const embeddedV4 = (hi: number, lo: number) => classifyIPv4(((hi << 16) >>> 0) + lo);
   if (zeros(0, 7) && g[7] === 1) return "loopback"; // ::1
   if (zeros(0, 5) && g[5] === 0xffff) return embeddedV4(g[6]!, g[7]!); // ::ffff:a.b.c.d
+  if (zeros(0, 4) && g[4] === 0xffff && g[5] === 0) return embeddedV4(g[6]!, g[7]!); // ::ffff:0:a.b.c.d
   if (zeros(0, 6)) return "private"; // ::, ::a.b.c.d (deprecated IPv4-compatible)
-  if (a === 0x64 && b === 0xff9b) return embeddedV4(g[6]!, g[7]!); // NAT64 64:ff9b::/96
+  if (a === 0x64 && b === 0xff9b && zeros(2, 6)) return embeddedV4(g[6]!, g[7]!); // NAT64 64:ff9b::/96
+  if (a === 0x64 && b === 0xff9b && g[2] === 1) return "private"; // local-use NAT64 64:ff9b:1::/48
   if (a === 0x2002) return embeddedV4(b, g[2]!); // 6to4 2002:AABB:CCDD::
   if (a === 0x2001 && b === 0) return "private"; // Teredo
   if (a === 0x2001 && b === 0xdb8) return "private"; // documentation

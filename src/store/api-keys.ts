@@ -24,8 +24,8 @@ export async function createApiKey(db: D1Database, orgId: string, name: string |
     created_at: Date.now(),
   };
   await db
-    .prepare("INSERT INTO api_keys (id, org_id, name, key_hash, key_prefix, created_at) VALUES (?, ?, ?, ?, ?, ?)")
-    .bind(row.id, row.org_id, row.name, await sha256Hex(key), key.slice(0, 9), row.created_at)
+    .prepare("INSERT INTO api_keys (id, org_id, name, key_hash, created_at) VALUES (?, ?, ?, ?, ?)")
+    .bind(row.id, row.org_id, row.name, await sha256Hex(key), row.created_at)
     .run();
   return { ...row, key };
 }

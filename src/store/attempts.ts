@@ -24,7 +24,7 @@ export interface AttemptRecord {
   /** Attempt 1 only: whether `url` was the event's own (it overrode the org default). */
   url_from_event: boolean | null;
   /** What signed the request; the other headers follow from the row. Null when nothing was sent. */
-  signatures: AttemptSignatureValues | null;
+  signatures: AttemptSignatures | null;
   response_headers: Record<string, string> | null;
   response_body: string | null;
   response_truncated: boolean;
@@ -32,15 +32,15 @@ export interface AttemptRecord {
   request_body: string | null;
 }
 
-/** The two signature header values of an attempt. */
-export interface AttemptSignatureValues {
+/** The two signature header values of an attempt (src/delivery/signing.ts makes them). */
+export interface AttemptSignatures {
   zupertry: string;
   standard: string;
 }
 
 /** The `exchange` column: what was sent that the row cannot rebuild, and what came back. */
 export interface Exchange {
-  signatures: AttemptSignatureValues;
+  signatures: AttemptSignatures;
   response: { headers: Record<string, string> | null; body: string | null };
 }
 

@@ -8,7 +8,7 @@
  * inserted while a client pages never shift, skip or repeat what it has not seen.
  */
 
-import type { AttemptOutcome, AttemptSignatureValues, Exchange } from "./attempts";
+import type { AttemptOutcome, AttemptSignatures, Exchange } from "./attempts";
 import { inflate } from "./codec";
 
 export interface AttemptSummaryRow {
@@ -26,7 +26,7 @@ export interface AttemptSummaryRow {
 export interface AttemptDetailRow extends AttemptSummaryRow {
   url: string | null;
   /** Null when nothing was sent (no URL, a refused URL, an internal failure). */
-  signatures: AttemptSignatureValues | null;
+  signatures: AttemptSignatures | null;
   response_headers: Record<string, string> | null;
   response_body: string | null;
   response_truncated: boolean;

@@ -25,16 +25,26 @@ const DELETE_EXPIRED = `DELETE FROM attempts WHERE delivery_id IN (
                           AND (later.attempted_at >= ?2 OR later.next_attempt_at >= ?2))
      LIMIT ${CHUNK})`;
 
+/**
+ * Old attempts whose delivery lost its attempt 1: a redeliver whose attempt was logged
+ * just after the sweep deleted the rest of its delivery. Without attempt 1 nothing can
+ * show them in full, so they go with the next sweep.
+ */
+const DELETE_ORPHANS = `DELETE FROM attempts WHERE org_id = ?1 AND attempted_at < ?2 AND attempt > 1
+    AND NOT EXISTS (SELECT 1 FROM attempts AS first WHERE first.delivery_id = attempts.delivery_id AND first.attempt = 1)`;
+
 export async function deleteExpiredDeliveries(db: D1Database, cutoff: number): Promise<{ orgs: number; attempts_deleted: number }> {
   const { results: orgs } = await db.prepare(ORGS).run<{ org_id: string }>();
-  const statement = db.prepare(DELETE_EXPIRED);
+  const expired = db.prepare(DELETE_EXPIRED);
+  const orphans = db.prepare(DELETE_ORPHANS);
   let deleted = 0;
   for (const { org_id } of orgs) {
     for (;;) {
-      const { meta } = await statement.bind(org_id, cutoff).run();
+      const { meta } = await expired.bind(org_id, cutoff).run();
       deleted += meta.changes;
       if (meta.changes === 0) break;
     }
+    deleted += (await orphans.bind(org_id, cutoff).run()).meta.changes;
   }
   return { orgs: orgs.length, attempts_deleted: deleted };
 }
