@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it, vi } from "vitest";
-import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+import { call, hmacHex, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
 
 /**
  * Deliveries, redeliver, the test event and secret rotation, through the HTTP API,
@@ -19,11 +19,6 @@ interface Delivery {
   webhook_url: string | null;
   created_at: string;
   last_attempt_at: string;
-}
-
-async function hmacHex(secret: string, body: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  return [...new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)))].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 async function newOrg() {

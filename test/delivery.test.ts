@@ -3,7 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../src/delivery/message";
 import { orgSettings } from "../src/org/org-settings";
-import { attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { attemptsOf, hmacHex, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 /**
  * The consumer, run on messages as the queue delivers them. Time is moved with a fake
@@ -20,12 +20,6 @@ afterEach(() => {
 });
 
 const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
-
-async function hmacHex(secret: string, body: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
-  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
 
 /** A fresh org, receiver endpoint and message for one test. */
 async function setup(options: { replies?: Parameters<ReturnType<typeof receiver>["script"]>[0]["replies"]; perEventUrl?: boolean } = {}) {
@@ -310,13 +304,19 @@ describe("at least once, never twice in the log", () => {
 });
 
 describe("a batch", () => {
-  it("is delivered concurrently, read and written in one D1 round trip each, one settings call per org", async () => {
+  /** `count` messages of one org, to an endpoint that takes `delayMs` to answer. */
+  async function slowBatch(count: number, delayMs: number) {
     const orgId = uniqueId("org");
     const hook = receiver(uniqueId("hook"));
-    await hook.script({ replies: [{ delayMs: 200 }] });
+    await hook.script({ replies: [{ delayMs }] });
     const messages = await Promise.all(
-      Array.from({ length: 5 }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
+      Array.from({ length: count }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
     );
+    return { hook, messages };
+  }
+
+  it("is delivered concurrently, read and written in one D1 round trip each, one settings call per org", async () => {
+    const { hook, messages } = await slowBatch(5, 200);
     const batch = vi.spyOn(env.DB, "batch");
     const prepare = vi.spyOn(env.DB, "prepare");
     const get = vi.spyOn(env.ORG_SETTINGS, "get");
@@ -328,16 +328,9 @@ describe("a batch", () => {
     expect(prepare.mock.calls.filter(([sql]) => sql.includes("SELECT"))).toHaveLength(1);
     expect(get).toHaveBeenCalledOnce();
   });
-});
 
-describe("a full batch", () => {
-  it("holds at most 6 connections, and times each attempt from its own connection", async () => {
-    const orgId = uniqueId("org");
-    const hook = receiver(uniqueId("hook"));
-    await hook.script({ replies: [{ delayMs: 300 }] });
-    const messages = await Promise.all(
-      Array.from({ length: 10 }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
-    );
+  it("holds at most 6 connections when full, and times each attempt from its own connection", async () => {
+    const { hook, messages } = await slowBatch(10, 300);
     await runConsumer(messages);
     expect(Math.max(...(await hook.requests()).map((r) => r.in_flight))).toBe(6);
     for (const { body } of messages) {

@@ -164,6 +164,17 @@ export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
   );
 }
 
+/**
+ * What the docs' snippets compute to verify X-Zupertry-Signature: lowercase hex
+ * HMAC-SHA256 of the body, keyed with the secret string (the vector in signing.test.ts
+ * ties this to node:crypto).
+ */
+export async function hmacHex(secret: string, body: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export function uniqueId(prefix: string): string {
   return `${prefix}_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
