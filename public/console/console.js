@@ -16,6 +16,7 @@ const state = {
   cursor: null,
   nextCursor: null,
   details: new Map(),
+  logsLoad: 0,
 };
 
 class ApiError extends Error {
@@ -180,7 +181,12 @@ $("refresh").addEventListener("click", () => loadLogs());
 $("first-page").addEventListener("click", () => navigate({ ...Object.fromEntries(params()), cursor: "" }));
 $("next-page").addEventListener("click", () => navigate({ ...Object.fromEntries(params()), cursor: state.nextCursor }));
 
+/**
+ * Loads the page the URL names. Only the latest load may render: an older answer that
+ * arrives late (a Refresh, then Next page) must not replace the newer page.
+ */
 async function loadLogs() {
+  const load = ++state.logsLoad;
   const p = params();
   $("filter-job").value = p.get("job_id") ?? "";
   $("filter-outcome").value = p.get("outcome") ?? "";
@@ -192,18 +198,19 @@ async function loadLogs() {
   say("logs-status", "Loading…");
   try {
     const page = await api("GET", `/v1/webhook-logs?${query}`);
+    if (load !== state.logsLoad) return;
     state.nextCursor = page.next_cursor;
     renderLogs(page.data, Boolean(p.get("job_id") || p.get("outcome")));
     $("next-page").disabled = !page.next_cursor;
     $("first-page").disabled = !p.get("cursor");
     say("logs-status", page.data.length ? `${page.data.length} attempt${page.data.length === 1 ? "" : "s"}${p.get("cursor") ? " (older page)" : ""}, newest first.` : "");
   } catch (error) {
-    if (error.status === 401) return;
+    if (error.status === 401 || load !== state.logsLoad) return;
     $("logs-body").replaceChildren();
     showEmpty(error.message, true);
     say("logs-status", "");
   } finally {
-    table.removeAttribute("aria-busy");
+    if (load === state.logsLoad) table.removeAttribute("aria-busy");
   }
 }
 
@@ -319,18 +326,35 @@ function renderDetail(d) {
 
 // ---- settings ----------------------------------------------------------------------
 
+/**
+ * The controls that act on the loaded settings stay disabled while they load: a URL
+ * typed before the answer arrives would otherwise be overwritten by it, and then saved
+ * as whatever the server had (or cleared).
+ */
+const SETTINGS_CONTROLS = ["webhook-url", "save-url", "reveal", "copy", "rotate"];
+
 async function loadSettings() {
+  for (const id of SETTINGS_CONTROLS) $(id).disabled = true;
+  $("view-settings").setAttribute("aria-busy", "true");
   try {
     state.settings = await api("GET", "/v1/webhook");
-    renderSettings();
+    renderUrl();
+    renderSecret();
+    for (const id of SETTINGS_CONTROLS) $(id).disabled = false;
   } catch (error) {
     if (error.status !== 401) say("url-status", error.message, "error");
+  } finally {
+    $("view-settings").removeAttribute("aria-busy");
   }
 }
 
-function renderSettings() {
+function renderUrl() {
+  $("webhook-url").value = state.settings.webhook_url ?? "";
+}
+
+/** Only the secret's card: revealing or rotating never touches a URL being typed. */
+function renderSecret() {
   const s = state.settings;
-  $("webhook-url").value = s.webhook_url ?? "";
   $("secret").textContent = state.secretShown ? s.signing_secret : `whsec_${"•".repeat(16)}`;
   $("reveal").textContent = state.secretShown ? "Hide" : "Reveal";
   $("reveal").setAttribute("aria-pressed", String(state.secretShown));
@@ -343,7 +367,7 @@ $("url-form").addEventListener("submit", async (event) => {
   say("url-status", "Saving…");
   try {
     state.settings = await api("PUT", "/v1/webhook", { webhook_url: value === "" ? null : value });
-    renderSettings();
+    renderUrl();
     say("url-status", value ? "Saved. New deliveries go to this URL." : "Cleared. Events without their own URL will fail with no_webhook_url.", "ok");
   } catch (error) {
     if (error.status !== 401) say("url-status", `Not saved: ${error.message}`, "error");
@@ -352,7 +376,7 @@ $("url-form").addEventListener("submit", async (event) => {
 
 $("reveal").addEventListener("click", () => {
   state.secretShown = !state.secretShown;
-  renderSettings();
+  renderSecret();
 });
 
 $("copy").addEventListener("click", async () => {
@@ -361,7 +385,7 @@ $("copy").addEventListener("click", async () => {
     say("secret-status", "Copied to the clipboard.", "ok");
   } catch {
     state.secretShown = true;
-    renderSettings();
+    renderSecret();
     getSelection().selectAllChildren($("secret"));
     say("secret-status", "Copying is blocked here: the secret is selected, press Ctrl+C / ⌘C.", "error");
   }
@@ -374,7 +398,7 @@ $("rotate-dialog").addEventListener("close", async () => {
   try {
     state.settings = await api("POST", "/v1/webhook/rotate-secret");
     state.secretShown = true;
-    renderSettings();
+    renderSecret();
     say("secret-status", "Rotated. Update ZUPERTRY_WEBHOOK_SECRET now; the old secret stays valid in webhook-signature for 24 hours.", "ok");
   } catch (error) {
     if (error.status !== 401) say("secret-status", error.message, "error");

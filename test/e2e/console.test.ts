@@ -72,7 +72,21 @@ describe("the console", () => {
   });
 
   it("Settings: shows the server's reason for a refused URL and saves a good one", async () => {
+    // A slow answer to the settings read: the URL field must not take typing that the
+    // answer would then overwrite (and Save would then send the stale value).
+    let release!: () => void;
+    const answered = new Promise<void>((resolve) => (release = resolve));
+    await page.route("**/v1/webhook", async (route) => {
+      if (route.request().method() === "GET") await answered;
+      await route.continue();
+    });
     await page.getByRole("link", { name: /Settings/ }).click();
+    await expect.poll(() => page.getByLabel("Default webhook URL").isDisabled()).toBe(true);
+    expect(await page.getByRole("button", { name: "Save URL" }).isDisabled()).toBe(true);
+    release();
+    await expect.poll(() => page.getByLabel("Default webhook URL").isEnabled()).toBe(true);
+    await page.unroute("**/v1/webhook");
+
     await page.getByLabel("Default webhook URL").fill("https://10.0.0.1/hook");
     await page.getByRole("button", { name: "Save URL" }).click();
     await expect.poll(() => page.locator("#url-status").textContent()).toContain("private");
@@ -148,8 +162,22 @@ describe("the console", () => {
   it("pages by cursor, filters by outcome and job id, and keeps the filters across a reload", async () => {
     const ids = () => rows().evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id")));
     const firstPage = await ids();
+    // A Refresh whose answer comes late must not replace the page asked for after it.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await page.route(/\/v1\/webhook-logs\?limit=20$/, async (route) => {
+      await held;
+      await route.continue();
+    });
+    await page.getByRole("button", { name: "Refresh" }).click();
     await page.getByRole("button", { name: "Next page" }).click();
     await expect.poll(() => rows().count()).toBe(12); // 30 history + 2 test attempts - 20
+    const late = page.waitForResponse(/\/v1\/webhook-logs\?limit=20$/);
+    release();
+    await late;
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 100)));
+    await page.unroute(/\/v1\/webhook-logs\?limit=20$/);
+    expect(await rows().count()).toBe(12);
     const secondPage = await ids();
     expect(secondPage.some((id) => firstPage.includes(id))).toBe(false);
     await page.getByRole("button", { name: "First page" }).click();
@@ -188,7 +216,7 @@ describe("the console", () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await page.screenshot({ path: `${SHOTS}console-logs-390.png` });
     await page.goto(`${dispatcherUrl()}/console/?view=settings`, { waitUntil: "domcontentloaded" });
-    await page.locator("#webhook-url").waitFor();
+    await page.locator("#webhook-url:enabled").waitFor();
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     await page.screenshot({ path: `${SHOTS}console-settings-390.png`, fullPage: true });
     await page.setViewportSize({ width: 1280, height: 900 });
@@ -217,7 +245,7 @@ describe("the console", () => {
     const axe = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
     for (const view of ["logs", "settings"]) {
       await page.goto(`${dispatcherUrl()}/console/?view=${view}`, { waitUntil: "domcontentloaded" });
-      await page.locator(view === "logs" ? "tr.attempt" : "#webhook-url").first().waitFor();
+      await page.locator(view === "logs" ? "tr.attempt" : "#webhook-url:enabled").first().waitFor();
       await page.evaluate(axe); // through DevTools, so the console's CSP does not apply
       const result = (await page.evaluate(() => (window as unknown as { axe: { run(): Promise<unknown> } }).axe.run())) as {
         violations: Array<{ id: string; impact: string; nodes: unknown[] }>;
