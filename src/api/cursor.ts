@@ -1,4 +1,4 @@
-import type { z } from "@hono/zod-openapi";
+import { z } from "@hono/zod-openapi";
 import { fromBase64, toBase64Url } from "../encoding";
 import { ApiError } from "./errors";
 
@@ -7,6 +7,12 @@ import { ApiError } from "./errors";
  * clients pass them back untouched; validated on the way in, so a tampered cursor is a
  * 400, never a query error.
  */
+
+/** The paging half of every list query: `limit` 1..100 (50 by default) and `cursor`. */
+export const pageQuery = {
+  limit: z.coerce.number().int().min(1).max(100).default(50),
+  cursor: z.string().max(512).optional(),
+};
 
 export function encodeCursor(position: readonly (string | number)[]): string {
   return toBase64Url(new TextEncoder().encode(JSON.stringify(position)));

@@ -4,7 +4,7 @@ import type { EventType } from "../delivery/message";
 import { canRedeliver } from "../delivery/plan";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
 import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
-import { cutPage, decodeCursor } from "./cursor";
+import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { IdSchema } from "./events";
 import {
@@ -15,7 +15,7 @@ import {
   presentAttempt,
   presentDelivery,
 } from "./log-schemas";
-import { deliveryFilter, LimitSchema } from "./webhook-logs";
+import { deliveryFilter } from "./webhook-logs";
 
 /** Deliveries: one per event, with its state, its attempts, and a manual redeliver. */
 
@@ -29,7 +29,7 @@ const listRoute = createRoute({
   tags: ["Deliveries"],
   ...orgKeyRoute,
   request: {
-    query: z.object({ job_id: IdSchema.optional(), limit: LimitSchema, cursor: z.string().max(512).optional() }),
+    query: z.object({ job_id: IdSchema.optional(), ...pageQuery }),
   },
   responses: {
     200: { description: "A page of deliveries", content: { "application/json": { schema: page(DeliverySchema, "DeliveryPage") } } },

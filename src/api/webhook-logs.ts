@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { deliveryIdsForJob } from "../delivery/message";
 import { getAttempt, listAttempts } from "../store/log";
 import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
-import { cutPage, decodeCursor } from "./cursor";
+import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { IdSchema } from "./events";
 import {
@@ -20,8 +20,6 @@ import {
  * full (what was sent, what came back).
  */
 
-export const LimitSchema = z.coerce.number().int().min(1).max(100).default(50);
-
 const AttemptCursorSchema = z.tuple([z.number().int(), DeliveryIdSchema, z.number().int().min(1)]);
 
 const listLogs = createRoute({
@@ -35,8 +33,7 @@ const listLogs = createRoute({
       job_id: IdSchema.optional(),
       delivery_id: DeliveryIdSchema.optional(),
       outcome: z.enum(["succeeded", "failed"]).optional(),
-      limit: LimitSchema,
-      cursor: z.string().max(512).optional(),
+      ...pageQuery,
     }),
   },
   responses: {
