@@ -17,6 +17,12 @@ export interface Config {
   readonly allowInsecureWebhookUrls: boolean;
   readonly responseBodyLimitBytes: number;
   readonly logRetentionDays: number;
+  /**
+   * An attempt still running after this long marks its endpoint slow: the fast lane stops
+   * waiting for it (the attempt goes on in the background) and sends the endpoint's next
+   * deliveries to the slow lane. See src/delivery/lanes.ts.
+   */
+  readonly slowAttemptMs: number;
 }
 
 /** The vars this module reads; `Env` from `wrangler types` satisfies it. */
@@ -27,6 +33,7 @@ export type ConfigVars = Pick<
   | "ALLOW_INSECURE_WEBHOOK_URLS"
   | "RESPONSE_BODY_LIMIT_BYTES"
   | "LOG_RETENTION_DAYS"
+  | "SLOW_ATTEMPT_MS"
 >;
 
 export class ConfigError extends Error {
@@ -59,6 +66,7 @@ export function parseConfig(env: ConfigVars): Config {
       1_048_576,
     ),
     logRetentionDays: parseInteger("LOG_RETENTION_DAYS", env.LOG_RETENTION_DAYS ?? "30", 1, 3650),
+    slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", env.SLOW_ATTEMPT_MS ?? "2000", 1, 900_000),
   };
 }
 

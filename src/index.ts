@@ -10,9 +10,9 @@ export { OrgSettings } from "./org/org-settings";
 export default {
   fetch: app.fetch,
 
-  async queue(batch, env) {
+  async queue(batch, env, ctx) {
     if (batch.queue === DEAD_LETTER_QUEUE) await failDeadLetters(batch, env);
-    else await deliverBatch(batch, env);
+    else await deliverBatch(batch, env, ctx);
   },
 
   async scheduled(controller, env) {

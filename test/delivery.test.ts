@@ -3,7 +3,7 @@ import { Webhook } from "standardwebhooks";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../src/delivery/message";
 import { orgSettings } from "../src/org/org-settings";
-import { attemptsOf, hmacHex, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { attemptsOf, hmacHex, jobEvent, messageFor, receiver, runConsumer, uniqueId, watchOrgCalls } from "./helpers";
 
 /**
  * The consumer, run on messages as the queue delivers them. Time is moved with a fake
@@ -103,6 +103,33 @@ describe("a delivery", () => {
     expect(attempts[0]!.next_attempt_at).toEqual(expect.any(Number));
     expect(attempts[2]!.next_attempt_at).toBeNull();
     expect(attempts.map((a) => a.request_body !== null)).toEqual([true, false, false]);
+  });
+
+  it.each([
+    ["429 with Retry-After: 120 waits 120 s", 429, () => "120", 120],
+    ["503 with an HTTP date two hours ahead waits the 1 h cap", 503, () => new Date(Date.now() + 7_200_000).toUTCString(), 3600],
+    ["429 with Retry-After: 5 keeps the schedule's 60 s", 429, () => "5", 60],
+    ["500 with Retry-After keeps the schedule (only 429 and 503 ask for it)", 500, () => "120", 60],
+    ["429 with an unreadable Retry-After keeps the schedule", 429, () => "soon", 60],
+  ])("%s, and shows it in next_attempt_at", async (_, status, retryAfter, delay) => {
+    const { message } = await setup({ replies: [{ status, headers: { "retry-after": retryAfter() } }] });
+    const run = await runConsumer([message]);
+    expect(run.retried.get(message.id)).toBe(delay);
+    const [attempt] = await attemptsOf(message.body.delivery_id);
+    expect(attempt!.next_attempt_at! - Date.now()).toBeGreaterThan((delay - 5) * 1000);
+    expect(attempt!.next_attempt_at! - Date.now()).toBeLessThanOrEqual(delay * 1000);
+  });
+
+  it("still makes three attempts in all when the receiver keeps asking for Retry-After", async () => {
+    const { hook, message } = await setup({ replies: [{ status: 429, headers: { "retry-after": "600" } }] });
+    expect((await runConsumer([message])).retried.get(message.id)).toBe(600);
+    advance(600);
+    expect((await runConsumer([{ ...message, attempts: 2 }])).retried.get(message.id)).toBe(600);
+    advance(600);
+    const last = await runConsumer([{ ...message, attempts: 3 }]);
+    expect(last.acked).toEqual([message.id]);
+    expect(await hook.requests()).toHaveLength(3);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.next_attempt_at === null)).toEqual([false, false, true]);
   });
 
   it("is failed after three failures, with no fourth attempt", async () => {
@@ -315,18 +342,18 @@ describe("a batch", () => {
     return { hook, messages };
   }
 
-  it("is delivered concurrently, read and written in one D1 round trip each, one settings call per org", async () => {
+  it("is delivered concurrently, read and written in one D1 round trip each, one settings read and one health report per org", async () => {
     const { hook, messages } = await slowBatch(5, 200);
     const batch = vi.spyOn(env.DB, "batch");
     const prepare = vi.spyOn(env.DB, "prepare");
-    const get = vi.spyOn(env.ORG_SETTINGS, "get");
+    const rpc = watchOrgCalls();
 
     await runConsumer(messages, "deliveries", env);
     expect(Math.max(...(await hook.requests()).map((r) => r.in_flight))).toBeGreaterThan(1);
     expect(batch).toHaveBeenCalledOnce();
     expect(batch.mock.calls[0]![0]).toHaveLength(5);
     expect(prepare.mock.calls.filter(([sql]) => sql.includes("SELECT"))).toHaveLength(1);
-    expect(get).toHaveBeenCalledOnce();
+    expect(rpc).toEqual(["getDeliverySettings", "reportAttempts"]);
   });
 
   it("holds at most 6 connections when full, and times each attempt from its own connection", async () => {

@@ -1,4 +1,4 @@
-import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { vi } from "vitest";
 import { deliveryIdFor, encodeEventBody, type DeliveryMessage, type EventType } from "../src/delivery/message";
@@ -101,11 +101,17 @@ export interface ConsumerRun {
   acked: string[];
   /** Message id → the delaySeconds it was retried with. */
   retried: Map<string, number | undefined>;
+  /** Resolves when the run's background work (`waitUntil`: handed-off attempts) is done. */
+  background: Promise<void>;
+  /** What the run sent to the slow lane (kept here, not queued: a test runs them itself). */
+  toSlowLane: Array<{ body: DeliveryMessage; delaySeconds?: number }>;
 }
 
 /**
  * Runs the real queue handler on messages, as the queue would deliver them:
- * `{ id, attempts }` lets a test deliver the same message again.
+ * `{ id, attempts }` lets a test deliver the same message again. It resolves when the
+ * handler returns (as the queue sees the run end); `background` when the run's
+ * `waitUntil` work is done too.
  */
 export async function runConsumer(
   messages: Array<{ id: string; body: DeliveryMessage; attempts?: number }>,
@@ -116,18 +122,58 @@ export async function runConsumer(
     queue,
     messages.map((m) => ({ id: m.id, body: m.body, attempts: m.attempts ?? 1, timestamp: new Date() })),
   );
+  const acked: string[] = [];
   const retried = new Map<string, number | undefined>();
   for (const message of batch.messages) {
-    const retry = message.retry.bind(message);
+    const [ack, retry] = [message.ack.bind(message), message.retry.bind(message)];
+    vi.spyOn(message, "ack").mockImplementation(() => {
+      acked.push(message.id);
+      ack();
+    });
     vi.spyOn(message, "retry").mockImplementation((options) => {
       retried.set(message.id, options?.delaySeconds);
       retry(options);
     });
   }
+  const toSlowLane: ConsumerRun["toSlowLane"] = [];
+  const send = vi.spyOn(runEnv.DELIVERIES_SLOW, "sendBatch").mockImplementation(async (requests) => {
+    for (const r of requests) toSlowLane.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
+    return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
+  });
   const ctx = createExecutionContext();
-  await worker.queue(batch, runEnv);
-  const result = await getQueueResult(batch, ctx);
-  return { acked: result.explicitAcks, retried };
+  try {
+    await worker.queue(batch, runEnv, ctx);
+  } finally {
+    send.mockRestore();
+  }
+  return { acked, retried, background: waitOnExecutionContext(ctx), toSlowLane };
+}
+
+/**
+ * Delivers messages as the two lanes would right now: a fast-lane run, then a slow-lane
+ * run of what it moved there at once (fresh message ids, as the queue assigns).
+ */
+export async function runLanes(messages: Array<{ id: string; body: DeliveryMessage; attempts?: number }>, runEnv: Env = env) {
+  const fast = await runConsumer(messages, "deliveries", runEnv);
+  const moved = fast.toSlowLane.filter((m) => !m.delaySeconds).map((m) => ({ id: uniqueId("msg"), body: m.body }));
+  const slow = moved.length > 0 ? await runConsumer(moved, "deliveries-slow", runEnv) : null;
+  return { fast, slow, moved };
+}
+
+/** The RPC methods called on any org's Durable Object from now until the test's mocks are restored. */
+export function watchOrgCalls(namespace: Env["ORG_SETTINGS"] = env.ORG_SETTINGS): string[] {
+  const calls: string[] = [];
+  const get = namespace.get.bind(namespace);
+  vi.spyOn(namespace, "get").mockImplementation((id) => {
+    const stub = get(id) as unknown as Record<string, (...args: unknown[]) => unknown>;
+    return new Proxy(stub, {
+      get: (target, name) =>
+        typeof name === "string" && typeof target[name] === "function" && !name.startsWith("_")
+          ? (...args: unknown[]) => (calls.push(name), target[name]!(...args))
+          : target[name as string],
+    }) as never;
+  });
+  return calls;
 }
 
 export interface AttemptRow {

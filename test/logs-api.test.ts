@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../src/delivery/message";
-import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+import { call, jobEvent, messageFor, orgKey, receiver, runLanes, uniqueId } from "./helpers";
 
 /**
  * "Logs → Webhook logs" through the real HTTP surface: what a customer sees of every
@@ -31,10 +31,13 @@ const ok = receiver(uniqueId("ok"));
 const failing = receiver(uniqueId("failing"));
 const jobs = { ok: [] as string[], failing: [] as string[] };
 
-/** Delivers a job.completed for `jobId` once (one consumer run: one attempt). */
+/**
+ * Delivers a job.completed for `jobId` once (one attempt; the failing receiver shares
+ * the others' endpoint, so after a few failures the endpoint's deliveries take the slow lane).
+ */
 async function deliver(jobId: string, url: string, type: "job.completed" | "job.failed" = "job.completed") {
   const message = { id: uniqueId("msg"), body: await messageFor({ ...jobEvent(orgId, jobId), type }, url) };
-  await runConsumer([message]);
+  await runLanes([message]);
   return message;
 }
 

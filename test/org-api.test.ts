@@ -74,7 +74,7 @@ describe("GET and PUT /v1/webhook", () => {
     const first = await call("GET", "/v1/webhook", { token: key });
     expect(first.status).toBe(200);
     const settings = (await first.json()) as { signing_secret: string };
-    expect(settings).toEqual({ webhook_url: null, signing_secret: expect.stringMatching(/^whsec_/), secret_rotated_at: null });
+    expect(settings).toEqual({ webhook_url: null, signing_secret: expect.stringMatching(/^whsec_/), secret_rotated_at: null, health: null });
     expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toEqual(settings);
   });
 

@@ -207,7 +207,7 @@ export default {
     return product.fetch(request, counted(env), ctx);
   },
 
-  async queue(batch, env) {
+  async queue(batch, env, ctx) {
     counters.queueInvocations++;
     counters.queueMessagesRead += batch.messages.length;
     counters.batchSizes[batch.messages.length] = (counters.batchSizes[batch.messages.length] ?? 0) + 1;
@@ -215,7 +215,7 @@ export default {
     current = stats;
     const started = performance.now();
     try {
-      await product.queue(countedBatch(batch), counted(env));
+      await product.queue(countedBatch(batch), counted(env), ctx);
     } finally {
       current = null;
       counters.msInQueueRuns += performance.now() - started;

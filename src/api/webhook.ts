@@ -3,6 +3,8 @@ import { readConfig } from "../config";
 import { enqueueDeliveries } from "../delivery/enqueue";
 import { newDeliveryMessage } from "../delivery/message";
 import { toHex } from "../encoding";
+import { ATTEMPT_ERRORS } from "../delivery/attempt";
+import { RECENT_OUTCOMES } from "../org/endpoint-health";
 import { orgSettings } from "../org/org-settings";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
 import { ORG_KEY_401, orgKeyRoute, requireOrgKey, type OrgVariables } from "./auth";
@@ -14,6 +16,28 @@ import { jsonBody, type JsonBodyVariables } from "./json-body";
  * webhook URL and the signing secret its receivers verify with.
  */
 
+export const EndpointHealthSchema = z
+  .object({
+    endpoint: z.string().openapi({ description: "The endpoint: scheme, host and port of the URL", example: "https://your-app.com" }),
+    lane: z.enum(["fast", "slow"]).openapi({
+      description:
+        "`slow`: the endpoint hangs, answers slowly or keeps failing, so its deliveries wait in a lane of their own, " +
+        "on the same retry schedule, until it answers well again (a few good answers in a row).",
+    }),
+    lane_reason: z.enum(["timeout", "slow", "failing"]).nullable().openapi({ description: "Why it is in the slow lane" }),
+    lane_since: z.string().datetime().nullable(),
+    success_rate_24h: z.number().min(0).max(1).nullable().openapi({ description: "Share of attempts in the last 24 h that succeeded; null without attempts" }),
+    attempts_24h: z.number().int(),
+    timeouts_24h: z.number().int(),
+    consecutive_failures: z.number().int(),
+    last_success_at: z.string().datetime().nullable(),
+    last_failure_at: z.string().datetime().nullable(),
+    last_error: z.enum(ATTEMPT_ERRORS).nullable(),
+    latency_ms: z.number().int().nullable().openapi({ description: "Moving average of response times (timeouts included)" }),
+    recent: z.array(z.enum(RECENT_OUTCOMES)).openapi({ description: "The last outcomes, oldest first (up to 20)" }),
+  })
+  .openapi("EndpointHealth");
+
 export const WebhookSettingsSchema = z
   .object({
     webhook_url: z.string().nullable().openapi({ example: "https://your-app.com/webhooks/zupertry" }),
@@ -22,6 +46,7 @@ export const WebhookSettingsSchema = z
       example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     }),
     secret_rotated_at: z.string().datetime().nullable(),
+    health: EndpointHealthSchema.nullable().openapi({ description: "How the default URL's endpoint has been answering; null without a default URL" }),
   })
   .openapi("WebhookSettings");
 
@@ -30,7 +55,7 @@ const settingsContent = { "application/json": { schema: WebhookSettingsSchema } 
 const getWebhook = createRoute({
   method: "get",
   path: "/v1/webhook",
-  summary: "The org's default webhook URL and signing secret (created on first read)",
+  summary: "The org's default webhook URL, its endpoint's health, and the signing secret (created on first read)",
   tags: ["Webhook"],
   ...orgKeyRoute,
   responses: {

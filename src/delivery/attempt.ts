@@ -9,9 +9,9 @@
  * 10 MB answer costs 64 KB of memory, not 10 MB.
  */
 
-/** Why an attempt failed; null in the log when it succeeded. */
-export const ATTEMPT_ERRORS = ["timeout", "network_error", "http_status", "redirect", "no_webhook_url", "invalid_url", "internal"] as const;
-export type AttemptError = (typeof ATTEMPT_ERRORS)[number];
+import type { AttemptError } from "../store/attempts";
+
+export { ATTEMPT_ERRORS, type AttemptError } from "../store/attempts";
 
 export interface AttemptResponse {
   status_code: number | null;
@@ -22,6 +22,8 @@ export interface AttemptResponse {
   response_headers: Record<string, string> | null;
   response_body: string | null;
   response_truncated: boolean;
+  /** A 429 or 503's `Retry-After`, in seconds from the answer; null otherwise. */
+  retry_after_seconds: number | null;
 }
 
 export interface AttemptLimits {
@@ -54,6 +56,7 @@ export async function postWebhook(
       response_headers: responseHeaders,
       response_body: text,
       response_truncated: truncated,
+      retry_after_seconds: status === 429 || status === 503 ? parseRetryAfter(response.headers.get("retry-after"), Date.now()) : null,
     };
   } catch {
     return {
@@ -63,6 +66,7 @@ export async function postWebhook(
       response_headers: responseHeaders,
       response_body: null,
       response_truncated: false,
+      retry_after_seconds: null,
     };
   }
 }
@@ -76,7 +80,22 @@ export function unsentResponse(error: AttemptError): AttemptResponse {
     response_headers: null,
     response_body: null,
     response_truncated: false,
+    retry_after_seconds: null,
   };
+}
+
+/**
+ * `Retry-After` (RFC 9110): delay-seconds or an HTTP-date, as whole seconds from `now`
+ * (never negative); null when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now: number): number | null {
+  if (value === null) return null;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  // An HTTP-date names its weekday and zone; `Date.parse` alone would also take "5" or "2026".
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) return null;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
 async function readCapped(

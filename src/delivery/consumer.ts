@@ -1,29 +1,41 @@
 import { readConfig, type Config } from "../config";
+import { endpointOf, type EndpointReport } from "../org/endpoint-health";
 import { orgSettings, type DeliverySettings } from "../org/org-settings";
 import { checkWebhookUrl } from "../org/webhook-url";
 import { insertAttempts, readDeliveryStates, type AttemptRecord } from "../store/attempts";
 import { postWebhook, unsentResponse, type AttemptError } from "./attempt";
 import { attemptHeaders } from "./headers";
+import { HAND_OFF_LEASE_MARGIN_MS, laneOfQueue, slowLane } from "./lanes";
 import type { DeliveryMessage } from "./message";
-import { planMessage, type Plan } from "./plan";
+import { ownerOf, planMessage, type Plan } from "./plan";
+import { runPool, type PoolTask } from "./pool";
+import { eventColumns } from "./record";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
 import { Signer } from "./signing";
 
 /**
- * The queue consumer: one run delivers one batch.
+ * The queue consumer: one run delivers one batch of one lane (src/delivery/lanes.ts).
  *
  *   1. one D1 read: the logged state of every delivery in the batch;
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
- *   3. one Durable Object call per org with work: its URL and signing secrets;
- *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
- *      moment it gets its connection;
- *   5. one D1 write (`DB.batch`) with all the attempts;
- *   6. only then ack or retry each message.
+ *   3. one Durable Object call per org with work: its URL, signing secrets, and which of
+ *      the batch's endpoints are in the slow lane;
+ *   4. in the fast lane, deliveries to slow endpoints move to the slow lane unattempted;
+ *   5. the attempts, 6 at a time (a run's open-connection limit), each timed from the
+ *      moment it gets its connection; in the fast lane, one still running after
+ *      SLOW_ATTEMPT_MS is handed off to finish in the background (src/delivery/pool.ts);
+ *   6. one D1 write (`DB.batch`) with all the attempts that ended, and, beside it, one
+ *      Durable Object call per org reporting their outcomes (endpoint health);
+ *   7. only then ack or retry each message; moved and handed-off deliveries continue
+ *      as slow-lane messages.
  *
- * Acking after the write is what makes a crash harmless: a run that dies before step 5
+ * Acking after the write is what makes a crash harmless: a run that dies before step 6
  * leaves its messages unacked, they come back, and the attempts are made again (the
  * receiver may see a duplicate, which the seed tells it to expect; the log never
- * does). A run that dies after step 5 finds its attempts logged and only waits.
+ * does). A run that dies after step 6 finds its attempts logged and only waits. A
+ * handed-off attempt is logged by the background work; the slow-lane message that
+ * follows it holds a lease until the attempt's timeout has surely passed, and makes
+ * the attempt again only if it never got logged.
  */
 
 type BatchMessage = Message<DeliveryMessage>;
@@ -40,21 +52,34 @@ interface OrgContext {
   signer: Signer;
 }
 
+type AttemptPlan = Extract<Plan, { kind: "attempt" }>;
+
 interface Planned {
   message: BatchMessage;
-  plan: Extract<Plan, { kind: "attempt" }>;
+  plan: AttemptPlan;
 }
 
+/** An attempt that ended: its log row, what the schedule does next, what its endpoint did. */
 interface Attempted {
   message: BatchMessage;
   record: AttemptRecord;
   /** Seconds until the next attempt, when the schedule has one. */
   retryDelaySeconds: number | null;
+  /** Null when nothing was sent (no URL, a refused URL). */
+  report: EndpointReport | null;
 }
 
-export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
+/** A task's value: the attempt, or the internal fault that kept it from being made. */
+type TaskValue = { ok: true; attempted: Attempted } | { ok: false; message: BatchMessage; error: unknown };
+
+const summaryKeys = ["delivered", "retrying", "failed", "dropped", "waiting", "deferred", "moved", "handed_off", "released"] as const;
+type Summary = Record<(typeof summaryKeys)[number], number>;
+
+export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
+  const lane = laneOfQueue(batch.queue);
   const config = readConfig(env);
-  const summary = { queue: batch.queue, messages: batch.messages.length, delivered: 0, retrying: 0, failed: 0, dropped: 0, waiting: 0, deferred: 0 };
+  const summary = Object.fromEntries(summaryKeys.map((k) => [k, 0])) as Summary;
+  const log = () => logBatch({ queue: batch.queue, messages: batch.messages.length, ...summary });
 
   const ids = [...new Set(batch.messages.map((m) => m.body.delivery_id))];
   let states;
@@ -62,15 +87,15 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
     states = await readDeliveryStates(env.DB, ids);
   } catch (error) {
     defer(batch.messages, "read_state", error);
-    logBatch({ ...summary, deferred: batch.messages.length });
-    return;
+    summary.deferred = batch.messages.length;
+    return log();
   }
 
   const now = Date.now();
   const planned: Planned[] = [];
   const claimed = new Set<string>();
   for (const message of batch.messages) {
-    const plan = planMessage(message.id, message.body, states.get(message.body.delivery_id), now);
+    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now);
     if (plan.kind === "wait") {
       message.retry({ delaySeconds: plan.delaySeconds });
       summary.waiting++;
@@ -84,120 +109,233 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
     }
   }
 
-  const orgs = loadOrgContexts(env, planned);
-  const settled = await mapConcurrently(planned, MAX_OPEN_CONNECTIONS, async ({ message, plan }): Promise<Attempted | null> => {
-    try {
-      const org = await orgs.get(message.body.org_id)!;
-      return await attempt(message, plan, org, config);
-    } catch (error) {
-      defer([message], "attempt", error);
+  const orgs = await loadOrgContexts(env, planned);
+  const ended: Attempted[] = [];
+  const toSlowLane: MessageSendRequest<DeliveryMessage>[] = [];
+  const movedMessages: BatchMessage[] = [];
+  const tasks: Array<PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }> = [];
+  for (const { message, plan } of planned) {
+    const org = orgs.get(message.body.org_id)!;
+    if (!org.ok) {
+      defer([message], "org_settings", org.error);
       summary.deferred++;
-      return null;
+      continue;
     }
-  });
-  const attempted = settled.filter((a): a is Attempted => a !== null);
-
-  let fresh: boolean[];
-  try {
-    fresh = await insertAttempts(env.DB, attempted.map((a) => a.record));
-  } catch (error) {
-    defer(attempted.map((a) => a.message), "write_log", error);
-    logBatch({ ...summary, deferred: summary.deferred + attempted.length });
-    return;
-  }
-
-  attempted.forEach(({ message, record, retryDelaySeconds }, i) => {
-    if (!fresh[i]) {
-      // Another message logged this attempt first; it carries the delivery on.
-      message.ack();
-      summary.dropped++;
-    } else if (retryDelaySeconds !== null) {
-      message.retry({ delaySeconds: retryDelaySeconds });
-      summary.retrying++;
+    const target = resolveTarget(message.body, org.value.settings, config);
+    if (!target.ok) {
+      ended.push(unsentAttempt(message, plan, target.url, target.error));
+    } else if (lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint)) {
+      toSlowLane.push(moveRequest(message));
+      movedMessages.push(message);
     } else {
-      message.ack();
-      summary[record.outcome === "succeeded" ? "delivered" : "failed"]++;
+      const task = {
+        endpoint: `${message.body.org_id} ${target.endpoint}`,
+        origin: target.endpoint,
+        message,
+        attempt: plan.attempt,
+        startedAt: 0,
+        start: () => {
+          task.startedAt = Date.now();
+          return makeAttempt(message, plan, target.url, target.endpoint, org.value, config).then(
+            (attempted): TaskValue => ({ ok: true, attempted }),
+            (error: unknown): TaskValue => ({ ok: false, message, error }),
+          );
+        },
+      };
+      tasks.push(task);
+    }
+  }
+
+  const results = await runPool(tasks, {
+    connections: MAX_OPEN_CONNECTIONS,
+    handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
+  });
+  const handedOff: Array<(typeof tasks)[number] & { value: Promise<TaskValue> }> = [];
+  const released: BatchMessage[] = [];
+  results.forEach((result, i) => {
+    const task = tasks[i]!;
+    if (result.kind === "done") {
+      if (result.value.ok) ended.push(result.value.attempted);
+      else {
+        defer([task.message], "attempt", result.value.error);
+        summary.deferred++;
+      }
+    } else if (result.kind === "handed_off") {
+      handedOff.push({ ...task, value: result.value });
+    } else if (result.kind === "moved") {
+      toSlowLane.push(moveRequest(task.message));
+      movedMessages.push(task.message);
+    } else {
+      released.push(task.message);
     }
   });
-  logBatch(summary);
-}
 
-/** `items.map(fn)`, with at most `limit` calls of `fn` running at once; results in order. */
-async function mapConcurrently<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
-  return results;
-}
-
-/** Starts one settings read per org that has work in this batch. */
-function loadOrgContexts(env: Env, planned: readonly Planned[]): Map<string, Promise<OrgContext>> {
-  const orgs = new Map<string, Promise<OrgContext>>();
-  for (const { message } of planned) {
-    const orgId = message.body.org_id;
-    if (orgs.has(orgId)) continue;
-    const context = orgSettings(env, orgId)
-      .getDeliverySettings()
-      .then(async (settings) => ({ settings, signer: await Signer.create(settings.signing_secrets) }));
-    context.catch(() => {}); // handled where awaited; avoids an unhandled rejection when unused
-    orgs.set(orgId, context);
+  // Handed-off attempts finish in the background; a slow-lane message follows each,
+  // waiting until its attempt has surely ended (the lease).
+  const leaseUntil = (h: (typeof handedOff)[number]) => h.startedAt + config.attemptTimeoutMs + HAND_OFF_LEASE_MARGIN_MS;
+  const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
+  for (const h of handedOff) {
+    toSlowLane.push({
+      body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until: leaseUntil(h) } },
+      contentType: "v8",
+      delaySeconds: secondsUntil(leaseUntil(h)),
+    });
   }
-  return orgs;
+  if (handedOff.length > 0) ctx.waitUntil(finishHandedOff(handedOff.map((h) => h.value), env));
+
+  const inFlight: EndpointReport[] = handedOff.map((h) => ({
+    origin: h.origin,
+    at: h.startedAt,
+    outcome: "in_flight",
+    error: null,
+    response_time_ms: config.slowAttemptMs,
+    slow: true,
+  }));
+  const [fresh] = await Promise.all([
+    insertAttempts(env.DB, ended.map((a) => a.record)).then(
+      (f) => f,
+      (error: unknown) => error,
+    ),
+    reportHealth(env, [...ended.flatMap((a) => (a.report ? [{ org: a.record.org_id, report: a.report }] : [])), ...handedOff.map((h, i) => ({ org: h.message.body.org_id, report: inFlight[i]! }))]),
+  ]);
+  if (!Array.isArray(fresh)) {
+    defer(ended.map((a) => a.message), "write_log", fresh);
+    summary.deferred += ended.length;
+  } else {
+    ended.forEach(({ message, record, retryDelaySeconds }, i) => {
+      if (!fresh[i]) {
+        // Another message logged this attempt first; it carries the delivery on.
+        message.ack();
+        summary.dropped++;
+      } else if (retryDelaySeconds !== null) {
+        message.retry({ delaySeconds: retryDelaySeconds });
+        summary.retrying++;
+      } else {
+        message.ack();
+        summary[record.outcome === "succeeded" ? "delivered" : "failed"]++;
+      }
+    });
+  }
+
+  // Moved and handed-off deliveries go on in the slow lane as new messages.
+  if (toSlowLane.length > 0) {
+    try {
+      await slowLane(env).sendBatch(toSlowLane);
+      for (const message of [...movedMessages, ...handedOff.map((h) => h.message)]) message.ack();
+      summary.moved += movedMessages.length;
+      summary.handed_off += handedOff.length;
+    } catch (error) {
+      // They stay in this lane: moved ones come back after a back-off; handed-off ones
+      // once their attempt has surely ended (the plan then finds it logged, or makes it).
+      defer(movedMessages, "move", error);
+      for (const h of handedOff) h.message.retry({ delaySeconds: secondsUntil(leaseUntil(h)) });
+      summary.deferred += movedMessages.length + handedOff.length;
+    }
+  }
+  for (const message of released) message.retry({ delaySeconds: 0 });
+  summary.released += released.length;
+  log();
 }
 
-/** Makes one attempt and describes it as a log row. Throws only on internal faults. */
-async function attempt(
-  message: BatchMessage,
-  plan: Planned["plan"],
-  org: OrgContext,
-  config: Config,
-): Promise<Attempted> {
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** One settings read per org that has work in this batch, all at once. */
+async function loadOrgContexts(env: Env, planned: readonly Planned[]): Promise<Map<string, Settled<OrgContext>>> {
+  const endpoints = new Map<string, Set<string>>();
+  for (const { message } of planned) {
+    const forOrg = endpoints.get(message.body.org_id) ?? new Set<string>();
+    endpoints.set(message.body.org_id, forOrg);
+    const endpoint = message.body.webhook_url === null ? null : endpointOf(message.body.webhook_url);
+    if (endpoint !== null) forOrg.add(endpoint);
+  }
+  const loaded = await Promise.all(
+    [...endpoints].map(async ([orgId, asked]): Promise<[string, Settled<OrgContext>]> => {
+      try {
+        const settings = await orgSettings(env, orgId).getDeliverySettings([...asked]);
+        return [orgId, { ok: true, value: { settings, signer: await Signer.create(settings.signing_secrets) } }];
+      } catch (error) {
+        return [orgId, { ok: false, error }];
+      }
+    }),
+  );
+  return new Map(loaded);
+}
+
+type Target = { ok: true; url: string; endpoint: string } | { ok: false; url: string | null; error: AttemptError };
+
+/** Where a delivery goes: the event's URL or the org default, if the URL rules allow it. */
+function resolveTarget(event: DeliveryMessage, settings: DeliverySettings, config: Config): Target {
+  const url = event.webhook_url ?? settings.webhook_url;
+  if (url === null) return { ok: false, url, error: "no_webhook_url" };
+  const endpoint = endpointOf(url);
+  if (endpoint === null || !checkWebhookUrl(url, { allowInsecure: config.allowInsecureWebhookUrls }).ok) {
+    return { ok: false, url, error: "invalid_url" };
+  }
+  return { ok: true, url, endpoint };
+}
+
+/** The log row fields every attempt of this message shares. */
+function recordBase(message: BatchMessage, plan: AttemptPlan, url: string | null, attemptedAt: number) {
   const event = message.body;
-  const url = event.webhook_url ?? org.settings.webhook_url;
-  const attemptedAt = Date.now();
-  const base = {
+  return {
     delivery_id: event.delivery_id,
     attempt: plan.attempt,
     org_id: event.org_id,
     job_id: event.job_id,
     event_type: event.event_type,
-    message_id: message.id,
+    message_id: ownerOf(message),
     attempted_at: attemptedAt,
     url,
     ...eventColumns(plan.attempt, event),
   };
+}
 
-  // Nothing can be sent, and retrying cannot help: the delivery fails now.
-  const failNow = (error: AttemptError): Attempted => ({
+/** Nothing can be sent, and retrying cannot help: the delivery fails now. */
+function unsentAttempt(message: BatchMessage, plan: AttemptPlan, url: string | null, error: AttemptError): Attempted {
+  return {
     message,
     retryDelaySeconds: null,
-    record: { ...base, ...unsentResponse(error), outcome: "failed", next_attempt_at: null, signatures: null },
-  });
-  if (url === null) return failNow("no_webhook_url");
-  if (!checkWebhookUrl(url, { allowInsecure: config.allowInsecureWebhookUrls }).ok) return failNow("invalid_url");
+    report: null,
+    record: { ...recordBase(message, plan, url, Date.now()), ...unsentResponse(error), outcome: "failed", next_attempt_at: null, signatures: null },
+  };
+}
 
+/** Makes one attempt and describes it as a log row. Throws only on internal faults. */
+async function makeAttempt(
+  message: BatchMessage,
+  plan: AttemptPlan,
+  url: string,
+  endpoint: string,
+  org: OrgContext,
+  config: Config,
+): Promise<Attempted> {
+  const event = message.body;
+  const attemptedAt = Date.now();
   const timestamp = Math.floor(attemptedAt / 1000);
   const signatures = await org.signer.sign(event.delivery_id, timestamp, event.body);
   const headers = attemptHeaders({ deliveryId: event.delivery_id, eventType: event.event_type, attempt: plan.attempt, timestamp, signatures });
-  const response = await postWebhook(url, headers, event.body, {
+  const { retry_after_seconds, ...response } = await postWebhook(url, headers, event.body, {
     timeoutMs: config.attemptTimeoutMs,
     responseBodyLimitBytes: config.responseBodyLimitBytes,
   });
   const retryDelaySeconds =
-    response.error !== null && plan.scheduled ? retryDelayAfter(plan.attempt, config.retryDelaysSeconds) : null;
+    response.error !== null && plan.scheduled ? retryDelayAfter(plan.attempt, config.retryDelaysSeconds, retry_after_seconds) : null;
+  const outcome = response.error === null ? "succeeded" : "failed";
   return {
     message,
     retryDelaySeconds,
+    report: {
+      origin: endpoint,
+      at: attemptedAt,
+      outcome,
+      error: response.error,
+      response_time_ms: response.response_time_ms,
+      slow: response.response_time_ms >= config.slowAttemptMs,
+    },
     record: {
-      ...base,
+      ...recordBase(message, plan, url, attemptedAt),
       ...response,
-      outcome: response.error === null ? "succeeded" : "failed",
+      outcome,
       next_attempt_at: retryDelaySeconds === null ? null : Date.now() + retryDelaySeconds * 1000,
       // The log keeps the signatures; the other headers follow from the row (attemptHeaders).
       signatures,
@@ -205,23 +343,62 @@ async function attempt(
   };
 }
 
-/** What attempt 1 stores once for the whole delivery: the event as it came in. */
-export function eventColumns(attempt: number, event: DeliveryMessage): Pick<AttemptRecord, "url_from_event" | "request_body"> {
-  return attempt === 1
-    ? { url_from_event: event.webhook_url !== null, request_body: new TextDecoder().decode(event.body) }
-    : { url_from_event: null, request_body: null };
+/** The same delivery as a new slow-lane message that keeps its owner. */
+function moveRequest(message: BatchMessage): MessageSendRequest<DeliveryMessage> {
+  return { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" };
+}
+
+/**
+ * The background end of handed-off attempts: their log rows in one write, their
+ * outcomes to their orgs' health. A failure here loses nothing: the slow-lane message
+ * that follows each attempt makes it again when its lease ends and finds it unlogged.
+ */
+async function finishHandedOff(values: readonly Promise<TaskValue>[], env: Env): Promise<void> {
+  const settled = await Promise.all(values);
+  const attempted = settled.flatMap((v) => (v.ok ? [v.attempted] : []));
+  try {
+    await insertAttempts(env.DB, attempted.map((a) => a.record));
+  } catch (error) {
+    logFault("handed_off_write", attempted.length, error);
+    return;
+  }
+  await reportHealth(env, attempted.flatMap((a) => (a.report ? [{ org: a.record.org_id, report: a.report }] : [])));
+  console.log(
+    JSON.stringify({
+      event: "deliveries.handed_off_ended",
+      attempts: attempted.length,
+      succeeded: attempted.filter((a) => a.record.outcome === "succeeded").length,
+    }),
+  );
+}
+
+/**
+ * Endpoint outcomes to each org's Durable Object, one call per org. Health is advice:
+ * when an object cannot be reached, deliveries go on and the outcomes are not counted.
+ */
+async function reportHealth(env: Env, reports: ReadonlyArray<{ org: string; report: EndpointReport }>): Promise<void> {
+  const byOrg = new Map<string, EndpointReport[]>();
+  for (const { org, report } of reports) byOrg.set(org, [...(byOrg.get(org) ?? []), report]);
+  await Promise.all(
+    [...byOrg].map(async ([orgId, list]) => {
+      try {
+        await orgSettings(env, orgId).reportAttempts(list.sort((a, b) => a.at - b.at));
+      } catch (error) {
+        logFault("report_health", list.length, error);
+      }
+    }),
+  );
 }
 
 /** Gives messages back to the queue with back-off: their attempt was not logged. */
 function defer(messages: readonly BatchMessage[], stage: string, error: unknown): void {
   for (const message of messages) message.retry({ delaySeconds: crashBackoffSeconds(message.attempts) });
+  if (messages.length > 0) logFault(stage, messages.length, error, "deliveries.deferred");
+}
+
+function logFault(stage: string, count: number, error: unknown, event = "deliveries.fault"): void {
   console.error(
-    JSON.stringify({
-      event: "deliveries.deferred",
-      stage,
-      messages: messages.length,
-      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-    }),
+    JSON.stringify({ event, stage, count, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }),
   );
 }
 

@@ -1,7 +1,8 @@
 import { insertAttempts, readDeliveryStates, type AttemptRecord } from "../store/attempts";
 import { unsentResponse } from "./attempt";
-import { eventColumns } from "./consumer";
+import { eventColumns } from "./record";
 import type { DeliveryMessage } from "./message";
+import { ownerOf } from "./plan";
 
 /** The queue whose messages ran out of retries (wrangler.toml `dead_letter_queue`). */
 export const DEAD_LETTER_QUEUE = "deliveries-dlq";
@@ -22,7 +23,8 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   const states = await readDeliveryStates(env.DB, [...new Set(batch.messages.map((m) => m.body.delivery_id))]);
   const records = new Map<string, AttemptRecord>();
   const now = Date.now();
-  for (const { id, body } of batch.messages) {
+  for (const message of batch.messages) {
+    const { body } = message;
     const state = states.get(body.delivery_id);
     const finishedOrLive = state !== undefined && (state.next_attempt_at === null || state.next_attempt_at > now);
     if (finishedOrLive || records.has(body.delivery_id)) continue;
@@ -33,7 +35,7 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
       org_id: body.org_id,
       job_id: body.job_id,
       event_type: body.event_type,
-      message_id: id,
+      message_id: ownerOf(message),
       attempted_at: now,
       url: body.webhook_url,
       ...eventColumns(attempt, body),

@@ -31,6 +31,18 @@ export interface DeliveryMessage {
    * happened to the delivery in between.
    */
   redeliver_after?: number;
+  /**
+   * The id of the queue message that owns this delivery's schedule, when that is not
+   * this message: a delivery moved to the other lane travels as a new message, and
+   * keeps its owner (src/delivery/plan.ts). Unset: this message's own id.
+   */
+  owner?: string;
+  /**
+   * Set when the fast lane handed attempt `attempt` off to run in the background: it may
+   * still be running (and be logged) until `until` (unix ms). Until then this message only
+   * waits; after it, an attempt that never got logged is made again.
+   */
+  lease?: { attempt: number; until: number };
 }
 
 /** Options for every `send`/`sendBatch` of a `DeliveryMessage`. */

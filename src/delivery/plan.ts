@@ -15,7 +15,13 @@ import type { DeliveryMessage } from "./message";
  *   the next attempt when due, or waits out the rest of the delay if it came back
  *   early (a crash after the log was written);
  * - stalled (pending, but overdue by more than a day: its owner message is gone): a
- *   redeliver may take over, as for a finished delivery.
+ *   redeliver may take over, as for a finished delivery;
+ * - leased (the fast lane handed attempt N off to finish in the background): until the
+ *   lease ends the message waits; if attempt N is logged by then it goes on as above,
+ *   otherwise (the background work died) it makes attempt N itself.
+ *
+ * A message's identity is its `owner` when it carries one (it was moved between lanes
+ * and is a new queue message), else its queue id: that is what `message_id` records.
  */
 export type Plan =
   | { kind: "attempt"; attempt: number; /** false for a redeliver: one attempt, no retries */ scheduled: boolean }
@@ -37,12 +43,24 @@ export function canRedeliver(state: Pick<DeliveryState, "next_attempt_at">, now:
   return state.next_attempt_at === null || now - state.next_attempt_at > STALLED_AFTER_MS;
 }
 
+/** The id this message acts and logs as (see above). */
+export function ownerOf(message: { id: string; body: Pick<DeliveryMessage, "owner"> }): string {
+  return message.body.owner ?? message.id;
+}
+
 export function planMessage(
   messageId: string,
-  message: Pick<DeliveryMessage, "redeliver_after">,
+  message: Pick<DeliveryMessage, "redeliver_after" | "lease">,
   state: DeliveryState | undefined,
   now: number,
 ): Plan {
+  const lease = message.lease;
+  if (lease !== undefined && (state?.last_attempt ?? 0) < lease.attempt) {
+    const remainingMs = lease.until - now;
+    if (remainingMs > DUE_TOLERANCE_MS) return { kind: "wait", delaySeconds: Math.ceil(remainingMs / 1000) };
+    // The handed-off attempt was never logged: make it now, as it would have been.
+    return { kind: "attempt", attempt: lease.attempt, scheduled: message.redeliver_after === undefined };
+  }
   if (message.redeliver_after !== undefined) {
     return state !== undefined && canRedeliver(state, now) && state.last_attempt === message.redeliver_after
       ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: false }

@@ -5,9 +5,18 @@ import { MAX_QUEUE_DELAY_SECONDS } from "../config";
  * delay (RETRY_DELAYS_SECONDS, default 60 s and 300 s), then the delivery is failed.
  */
 
-/** Seconds before the attempt after `attempt` (1-based), or null when the schedule is over. */
-export function retryDelayAfter(attempt: number, delaysSeconds: readonly number[]): number | null {
-  return delaysSeconds[attempt - 1] ?? null;
+/** A receiver's `Retry-After` is honoured up to this long (1 hour). */
+export const MAX_RETRY_AFTER_SECONDS = 3600;
+
+/**
+ * Seconds before the attempt after `attempt` (1-based), or null when the schedule is
+ * over. A receiver that answered 429 or 503 with `Retry-After` gets the longer of the
+ * schedule's delay and its own (capped at an hour); it never adds an attempt.
+ */
+export function retryDelayAfter(attempt: number, delaysSeconds: readonly number[], retryAfterSeconds: number | null = null): number | null {
+  const scheduled = delaysSeconds[attempt - 1];
+  if (scheduled === undefined) return null;
+  return Math.max(scheduled, Math.min(retryAfterSeconds ?? 0, MAX_RETRY_AFTER_SECONDS));
 }
 
 /**

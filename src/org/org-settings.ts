@@ -1,5 +1,15 @@
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config";
+import {
+  applyReport,
+  endpointOf,
+  newEndpointHealth,
+  summarizeHealth,
+  type EndpointHealth,
+  type EndpointHealthSummary,
+  type EndpointReport,
+} from "./endpoint-health";
+import { migrateSchema } from "./schema";
 import { generateSigningSecret } from "./signing-secret";
 import { checkWebhookUrl } from "./webhook-url";
 
@@ -8,15 +18,23 @@ import { checkWebhookUrl } from "./webhook-url";
  * its default webhook URL and its signing secrets. Nothing else stores them, so a
  * rotation is seen by the very next delivery, and no D1 query can ever leak a secret.
  *
- * Storage schema (SQLite in the object, one row):
+ * It also keeps the health of every endpoint the org's deliveries go to
+ * (src/org/endpoint-health.ts): the consumer reads it with the settings, once per org
+ * per batch, to choose each delivery's lane, and reports each run's outcomes back.
  *
- *   org_settings
+ * Storage schema (SQLite in the object, versioned in src/org/schema.ts):
+ *
+ *   org_settings (one row)
  *     id                          1 (a single row)
  *     webhook_url                 the org default, or NULL
  *     signing_secret              the current `whsec_…` secret
  *     secret_rotated_at           unix ms of the last rotation, NULL if never rotated
  *     previous_secret             the secret before the last rotation, or NULL
  *     previous_secret_expires_at  unix ms until which it still signs `webhook-signature`
+ *
+ *   endpoint_health (one row per endpoint, at most MAX_ENDPOINTS)
+ *     origin                      the endpoint (scheme, host, port), primary key
+ *     lane, lane_reason, …        the fields of `EndpointHealth`; `hours` is JSON
  *
  * Why a previous secret: Standard Webhooks receivers accept any of several signatures,
  * so during 24 h after a rotation deliveries carry both and receivers can switch over
@@ -29,18 +47,46 @@ export interface WebhookSettings {
   signing_secret: string;
   /** ISO time of the last rotation, or null when the secret was never rotated. */
   secret_rotated_at: string | null;
+  /** The default URL's endpoint; null without a default URL. */
+  health: EndpointHealthSummary | null;
 }
 
-/** What the delivery consumer needs: where to POST, and what to sign with (current first). */
+/** What the delivery consumer needs: where to POST, what to sign with (current first), which lane. */
 export interface DeliverySettings {
   webhook_url: string | null;
   signing_secrets: string[];
+  /** Of the default URL's endpoint and the endpoints asked about: those in the slow lane. */
+  slow_endpoints: string[];
 }
 
 export type SetWebhookUrlResult = { ok: true; settings: WebhookSettings } | { ok: false; reason: string };
 
 /** How long the secret before a rotation keeps signing `webhook-signature`. */
 export const PREVIOUS_SECRET_GRACE_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Endpoints whose health an org keeps. Per-event URLs can name any number of hosts;
+ * past this many, the endpoint least recently attempted is forgotten (it starts over
+ * in the fast lane if it comes back).
+ */
+export const MAX_ENDPOINTS = 1000;
+
+interface HealthRow extends Record<string, SqlStorageValue> {
+  origin: string;
+  lane: string;
+  lane_reason: string | null;
+  lane_changed_at: number | null;
+  demotions: number;
+  good_streak: number;
+  consecutive_failures: number;
+  last_attempt_at: number | null;
+  last_success_at: number | null;
+  last_failure_at: number | null;
+  last_error: string | null;
+  latency_ms: number | null;
+  recent: string;
+  hours: string;
+}
 
 interface SettingsRow extends Record<string, SqlStorageValue> {
   webhook_url: string | null;
@@ -56,19 +102,12 @@ export class OrgSettings extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(`CREATE TABLE IF NOT EXISTS org_settings (
-      id INTEGER PRIMARY KEY CHECK (id = 1),
-      webhook_url TEXT,
-      signing_secret TEXT NOT NULL,
-      secret_rotated_at INTEGER,
-      previous_secret TEXT,
-      previous_secret_expires_at INTEGER
-    )`);
+    migrateSchema(ctx.storage);
   }
 
   /** The org's settings; the first call creates its signing secret. */
   getWebhook(): WebhookSettings {
-    return present(this.row());
+    return this.present(this.row());
   }
 
   /** Sets (or, with null, clears) the org default URL after checking the URL rules. */
@@ -79,7 +118,7 @@ export class OrgSettings extends DurableObject<Env> {
     }
     const row = this.row();
     this.sql.exec("UPDATE org_settings SET webhook_url = ? WHERE id = 1", webhookUrl);
-    return { ok: true, settings: present({ ...row, webhook_url: webhookUrl }) };
+    return { ok: true, settings: this.present({ ...row, webhook_url: webhookUrl }) };
   }
 
   /** Replaces the current secret; the old one keeps signing `webhook-signature` for 24 h. */
@@ -101,17 +140,102 @@ export class OrgSettings extends DurableObject<Env> {
       next.previous_secret,
       next.previous_secret_expires_at,
     );
-    return present(next);
+    return this.present(next);
   }
 
-  /** Read by the consumer once per org per queue batch. */
-  getDeliverySettings(): DeliverySettings {
+  /**
+   * Read by the consumer once per org per queue batch. `endpoints`: the endpoints of the
+   * batch's per-event URLs, whose lanes it needs besides the default's.
+   */
+  getDeliverySettings(endpoints: readonly string[] = []): DeliverySettings {
     const row = this.row();
     const secrets = [row.signing_secret];
     if (row.previous_secret !== null && (row.previous_secret_expires_at ?? 0) > Date.now()) {
       secrets.push(row.previous_secret);
     }
-    return { webhook_url: row.webhook_url, signing_secrets: secrets };
+    const defaultEndpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
+    const asked = [...new Set(defaultEndpoint === null ? endpoints : [defaultEndpoint, ...endpoints])];
+    const slow = asked.length === 0 ? [] : this.sql
+      .exec<{ origin: string }>(
+        `SELECT origin FROM endpoint_health WHERE lane = 'slow' AND origin IN (${asked.map(() => "?").join(", ")})`,
+        ...asked,
+      )
+      .toArray()
+      .map((r) => r.origin);
+    return { webhook_url: row.webhook_url, signing_secrets: secrets, slow_endpoints: slow };
+  }
+
+  /**
+   * A consumer run's outcomes, oldest first: each moves its endpoint's health by the
+   * rules of src/org/endpoint-health.ts. One write per endpoint touched.
+   */
+  reportAttempts(reports: readonly EndpointReport[]): void {
+    const byEndpoint = new Map<string, EndpointReport[]>();
+    for (const report of reports) byEndpoint.set(report.origin, [...(byEndpoint.get(report.origin) ?? []), report]);
+    this.ctx.storage.transactionSync(() => {
+      let added = false;
+      for (const [origin, list] of byEndpoint) {
+        const known = this.health(origin);
+        added ||= known === null;
+        this.saveHealth(list.reduce(applyReport, known ?? newEndpointHealth(origin)));
+      }
+      if (!added) return;
+      const count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM endpoint_health").one().n;
+      if (count > MAX_ENDPOINTS) {
+        this.sql.exec(
+          "DELETE FROM endpoint_health WHERE origin IN (SELECT origin FROM endpoint_health ORDER BY last_attempt_at LIMIT ?)",
+          count - MAX_ENDPOINTS,
+        );
+      }
+    });
+  }
+
+  /** The health of one endpoint of this org; null when nothing was ever sent there. */
+  getEndpointHealth(origin: string): EndpointHealthSummary | null {
+    const health = this.health(origin);
+    return health && summarizeHealth(health, Date.now());
+  }
+
+  private health(origin: string): EndpointHealth | null {
+    const row = this.sql.exec<HealthRow>("SELECT * FROM endpoint_health WHERE origin = ?", origin).toArray()[0];
+    return row ? ({ ...row, hours: JSON.parse(row.hours) } as EndpointHealth) : null;
+  }
+
+  private saveHealth(h: EndpointHealth): void {
+    this.sql.exec(
+      `INSERT INTO endpoint_health (origin, lane, lane_reason, lane_changed_at, demotions, good_streak,
+         consecutive_failures, last_attempt_at, last_success_at, last_failure_at, last_error, latency_ms, recent, hours)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (origin) DO UPDATE SET lane = excluded.lane, lane_reason = excluded.lane_reason,
+         lane_changed_at = excluded.lane_changed_at, demotions = excluded.demotions, good_streak = excluded.good_streak,
+         consecutive_failures = excluded.consecutive_failures, last_attempt_at = excluded.last_attempt_at,
+         last_success_at = excluded.last_success_at, last_failure_at = excluded.last_failure_at,
+         last_error = excluded.last_error, latency_ms = excluded.latency_ms, recent = excluded.recent, hours = excluded.hours`,
+      h.origin,
+      h.lane,
+      h.lane_reason,
+      h.lane_changed_at,
+      h.demotions,
+      h.good_streak,
+      h.consecutive_failures,
+      h.last_attempt_at,
+      h.last_success_at,
+      h.last_failure_at,
+      h.last_error,
+      h.latency_ms,
+      h.recent,
+      JSON.stringify(h.hours),
+    );
+  }
+
+  private present(row: SettingsRow): WebhookSettings {
+    const endpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
+    return {
+      webhook_url: row.webhook_url,
+      signing_secret: row.signing_secret,
+      secret_rotated_at: row.secret_rotated_at === null ? null : new Date(row.secret_rotated_at).toISOString(),
+      health: endpoint === null ? null : (this.getEndpointHealth(endpoint) ?? summarizeHealth(newEndpointHealth(endpoint), Date.now())),
+    };
   }
 
   private row(): SettingsRow {
@@ -127,14 +251,6 @@ export class OrgSettings extends DurableObject<Env> {
     this.sql.exec("INSERT INTO org_settings (id, signing_secret) VALUES (1, ?)", created.signing_secret);
     return created;
   }
-}
-
-function present(row: SettingsRow): WebhookSettings {
-  return {
-    webhook_url: row.webhook_url,
-    signing_secret: row.signing_secret,
-    secret_rotated_at: row.secret_rotated_at === null ? null : new Date(row.secret_rotated_at).toISOString(),
-  };
 }
 
 /** The settings object of one org. */

@@ -6,6 +6,10 @@ import { deflate } from "./codec";
 
 export type AttemptOutcome = "succeeded" | "failed";
 
+/** Why an attempt failed; null in the log when it succeeded. The `error` CHECK in migrations/ lists the same. */
+export const ATTEMPT_ERRORS = ["timeout", "network_error", "http_status", "redirect", "no_webhook_url", "invalid_url", "internal"] as const;
+export type AttemptError = (typeof ATTEMPT_ERRORS)[number];
+
 /** One row of `attempts`, as the consumer writes it. Times are unix ms. */
 export interface AttemptRecord {
   delivery_id: string;

@@ -5,8 +5,8 @@ import type { ReceivedRequest, Scenario } from "./receiver-types";
  * A client for one endpoint of the programmable receiver (receiver.ts), over its HTTP
  * control API: the same from workerd tests and from the Node e2e tests.
  */
-export function receiver(name: string) {
-  const base = inject("receiverUrl");
+export function receiver(name: string, { origin = "first" }: { origin?: "first" | "second" } = {}) {
+  const base = inject(origin === "first" ? "receiverUrl" : "secondReceiverUrl");
   return {
     url: `${base}/hook/${name}`,
     async script(scenario: Scenario): Promise<void> {

@@ -1,0 +1,67 @@
+/**
+ * The OrgSettings object's SQLite schema, versioned.
+ *
+ * Every org's object keeps its own copy of these tables, and objects live on for
+ * years: a change to them is a new entry at the end of `MIGRATIONS`, never an edit of
+ * an old one. Each object brings itself up to date when it starts (in its
+ * constructor, before it serves anything), in one transaction per step, and records
+ * the version it reached in `schema_version`.
+ *
+ * Objects created before versioning (v1 only, no `schema_version` row) count as
+ * version 0; their v1 step is a no-op (`IF NOT EXISTS`).
+ *
+ *   org_settings      one row: default URL and signing secrets (src/org/org-settings.ts)
+ *   endpoint_health   one row per endpoint (origin) the org's deliveries went to: the
+ *                     state of src/org/endpoint-health.ts; at most MAX_ENDPOINTS rows
+ *   schema_version    one row: the last migration applied
+ */
+
+const MIGRATIONS: readonly string[] = [
+  // v1: the org's settings.
+  `CREATE TABLE IF NOT EXISTS org_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    webhook_url TEXT,
+    signing_secret TEXT NOT NULL,
+    secret_rotated_at INTEGER,
+    previous_secret TEXT,
+    previous_secret_expires_at INTEGER
+  )`,
+  // v2: endpoint health, for the slow lane (src/delivery/lanes.ts).
+  `CREATE TABLE endpoint_health (
+    origin TEXT PRIMARY KEY,
+    lane TEXT NOT NULL CHECK (lane IN ('fast', 'slow')),
+    lane_reason TEXT CHECK (lane_reason IN ('timeout', 'slow', 'failing')),
+    lane_changed_at INTEGER,
+    demotions INTEGER NOT NULL,
+    good_streak INTEGER NOT NULL,
+    consecutive_failures INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    last_success_at INTEGER,
+    last_failure_at INTEGER,
+    last_error TEXT,
+    latency_ms INTEGER,
+    recent TEXT NOT NULL,
+    hours TEXT NOT NULL,
+    CHECK ((lane = 'slow') = (lane_reason IS NOT NULL))
+  )`,
+];
+
+/** The version an object has once `migrateSchema` ran. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings an object's tables up to SCHEMA_VERSION; returns the version it started at. */
+export function migrateSchema(storage: DurableObjectStorage): number {
+  const sql = storage.sql;
+  return storage.transactionSync(() => {
+    sql.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)");
+    const from = sql.exec<{ version: number }>("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version ?? 0;
+    for (let version = from; version < MIGRATIONS.length; version++) sql.exec(MIGRATIONS[version]!);
+    if (from < MIGRATIONS.length) {
+      sql.exec(
+        "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        MIGRATIONS.length,
+      );
+    }
+    return from;
+  });
+}

@@ -1,0 +1,300 @@
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { HAND_OFF_LEASE_MARGIN_MS } from "../src/delivery/lanes";
+import type { DeliveryMessage } from "../src/delivery/message";
+import { endpointOf } from "../src/org/endpoint-health";
+import { OrgSettings, orgSettings } from "../src/org/org-settings";
+import { SCHEMA_VERSION } from "../src/org/schema";
+import { attemptsOf, call, jobEvent, messageFor, orgKey, receiver, runConsumer, runLanes, uniqueId } from "./helpers";
+
+/**
+ * The two lanes (src/delivery/lanes.ts), run as the queues would run them: which lane a
+ * delivery takes, how a hanging endpoint is moved aside without holding a healthy run,
+ * and how its schedule goes on. ATTEMPT_TIMEOUT_MS is 1000 in these tests; `laneEnv`
+ * hands attempts off after 300 ms.
+ */
+
+const laneEnv = { ...env, SLOW_ATTEMPT_MS: "300" };
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
+
+type Hook = ReturnType<typeof receiver>;
+
+async function message(orgId: string, url: string | null) {
+  return { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), url) };
+}
+
+async function hook(replies: Parameters<Hook["script"]>[0]["replies"] = [{}], origin: "first" | "second" = "first") {
+  const h = receiver(uniqueId("hook"), { origin });
+  await h.script({ replies });
+  return h;
+}
+
+/** Puts an org's endpoint in the slow lane, as one timeout would. */
+async function markSlow(orgId: string, url: string) {
+  await orgSettings(env, orgId).reportAttempts([
+    { origin: endpointOf(url)!, at: Date.now(), outcome: "failed", error: "timeout", response_time_ms: 1000, slow: true },
+  ]);
+}
+
+async function health(orgId: string, url: string) {
+  return orgSettings(env, orgId).getEndpointHealth(endpointOf(url)!);
+}
+
+describe("the fast lane", () => {
+  it("moves a delivery to an endpoint in the slow lane there unattempted, and the slow lane delivers it", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    await markSlow(orgId, h.url);
+    const m = await message(orgId, h.url);
+
+    const { fast, slow, moved } = await runLanes([m]);
+    expect(fast.acked).toEqual([m.id]);
+    expect(fast.toSlowLane).toEqual([{ body: { ...m.body, owner: m.id }, delaySeconds: undefined }]);
+    expect(slow!.acked).toEqual([moved[0]!.id]);
+    const requests = await h.requests();
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.text).toBe(new TextDecoder().decode(m.body.body));
+    // Logged as made by the message that owns the delivery, whichever lane carried it.
+    expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
+    const { results } = await env.DB.prepare("SELECT message_id FROM attempts WHERE delivery_id = ?").bind(m.body.delivery_id).run();
+    expect(results).toEqual([{ message_id: m.id }]);
+  });
+
+  it("moves a pending delivery whose endpoint turned slow; the slow lane makes attempt 2 on schedule, and only for its owner", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook([{ status: 500 }, { status: 200 }]);
+    const m = await message(orgId, h.url);
+    expect((await runConsumer([m])).retried.get(m.id)).toBe(60);
+
+    await markSlow(orgId, h.url);
+    advance(60);
+    const { fast, slow, moved } = await runLanes([{ ...m, attempts: 2 }]);
+    expect(fast.acked).toEqual([m.id]);
+    expect(moved[0]!.body.owner).toBe(m.id);
+    expect(slow!.acked).toEqual([moved[0]!.id]);
+    expect((await attemptsOf(m.body.delivery_id)).map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, "failed"],
+      [2, "succeeded"],
+    ]);
+
+    // Another message of the same delivery (a producer's retry) owns nothing in either lane.
+    const stranger = { id: uniqueId("msg"), body: { ...m.body, owner: uniqueId("msg") } };
+    expect((await runConsumer([stranger], "deliveries-slow")).acked).toEqual([stranger.id]);
+    expect(await h.requests()).toHaveLength(2);
+  });
+
+  it("hands off an attempt past SLOW_ATTEMPT_MS: the run ends without it, its endpoint's next delivery moves aside, and a slow-lane message follows it", async () => {
+    const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
+    const hanging = await hook([{ delayMs: 3000 }]);
+    const quick = await hook([{ delayMs: 150 }]);
+    const slower = await hook([{ delayMs: 250 }]);
+    const a1 = await message(orgA, hanging.url);
+    const healthy = [
+      ...(await Promise.all(Array.from({ length: 5 }, () => message(orgB, quick.url)))),
+      ...(await Promise.all(Array.from({ length: 5 }, () => message(orgB, slower.url)))),
+    ];
+    const a2 = await message(orgA, hanging.url);
+
+    const run = await runConsumer([a1, ...healthy, a2], "deliveries", laneEnv);
+    // The healthy deliveries are delivered and logged; the hanging attempt is still running.
+    for (const m of healthy) expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
+    expect(await attemptsOf(a1.body.delivery_id)).toEqual([]);
+    expect(run.acked.sort()).toEqual([a1, ...healthy, a2].map((m) => m.id).sort());
+    // a2 never started here: its endpoint turned slow while it waited for a connection.
+    expect(await hanging.requests()).toHaveLength(1);
+    const [followUp, movedA2] = [run.toSlowLane.find((r) => r.body.delivery_id === a1.body.delivery_id)!, run.toSlowLane.find((r) => r.body.delivery_id === a2.body.delivery_id)!];
+    expect(movedA2).toEqual({ body: { ...a2.body, owner: a2.id }, delaySeconds: undefined });
+    expect(followUp.body).toMatchObject({ owner: a1.id, lease: { attempt: 1, until: expect.any(Number) } });
+    expect(followUp.body.lease!.until - Date.now()).toBeGreaterThan(HAND_OFF_LEASE_MARGIN_MS);
+    expect(followUp.delaySeconds).toBeGreaterThanOrEqual(HAND_OFF_LEASE_MARGIN_MS / 1000);
+    expect(await health(orgA, hanging.url)).toMatchObject({ lane: "slow", lane_reason: "slow" });
+    expect(await health(orgB, quick.url)).toMatchObject({ lane: "fast", success_rate_24h: 1 });
+
+    // In the background the attempt runs to its timeout and is logged, on the schedule.
+    await run.background;
+    const [logged] = await attemptsOf(a1.body.delivery_id);
+    expect(logged).toMatchObject({ attempt: 1, outcome: "failed", error: "timeout" });
+    expect(logged!.next_attempt_at! - Date.now()).toBeGreaterThan(55_000);
+    expect(await health(orgA, hanging.url)).toMatchObject({ lane: "slow", lane_reason: "timeout", timeouts_24h: 1 });
+
+    // The follow-up waits out the schedule in the slow lane, then makes attempt 2 there.
+    const followMessage = { id: uniqueId("msg"), body: followUp.body };
+    const early = await runConsumer([followMessage], "deliveries-slow", laneEnv);
+    expect(early.retried.get(followMessage.id)).toBeGreaterThan(50);
+    advance(61);
+    const second = await runConsumer([{ ...followMessage, attempts: 2 }], "deliveries-slow", laneEnv);
+    expect(second.retried.get(followMessage.id)).toBe(300);
+    expect((await attemptsOf(a1.body.delivery_id)).map((a) => [a.attempt, a.error])).toEqual([
+      [1, "timeout"],
+      [2, "timeout"],
+    ]);
+    expect(await hanging.requests()).toHaveLength(2);
+  });
+
+  it("releases the rest of the batch when every connection is held by handed-off attempts", async () => {
+    const orgId = uniqueId("org");
+    const hanging = await hook([{ delayMs: 3000 }]);
+    const ok = await hook();
+    const stuck = await Promise.all(Array.from({ length: 6 }, () => message(orgId, hanging.url)));
+    const waiting = await message(uniqueId("org"), ok.url);
+    const run = await runConsumer([...stuck, waiting], "deliveries", laneEnv);
+    expect(run.retried.get(waiting.id)).toBe(0);
+    expect(await ok.requests()).toHaveLength(0);
+    expect(run.toSlowLane).toHaveLength(6);
+    await run.background;
+  });
+
+  it("keeps the org default in the fast lane when only a per-event URL hangs", async () => {
+    const orgId = uniqueId("org");
+    const byDefault = await hook();
+    const perEvent = await hook([{ delayMs: 3000 }], "second");
+    await orgSettings(env, orgId).setWebhookUrl(byDefault.url);
+
+    const run = await runConsumer([await message(orgId, perEvent.url), await message(orgId, null)], "deliveries", laneEnv);
+    await run.background;
+    expect(await health(orgId, perEvent.url)).toMatchObject({ lane: "slow", lane_reason: "timeout" });
+    expect(await health(orgId, byDefault.url)).toMatchObject({ lane: "fast" });
+
+    const [toDefault, toPerEvent] = [await message(orgId, null), await message(orgId, perEvent.url)];
+    const next = await runConsumer([toDefault, toPerEvent], "deliveries", laneEnv);
+    expect(next.toSlowLane.map((r) => r.body.delivery_id)).toEqual([toPerEvent.body.delivery_id]);
+    expect(await byDefault.requests()).toHaveLength(2);
+  });
+
+  it("takes a slow endpoint back after three good answers in the slow lane", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    await markSlow(orgId, h.url);
+    for (let i = 0; i < 3; i++) {
+      const { moved } = await runLanes([await message(orgId, h.url)]);
+      expect(moved).toHaveLength(1);
+    }
+    expect(await health(orgId, h.url)).toMatchObject({ lane: "fast", lane_reason: null });
+    const { moved } = await runLanes([await message(orgId, h.url)]);
+    expect(moved).toHaveLength(0);
+    expect(await h.requests()).toHaveLength(4);
+  });
+
+  it("delivers and logs as usual when the org's object cannot take the health report", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    const m = await message(orgId, h.url);
+    const namespace = env.ORG_SETTINGS;
+    const faulty = {
+      ...env,
+      ORG_SETTINGS: {
+        idFromName: (name: string) => namespace.idFromName(name),
+        get: (id: DurableObjectId) => {
+          const stub = namespace.get(id);
+          return { getDeliverySettings: (e: string[]) => stub.getDeliverySettings(e), reportAttempts: () => Promise.reject(new Error("Durable Object reset")) };
+        },
+      } as unknown as Env["ORG_SETTINGS"],
+    };
+    const run = await runConsumer([m], "deliveries", faulty);
+    expect(run.acked).toEqual([m.id]);
+    expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
+  });
+});
+
+describe("the slow lane", () => {
+  it("waits for every attempt to end: nothing is handed off there", async () => {
+    const orgId = uniqueId("org");
+    const hanging = await hook([{ delayMs: 3000 }]);
+    const ok = await hook();
+    const [stuck, fine] = [await message(orgId, hanging.url), await message(orgId, ok.url)];
+    const run = await runConsumer([stuck, fine], "deliveries-slow", laneEnv);
+    expect(run.toSlowLane).toEqual([]);
+    expect(run.retried.get(stuck.id)).toBe(60);
+    expect(await attemptsOf(stuck.body.delivery_id)).toMatchObject([{ error: "timeout" }]);
+    expect(await attemptsOf(fine.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
+  });
+
+  it("makes a handed-off attempt again when its lease ends and it was never logged", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    const base = await message(orgId, h.url);
+    const leased: { id: string; body: DeliveryMessage } = {
+      id: uniqueId("msg"),
+      body: { ...base.body, owner: base.id, lease: { attempt: 1, until: Date.now() + 6000 } },
+    };
+    const early = await runConsumer([leased], "deliveries-slow");
+    expect(early.retried.get(leased.id)).toBeGreaterThanOrEqual(5);
+    expect(await h.requests()).toHaveLength(0);
+
+    advance(7);
+    const late = await runConsumer([{ ...leased, attempts: 2 }], "deliveries-slow");
+    expect(late.acked).toEqual([leased.id]);
+    expect(await attemptsOf(base.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
+    expect(await h.requests()).toHaveLength(1);
+  });
+});
+
+describe("endpoint health through the API", () => {
+  it("GET /v1/webhook shows the default endpoint's health, lane included", async () => {
+    const orgId = uniqueId("org");
+    const key = await orgKey(orgId);
+    const h = await hook([{ status: 200 }, { delayMs: 3000 }]);
+    await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: h.url } });
+    const fresh = (await (await call("GET", "/v1/webhook", { token: key })).json()) as { health: Record<string, unknown> };
+    expect(fresh.health).toMatchObject({ endpoint: endpointOf(h.url), lane: "fast", attempts_24h: 0, success_rate_24h: null });
+
+    await runConsumer([await message(orgId, null)]);
+    await runConsumer([await message(orgId, null)]);
+    const res = await call("GET", "/v1/webhook", { token: key });
+    expect((await res.json()) as unknown).toMatchObject({
+      webhook_url: h.url,
+      health: {
+        endpoint: endpointOf(h.url),
+        lane: "slow",
+        lane_reason: "timeout",
+        success_rate_24h: 0.5,
+        attempts_24h: 2,
+        timeouts_24h: 1,
+        consecutive_failures: 1,
+        last_success_at: expect.any(String),
+        last_error: "timeout",
+        recent: ["ok", "timeout"],
+      },
+    });
+  });
+});
+
+describe("the org object's storage", () => {
+  it("migrates an object created before schema versions: settings kept, health added", async () => {
+    const orgId = uniqueId("org");
+    const stub = orgSettings(env, orgId);
+    const before = await stub.setWebhookUrl("https://before.example/hook");
+    // Put the object back in its pre-versioning shape: only org_settings.
+    await runInDurableObject(stub, (_instance: OrgSettings, state) => {
+      state.storage.sql.exec("DROP TABLE endpoint_health");
+      state.storage.sql.exec("DROP TABLE schema_version");
+    });
+    const version = await runInDurableObject(stub, (_instance: OrgSettings, state) => {
+      new OrgSettings(state, env); // what the runtime does when the object starts
+      return state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version;
+    });
+    expect(version).toBe(SCHEMA_VERSION);
+    expect(await stub.getWebhook()).toEqual(before.ok && before.settings);
+    await stub.reportAttempts([{ origin: "https://before.example", at: Date.now(), outcome: "succeeded", error: null, response_time_ms: 20, slow: false }]);
+    expect(await stub.getEndpointHealth("https://before.example")).toMatchObject({ attempts_24h: 1 });
+  });
+
+  it("keeps at most MAX_ENDPOINTS endpoints, forgetting the least recently used", async () => {
+    const stub = orgSettings(env, uniqueId("org"));
+    const report = (i: number) => ({ origin: `https://h${i}.example`, at: 1_000_000 + i, outcome: "succeeded" as const, error: null, response_time_ms: 5, slow: false });
+    await stub.reportAttempts(Array.from({ length: 1001 }, (_, i) => report(i)));
+    expect(await stub.getEndpointHealth("https://h0.example")).toBeNull();
+    expect(await stub.getEndpointHealth("https://h1.example")).not.toBeNull();
+    expect(await stub.getEndpointHealth("https://h1000.example")).not.toBeNull();
+  });
+});

@@ -1,0 +1,58 @@
+import { describe, expect, it } from "vitest";
+import { runPool, type PoolTask } from "../src/delivery/pool";
+
+/** The attempt pool of one queue run, with tasks that take a scripted time. */
+
+function tasks(spec: Array<[endpoint: string, ms: number]>) {
+  let running = 0;
+  let peak = 0;
+  const started: string[] = [];
+  const list: PoolTask<string>[] = spec.map(([endpoint, ms], i) => ({
+    endpoint,
+    start: async () => {
+      started.push(`${endpoint}${i}`);
+      peak = Math.max(peak, ++running);
+      await new Promise((r) => setTimeout(r, ms));
+      running--;
+      return `${endpoint}${i}`;
+    },
+  }));
+  return { list, started, peak: () => peak };
+}
+
+describe("runPool", () => {
+  it("runs every task, at most `connections` at once, and waits for all without a hand-off budget", async () => {
+    const t = tasks(Array.from({ length: 9 }, (_, i) => [`e${i % 3}`, 30] as [string, number]));
+    const results = await runPool(t.list, { connections: 6, handOffAfterMs: null });
+    expect(t.peak()).toBe(6);
+    expect(results.map((r) => r.kind)).toEqual(Array(9).fill("done"));
+    expect(results.map((r) => (r.kind === "done" ? r.value : null))).toEqual(t.list.map((_, i) => `e${i % 3}${i}`));
+  });
+
+  it("hands off a task past the budget, moves its endpoint's tasks not yet started, and goes on with the rest", async () => {
+    // h0 hangs; two waves of quicker tasks (each under the 300 ms budget, together over
+    // it) keep the other five connections busy until h11's turn comes, after h0 was
+    // handed off. The order of timers decides it, not how fast this machine is.
+    const quick = (name: string, ms: number) => Array.from({ length: 5 }, () => [name, ms] as [string, number]);
+    const t = tasks([["h", 1200], ...quick("a", 150), ...quick("b", 250), ["h", 10], ["c", 10]]);
+    const results = await runPool(t.list, { connections: 6, handOffAfterMs: 300 });
+    expect(results.map((r) => r.kind)).toEqual(["handed_off", ...Array(10).fill("done"), "moved", "done"]);
+    expect(t.started).not.toContain("h11");
+    const first = results[0]!;
+    expect(first.kind === "handed_off" && (await first.value)).toBe("h0");
+  });
+
+  it("releases the tasks left when every connection is held by handed-off attempts", async () => {
+    const t = tasks([["h1", 500], ["h2", 500], ["a", 10], ["b", 10]]);
+    const results = await runPool(t.list, { connections: 2, handOffAfterMs: 50 });
+    expect(results.map((r) => r.kind)).toEqual(["handed_off", "handed_off", "released", "released"]);
+    expect(t.started).toEqual(["h10", "h21"]);
+  });
+
+  it("keeps a handed-off attempt's connection counted until it really ends", async () => {
+    const t = tasks([["h", 200], ["a", 150], ["b", 150], ["c", 150]]);
+    await runPool(t.list, { connections: 2, handOffAfterMs: 50 });
+    // h holds one connection for its whole 200 ms: the other three ran one at a time beside it.
+    expect(t.peak()).toBe(2);
+  });
+});
