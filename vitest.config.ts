@@ -19,6 +19,8 @@ export default defineConfig(async () => ({
           // The test receiver is a Node server on 127.0.0.1.
           ALLOW_INSECURE_WEBHOOK_URLS: "true",
           ATTEMPT_TIMEOUT_MS: "1000",
+          // Past the timeout: no hand-offs unless a test asks for them (test/lanes.test.ts).
+          SLOW_ATTEMPT_MS: "5000",
         },
         // Messages sent through the real queue reach the consumer quickly.
         queueConsumers: { deliveries: { maxBatchTimeout: 0.05 } },

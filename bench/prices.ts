@@ -20,4 +20,6 @@ export const PRICES = {
   /** Durable Objects: each RPC method call is one request. */
   durableObjectsPerMillionRequests: 0.15,
   durableObjectsPerMillionGbSeconds: 12.5,
+  /** SQLite-backed Durable Objects: rows written by the object's own SQL, like D1's. */
+  durableObjectsPerMillionRowsWritten: 1.0,
 } as const;

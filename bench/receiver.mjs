@@ -1,7 +1,10 @@
-// The benchmark's receiver: answers 200 at once and keeps what the benchmark needs:
-// distinct events (by data.job_id, which the control's deliveries carry too), and
-// ingest-to-arrival latency from data.sent_at (set by the benchmark when it posts). Runs as its own process, so its event loop does
-// not compete with the load generator's.
+// The benchmark's receiver, as its own process (so its event loop does not compete with
+// the load generator's):
+//   /hook   answers 200 at once and keeps what the benchmark needs: distinct events (by
+//           data.job_id, which the control's deliveries carry too) and ingest-to-arrival
+//           latency from data.sent_at (set by the benchmark when it posts);
+//   /other  answers 200 at once and keeps nothing (load that is not being measured);
+//   /hang   never answers (a customer endpoint that hangs); keeps nothing.
 import { createServer } from "node:http";
 
 const seen = new Set();
@@ -24,6 +27,15 @@ const server = createServer((req, res) => {
     latencies.length = 0;
     first = last = requests = 0;
     res.writeHead(204).end();
+    return;
+  }
+  if (req.url === "/hang") {
+    req.resume();
+    return;
+  }
+  if (req.url === "/other") {
+    req.resume();
+    req.on("end", () => res.writeHead(200).end('{"received":true}'));
     return;
   }
   const parts = [];

@@ -66,7 +66,7 @@ export function parseConfig(env: ConfigVars): Config {
       1_048_576,
     ),
     logRetentionDays: parseInteger("LOG_RETENTION_DAYS", env.LOG_RETENTION_DAYS ?? "30", 1, 3650),
-    slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", env.SLOW_ATTEMPT_MS ?? "2000", 1, 900_000),
+    slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", env.SLOW_ATTEMPT_MS ?? "1000", 1, 900_000),
   };
 }
 

@@ -203,8 +203,8 @@ export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
   return Promise.all(
     results.map(async (row) => ({
       ...row,
-      request_body: row.request_body && (await inflate(row.request_body)),
-      exchange: row.exchange && (JSON.parse(await inflate(row.exchange)) as Exchange),
+      request_body: row.request_body && (inflate(row.request_body)),
+      exchange: row.exchange && (JSON.parse(inflate(row.exchange)) as Exchange),
       stored_bytes: Object.values(row).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : String(v ?? "").length), 0),
     })),
   );

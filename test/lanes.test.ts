@@ -1,7 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { HAND_OFF_LEASE_MARGIN_MS } from "../src/delivery/lanes";
+import { handOffLeaseMarginMs } from "../src/delivery/lanes";
 import type { DeliveryMessage } from "../src/delivery/message";
 import { endpointOf } from "../src/org/endpoint-health";
 import { OrgSettings, orgSettings } from "../src/org/org-settings";
@@ -96,36 +96,38 @@ describe("the fast lane", () => {
   it("hands off an attempt past SLOW_ATTEMPT_MS: the run ends without it, its endpoint's next delivery moves aside, and a slow-lane message follows it", async () => {
     const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
     const hanging = await hook([{ delayMs: 3000 }]);
-    const quick = await hook([{ delayMs: 150 }]);
-    const slower = await hook([{ delayMs: 250 }]);
-    const a1 = await message(orgA, hanging.url);
-    const healthy = [
-      ...(await Promise.all(Array.from({ length: 5 }, () => message(orgB, quick.url)))),
-      ...(await Promise.all(Array.from({ length: 5 }, () => message(orgB, slower.url)))),
-    ];
-    const a2 = await message(orgA, hanging.url);
+    const quick = await hook([{ delayMs: 120 }]);
+    // Org A's endpoint hangs: three of its deliveries take their share of the six
+    // connections; the fourth waits while org B's deliveries (five waves of three, 120 ms
+    // each) use the rest, past the 300 ms hand-off, and the run ends well before the
+    // 1 s timeout.
+    const stuck = await Promise.all(Array.from({ length: 3 }, () => message(orgA, hanging.url)));
+    const a4 = await message(orgA, hanging.url);
+    const healthy = await Promise.all(Array.from({ length: 15 }, () => message(orgB, quick.url)));
 
-    const run = await runConsumer([a1, ...healthy, a2], "deliveries", laneEnv);
-    // The healthy deliveries are delivered and logged; the hanging attempt is still running.
+    const run = await runConsumer([...stuck, a4, ...healthy], "deliveries", laneEnv);
+    // The healthy deliveries are delivered and logged; the hanging attempts are still running.
     for (const m of healthy) expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
-    expect(await attemptsOf(a1.body.delivery_id)).toEqual([]);
-    expect(run.acked.sort()).toEqual([a1, ...healthy, a2].map((m) => m.id).sort());
-    // a2 never started here: its endpoint turned slow while it waited for a connection.
-    expect(await hanging.requests()).toHaveLength(1);
-    const [followUp, movedA2] = [run.toSlowLane.find((r) => r.body.delivery_id === a1.body.delivery_id)!, run.toSlowLane.find((r) => r.body.delivery_id === a2.body.delivery_id)!];
-    expect(movedA2).toEqual({ body: { ...a2.body, owner: a2.id }, delaySeconds: undefined });
-    expect(followUp.body).toMatchObject({ owner: a1.id, lease: { attempt: 1, until: expect.any(Number) } });
-    expect(followUp.body.lease!.until - Date.now()).toBeGreaterThan(HAND_OFF_LEASE_MARGIN_MS);
-    expect(followUp.delaySeconds).toBeGreaterThanOrEqual(HAND_OFF_LEASE_MARGIN_MS / 1000);
+    for (const m of stuck) expect(await attemptsOf(m.body.delivery_id)).toEqual([]);
+    expect(run.acked.sort()).toEqual([...stuck, a4, ...healthy].map((m) => m.id).sort());
+    // a4 never started here: its endpoint turned slow while it waited for a connection.
+    expect(await hanging.requests()).toHaveLength(3);
+    const [a1] = stuck;
+    const followUp = run.toSlowLane.find((r) => r.body.delivery_id === a1!.body.delivery_id)!;
+    expect(run.toSlowLane.find((r) => r.body.delivery_id === a4.body.delivery_id)).toEqual({ body: { ...a4.body, owner: a4.id }, delaySeconds: undefined });
+    expect(followUp.body).toMatchObject({ owner: a1!.id, lease: { attempt: 1, until: expect.any(Number) } });
+    const margin = handOffLeaseMarginMs([60, 300]);
+    expect(followUp.body.lease!.until - Date.now()).toBeGreaterThan(margin);
+    expect(followUp.delaySeconds).toBeGreaterThanOrEqual(margin / 1000);
     expect(await health(orgA, hanging.url)).toMatchObject({ lane: "slow", lane_reason: "slow" });
     expect(await health(orgB, quick.url)).toMatchObject({ lane: "fast", success_rate_24h: 1 });
 
-    // In the background the attempt runs to its timeout and is logged, on the schedule.
+    // In the background the attempts run to their timeout and are logged, on the schedule.
     await run.background;
-    const [logged] = await attemptsOf(a1.body.delivery_id);
+    const [logged] = await attemptsOf(a1!.body.delivery_id);
     expect(logged).toMatchObject({ attempt: 1, outcome: "failed", error: "timeout" });
     expect(logged!.next_attempt_at! - Date.now()).toBeGreaterThan(55_000);
-    expect(await health(orgA, hanging.url)).toMatchObject({ lane: "slow", lane_reason: "timeout", timeouts_24h: 1 });
+    expect(await health(orgA, hanging.url)).toMatchObject({ lane: "slow", lane_reason: "timeout", timeouts_24h: 3 });
 
     // The follow-up waits out the schedule in the slow lane, then makes attempt 2 there.
     const followMessage = { id: uniqueId("msg"), body: followUp.body };
@@ -134,18 +136,22 @@ describe("the fast lane", () => {
     advance(61);
     const second = await runConsumer([{ ...followMessage, attempts: 2 }], "deliveries-slow", laneEnv);
     expect(second.retried.get(followMessage.id)).toBe(300);
-    expect((await attemptsOf(a1.body.delivery_id)).map((a) => [a.attempt, a.error])).toEqual([
+    expect((await attemptsOf(a1!.body.delivery_id)).map((a) => [a.attempt, a.error])).toEqual([
       [1, "timeout"],
       [2, "timeout"],
     ]);
-    expect(await hanging.requests()).toHaveLength(2);
+    expect(await hanging.requests()).toHaveLength(4);
   });
 
   it("releases the rest of the batch when every connection is held by handed-off attempts", async () => {
-    const orgId = uniqueId("org");
-    const hanging = await hook([{ delayMs: 3000 }]);
+    const hangingA = await hook([{ delayMs: 3000 }]);
+    const hangingC = await hook([{ delayMs: 3000 }], "second");
     const ok = await hook();
-    const stuck = await Promise.all(Array.from({ length: 6 }, () => message(orgId, hanging.url)));
+    const orgId = uniqueId("org");
+    const stuck = [
+      ...(await Promise.all(Array.from({ length: 3 }, () => message(orgId, hangingA.url)))),
+      ...(await Promise.all(Array.from({ length: 3 }, () => message(orgId, hangingC.url)))),
+    ];
     const waiting = await message(uniqueId("org"), ok.url);
     const run = await runConsumer([...stuck, waiting], "deliveries", laneEnv);
     expect(run.retried.get(waiting.id)).toBe(0);

@@ -23,7 +23,7 @@ function tasks(spec: Array<[endpoint: string, ms: number]>) {
 describe("runPool", () => {
   it("runs every task, at most `connections` at once, and waits for all without a hand-off budget", async () => {
     const t = tasks(Array.from({ length: 9 }, (_, i) => [`e${i % 3}`, 30] as [string, number]));
-    const results = await runPool(t.list, { connections: 6, handOffAfterMs: null });
+    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, handOffAfterMs: null });
     expect(t.peak()).toBe(6);
     expect(results.map((r) => r.kind)).toEqual(Array(9).fill("done"));
     expect(results.map((r) => (r.kind === "done" ? r.value : null))).toEqual(t.list.map((_, i) => `e${i % 3}${i}`));
@@ -35,7 +35,7 @@ describe("runPool", () => {
     // handed off. The order of timers decides it, not how fast this machine is.
     const quick = (name: string, ms: number) => Array.from({ length: 5 }, () => [name, ms] as [string, number]);
     const t = tasks([["h", 1200], ...quick("a", 150), ...quick("b", 250), ["h", 10], ["c", 10]]);
-    const results = await runPool(t.list, { connections: 6, handOffAfterMs: 300 });
+    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, handOffAfterMs: 300 });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", ...Array(10).fill("done"), "moved", "done"]);
     expect(t.started).not.toContain("h11");
     const first = results[0]!;
@@ -44,14 +44,24 @@ describe("runPool", () => {
 
   it("releases the tasks left when every connection is held by handed-off attempts", async () => {
     const t = tasks([["h1", 500], ["h2", 500], ["a", 10], ["b", 10]]);
-    const results = await runPool(t.list, { connections: 2, handOffAfterMs: 50 });
+    const results = await runPool(t.list, { connections: 2, perEndpoint: 2, handOffAfterMs: 50 });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", "handed_off", "released", "released"]);
     expect(t.started).toEqual(["h10", "h21"]);
   });
 
+  it("lets one endpoint hold at most its share while another endpoint's tasks wait, and every connection otherwise", async () => {
+    const t = tasks([["h", 300], ["h", 300], ["h", 300], ["h", 300], ["a", 10], ["a", 10]]);
+    await runPool(t.list, { connections: 4, perEndpoint: 2, handOffAfterMs: null });
+    // h2 and h3 waited while a's tasks could use a connection: a went first.
+    expect(t.started.slice(0, 4)).toEqual(["h0", "h1", "a4", "a5"]);
+    const alone = tasks([["h", 20], ["h", 20], ["h", 20], ["h", 20]]);
+    await runPool(alone.list, { connections: 4, perEndpoint: 2, handOffAfterMs: null });
+    expect(alone.peak()).toBe(4);
+  });
+
   it("keeps a handed-off attempt's connection counted until it really ends", async () => {
     const t = tasks([["h", 200], ["a", 150], ["b", 150], ["c", 150]]);
-    await runPool(t.list, { connections: 2, handOffAfterMs: 50 });
+    await runPool(t.list, { connections: 2, perEndpoint: 2, handOffAfterMs: 50 });
     // h holds one connection for its whole 200 ms: the other three ran one at a time beside it.
     expect(t.peak()).toBe(2);
   });

@@ -9,8 +9,9 @@
  * - GET /fetch-ceiling?url=&n=: n POSTs from one invocation, 6 at a time (a consumer
  *   invocation's connection limit): what outbound fetch alone allows.
  * - POST /v1/events/batch + the queue consumer: put each event on a queue as it is,
- *   and POST each message's body to its webhook_url, ack on 2xx. No D1, no Durable
- *   Object, no signing, no log: what the local queue and outbound fetch allow.
+ *   and POST each message's body to its webhook_url, 6 at a time (the connections a
+ *   run holds in production; `wrangler dev` does not enforce it), ack on 2xx. No D1, no
+ *   Durable Object, no signing, no log: what the local queue and outbound fetch allow.
  */
 import { Hono } from "hono";
 
@@ -53,12 +54,16 @@ app.post("/v1/events/batch", async (c) => {
 export default {
   fetch: app.fetch,
   async queue(batch: MessageBatch<ControlMessage>) {
+    let next = 0;
     await Promise.all(
-      batch.messages.map(async (message) => {
-        const res = await fetch(message.body.url, { method: "POST", headers: { "content-type": "application/json" }, body: message.body.body });
-        await res.arrayBuffer();
-        if (res.ok) message.ack();
-        else message.retry();
+      Array.from({ length: 6 }, async () => {
+        while (next < batch.messages.length) {
+          const message = batch.messages[next++]!;
+          const res = await fetch(message.body.url, { method: "POST", headers: { "content-type": "application/json" }, body: message.body.body });
+          await res.arrayBuffer();
+          if (res.ok) message.ack();
+          else message.retry();
+        }
       }),
     );
   },

@@ -12,16 +12,33 @@
  *   GET  /__bench/counters   the counters (and the D1 size, from the last result's meta)
  *   POST /__bench/reset      zero them
  */
-import product, { OrgSettings } from "../../src/index";
+import product, { OrgSettings as ProductOrgSettings } from "../../src/index";
 import type { DeliveryMessage } from "../../src/delivery/message";
 
-export { OrgSettings };
+/**
+ * The product's Durable Object, counting the rows its SQLite writes (billed like D1's).
+ * `wrangler dev` runs the objects in this Worker's isolate, so the count lands in the
+ * same counters.
+ */
+export class OrgSettings extends ProductOrgSettings {
+  constructor(ctx: DurableObjectState, env: Env) {
+    const sql = ctx.storage.sql;
+    const exec = sql.exec.bind(sql);
+    sql.exec = ((query: string, ...bindings: unknown[]) => {
+      const cursor = exec(query, ...bindings);
+      counters.durableObjectRowsWritten += cursor.rowsWritten;
+      return cursor;
+    }) as typeof sql.exec;
+    super(ctx, env);
+  }
+}
 
 interface BatchStats {
   messages: number;
   d1WriteRoundTrips: number;
   d1ReadRoundTrips: number;
-  settingsCallsByOrg: Map<string, number>;
+  /** RPC calls per org and method. */
+  orgCalls: Map<string, number>;
 }
 
 function zero() {
@@ -29,6 +46,8 @@ function zero() {
     fetchInvocations: 0,
     queueInvocations: 0,
     queueMessagesWritten: 0,
+    /** Of those, to the slow lane (moved and handed-off deliveries). */
+    slowLaneMessagesWritten: 0,
     queueMessagesRead: 0,
     queueMessagesAcked: 0,
     queueMessagesRetried: 0,
@@ -37,10 +56,15 @@ function zero() {
     d1RowsRead: 0,
     d1RowsWritten: 0,
     durableObjectCalls: 0,
+    durableObjectCallsByMethod: {} as Record<string, number>,
+    durableObjectRowsWritten: 0,
     batches: 0,
+    /** Batches per lane. */
+    batchesByQueue: {} as Record<string, number>,
     maxD1WriteRoundTripsPerBatch: 0,
     maxD1ReadRoundTripsPerBatch: 0,
-    maxSettingsCallsPerOrgPerBatch: 0,
+    /** The most calls of one method on one org's object in one batch. */
+    maxOrgCallsPerMethodPerBatch: 0,
     batchSizes: {} as Record<string, number>,
     /** Where a queue run's time goes (ms, summed over runs). */
     msInQueueRuns: 0,
@@ -69,7 +93,6 @@ globalThis.fetch = (input, init) => {
 
 let counters = zero();
 let d1SizeBytes = 0;
-let current: BatchStats | null = null;
 
 const isWrite = (sql: string) => /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(sql);
 
@@ -79,19 +102,19 @@ function countResult(meta: D1Meta | undefined): void {
   if (meta?.size_after) d1SizeBytes = meta.size_after;
 }
 
-function roundTrip(write: boolean, statements: number): void {
+function roundTrip(run: BatchStats | null, write: boolean, statements: number): void {
   counters.d1RoundTrips++;
   counters.d1Statements += statements;
-  if (current) write ? current.d1WriteRoundTrips++ : current.d1ReadRoundTrips++;
+  if (run) write ? run.d1WriteRoundTrips++ : run.d1ReadRoundTrips++;
 }
 
 const inner = new WeakMap<object, D1PreparedStatement>();
 
-function statement(stmt: D1PreparedStatement, sql: string): D1PreparedStatement {
+function statement(stmt: D1PreparedStatement, sql: string, run: BatchStats | null): D1PreparedStatement {
   const wrapped = {
-    bind: (...values: unknown[]) => statement(stmt.bind(...values), sql),
+    bind: (...values: unknown[]) => statement(stmt.bind(...values), sql, run),
     async run() {
-      roundTrip(isWrite(sql), 1);
+      roundTrip(run, isWrite(sql), 1);
       const result = await timed("msInD1", () => stmt.run());
       countResult(result.meta);
       return result;
@@ -110,11 +133,11 @@ function statement(stmt: D1PreparedStatement, sql: string): D1PreparedStatement 
   return wrapped as unknown as D1PreparedStatement;
 }
 
-function database(db: D1Database): D1Database {
+function database(db: D1Database, run: BatchStats | null): D1Database {
   return {
-    prepare: (sql: string) => statement(db.prepare(sql), sql),
+    prepare: (sql: string) => statement(db.prepare(sql), sql, run),
     async batch(statements: D1PreparedStatement[]) {
-      roundTrip(true, statements.length);
+      roundTrip(run, true, statements.length);
       const results = await timed("msInD1", () => db.batch(statements.map((s) => inner.get(s) ?? s)));
       for (const r of results) countResult(r.meta);
       return results;
@@ -125,23 +148,30 @@ function database(db: D1Database): D1Database {
   } as unknown as D1Database;
 }
 
-function queue(q: Queue): Queue {
+function queue(q: Queue, slow = false): Queue {
+  const written = (n: number) => {
+    counters.queueMessagesWritten += n;
+    if (slow) counters.slowLaneMessagesWritten += n;
+  };
   return {
     async send(body: unknown, options?: QueueSendOptions) {
-      counters.queueMessagesWritten++;
+      written(1);
       return q.send(body, options);
     },
     async sendBatch(messages: Iterable<MessageSendRequest>, options?: QueueSendBatchOptions) {
       const list = [...messages];
-      counters.queueMessagesWritten += list.length;
+      written(list.length);
       return q.sendBatch(list, options);
     },
   } as Queue;
 }
 
-const RPC_METHODS = new Set(["getWebhook", "setWebhookUrl", "rotateSecret", "getDeliverySettings"]);
+/** Every public method of the object is an RPC call: one billed request each. */
+const RPC_METHODS = new Set(
+  Object.getOwnPropertyNames(ProductOrgSettings.prototype).filter((name) => name !== "constructor"),
+);
 
-function settingsNamespace(ns: Env["ORG_SETTINGS"]): Env["ORG_SETTINGS"] {
+function settingsNamespace(ns: Env["ORG_SETTINGS"], run: BatchStats | null): Env["ORG_SETTINGS"] {
   const names = new Map<string, string>();
   return {
     idFromName(name: string) {
@@ -158,7 +188,9 @@ function settingsNamespace(ns: Env["ORG_SETTINGS"]): Env["ORG_SETTINGS"] {
           if (typeof prop !== "string" || !RPC_METHODS.has(prop)) return (target as unknown as Record<string | symbol, unknown>)[prop];
           return (...args: unknown[]) => {
             counters.durableObjectCalls++;
-            if (current) current.settingsCallsByOrg.set(org, (current.settingsCallsByOrg.get(org) ?? 0) + 1);
+            counters.durableObjectCallsByMethod[prop] = (counters.durableObjectCallsByMethod[prop] ?? 0) + 1;
+            const key = `${org} ${prop}`;
+            if (run) run.orgCalls.set(key, (run.orgCalls.get(key) ?? 0) + 1);
             return timed("msInSettingsCalls", async () => (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[prop]!(...args));
           };
         },
@@ -167,15 +199,22 @@ function settingsNamespace(ns: Env["ORG_SETTINGS"]): Env["ORG_SETTINGS"] {
   } as unknown as Env["ORG_SETTINGS"];
 }
 
-const wrappedEnvs = new WeakMap<Env, Env>();
-function counted(env: Env): Env {
-  let wrapped = wrappedEnvs.get(env);
-  if (!wrapped) {
-    wrapped = { ...env, DB: database(env.DB), DELIVERIES: queue(env.DELIVERIES), ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS) };
-    wrappedEnvs.set(env, wrapped);
-  }
-  return wrapped;
+/**
+ * The env the product sees. A queue run gets its own, so that what it does (its
+ * background work included) is counted to it even while the other lane's run goes on.
+ */
+function counted(env: Env, run: BatchStats | null): Env {
+  return {
+    ...env,
+    DB: database(env.DB, run),
+    DELIVERIES: queue(env.DELIVERIES),
+    DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, true),
+    ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS, run),
+  };
 }
+
+/** One env for every fetch: `readConfig` caches its parse per env object. */
+const fetchEnvs = new WeakMap<Env, Env>();
 
 /** The batch the consumer sees: the same messages, with ack/retry counted. */
 function countedBatch(batch: MessageBatch<DeliveryMessage>): MessageBatch<DeliveryMessage> {
@@ -204,25 +243,26 @@ export default {
       return Response.json({ ok: true });
     }
     counters.fetchInvocations++;
-    return product.fetch(request, counted(env), ctx);
+    let wrapped = fetchEnvs.get(env);
+    if (!wrapped) fetchEnvs.set(env, (wrapped = counted(env, null)));
+    return product.fetch(request, wrapped, ctx);
   },
 
   async queue(batch, env, ctx) {
     counters.queueInvocations++;
     counters.queueMessagesRead += batch.messages.length;
     counters.batchSizes[batch.messages.length] = (counters.batchSizes[batch.messages.length] ?? 0) + 1;
-    const stats: BatchStats = { messages: batch.messages.length, d1WriteRoundTrips: 0, d1ReadRoundTrips: 0, settingsCallsByOrg: new Map() };
-    current = stats;
+    counters.batchesByQueue[batch.queue] = (counters.batchesByQueue[batch.queue] ?? 0) + 1;
+    const stats: BatchStats = { messages: batch.messages.length, d1WriteRoundTrips: 0, d1ReadRoundTrips: 0, orgCalls: new Map() };
     const started = performance.now();
     try {
-      await product.queue(countedBatch(batch), counted(env), ctx);
+      await product.queue(countedBatch(batch), counted(env, stats), ctx);
     } finally {
-      current = null;
       counters.msInQueueRuns += performance.now() - started;
       counters.batches++;
       counters.maxD1WriteRoundTripsPerBatch = Math.max(counters.maxD1WriteRoundTripsPerBatch, stats.d1WriteRoundTrips);
       counters.maxD1ReadRoundTripsPerBatch = Math.max(counters.maxD1ReadRoundTripsPerBatch, stats.d1ReadRoundTrips);
-      counters.maxSettingsCallsPerOrgPerBatch = Math.max(counters.maxSettingsCallsPerOrgPerBatch, ...stats.settingsCallsByOrg.values(), 0);
+      counters.maxOrgCallsPerMethodPerBatch = Math.max(counters.maxOrgCallsPerMethodPerBatch, ...stats.orgCalls.values(), 0);
     }
   },
 

@@ -2,10 +2,11 @@ import { readConfig, type Config } from "../config";
 import { endpointOf, type EndpointReport } from "../org/endpoint-health";
 import { orgSettings, type DeliverySettings } from "../org/org-settings";
 import { checkWebhookUrl } from "../org/webhook-url";
-import { insertAttempts, readDeliveryStates, type AttemptRecord } from "../store/attempts";
+import { encodeAttempt, readDeliveryStates, writeAttempts, type AttemptRecord, type EncodedAttempt } from "../store/attempts";
+import { LogWriter, type Written } from "./log-writer";
 import { postWebhook, unsentResponse, type AttemptError } from "./attempt";
 import { attemptHeaders } from "./headers";
-import { HAND_OFF_LEASE_MARGIN_MS, laneOfQueue, slowLane } from "./lanes";
+import { handOffLeaseMarginMs, laneOfQueue, slowLane } from "./lanes";
 import type { DeliveryMessage } from "./message";
 import { ownerOf, planMessage, type Plan } from "./plan";
 import { runPool, type PoolTask } from "./pool";
@@ -16,23 +17,24 @@ import { Signer } from "./signing";
 /**
  * The queue consumer: one run delivers one batch of one lane (src/delivery/lanes.ts).
  *
- *   1. one D1 read: the logged state of every delivery in the batch;
+ *   1. one D1 read: the logged state of every delivery in the batch, and at the same
+ *      time one Durable Object call per org: its URL, signing secrets, and which of the
+ *      batch's endpoints are in the slow lane;
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
- *   3. one Durable Object call per org with work: its URL, signing secrets, and which of
- *      the batch's endpoints are in the slow lane;
- *   4. in the fast lane, deliveries to slow endpoints move to the slow lane unattempted;
- *   5. the attempts, 6 at a time (a run's open-connection limit), each timed from the
+ *   3. in the fast lane, deliveries to slow endpoints move to the slow lane unattempted;
+ *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
  *      moment it gets its connection; in the fast lane, one still running after
  *      SLOW_ATTEMPT_MS is handed off to finish in the background (src/delivery/pool.ts);
- *   6. one D1 write (`DB.batch`) with all the attempts that ended, and, beside it, one
- *      Durable Object call per org reporting their outcomes (endpoint health);
- *   7. only then ack or retry each message; moved and handed-off deliveries continue
- *      as slow-lane messages.
+ *   5. the log rows, written in a few D1 transactions while the attempts go on (a group
+ *      commit, src/delivery/log-writer.ts), and one Durable Object call per org
+ *      reporting the outcomes (endpoint health);
+ *   6. only once its own row is written, ack or retry each message; moved and
+ *      handed-off deliveries continue as slow-lane messages.
  *
- * Acking after the write is what makes a crash harmless: a run that dies before step 6
+ * Acking after the write is what makes a crash harmless: a run that dies before step 5
  * leaves its messages unacked, they come back, and the attempts are made again (the
  * receiver may see a duplicate, which the seed tells it to expect; the log never
- * does). A run that dies after step 6 finds its attempts logged and only waits. A
+ * does). A run that dies after step 5 finds its attempts logged and only waits. A
  * handed-off attempt is logged by the background work; the slow-lane message that
  * follows it holds a lease until the attempt's timeout has surely passed, and makes
  * the attempt again only if it never got logged.
@@ -46,6 +48,9 @@ type BatchMessage = Message<DeliveryMessage>;
  * one's 10 s timeout and `attempted_at` start when it can actually connect.
  */
 export const MAX_OPEN_CONNECTIONS = 6;
+
+/** Of those, what one endpoint may hold while others wait (src/delivery/pool.ts). */
+export const MAX_CONNECTIONS_PER_ENDPOINT = 3;
 
 interface OrgContext {
   settings: DeliverySettings;
@@ -62,7 +67,7 @@ interface Planned {
 /** An attempt that ended: its log row, what the schedule does next, what its endpoint did. */
 interface Attempted {
   message: BatchMessage;
-  record: AttemptRecord;
+  row: EncodedAttempt;
   /** Seconds until the next attempt, when the schedule has one. */
   retryDelaySeconds: number | null;
   /** Null when nothing was sent (no URL, a refused URL). */
@@ -82,6 +87,8 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   const log = () => logBatch({ queue: batch.queue, messages: batch.messages.length, ...summary });
 
   const ids = [...new Set(batch.messages.map((m) => m.body.delivery_id))];
+  // The settings do not depend on the log: read both at once (a run's fixed cost).
+  const orgsLoading = loadOrgContexts(env, batch.messages);
   let states;
   try {
     states = await readDeliveryStates(env.DB, ids);
@@ -109,8 +116,11 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
     }
   }
 
-  const orgs = await loadOrgContexts(env, planned);
-  const ended: Attempted[] = [];
+  const orgs = await orgsLoading;
+  // Rows are written while the batch's other attempts go on (src/delivery/log-writer.ts).
+  const writer = new LogWriter(env.DB, Math.max(10, Math.ceil(batch.messages.length / 3)));
+  const ended: Array<Attempted & { written: Promise<Written> }> = [];
+  const end = (attempted: Attempted) => ended.push({ ...attempted, written: writer.add(attempted.row) });
   const toSlowLane: MessageSendRequest<DeliveryMessage>[] = [];
   const movedMessages: BatchMessage[] = [];
   const tasks: Array<PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }> = [];
@@ -123,7 +133,7 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
     }
     const target = resolveTarget(message.body, org.value.settings, config);
     if (!target.ok) {
-      ended.push(unsentAttempt(message, plan, target.url, target.error));
+      end(unsentAttempt(message, plan, target.url, target.error));
     } else if (lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint)) {
       toSlowLane.push(moveRequest(message));
       movedMessages.push(message);
@@ -148,15 +158,16 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
 
   const results = await runPool(tasks, {
     connections: MAX_OPEN_CONNECTIONS,
+    perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
     handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
+    onDone: (value) => value.ok && end(value.attempted),
   });
   const handedOff: Array<(typeof tasks)[number] & { value: Promise<TaskValue> }> = [];
   const released: BatchMessage[] = [];
   results.forEach((result, i) => {
     const task = tasks[i]!;
     if (result.kind === "done") {
-      if (result.value.ok) ended.push(result.value.attempted);
-      else {
+      if (!result.value.ok) {
         defer([task.message], "attempt", result.value.error);
         summary.deferred++;
       }
@@ -172,7 +183,7 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
 
   // Handed-off attempts finish in the background; a slow-lane message follows each,
   // waiting until its attempt has surely ended (the lease).
-  const leaseUntil = (h: (typeof handedOff)[number]) => h.startedAt + config.attemptTimeoutMs + HAND_OFF_LEASE_MARGIN_MS;
+  const leaseUntil = (h: (typeof handedOff)[number]) => h.startedAt + config.attemptTimeoutMs + handOffLeaseMarginMs(config.retryDelaysSeconds);
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
   for (const h of handedOff) {
     toSlowLane.push({
@@ -191,31 +202,34 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
     response_time_ms: config.slowAttemptMs,
     slow: true,
   }));
-  const [fresh] = await Promise.all([
-    insertAttempts(env.DB, ended.map((a) => a.record)).then(
-      (f) => f,
-      (error: unknown) => error,
-    ),
-    reportHealth(env, [...ended.flatMap((a) => (a.report ? [{ org: a.record.org_id, report: a.report }] : [])), ...handedOff.map((h, i) => ({ org: h.message.body.org_id, report: inFlight[i]! }))]),
+  await Promise.all([
+    writer.flush(),
+    reportHealth(env, [
+      ...ended.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])),
+      ...handedOff.map((h, i) => ({ org: h.message.body.org_id, report: inFlight[i]! })),
+    ]),
   ]);
-  if (!Array.isArray(fresh)) {
-    defer(ended.map((a) => a.message), "write_log", fresh);
-    summary.deferred += ended.length;
-  } else {
-    ended.forEach(({ message, record, retryDelaySeconds }, i) => {
-      if (!fresh[i]) {
-        // Another message logged this attempt first; it carries the delivery on.
-        message.ack();
-        summary.dropped++;
-      } else if (retryDelaySeconds !== null) {
-        message.retry({ delaySeconds: retryDelaySeconds });
-        summary.retrying++;
-      } else {
-        message.ack();
-        summary[record.outcome === "succeeded" ? "delivered" : "failed"]++;
-      }
-    });
+  const unwritten: BatchMessage[] = [];
+  let writeError: unknown;
+  for (const { message, row: { record }, retryDelaySeconds, written } of ended) {
+    const result = await written;
+    if (!result.ok) {
+      unwritten.push(message);
+      writeError = result.error;
+    } else if (!result.fresh) {
+      // Another message logged this attempt first; it carries the delivery on.
+      message.ack();
+      summary.dropped++;
+    } else if (retryDelaySeconds !== null) {
+      message.retry({ delaySeconds: retryDelaySeconds });
+      summary.retrying++;
+    } else {
+      message.ack();
+      summary[record.outcome === "succeeded" ? "delivered" : "failed"]++;
+    }
   }
+  defer(unwritten, "write_log", writeError);
+  summary.deferred += unwritten.length;
 
   // Moved and handed-off deliveries go on in the slow lane as new messages.
   if (toSlowLane.length > 0) {
@@ -239,10 +253,10 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
-/** One settings read per org that has work in this batch, all at once. */
-async function loadOrgContexts(env: Env, planned: readonly Planned[]): Promise<Map<string, Settled<OrgContext>>> {
+/** One settings read per org of the batch, all at once. */
+async function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Promise<Map<string, Settled<OrgContext>>> {
   const endpoints = new Map<string, Set<string>>();
-  for (const { message } of planned) {
+  for (const message of messages) {
     const forOrg = endpoints.get(message.body.org_id) ?? new Set<string>();
     endpoints.set(message.body.org_id, forOrg);
     const endpoint = message.body.webhook_url === null ? null : endpointOf(message.body.webhook_url);
@@ -292,12 +306,9 @@ function recordBase(message: BatchMessage, plan: AttemptPlan, url: string | null
 
 /** Nothing can be sent, and retrying cannot help: the delivery fails now. */
 function unsentAttempt(message: BatchMessage, plan: AttemptPlan, url: string | null, error: AttemptError): Attempted {
-  return {
-    message,
-    retryDelaySeconds: null,
-    report: null,
-    record: { ...recordBase(message, plan, url, Date.now()), ...unsentResponse(error), outcome: "failed", next_attempt_at: null, signatures: null },
-  };
+  const { retry_after_seconds: _, ...response } = unsentResponse(error);
+  const record: AttemptRecord = { ...recordBase(message, plan, url, Date.now()), ...response, outcome: "failed", next_attempt_at: null, signatures: null };
+  return { message, retryDelaySeconds: null, report: null, row: encodeAttempt(record) };
 }
 
 /** Makes one attempt and describes it as a log row. Throws only on internal faults. */
@@ -332,14 +343,15 @@ async function makeAttempt(
       response_time_ms: response.response_time_ms,
       slow: response.response_time_ms >= config.slowAttemptMs,
     },
-    record: {
+    // Encoded now, while the run's other attempts wait on the network.
+    row: encodeAttempt({
       ...recordBase(message, plan, url, attemptedAt),
       ...response,
       outcome,
       next_attempt_at: retryDelaySeconds === null ? null : Date.now() + retryDelaySeconds * 1000,
       // The log keeps the signatures; the other headers follow from the row (attemptHeaders).
       signatures,
-    },
+    }),
   };
 }
 
@@ -357,17 +369,17 @@ async function finishHandedOff(values: readonly Promise<TaskValue>[], env: Env):
   const settled = await Promise.all(values);
   const attempted = settled.flatMap((v) => (v.ok ? [v.attempted] : []));
   try {
-    await insertAttempts(env.DB, attempted.map((a) => a.record));
+    await writeAttempts(env.DB, attempted.map((a) => a.row));
   } catch (error) {
     logFault("handed_off_write", attempted.length, error);
     return;
   }
-  await reportHealth(env, attempted.flatMap((a) => (a.report ? [{ org: a.record.org_id, report: a.report }] : [])));
+  await reportHealth(env, attempted.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])));
   console.log(
     JSON.stringify({
       event: "deliveries.handed_off_ended",
       attempts: attempted.length,
-      succeeded: attempted.filter((a) => a.record.outcome === "succeeded").length,
+      succeeded: attempted.filter((a) => a.row.record.outcome === "succeeded").length,
     }),
   );
 }

@@ -43,7 +43,9 @@ export function slowLane(env: Pick<Env, "DELIVERIES_SLOW">): Queue<DeliveryMessa
 /**
  * A handed-off attempt is over by its timeout; its log row is written right after (a
  * D1 write takes milliseconds). Until this long after the timeout, the message that
- * follows it only waits. Short next to the seed's 60 s delay, so it never moves an
- * attempt later.
+ * follows it only waits: 5 s, or the schedule's first delay when that is shorter (test
+ * settings), so the lease never makes an attempt later than the schedule would.
  */
-export const HAND_OFF_LEASE_MARGIN_MS = 5_000;
+export function handOffLeaseMarginMs(retryDelaysSeconds: readonly number[]): number {
+  return Math.min(5_000, (retryDelaysSeconds[0] ?? 5) * 1000);
+}

@@ -5,6 +5,10 @@
  * wait in the runtime for one, with their timeout already running. So at most that many
  * attempts run at once, each timed from the moment it can actually connect.
  *
+ * One endpoint gets at most `perEndpoint` of the connections while attempts to another
+ * endpoint wait for one, and all of them when nothing else waits: an endpoint that
+ * hangs cannot hold every connection of a run that has other work.
+ *
  * With `handOffAfterMs` (the fast lane), the pool also stops waiting for an attempt
  * that is still running after that long: the attempt is *handed off* (its promise is
  * returned, still pending), its connection stays counted until it really ends, and its
@@ -27,25 +31,32 @@ export type PoolResult<R> =
   | { kind: "moved" }
   | { kind: "released" };
 
-export interface PoolOptions {
+export interface PoolOptions<R> {
   connections: number;
+  /** Connections one endpoint may hold while others have attempts waiting. */
+  perEndpoint: number;
   /** Null: wait for every attempt to end (the slow lane). */
   handOffAfterMs: number | null;
+  /** Called as each task ends while the run still waits for it (not for handed-off ones). */
+  onDone?: (value: R, index: number) => void;
 }
 
-export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOptions): Promise<PoolResult<R>[]> {
+export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOptions<R>): Promise<PoolResult<R>[]> {
   const results = new Array<PoolResult<R>>(tasks.length);
   const slow = new Set<string>();
+  const held = new Map<string, number>(); // connections per endpoint, handed-off ones included
   let running = 0; // started, still awaited by the run
   let handedOff = 0; // started, handed off, still holding a connection
-  let next = 0;
+  let pending = tasks.map((_, i) => i); // not started yet, in order
   let wake: () => void = () => {};
+  const hold = (endpoint: string, n: number) => held.set(endpoint, (held.get(endpoint) ?? 0) + n);
 
   const start = (i: number) => {
     const task = tasks[i]!;
     const promise = task.start();
     let gone = false;
     running++;
+    hold(task.endpoint, 1);
     const timer =
       options.handOffAfterMs === null
         ? null
@@ -59,26 +70,34 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
           }, options.handOffAfterMs);
     void promise.then((value) => {
       if (timer !== null) clearTimeout(timer);
+      hold(task.endpoint, -1);
       if (gone) handedOff--;
       else {
         running--;
         results[i] = { kind: "done", value };
+        options.onDone?.(value, i);
       }
       wake();
     });
   };
 
   for (;;) {
-    while (next < tasks.length) {
-      if (slow.has(tasks[next]!.endpoint)) results[next++] = { kind: "moved" };
-      else if (running + handedOff < options.connections) start(next++);
-      else break;
+    pending = pending.filter((i) => {
+      if (!slow.has(tasks[i]!.endpoint)) return true;
+      results[i] = { kind: "moved" };
+      return false;
+    });
+    while (pending.length > 0 && running + handedOff < options.connections) {
+      const within = pending.findIndex((i) => (held.get(tasks[i]!.endpoint) ?? 0) < options.perEndpoint);
+      const [i] = pending.splice(within === -1 ? 0 : within, 1);
+      start(i!);
     }
-    if (next < tasks.length && running === 0) {
+    if (pending.length > 0 && running === 0) {
       // Every connection is held by attempts the run no longer waits for.
-      for (; next < tasks.length; next++) results[next] = slow.has(tasks[next]!.endpoint) ? { kind: "moved" } : { kind: "released" };
+      for (const i of pending) results[i] = { kind: "released" };
+      return results;
     }
-    if (running === 0 && next >= tasks.length) return results;
+    if (running === 0 && pending.length === 0) return results;
     await new Promise<void>((resolve) => (wake = resolve));
   }
 }

@@ -86,25 +86,34 @@ const INSERT_ATTEMPT = `INSERT INTO attempts (
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (delivery_id, attempt) DO NOTHING`;
 
+/** A log row ready to be written: the record, with its bulky columns compressed. */
+export interface EncodedAttempt {
+  record: AttemptRecord;
+  requestBody: Uint8Array | null;
+  exchange: Uint8Array | null;
+}
+
+/** Compresses a record's bulky columns (src/store/codec.ts). */
+export function encodeAttempt(record: AttemptRecord): EncodedAttempt {
+  const exchange: Exchange | null =
+    record.signatures === null ? null : { signatures: record.signatures, response: { headers: record.response_headers, body: record.response_body } };
+  return {
+    record,
+    requestBody: record.request_body === null ? null : deflate(record.request_body),
+    exchange: exchange === null ? null : deflate(JSON.stringify(exchange)),
+  };
+}
+
 /**
  * Writes the attempts of one queue batch in one round trip (`DB.batch`, a transaction).
- * Returns, per record, whether it was new: false means the same attempt number was
+ * Returns, per row, whether it was new: false means the same attempt number was
  * already logged (a duplicate message raced this one), and the caller must not act on it.
  */
-export async function insertAttempts(db: D1Database, records: readonly AttemptRecord[]): Promise<boolean[]> {
-  if (records.length === 0) return [];
+export async function writeAttempts(db: D1Database, rows: readonly EncodedAttempt[]): Promise<boolean[]> {
+  if (rows.length === 0) return [];
   const statement = db.prepare(INSERT_ATTEMPT);
-  const encoded = await Promise.all(
-    records.map(async (r) => ({
-      requestBody: r.request_body === null ? null : await deflate(r.request_body),
-      exchange:
-        r.signatures === null
-          ? null
-          : await deflate(JSON.stringify({ signatures: r.signatures, response: { headers: r.response_headers, body: r.response_body } } satisfies Exchange)),
-    })),
-  );
   const results = await db.batch(
-    records.map((r, i) =>
+    rows.map(({ record: r, requestBody, exchange }) =>
       statement.bind(
         r.delivery_id,
         r.attempt,
@@ -121,10 +130,15 @@ export async function insertAttempts(db: D1Database, records: readonly AttemptRe
         r.url,
         r.url_from_event === null ? null : r.url_from_event ? 1 : 0,
         r.response_truncated ? 1 : 0,
-        encoded[i]!.requestBody,
-        encoded[i]!.exchange,
+        requestBody,
+        exchange,
       ),
     ),
   );
   return results.map((result) => result.meta.changes === 1);
+}
+
+/** `encodeAttempt` then `writeAttempts`. */
+export function insertAttempts(db: D1Database, records: readonly AttemptRecord[]): Promise<boolean[]> {
+  return writeAttempts(db, records.map(encodeAttempt));
 }

@@ -1,5 +1,5 @@
 /**
- * How the log's bulky columns are stored: deflate-raw (CompressionStream), as BLOBs.
+ * How the log's bulky columns are stored: raw deflate (RFC 1951), as BLOBs.
  *
  * Why: `attempts` is a WITHOUT ROWID table (one b-tree, so a delivery costs two rows
  * written, not three), and such a table keeps a row inside its b-tree page only while
@@ -8,15 +8,21 @@
  * receiver's answer is about 1.5 KB as text and about 800 bytes compressed, so
  * compressing is the difference between ~4.7 KB and ~1.2 KB per delivery in D1.
  */
+import { deflateRawSync, inflateRawSync } from "node:zlib";
 
-export async function deflate(text: string): Promise<Uint8Array> {
-  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("deflate-raw"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+
+/**
+ * Why `node:zlib` and not `CompressionStream` (the same format): the consumer compresses
+ * two columns per attempt, and a stream per call costs about six times the CPU of the
+ * native call (measured in workerd: 65 µs against 11 µs per seed-shaped body), which was
+ * a quarter of a local queue run's time.
+ */
+export function deflate(text: string): Uint8Array {
+  return new Uint8Array(deflateRawSync(text));
 }
 
 /** D1 returns BLOBs as arrays of numbers. */
-export async function inflate(stored: ArrayLike<number> | ArrayBuffer): Promise<string> {
+export function inflate(stored: ArrayLike<number> | ArrayBuffer): string {
   const bytes = stored instanceof ArrayBuffer ? new Uint8Array(stored) : Uint8Array.from(stored);
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate-raw"));
-  return new Response(stream).text();
+  return new TextDecoder().decode(inflateRawSync(bytes));
 }

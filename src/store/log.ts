@@ -95,14 +95,14 @@ export async function getAttempt(db: D1Database, orgId: string, deliveryId: stri
     .first<AttemptSummaryRow & { url: string | null; response_truncated: number; exchange: StoredBlob | null; request_body: StoredBlob }>();
   if (!row) return null;
   const { exchange, request_body, response_truncated, ...summary } = row;
-  const sent = exchange === null ? null : (JSON.parse(await inflate(exchange)) as Exchange);
+  const sent = exchange === null ? null : (JSON.parse(inflate(exchange)) as Exchange);
   return {
     ...summary,
     signatures: sent?.signatures ?? null,
     response_headers: sent?.response.headers ?? null,
     response_body: sent?.response.body ?? null,
     response_truncated: response_truncated === 1,
-    request_body: await inflate(request_body),
+    request_body: inflate(request_body),
   };
 }
 
@@ -177,5 +177,5 @@ export async function getDelivery(db: D1Database, orgId: string, deliveryId: str
     )
     .bind(deliveryId, orgId)
     .first<DeliveryRow & { body: StoredBlob }>();
-  return row && { ...row, body: await inflate(row.body) };
+  return row && { ...row, body: inflate(row.body) };
 }

@@ -66,11 +66,17 @@ export async function startDispatcher(vars: Record<string, string> = {}, options
       "--show-interactive-dev-session=false",
       ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ],
-    { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] },
+    // Its own process group: stopping it stops its workerd too, even one too busy to exit.
+    { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
+  // The last megabyte of what wrangler printed (a long run prints a line per queue batch).
   let log = "";
-  child.stdout!.on("data", (d: Buffer) => (log += d.toString()));
-  child.stderr!.on("data", (d: Buffer) => (log += d.toString()));
+  const keep = (d: Buffer) => {
+    log += d.toString();
+    if (log.length > 2_000_000) log = log.slice(-1_000_000);
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
 
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
@@ -97,13 +103,28 @@ export async function startDispatcher(vars: Record<string, string> = {}, options
   };
 }
 
+/**
+ * Stops a child and, when it leads a process group (spawned `detached`), everything in
+ * the group: wrangler's workerd must not outlive it (an orphan keeps a core busy).
+ */
 export async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, name); // the group
+    } catch {
+      child.kill(name); // not a group leader
+    }
+  };
+  if (child.exitCode !== null || child.signalCode !== null) {
+    signal("SIGKILL"); // whatever it left behind
+    return;
+  }
   const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+  signal("SIGTERM");
+  const timer = setTimeout(() => signal("SIGKILL"), 5000);
   await exited;
   clearTimeout(timer);
+  signal("SIGKILL");
 }
 
 function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<void> {
