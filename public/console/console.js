@@ -350,6 +350,43 @@ async function loadSettings() {
 
 function renderUrl() {
   $("webhook-url").value = state.settings.webhook_url ?? "";
+  renderHealth();
+}
+
+const SLOW_REASONS = {
+  timeout: "it did not answer within the timeout",
+  slow: "it answers slowly",
+  failing: "it failed several times in a row",
+};
+const RECENT_LABELS = { ok: "OK", slow_ok: "OK, slow", http_error: "error status", timeout: "timeout", network_error: "network error" };
+
+/** The default endpoint's health: its lane, and how it answered lately (GET /v1/webhook). */
+function renderHealth() {
+  const h = state.settings.health;
+  $("health").hidden = !h;
+  if (!h) {
+    $("health-lane").textContent = "No default URL.";
+    $("health-lane").dataset.lane = "";
+    return;
+  }
+  $("health-lane").dataset.lane = h.lane;
+  $("health-lane").textContent =
+    h.lane === "fast"
+      ? `${h.endpoint} is answering well: its webhooks go out at once.`
+      : `${h.endpoint} is in the slow lane since ${when(h.lane_since)}: ${SLOW_REASONS[h.lane_reason]}. ` +
+        "Its webhooks keep the same retry schedule, apart from other customers' traffic, until it answers well again.";
+  $("health-rate").textContent =
+    h.success_rate_24h === null ? "No attempts yet" : `${Math.round(h.success_rate_24h * 1000) / 10}% of ${h.attempts_24h} (${h.timeouts_24h} timed out)`;
+  $("health-failures").textContent = String(h.consecutive_failures) + (h.last_error ? ` (last: ${h.last_error})` : "");
+  $("health-last-success").textContent = h.last_success_at ? when(h.last_success_at) : "Never";
+  $("health-latency").textContent = h.latency_ms === null ? "—" : `about ${h.latency_ms} ms`;
+  const counts = {};
+  for (const outcome of h.recent) counts[outcome] = (counts[outcome] ?? 0) + 1;
+  $("health-recent").replaceChildren(
+    el("span", { class: "recent", "aria-hidden": "true" }, ...h.recent.map((o) => el("span", { class: `dot ${o}`, title: RECENT_LABELS[o] }))),
+    el("span", { class: "visually-hidden", text: Object.entries(counts).map(([o, n]) => `${n} ${RECENT_LABELS[o]}`).join(", ") || "none" }),
+    h.recent.length === 0 ? "None yet" : "",
+  );
 }
 
 /** Only the secret's card: revealing or rotating never touches a URL being typed. */

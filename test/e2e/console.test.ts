@@ -114,6 +114,39 @@ describe("the console", () => {
     expect((await hook.requests()).length).toBe(1);
   });
 
+  it("shows the default endpoint's health: its lane and how it answered", async () => {
+    await page.reload({ waitUntil: "domcontentloaded" });
+    type Health = { attempts_24h: number; success_rate_24h: number; timeouts_24h: number; endpoint: string };
+    const real = ((await (await api("GET", "/v1/webhook", org.key)).json()) as { health: Health }).health;
+    const rate = `${Math.round(real.success_rate_24h * 1000) / 10}% of ${real.attempts_24h} (${real.timeouts_24h} timed out)`;
+    await expect.poll(() => page.locator("#health-rate").textContent()).toBe(rate);
+    expect(await page.locator("#health-lane").textContent()).toContain(real.endpoint);
+
+    // Both lanes, from an answer held to a known state (the lanes themselves are proven
+    // in test/e2e/isolation.test.ts).
+    const hold = (health: Record<string, unknown>) =>
+      page.route("**/v1/webhook", async (route) => {
+        const answer = await route.fetch();
+        const body = (await answer.json()) as { health: Record<string, unknown> };
+        await route.fulfill({ response: answer, json: { ...body, health: { ...body.health, ...health } } });
+      });
+    await hold({ lane: "fast", lane_reason: null, lane_since: null, recent: ["ok", "ok"] });
+    await page.reload({ waitUntil: "domcontentloaded" });
+    await expect.poll(() => page.locator("#health-lane").textContent()).toContain("is answering well");
+    expect(await page.locator("#health-recent .dot.ok").count()).toBe(2);
+    await page.unroute("**/v1/webhook");
+
+    await hold({ lane: "slow", lane_reason: "timeout", lane_since: new Date().toISOString(), recent: ["ok", "timeout"], consecutive_failures: 1, last_error: "timeout" });
+    await page.reload({ waitUntil: "domcontentloaded" });
+    await expect.poll(() => page.locator("#health-lane").textContent()).toContain("is in the slow lane since");
+    expect(await page.locator("#health-lane").textContent()).toContain("did not answer within the timeout");
+    expect(await page.locator("#health-failures").textContent()).toBe("1 (last: timeout)");
+    expect(await page.locator("#health-recent").textContent()).toContain("1 OK, 1 timeout");
+    await page.unroute("**/v1/webhook");
+    await page.reload({ waitUntil: "domcontentloaded" });
+    await expect.poll(() => page.getByLabel("Default webhook URL").isEnabled()).toBe(true);
+  });
+
   it("rotates the secret only after a confirmation that says the old one stays valid 24 h", async () => {
     const before = (await settings()).signing_secret;
     await page.getByRole("button", { name: "Rotate secret…" }).click();

@@ -11,6 +11,8 @@ export interface Reply {
   /** Send the headers at once, then the body in `chunks` pieces, `trickleMs` apart. */
   trickleMs?: number;
   chunks?: number;
+  /** Reset the connection instead of answering (after `delayMs`, if any). */
+  reset?: boolean;
 }
 
 export interface Scenario {

@@ -84,6 +84,10 @@ export class Receiver {
 async function respond(res: ServerResponse, reply: Reply): Promise<void> {
   if (reply.delayMs) await sleep(reply.delayMs);
   if (res.destroyed) return;
+  if (reply.reset) {
+    res.socket?.resetAndDestroy();
+    return;
+  }
   const payload = reply.bodyBytes !== undefined ? Buffer.alloc(reply.bodyBytes, "x") : Buffer.from(reply.body ?? '{"received":true}');
   res.writeHead(reply.status ?? 200, { "content-type": "application/json", ...reply.headers });
   if (!reply.trickleMs) {

@@ -20,7 +20,7 @@ export function formatSummary(file: string): string {
     return "";
   }
   if (facts.length === 0) return "";
-  const order = ["receivers", "schedule", "faults", "rotation", "load", "hostile input", "console"];
+  const order = ["receivers", "schedule", "faults", "isolation", "rotation", "load", "hostile input", "console"];
   facts.sort((x, y) => order.indexOf(x.area) - order.indexOf(y.area));
   const width = (k: keyof Fact) => Math.max(k.length, ...facts.map((f) => f[k].length));
   const [a, c, r] = [width("area"), width("check"), width("result")];

@@ -1,0 +1,212 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Receiver, type ReceivedRequest, type Reply } from "../support/receiver";
+import { startDispatcher, type Dispatcher } from "./support/dispatcher";
+import { record } from "./support/summary";
+
+/**
+ * One customer's broken endpoint must not slow anyone else's webhooks (the lanes of
+ * src/delivery/lanes.ts), seen as customers see it, against its own `wrangler dev`:
+ * a 4 s attempt timeout (long enough to tell "arrived while the neighbour hung" from
+ * "waited for it"), hand-off after 500 ms, the schedule shortened to 1 s and 2 s.
+ *
+ * The checks are orders of events on the receivers' clocks, not speed targets: a
+ * healthy org's webhooks arrive while the broken org's first attempt is still hanging.
+ */
+
+const TIMEOUT_MS = 4000;
+const DELAYS_S = [1, 2];
+
+let dispatcher: Dispatcher;
+/** Two receivers: two origins, so two endpoints for one org. */
+const receivers = [new Receiver(), new Receiver()];
+const bases: string[] = [];
+
+beforeAll(async () => {
+  for (const r of receivers) bases.push(await r.start());
+  dispatcher = await startDispatcher({
+    RETRY_DELAYS_SECONDS: DELAYS_S.join(","),
+    ATTEMPT_TIMEOUT_MS: String(TIMEOUT_MS),
+    SLOW_ATTEMPT_MS: "500",
+    ALLOW_INSECURE_WEBHOOK_URLS: "true",
+  });
+});
+
+afterAll(async () => {
+  await dispatcher?.stop();
+  for (const r of receivers) await r.stop();
+});
+
+async function api(method: string, path: string, token: string, body?: unknown): Promise<Response> {
+  return fetch(`${dispatcher.url}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+}
+
+/** An endpoint on one of the receivers, answering as scripted. */
+function endpoint(replies: Reply[], origin = 0) {
+  const name = `iso-${Math.random().toString(36).slice(2, 10)}`;
+  receivers[origin]!.setScenario(name, { replies });
+  return { url: `${bases[origin]}/hook/${name}`, requests: (): ReceivedRequest[] => receivers[origin]!.requests(name) };
+}
+
+/** An org with an API key and, optionally, a default webhook URL. */
+async function org(defaultUrl?: string) {
+  const orgId = `org_iso_${Math.random().toString(36).slice(2, 10)}`;
+  const created = await api("POST", `/v1/orgs/${orgId}/api-keys`, dispatcher.producerToken, {});
+  const { key } = (await created.json()) as { key: string };
+  if (defaultUrl) expect((await api("PUT", "/v1/webhook", key, { webhook_url: defaultUrl })).status).toBe(200);
+  return { orgId, key };
+}
+
+let jobs = 0;
+const event = (orgId: string, webhookUrl?: string) => ({
+  type: "job.completed",
+  data: { job_id: `job_iso_${++jobs}`, org_id: orgId, status: "completed", credits_consumed: 1, sent_at: Date.now() },
+  ...(webhookUrl ? { webhook_url: webhookUrl } : {}),
+});
+
+async function send(events: unknown[]): Promise<string[]> {
+  const res = await api("POST", "/v1/events/batch", dispatcher.producerToken, { events });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { results: Array<{ delivery_id: string }> }).results.map((r) => r.delivery_id);
+}
+
+async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 40_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+type Attempt = { attempt: number; error: string | null; outcome: string; attempted_at: string; response_time_ms: number };
+type Delivery = { status: string; attempt_count: number; attempts: Attempt[] };
+
+/** Waits until a delivery is no longer pending, and answers it with its attempts. */
+function finished(key: string, deliveryId: string, timeoutMs?: number): Promise<Delivery> {
+  return until(async () => {
+    const res = await api("GET", `/v1/deliveries/${deliveryId}`, key);
+    const d = res.status === 200 ? ((await res.json()) as Delivery) : undefined;
+    return d && d.status !== "pending" ? d : undefined;
+  }, timeoutMs);
+}
+
+async function health(key: string) {
+  return ((await (await api("GET", "/v1/webhook", key)).json()) as { health: { lane: string; lane_reason: string | null } }).health;
+}
+
+const byAttempt = (requests: ReceivedRequest[], deliveryId: string) =>
+  requests.filter((r) => r.headers["x-zupertry-delivery"] === deliveryId).sort((a, b) => a.received_at - b.received_at);
+
+describe("one org's hanging endpoint", () => {
+  let hanging: ReturnType<typeof endpoint>;
+  let broken: { orgId: string; key: string };
+  let brokenIds: string[];
+
+  it("does not hold the webhooks of four healthy orgs: they arrive while its first attempt still hangs", async () => {
+    hanging = endpoint([{ delayMs: 60_000 }]);
+    const healthy = endpoint([{}]);
+    broken = await org(hanging.url);
+    const others = await Promise.all([0, 1, 2, 3].map(() => org(healthy.url)));
+
+    brokenIds = await send(Array.from({ length: 5 }, () => event(broken.orgId)));
+    const firstHang = await until(() => hanging.requests()[0]);
+    const sentAt = Date.now();
+    const healthyIds = await send(others.flatMap((o) => Array.from({ length: 10 }, () => event(o.orgId))));
+    const arrived = await until(() => {
+      const got = healthy.requests().filter((r) => healthyIds.includes(r.headers["x-zupertry-delivery"]!));
+      return got.length >= healthyIds.length ? got : undefined;
+    });
+    const lastArrival = Math.max(...arrived.map((r) => r.received_at));
+    // Had a run waited for the hanging attempt, nothing sent after it could arrive before its timeout.
+    expect(lastArrival).toBeLessThan(firstHang.received_at + TIMEOUT_MS);
+    expect(new Set(arrived.map((r) => r.headers["x-zupertry-delivery"])).size).toBe(40);
+
+    expect(await health(broken.key)).toMatchObject({ lane: "slow" });
+    for (const o of others) expect(await health(o.key)).toMatchObject({ lane: "fast" });
+    record(
+      "isolation",
+      "4 healthy orgs beside one whose endpoint hangs (timeout 4 s)",
+      `40/40 arrived within ${((lastArrival - sentAt) / 1000).toFixed(1)} s, before its first attempt ended`,
+    );
+  });
+
+  it("keeps the seed's schedule for the broken org: 3 attempts, the configured gaps, the same bytes and signature", async () => {
+    const ends = await Promise.all(brokenIds.map((id) => finished(broken.key, id)));
+    for (const [i, delivery] of ends.entries()) {
+      expect(delivery).toMatchObject({ status: "failed", attempt_count: 3 });
+      expect(delivery.attempts.map((a) => a.error)).toEqual(["timeout", "timeout", "timeout"]);
+      const requests = byAttempt(hanging.requests(), brokenIds[i]!);
+      expect(requests.map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2", "3"]);
+      expect(new Set(requests.map((r) => r.body)).size).toBe(1);
+      expect(new Set(requests.map((r) => r.headers["x-zupertry-signature"])).size).toBe(1);
+      // Each attempt starts its delay after the previous one timed out (plus the batch wait).
+      for (const k of [0, 1]) {
+        const gap = requests[k + 1]!.received_at - (requests[k]!.received_at + TIMEOUT_MS);
+        expect(gap).toBeGreaterThanOrEqual(DELAYS_S[k]! * 1000 - 250);
+        expect(gap).toBeLessThan(DELAYS_S[k]! * 1000 + 3000);
+      }
+    }
+    record("isolation", "the hanging org's own schedule (1 s, 2 s after each 4 s timeout)", "3 attempts each, gaps as configured");
+  });
+});
+
+describe("endpoints that misbehave in other ways", () => {
+  it("a slow endpoint (1.5 s, within the timeout) gets every event at the first attempt, from the slow lane after the first", async () => {
+    const slow = endpoint([{ delayMs: 1500 }]);
+    const o = await org(slow.url);
+    const first = (await send([event(o.orgId)]))[0]!;
+    expect(await finished(o.key, first)).toMatchObject({ status: "delivered", attempt_count: 1 });
+    expect(await health(o.key)).toMatchObject({ lane: "slow", lane_reason: "slow" });
+    const more = await send(Array.from({ length: 3 }, () => event(o.orgId)));
+    for (const id of more) expect(await finished(o.key, id)).toMatchObject({ status: "delivered", attempt_count: 1 });
+    expect(slow.requests()).toHaveLength(4);
+    record("isolation", "endpoint answering in 1.5 s", "4/4 delivered at attempt 1; moved to the slow lane");
+  });
+
+  it("a flapping endpoint (hangs, answers, hangs, …) loses nothing and no attempt is logged twice or hidden", async () => {
+    const flapping = endpoint(Array.from({ length: 30 }, (_, i): Reply => (i % 2 === 0 ? { delayMs: 60_000 } : {})));
+    const o = await org(flapping.url);
+    const ids = await send(Array.from({ length: 6 }, () => event(o.orgId)));
+    const ends = await Promise.all(ids.map((id) => finished(o.key, id)));
+    let logged = 0;
+    for (const d of ends) {
+      expect(["delivered", "failed"]).toContain(d.status);
+      expect(d.attempts.map((a) => a.attempt)).toEqual(d.attempts.map((_, i) => i + 1));
+      logged += d.attempts.length;
+    }
+    // Every request the endpoint got is an attempt in the log, and the reverse.
+    expect(flapping.requests()).toHaveLength(logged);
+    const delivered = ends.filter((d) => d.status === "delivered").length;
+    expect(delivered).toBeGreaterThan(0);
+    record("isolation", "endpoint that flips between hanging and answering", `${delivered}/6 delivered, ${logged} attempts = ${logged} requests`);
+  });
+
+  it("an endpoint that resets the connection gets a network_error, then the retry delivers", async () => {
+    const resetting = endpoint([{ reset: true }, {}]);
+    const o = await org(resetting.url);
+    const [id] = await send([event(o.orgId)]);
+    const d = await finished(o.key, id!);
+    expect(d).toMatchObject({ status: "delivered", attempt_count: 2 });
+    expect(d.attempts.map((a) => a.error)).toEqual(["network_error", null]);
+    record("isolation", "endpoint that resets the connection", "network_error, delivered at attempt 2");
+  });
+
+  it("a per-event URL that hangs moves aside alone: the org default keeps its fast lane", async () => {
+    const byDefault = endpoint([{}]);
+    const perEvent = endpoint([{ delayMs: 60_000 }], 1);
+    const o = await org(byDefault.url);
+    await send(Array.from({ length: 3 }, () => event(o.orgId, perEvent.url)));
+    const firstHang = await until(() => perEvent.requests()[0]);
+    const ids = await send(Array.from({ length: 5 }, () => event(o.orgId)));
+    const arrived = await until(() => (byDefault.requests().length >= 5 ? byDefault.requests() : undefined));
+    expect(Math.max(...arrived.map((r) => r.received_at))).toBeLessThan(firstHang.received_at + TIMEOUT_MS);
+    for (const id of ids) expect(await finished(o.key, id)).toMatchObject({ status: "delivered", attempt_count: 1 });
+    expect(await health(o.key)).toMatchObject({ lane: "fast" });
+    record("isolation", "per-event URL hanging, org default healthy", "default delivered at once, stays in the fast lane");
+  });
+});
