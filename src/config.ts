@@ -23,6 +23,11 @@ export interface Config {
    * deliveries to the slow lane. See src/delivery/lanes.ts.
    */
   readonly slowAttemptMs: number;
+  /**
+   * A pending delivery this far past its `next_attempt_at` has lost its schedule: the
+   * stall sweep picks it up and any message of it may take it over (src/delivery/plan.ts).
+   */
+  readonly stalledAfterMs: number;
 }
 
 /** The vars this module reads; `Env` from `wrangler types` satisfies it. */
@@ -34,6 +39,7 @@ export type ConfigVars = Pick<
   | "RESPONSE_BODY_LIMIT_BYTES"
   | "LOG_RETENTION_DAYS"
   | "SLOW_ATTEMPT_MS"
+  | "STALLED_AFTER_SECONDS"
 >;
 
 export class ConfigError extends Error {
@@ -67,6 +73,7 @@ export function parseConfig(env: ConfigVars): Config {
     ),
     logRetentionDays: parseInteger("LOG_RETENTION_DAYS", env.LOG_RETENTION_DAYS ?? "30", 1, 3650),
     slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", env.SLOW_ATTEMPT_MS ?? "1000", 1, 900_000),
+    stalledAfterMs: parseInteger("STALLED_AFTER_SECONDS", env.STALLED_AFTER_SECONDS ?? "300", 1, 86_400) * 1000,
   };
 }
 

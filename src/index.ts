@@ -3,6 +3,7 @@ import { readConfig } from "./config";
 import { deliverBatch } from "./delivery/consumer";
 import { DEAD_LETTER_QUEUE, failDeadLetters } from "./delivery/dead-letter";
 import type { DeliveryMessage } from "./delivery/message";
+import { SWEEP_CRON, sweepStalledDeliveries } from "./delivery/sweep";
 import { deleteExpiredDeliveries } from "./store/retention";
 
 export { OrgSettings } from "./org/org-settings";
@@ -16,6 +17,10 @@ export default {
   },
 
   async scheduled(controller, env) {
+    if (controller.cron === SWEEP_CRON) {
+      await sweepStalledDeliveries(env, controller.scheduledTime);
+      return;
+    }
     const cutoff = controller.scheduledTime - readConfig(env).logRetentionDays * 86_400_000;
     const deleted = await deleteExpiredDeliveries(env.DB, cutoff);
     console.log(JSON.stringify({ event: "retention.swept", cutoff: new Date(cutoff).toISOString(), ...deleted }));

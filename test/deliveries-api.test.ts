@@ -1,7 +1,9 @@
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it, vi } from "vitest";
-import { call, hmacHex, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+import { deliveryIdFor } from "../src/delivery/message";
+import { insertAttempts } from "../src/store/attempts";
+import { attemptRecord, call, hmacHex, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
 
 /**
  * Deliveries, redeliver, the test event and secret rotation, through the HTTP API,
@@ -136,14 +138,14 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(await res.json()).toMatchObject({ error: { code: "conflict" } });
   });
 
-  it("lets a pending delivery that lost its schedule (a day overdue) be redelivered", async () => {
+  it("lets a pending delivery that lost its schedule (overdue > 5 min) be redelivered: the redeliver takes the schedule over", async () => {
     const { orgId, key } = await newOrg();
     const down = receiver(uniqueId("down"));
     await down.script({ replies: [{ status: 500 }] });
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
     vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
     try {
-      vi.setSystemTime(Date.now() - 25 * 60 * 60 * 1000);
+      vi.setSystemTime(Date.now() - 10 * 60 * 1000);
       await consume(message); // attempt 1 failed, attempt 2 due in 60 s... and its message is lost
     } finally {
       vi.useRealTimers();
@@ -151,7 +153,10 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("pending");
     expect((await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key })).status).toBe(202);
     await vi.waitUntil(async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2, { timeout: 10_000, interval: 50 });
-    expect(await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).toMatchObject({ status: "failed", next_attempt_at: null });
+    // Attempt 2 failed too; the schedule goes on: attempt 3 in 300 s.
+    const delivery = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
+    expect(delivery).toMatchObject({ status: "pending", attempt_count: 2 });
+    expect(Date.parse(delivery.next_attempt_at!) - Date.now()).toBeGreaterThan(290_000);
   });
 
   it("answers 404 for a delivery that does not exist", async () => {
@@ -218,5 +223,25 @@ describe("POST /v1/webhook/rotate-secret", () => {
     for (const secret of [after.signing_secret, before]) {
       expect(() => new Webhook(secret).verify(request!.text, request!.headers)).not.toThrow();
     }
+  });
+});
+
+describe("reading what is already stored", () => {
+  it("answers for an event stored before the nesting limit, however deep it is", async () => {
+    const { orgId, key } = await newOrg();
+    const jobId = uniqueId("job");
+    const deliveryId = await deliveryIdFor(orgId, "job.completed", jobId);
+    const levels = 10_000;
+    const body = `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"${orgId}","deep":${'{"d":'.repeat(levels)}1${"}".repeat(levels)}}}`;
+    await insertAttempts(env.DB, [attemptRecord({ delivery_id: deliveryId, org_id: orgId, job_id: jobId, request_body: body })]);
+    const delivery = await call("GET", `/v1/deliveries/${deliveryId}`, { token: key });
+    expect(delivery.status).toBe(200);
+    const text = await delivery.text();
+    expect(text.endsWith(`"payload":${body}}`)).toBe(true);
+    expect(text).toContain(`"id":"${deliveryId}"`);
+    const attempt = await call("GET", `/v1/webhook-logs/att_${deliveryId.slice(4)}_1`, { token: key });
+    expect(attempt.status).toBe(200);
+    expect(((await attempt.json()) as { request: { body: string } }).request.body).toBe(body);
+    expect((await call("GET", "/v1/deliveries", { token: key })).status).toBe(200);
   });
 });

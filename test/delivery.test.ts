@@ -69,6 +69,7 @@ describe("a delivery", () => {
 
     const first = await runConsumer([message]);
     expect(first.retried.get(message.id)).toBe(60);
+    expect((await attemptsOf(message.body.delivery_id))[0]!.next_attempt_at! - Date.now()).toBeGreaterThan(55_000);
 
     // Redelivered before it is due (a crash after the log was written): it only waits.
     const early = await runConsumer([{ ...message, attempts: 2 }]);
@@ -100,7 +101,8 @@ describe("a delivery", () => {
       [2, 500, "failed", "http_status"],
       [3, 200, "succeeded", null],
     ]);
-    expect(attempts[0]!.next_attempt_at).toEqual(expect.any(Number));
+    // Only a pending delivery's last attempt keeps next_attempt_at (migrations/0002); this one is over.
+    expect(attempts.map((a) => a.next_attempt_at)).toEqual([null, null, null]);
     expect(attempts[2]!.next_attempt_at).toBeNull();
     expect(attempts.map((a) => a.request_body !== null)).toEqual([true, false, false]);
   });
@@ -129,7 +131,11 @@ describe("a delivery", () => {
     const last = await runConsumer([{ ...message, attempts: 3 }]);
     expect(last.acked).toEqual([message.id]);
     expect(await hook.requests()).toHaveLength(3);
-    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.next_attempt_at === null)).toEqual([false, false, true]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.status_code, a.next_attempt_at])).toEqual([
+      [429, null],
+      [429, null],
+      [429, null],
+    ]);
   });
 
   it("is failed after three failures, with no fourth attempt", async () => {
@@ -157,7 +163,7 @@ describe("a delivery", () => {
     const run = await runConsumer([message]);
     expect(run.retried.get(message.id)).toBe(60);
     const [attempt] = await attemptsOf(message.body.delivery_id);
-    expect(attempt).toMatchObject({ status_code: null, outcome: "failed", error: "timeout" });
+    expect(attempt).toMatchObject({ status_code: null, outcome: "failed", error: "timeout", error_detail: "no response within 1000 ms" });
     expect(attempt!.response_time_ms).toBeGreaterThanOrEqual(900);
     expect(attempt!.response_time_ms).toBeLessThan(3000);
   });
@@ -166,7 +172,12 @@ describe("a delivery", () => {
     const { message } = await setup({ replies: [{ status: 200, body: "x".repeat(100), trickleMs: 300, chunks: 10 }] });
     await runConsumer([message]);
     const [attempt] = await attemptsOf(message.body.delivery_id);
-    expect(attempt).toMatchObject({ status_code: 200, outcome: "failed", error: "timeout" });
+    expect(attempt).toMatchObject({
+      status_code: 200,
+      outcome: "failed",
+      error: "timeout",
+      error_detail: "HTTP 200 in time, but the body did not finish within 1000 ms",
+    });
   });
 
   it("does not follow a redirect: a 302 is a failure, logged with its status", async () => {
@@ -186,12 +197,25 @@ describe("a delivery", () => {
     expect(attempt!.exchange!.response.body).toHaveLength(65_536);
   });
 
+  it("says what Cloudflare's own 52x answers mean, and nothing for an endpoint's own 5xx", async () => {
+    const edge = await setup({ replies: [{ status: 522, headers: { "cf-ray": "8f1e2d3c4b5a6978-AMS" } }] });
+    await runConsumer([edge.message]);
+    expect(await attemptsOf(edge.message.body.delivery_id)).toMatchObject([
+      { status_code: 522, error: "http_status", error_detail: "the connection to the endpoint timed out (Cloudflare 522)" },
+    ]);
+    const own = await setup({ replies: [{ status: 522 }] });
+    await runConsumer([own.message]);
+    expect(await attemptsOf(own.message.body.delivery_id)).toMatchObject([{ status_code: 522, error_detail: null }]);
+  });
+
   it("logs a network error when nothing listens", async () => {
     const { message } = await setup();
     message.body = { ...message.body, webhook_url: "http://127.0.0.1:9/hook" };
     const run = await runConsumer([message]);
     expect(run.retried.get(message.id)).toBe(60);
-    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ status_code: null, error: "network_error" }]);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
+      { status_code: null, error: "network_error", error_detail: "the connection was refused or dropped before an answer" },
+    ]);
   });
 });
 
@@ -202,7 +226,15 @@ describe("where a delivery goes", () => {
     expect(run.acked).toEqual([message.id]);
     expect(run.retried.size).toBe(0);
     expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
-      { attempt: 1, status_code: null, outcome: "failed", error: "no_webhook_url", next_attempt_at: null, exchange: null },
+      {
+        attempt: 1,
+        status_code: null,
+        outcome: "failed",
+        error: "no_webhook_url",
+        error_detail: "the event has no webhook_url and the org has no default URL",
+        next_attempt_at: null,
+        exchange: null,
+      },
     ]);
   });
 
@@ -227,7 +259,9 @@ describe("where a delivery goes", () => {
     const strictEnv = { ...env, ALLOW_INSECURE_WEBHOOK_URLS: "false" };
     const run = await runConsumer([message], "deliveries", strictEnv);
     expect(run.acked).toEqual([message.id]);
-    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ error: "invalid_url", status_code: null, next_attempt_at: null }]);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
+      { error: "invalid_url", error_detail: "webhook_url must use https://", status_code: null, next_attempt_at: null },
+    ]);
     expect(await hook.requests()).toHaveLength(0);
   });
 });
@@ -388,7 +422,7 @@ describe("the dead-letter queue", () => {
     await deadLetter(message);
     await deadLetter(message);
     expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.error, a.next_attempt_at])).toEqual([
-      [1, "http_status", expect.any(Number)],
+      [1, "http_status", null], // no longer the last attempt
       [2, "internal", null],
     ]);
   });

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { vi } from "vitest";
 import { deliveryIdFor, encodeEventBody, type DeliveryMessage, type EventType } from "../src/delivery/message";
 import worker from "../src/index";
-import type { Exchange } from "../src/store/attempts";
+import type { AttemptRecord, Exchange } from "../src/store/attempts";
 import { inflate } from "../src/store/codec";
 export { receiver } from "./support/receiver-client";
 
@@ -174,6 +174,31 @@ export function watchOrgCalls(namespace: Env["ORG_SETTINGS"] = env.ORG_SETTINGS)
     }) as never;
   });
   return calls;
+}
+
+/** A log row as the consumer would write it: a delivered attempt 1, changed by `fields`. */
+export function attemptRecord(fields: Partial<AttemptRecord> & Pick<AttemptRecord, "delivery_id" | "org_id">): AttemptRecord {
+  return {
+    attempt: 1,
+    job_id: uniqueId("job"),
+    event_type: "job.completed",
+    message_id: uniqueId("msg"),
+    attempted_at: Date.now(),
+    response_time_ms: 5,
+    status_code: 200,
+    outcome: "succeeded",
+    error: null,
+    error_detail: null,
+    next_attempt_at: null,
+    url: "https://example.com/hook",
+    url_from_event: true,
+    signatures: { zupertry: "00", standard: "v1,AA==" },
+    response_headers: {},
+    response_body: "{}",
+    response_truncated: false,
+    request_body: "{}",
+    ...fields,
+  };
 }
 
 export interface AttemptRow {

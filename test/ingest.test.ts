@@ -218,3 +218,51 @@ describe("POST /v1/events/batch", () => {
     expect(queue.calls()).toHaveLength(0);
   });
 });
+
+describe("data arrives as sent, or is refused", () => {
+  /** An event whose `data` nests `levels` objects in all, as text (too deep for JSON.stringify here). */
+  const nested = (levels: number) =>
+    `{"type":"job.completed","data":{"job_id":"${uniqueId("job")}","org_id":"org_ingest","deep":${'{"d":'.repeat(levels - 1)}1${"}".repeat(levels - 1)}},"webhook_url":"${hook.url}"}`;
+
+  it("refuses data nested deeper than 32 levels with a clear 400, and takes 32", async () => {
+    expect((await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: nested(32) })).status).toBe(202);
+    for (const levels of [33, 10_000]) {
+      const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: nested(levels) });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { code: "invalid_request", message: "data nests deeper than 32 levels", details: [{ path: ["data"], code: "too_deep" }] } });
+    }
+    expect(queue.calls()).toHaveLength(1);
+  });
+
+  it.each([
+    ["an integer past 2^53", '{"big":12345678901234567890}', ["data", "big"], "12345678901234567890"],
+    ["a number too large for a double", '{"list":[1,1e400]}', ["data", "list", 1], "1e400"],
+    ["more decimal digits than a double keeps", '{"price":1.00000000000000000001}', ["data", "price"], "1.00000000000000000001"],
+  ])("refuses %s, naming the field, and queues nothing", async (_, extra, path, literal) => {
+    const body = `{"type":"job.completed","data":{"job_id":"${uniqueId("job")}","org_id":"org_ingest",${extra.slice(1, -1)}},"webhook_url":"${hook.url}"}`;
+    const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body });
+    expect(res.status).toBe(400);
+    const { error } = (await res.json()) as { error: { code: string; message: string; details: Array<{ path: unknown[]; code: string; message: string }> } };
+    expect(error.code).toBe("invalid_request");
+    expect(error.details).toEqual([{ path, code: "inexact_number", message: expect.stringContaining(`${literal} would not arrive as sent`) }]);
+    expect(queue.calls()).toHaveLength(0);
+  });
+
+  it("takes numbers that keep their value, big ones sent as strings, and delivers them", async () => {
+    const jobId = uniqueId("job");
+    const body = `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"org_ingest","a":1.0,"b":1e2,"c":0.1,"d":-0,"e":9007199254740991,"f":"12345678901234567890","g":1.5e-300},"webhook_url":"${hook.url}"}`;
+    expect((await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body })).status).toBe(202);
+    const sent = JSON.parse(new TextDecoder().decode(sentMessages()[0]!.body)) as { data: Record<string, unknown> };
+    expect(sent.data).toMatchObject({ a: 1, b: 100, c: 0.1, e: 9007199254740991, f: "12345678901234567890", g: 1.5e-300 });
+  });
+
+  it("refuses in a batch only the events that hold such a number", async () => {
+    const good = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
+    const body = `{"events":[${JSON.stringify(good)},{"type":"job.completed","data":{"job_id":"${uniqueId("job")}","org_id":"org_ingest","n":123456789012345678901},"webhook_url":"${hook.url}"}]}`;
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body });
+    expect(res.status).toBe(202);
+    const { results } = (await res.json()) as { results: Array<Record<string, unknown>> };
+    expect(results[0]).toMatchObject({ index: 0, status: "queued" });
+    expect(results[1]).toMatchObject({ index: 1, error: { code: "invalid_request", details: [{ path: ["data", "n"], code: "inexact_number" }] } });
+  });
+});

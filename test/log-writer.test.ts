@@ -1,36 +1,15 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { LogWriter } from "../src/delivery/log-writer";
-import { encodeAttempt, type AttemptRecord } from "../src/store/attempts";
-import { attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { encodeAttempt } from "../src/store/attempts";
+import { attemptRecord, attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 /** The group commit of a run's log rows (src/delivery/log-writer.ts). */
 
 afterEach(() => vi.restoreAllMocks());
 
 function row(deliveryId = `dlv_${crypto.randomUUID().replaceAll("-", "")}`): ReturnType<typeof encodeAttempt> {
-  const record: AttemptRecord = {
-    delivery_id: deliveryId,
-    attempt: 1,
-    org_id: uniqueId("org"),
-    job_id: uniqueId("job"),
-    event_type: "job.completed",
-    message_id: uniqueId("msg"),
-    attempted_at: Date.now(),
-    response_time_ms: 5,
-    status_code: 200,
-    outcome: "succeeded",
-    error: null,
-    next_attempt_at: null,
-    url: "https://example.com/hook",
-    url_from_event: true,
-    signatures: { zupertry: "00", standard: "v1,AA==" },
-    response_headers: {},
-    response_body: "",
-    response_truncated: false,
-    request_body: "{}",
-  };
-  return encodeAttempt(record);
+  return encodeAttempt(attemptRecord({ delivery_id: deliveryId, org_id: uniqueId("org") }));
 }
 
 describe("LogWriter", () => {

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, expect, it, vi } from "vitest";
 import worker from "../src/index";
 import { insertAttempts } from "../src/store/attempts";
-import { attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { attemptRecord, attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -44,12 +44,7 @@ it("deletes old attempts whose delivery lost its attempt 1", async () => {
   const deliveryId = `dlv_${"e".repeat(32)}`;
   const old = Date.now() - 40 * DAY;
   await insertAttempts(env.DB, [
-    {
-      delivery_id: deliveryId, attempt: 4, org_id: orgId, job_id: "job_orphan", event_type: "job.completed", message_id: "m",
-      attempted_at: old, response_time_ms: 1, status_code: 200, outcome: "succeeded", error: null, next_attempt_at: null,
-      url: "https://x.example/", url_from_event: null, signatures: null, response_headers: null, response_body: null,
-      response_truncated: false, request_body: null,
-    },
+    attemptRecord({ delivery_id: deliveryId, attempt: 4, org_id: orgId, attempted_at: old, url_from_event: null, signatures: null, request_body: null }),
   ]);
   expect(await attemptsOf(deliveryId)).toHaveLength(1);
   await worker.scheduled(createScheduledController({ scheduledTime: Date.now() }), env);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRetryAfter } from "../src/delivery/attempt";
+import { networkErrorDetail, parseRetryAfter } from "../src/delivery/attempt";
 import { MAX_RETRY_AFTER_SECONDS, retryDelayAfter } from "../src/delivery/retry-policy";
 
 const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
@@ -32,5 +32,17 @@ describe("retryDelayAfter", () => {
     expect(retryDelayAfter(1, delays, 900)).toBe(900);
     expect(retryDelayAfter(2, delays, 86_400)).toBe(MAX_RETRY_AFTER_SECONDS);
     expect(retryDelayAfter(3, delays, 10)).toBeNull();
+  });
+});
+
+describe("networkErrorDetail", () => {
+  it.each([
+    ["Network connection lost.", "the connection was refused or dropped before an answer"],
+    ["connect ECONNREFUSED 127.0.0.1:9", "the connection was refused"],
+    ["TLS peer's certificate is not trusted", "the TLS handshake failed (certificate or protocol)"],
+    ["DNS lookup failed for example.invalid", "the endpoint's host name did not resolve (DNS)"],
+    ["internal error; reference = r6pppultvkp33pkom3fe81ie", "the request failed before an answer came"],
+  ])("%j → %j (our words, never the runtime's)", (message, detail) => {
+    expect(networkErrorDetail(new Error(message))).toBe(detail);
   });
 });

@@ -225,7 +225,11 @@ function showEmpty(text, isError = false) {
 
 function statusCell(attempt) {
   const label = attempt.status_code === null ? attempt.error : attempt.error === "redirect" ? `${attempt.status_code} redirect` : String(attempt.status_code);
-  return el("span", { class: `badge ${attempt.outcome === "succeeded" ? "ok" : "fail"}`, text: `${attempt.outcome === "succeeded" ? "✓" : "✗"} ${label}` });
+  return el("span", {
+    class: `badge ${attempt.outcome === "succeeded" ? "ok" : "fail"}`,
+    title: attempt.error_detail ?? undefined,
+    text: `${attempt.outcome === "succeeded" ? "✓" : "✗"} ${label}`,
+  });
 }
 
 function renderLogs(attempts, filtered) {
@@ -311,6 +315,7 @@ function renderDetail(d) {
       el("dt", { text: "URL" }), el("dd", { class: "mono", text: d.url ?? "(none)" }),
       el("dt", { text: "Attempted" }), el("dd", { text: when(d.attempted_at) }),
       el("dt", { text: "Outcome" }), el("dd", { text: d.error ? `${d.outcome} (${d.error})` : d.outcome }),
+      d.error_detail ? el("dt", { text: "Why" }) : null, d.error_detail ? el("dd", { text: d.error_detail }) : null,
     ),
     el("div", { class: "actions" }, redeliver, redeliverStatus),
     el("h4", { text: "Request headers" }),

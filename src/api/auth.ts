@@ -2,6 +2,7 @@ import { bearerAuth } from "hono/bearer-auth";
 import type { Context } from "hono";
 import { findOrgIdByKey, ORG_KEY_PREFIX } from "../store/api-keys";
 import { ApiError, errorResponse, errorResponseSpec } from "./errors";
+import { orgApiLimit } from "./rate-limit";
 
 /**
  * The two credentials of DESIGN.md, both `Authorization: Bearer …`:
@@ -72,6 +73,9 @@ export const producerRoute = {
   security: [{ producerToken: [] }],
   middleware: [requireProducer] as [typeof requireProducer],
 };
-export const orgKeyRoute = { security: [{ orgKey: [] }], middleware: [requireOrgKey] as [typeof requireOrgKey] };
+export const orgKeyRoute = {
+  security: [{ orgKey: [] }],
+  middleware: [requireOrgKey, orgApiLimit] as [typeof requireOrgKey, typeof orgApiLimit],
+};
 export const PRODUCER_401 = errorResponseSpec("Missing or wrong producer token");
 export const ORG_KEY_401 = errorResponseSpec("Missing, invalid or revoked org API key");

@@ -22,6 +22,7 @@ export type ErrorCode =
   | "payload_too_large"
   | "unsupported_media_type"
   | "no_webhook_url"
+  | "rate_limited"
   | "internal";
 
 export const ErrorSchema = z
@@ -47,6 +48,8 @@ export class ApiError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: unknown,
+    /** Headers the answer carries (`Retry-After` on a 429). */
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
@@ -90,7 +93,7 @@ const HTTP_EXCEPTION_CODES: Partial<Record<number, ErrorCode>> = {
 };
 
 export const onError: ErrorHandler = (err, c) => {
-  if (err instanceof ApiError) return c.json(err.body(), err.status);
+  if (err instanceof ApiError) return c.json(err.body(), err.status, err.headers);
   if (err instanceof HTTPException) {
     // Middleware that answers with its own Response (ours build JSON ones) keep it.
     if (err.res?.headers.get("content-type")?.startsWith("application/json")) return err.getResponse();

@@ -5,7 +5,8 @@ import { EVENT_TYPES, MAX_BODY_BYTES, newDeliveryMessage, type DeliveryMessage }
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
 import { PRODUCER_401, producerRoute, requireProducer } from "./auth";
 import { ApiError, ErrorSchema, errorResponseSpec, invalidWebhookUrl, issueDetails, validationHook } from "./errors";
-import { jsonBody, type JsonBodyVariables } from "./json-body";
+import { MAX_DATA_DEPTH, nestsDeeperThan } from "./exact-json";
+import { inexactNumbersError, jsonBody, type JsonBodyVariables } from "./json-body";
 import { RecentDeliveries } from "./recent-deliveries";
 
 /**
@@ -26,7 +27,10 @@ export const EventInputSchema = z
     data: z
       .looseObject({ job_id: IdSchema, org_id: IdSchema })
       .openapi({
-        description: "Passed through to the receiver as sent. `org_id` routes the event.",
+        description:
+          `Passed through to the receiver as sent. \`org_id\` routes the event. It nests at most ${MAX_DATA_DEPTH} levels, and ` +
+          "every number in it must survive as a 64-bit float exactly (send larger or more precise ones as strings): " +
+          "anything else is refused with 400 rather than changed.",
         example: {
           job_id: "job_abc123",
           workspace_id: "ws_xyz",
@@ -105,7 +109,7 @@ const postEventBatch = createRoute({
   summary: "Queue up to 100 job events; invalid ones are reported without failing the rest",
   tags: ["Producer"],
   ...producerRoute,
-  middleware: [requireProducer, ...jsonBody(1_048_576)] as const,
+  middleware: [requireProducer, ...jsonBody(1_048_576, { inexactNumbers: "report" })] as const,
   request: { body: { required: true, content: { "application/json": { schema: BatchInputSchema } } } },
   responses: {
     202: { description: "At least one event was queued", content: { "application/json": { schema: BatchOutputSchema } } },
@@ -123,6 +127,14 @@ type Prepared = { ok: true; message: DeliveryMessage } | { ok: false; error: Api
 
 /** Turns a valid event into its queue message: URL rules, body serialised once, id. */
 async function prepare(event: EventInput, raw: { data: unknown }, config: Config): Promise<Prepared> {
+  if (nestsDeeperThan(raw.data, MAX_DATA_DEPTH)) {
+    return {
+      ok: false,
+      error: new ApiError(400, "invalid_request", `data nests deeper than ${MAX_DATA_DEPTH} levels`, [
+        { path: ["data"], code: "too_deep", message: `at most ${MAX_DATA_DEPTH} levels of objects and arrays` },
+      ]),
+    };
+  }
   const webhookUrl = event.webhook_url ?? null;
   if (webhookUrl !== null) {
     const check = checkWebhookUrl(webhookUrl, { allowInsecure: config.allowInsecureWebhookUrls });
@@ -154,14 +166,19 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     const config = readConfig(c.env);
     const now = Date.now();
     const raws = c.req.valid("json").events;
+    const inexact = c.var.inexact;
     const results: z.infer<typeof BatchResultSchema>[] = [];
     const messages: DeliveryMessage[] = [];
     const queued = new Set<string>();
     for (const [index, raw] of raws.entries()) {
       const parsed = EventInputSchema.safeParse(raw);
-      const prepared = parsed.success
-        ? await prepare(parsed.data, raw as { data: unknown }, config)
-        : { ok: false as const, error: new ApiError(400, "invalid_request", "the event does not match the schema", issueDetails(parsed.error)) };
+      const ownInexact = inexact.filter(({ path }) => path[1] === index).map((n) => ({ ...n, path: n.path.slice(2) }));
+      const prepared =
+        ownInexact.length > 0
+          ? { ok: false as const, error: inexactNumbersError(ownInexact) }
+          : parsed.success
+            ? await prepare(parsed.data, raw as { data: unknown }, config)
+            : { ok: false as const, error: new ApiError(400, "invalid_request", "the event does not match the schema", issueDetails(parsed.error)) };
       if (!prepared.ok) {
         results.push({ index, error: prepared.error.body().error });
         continue;

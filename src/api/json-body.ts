@@ -2,6 +2,7 @@ import { createMiddleware } from "hono/factory";
 import { bodyLimit } from "hono/body-limit";
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "./errors";
+import { parseExactJson, type InexactNumber } from "./exact-json";
 
 /**
  * Reads a JSON request body in the order a client would want its mistakes reported:
@@ -13,15 +14,19 @@ import { ApiError } from "./errors";
  *
  * The parsed value is kept as `c.var.json`: handlers that pass data through use it
  * rather than zod's output, which reorders object keys.
+ *
+ * A number that would not arrive as sent (src/api/exact-json.ts) is a 400 naming its
+ * field; with `inexactNumbers: "report"` the route gets them in `c.var.inexact` and
+ * decides (the batch route refuses only the events that hold one).
  */
 
-export type JsonBodyVariables = { json: unknown };
+export type JsonBodyVariables = { json: unknown; inexact: InexactNumber[] };
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 export function jsonBody(
   maxBytes: number,
-  { optional = false } = {},
+  { optional = false, inexactNumbers = "refuse" }: { optional?: boolean; inexactNumbers?: "refuse" | "report" } = {},
 ): MiddlewareHandler<{ Variables: JsonBodyVariables }>[] {
   return [
     createMiddleware<{ Variables: JsonBodyVariables }>(async (c, next) => {
@@ -31,6 +36,7 @@ export function jsonBody(
         headers.set("content-type", "application/json");
         c.req.raw = new Request(c.req.raw, { body: "{}", headers });
         c.set("json", {});
+        c.set("inexact", []);
         return next();
       }
       if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
@@ -47,11 +53,15 @@ export function jsonBody(
     createMiddleware<{ Variables: JsonBodyVariables }>(async (c, next) => {
       if (c.var.json !== undefined) return next();
       const text = await c.req.text();
+      let parsed: ReturnType<typeof parseExactJson>;
       try {
-        c.set("json", JSON.parse(text));
+        parsed = parseExactJson(text);
       } catch {
         throw new ApiError(400, "invalid_json", "the body is not valid JSON");
       }
+      if (parsed.inexact.length > 0 && inexactNumbers === "refuse") throw inexactNumbersError(parsed.inexact);
+      c.set("json", parsed.value);
+      c.set("inexact", parsed.inexact);
       await next();
     }),
   ];
@@ -60,4 +70,14 @@ export function jsonBody(
 /** A request without a body, or with an empty one (`curl -X POST` sends `Content-Length: 0`). */
 function isEmpty(request: Request): boolean {
   return request.body === null || request.headers.get("content-length") === "0";
+}
+
+/** 400 `invalid_request` naming each number that would not arrive as sent. */
+export function inexactNumbersError(inexact: readonly InexactNumber[]): ApiError {
+  const details = inexact.map(({ path, literal }) => ({
+    path,
+    code: "inexact_number",
+    message: `${literal.length > 40 ? `${literal.slice(0, 40)}…` : literal} would not arrive as sent (JSON numbers travel as 64-bit floats); send it as a string`,
+  }));
+  return new ApiError(400, "invalid_request", `${details.length === 1 ? "a number" : `${details.length} numbers`} would not arrive as sent: ${details.map((d) => d.path.join(".")).join(", ")}`, details);
 }

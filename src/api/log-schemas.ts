@@ -36,6 +36,10 @@ export const AttemptSummarySchema = z
     attempted_at: z.string().datetime(),
     outcome: z.enum(["succeeded", "failed"]),
     error: z.enum(ATTEMPT_ERRORS).nullable(),
+    error_detail: z
+      .string()
+      .nullable()
+      .openapi({ description: "Why it failed, in a few words (`no response within 10000 ms`, `the TLS handshake failed`, a URL rule)", example: "the connection was refused or dropped before an answer" }),
   })
   .openapi("AttemptSummary");
 
@@ -94,6 +98,7 @@ export function presentAttempt(row: AttemptSummaryRow): z.infer<typeof AttemptSu
     attempted_at: iso(row.attempted_at),
     outcome: row.outcome,
     error: row.error as AttemptError | null,
+    error_detail: row.error_detail,
   };
 }
 

@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { deliveryIdsForJob } from "../delivery/message";
 import { getAttempt, listAttempts } from "../store/log";
+import { RATE_LIMITED_429 } from "./rate-limit";
 import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
@@ -40,6 +41,7 @@ const listLogs = createRoute({
     200: { description: "A page of attempts", content: { "application/json": { schema: page(AttemptSummarySchema, "AttemptPage") } } },
     400: errorResponseSpec("A bad filter, limit or cursor"),
     401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
   },
 });
 
@@ -53,6 +55,7 @@ const getLog = createRoute({
   responses: {
     200: { description: "The attempt", content: { "application/json": { schema: AttemptDetailSchema } } },
     401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
     404: errorResponseSpec("No such attempt in this org"),
   },
 });

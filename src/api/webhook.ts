@@ -7,6 +7,7 @@ import { ATTEMPT_ERRORS } from "../delivery/attempt";
 import { RECENT_OUTCOMES } from "../org/endpoint-health";
 import { orgSettings } from "../org/org-settings";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
+import { orgApiLimit, RATE_LIMITED_429, spendSend } from "./rate-limit";
 import { ORG_KEY_401, orgKeyRoute, requireOrgKey, type OrgVariables } from "./auth";
 import { ApiError, errorResponseSpec, invalidWebhookUrl, validationHook } from "./errors";
 import { jsonBody, type JsonBodyVariables } from "./json-body";
@@ -61,6 +62,7 @@ const getWebhook = createRoute({
   responses: {
     200: { description: "Settings", content: settingsContent },
     401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
   },
 });
 
@@ -70,7 +72,7 @@ const putWebhook = createRoute({
   summary: "Set or clear (null) the org's default webhook URL",
   tags: ["Webhook"],
   ...orgKeyRoute,
-  middleware: [requireOrgKey, ...jsonBody(16_384)] as const,
+  middleware: [requireOrgKey, orgApiLimit, ...jsonBody(16_384)] as const,
   request: {
     body: {
       required: true,
@@ -85,6 +87,7 @@ const putWebhook = createRoute({
     200: { description: "Settings", content: settingsContent },
     400: errorResponseSpec("Not JSON, not the schema, or a URL the rules refuse"),
     401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
     415: errorResponseSpec("Body is not `application/json`"),
   },
 });
@@ -100,6 +103,7 @@ const rotateSecret = createRoute({
   responses: {
     200: { description: "Settings with the new secret", content: settingsContent },
     401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
   },
 });
 
@@ -109,7 +113,7 @@ const sendTest = createRoute({
   summary: "Send a signed sample job.completed (its job_id starts with job_test_)",
   tags: ["Webhook"],
   ...orgKeyRoute,
-  middleware: [requireOrgKey, ...jsonBody(16_384, { optional: true })] as const,
+  middleware: [requireOrgKey, orgApiLimit, ...jsonBody(16_384, { optional: true })] as const,
   request: {
     body: {
       required: false,
@@ -133,6 +137,7 @@ const sendTest = createRoute({
     },
     400: errorResponseSpec("`no_webhook_url` (none given, no org default), or a URL the rules refuse"),
     401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
     415: errorResponseSpec("Body is not `application/json`"),
   },
 });
@@ -171,6 +176,7 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
     } else if ((await orgSettings(c.env, c.var.orgId).getWebhook()).webhook_url === null) {
       throw new ApiError(400, "no_webhook_url", "pass a webhook_url, or set the org default with PUT /v1/webhook first");
     }
+    await spendSend(c.env, c.var.orgId);
     const now = Date.now();
     const data = testEventData(c.var.orgId, new Date(now));
     const message = await newDeliveryMessage("job.completed", data, data, webhookUrl);

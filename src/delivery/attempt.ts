@@ -22,6 +22,8 @@ export interface AttemptResponse {
   response_headers: Record<string, string> | null;
   response_body: string | null;
   response_truncated: boolean;
+  /** Why it failed, in a few words of ours (never a raw runtime message); null when it succeeded. */
+  error_detail: string | null;
   /** A 429 or 503's `Retry-After`, in seconds from the answer; null otherwise. */
   retry_after_seconds: number | null;
 }
@@ -49,19 +51,26 @@ export async function postWebhook(
     status = response.status;
     responseHeaders = headersToRecord(response.headers);
     const { text, truncated } = await readCapped(response.body, limits.responseBodyLimitBytes, signal);
+    const error = status >= 200 && status < 300 ? null : status >= 300 && status < 400 ? "redirect" : "http_status";
     return {
       status_code: status,
-      error: status >= 200 && status < 300 ? null : status >= 300 && status < 400 ? "redirect" : "http_status",
+      error,
+      error_detail: error === "redirect" ? "redirects are not followed" : error === "http_status" ? edgeErrorDetail(status, response.headers) : null,
       response_time_ms: Date.now() - started,
       response_headers: responseHeaders,
       response_body: text,
       response_truncated: truncated,
       retry_after_seconds: status === 429 || status === 503 ? parseRetryAfter(response.headers.get("retry-after"), Date.now()) : null,
     };
-  } catch {
+  } catch (thrown) {
     return {
       status_code: status,
       error: signal.aborted ? "timeout" : "network_error",
+      error_detail: signal.aborted
+        ? status === null
+          ? `no response within ${limits.timeoutMs} ms`
+          : `HTTP ${status} in time, but the body did not finish within ${limits.timeoutMs} ms`
+        : networkErrorDetail(thrown),
       response_time_ms: Date.now() - started,
       response_headers: responseHeaders,
       response_body: null,
@@ -72,16 +81,46 @@ export async function postWebhook(
 }
 
 /** The response part of an attempt that sent nothing (no URL, refused URL, internal fault). */
-export function unsentResponse(error: AttemptError): AttemptResponse {
+export function unsentResponse(error: AttemptError, detail: string): AttemptResponse {
   return {
     status_code: null,
     error,
+    error_detail: detail,
     response_time_ms: 0,
     response_headers: null,
     response_body: null,
     response_truncated: false,
     retry_after_seconds: null,
   };
+}
+
+/**
+ * A network failure in a few safe words. Runtime messages vary by runtime and can carry
+ * internal references, so only their kind is kept, by a few well-known words.
+ */
+export function networkErrorDetail(thrown: unknown): string {
+  const message = thrown instanceof Error ? thrown.message : String(thrown);
+  if (/\b(tls|ssl|certificate|handshake)\b/i.test(message)) return "the TLS handshake failed (certificate or protocol)";
+  if (/\b(dns|resolve|lookup|ENOTFOUND|name not)\b/i.test(message)) return "the endpoint's host name did not resolve (DNS)";
+  if (/refused/i.test(message)) return "the connection was refused";
+  if (/connection (lost|reset|closed)|reset|ECONNRESET|EPIPE/i.test(message)) return "the connection was refused or dropped before an answer";
+  return "the request failed before an answer came";
+}
+
+/** Cloudflare's own answers when it cannot reach an endpoint (its 52x codes). */
+const EDGE_ERRORS: Partial<Record<number, string>> = {
+  521: "the endpoint's web server refused the connection",
+  522: "the connection to the endpoint timed out",
+  523: "the endpoint was unreachable",
+  525: "the TLS handshake with the endpoint failed",
+  526: "the endpoint's TLS certificate is not valid",
+  530: "the endpoint's host could not be resolved or reached",
+};
+
+/** For an error status Cloudflare itself answered (it carries `cf-ray`), what it means. */
+function edgeErrorDetail(status: number, headers: Headers): string | null {
+  const meaning = EDGE_ERRORS[status];
+  return meaning && headers.has("cf-ray") ? `${meaning} (Cloudflare ${status})` : null;
 }
 
 /**

@@ -3,6 +3,7 @@ import { endpointOf, type EndpointReport } from "../org/endpoint-health";
 import { orgSettings, type DeliverySettings } from "../org/org-settings";
 import { checkWebhookUrl } from "../org/webhook-url";
 import { encodeAttempt, readDeliveryStates, writeAttempts, type AttemptRecord, type EncodedAttempt } from "../store/attempts";
+import { readStoredEvents } from "../store/stalled";
 import { LogWriter, type Written } from "./log-writer";
 import { postWebhook, unsentResponse, type AttemptError } from "./attempt";
 import { attemptHeaders } from "./headers";
@@ -49,6 +50,8 @@ type BatchMessage = Message<DeliveryMessage>;
  */
 export const MAX_OPEN_CONNECTIONS = 6;
 
+const encoder = new TextEncoder();
+
 /** Of those, what one endpoint may hold while others wait (src/delivery/pool.ts). */
 export const MAX_CONNECTIONS_PER_ENDPOINT = 3;
 
@@ -62,6 +65,8 @@ type AttemptPlan = Extract<Plan, { kind: "attempt" }>;
 interface Planned {
   message: BatchMessage;
   plan: AttemptPlan;
+  /** What is sent: the message's event, or the stored one when the message takes a delivery over. */
+  event: DeliveryMessage;
 }
 
 /** An attempt that ended: its log row, what the schedule does next, what its endpoint did. */
@@ -102,17 +107,33 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   const planned: Planned[] = [];
   const claimed = new Set<string>();
   for (const message of batch.messages) {
-    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now);
+    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now, config.stalledAfterMs);
     if (plan.kind === "wait") {
       message.retry({ delaySeconds: plan.delaySeconds });
       summary.waiting++;
     } else if (plan.kind === "attempt" && !claimed.has(message.body.delivery_id)) {
       claimed.add(message.body.delivery_id);
-      planned.push({ message, plan });
+      planned.push({ message, plan, event: message.body });
     } else {
       // Finished, not the owner, or a second message for a delivery this run attempts.
       message.ack();
       summary.dropped++;
+    }
+  }
+
+  const takeOvers = planned.filter((p) => p.plan.storedEvent);
+  if (takeOvers.length > 0) {
+    // Rare (a stalled delivery taken over by a re-sent event): one more read, for the stored event.
+    try {
+      const stored = await readStoredEvents(env.DB, takeOvers.map((p) => p.event.delivery_id));
+      for (const p of takeOvers) {
+        const event = stored.get(p.event.delivery_id);
+        if (event) p.event = { ...p.event, webhook_url: event.webhook_url, body: encoder.encode(event.body) };
+      }
+    } catch (error) {
+      defer(takeOvers.map((p) => p.message), "read_event", error);
+      summary.deferred += takeOvers.length;
+      planned.splice(0, planned.length, ...planned.filter((p) => !p.plan.storedEvent));
     }
   }
 
@@ -124,16 +145,16 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   const toSlowLane: MessageSendRequest<DeliveryMessage>[] = [];
   const movedMessages: BatchMessage[] = [];
   const tasks: Array<PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }> = [];
-  for (const { message, plan } of planned) {
+  for (const { message, plan, event } of planned) {
     const org = orgs.get(message.body.org_id)!;
     if (!org.ok) {
       defer([message], "org_settings", org.error);
       summary.deferred++;
       continue;
     }
-    const target = resolveTarget(message.body, org.value.settings, config);
+    const target = resolveTarget(event, org.value.settings, config);
     if (!target.ok) {
-      end(unsentAttempt(message, plan, target.url, target.error));
+      end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
     } else if (lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint)) {
       toSlowLane.push(moveRequest(message));
       movedMessages.push(message);
@@ -146,7 +167,7 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
         startedAt: 0,
         start: () => {
           task.startedAt = Date.now();
-          return makeAttempt(message, plan, target.url, target.endpoint, org.value, config).then(
+          return makeAttempt(message, event, plan, target.url, target.endpoint, org.value, config).then(
             (attempted): TaskValue => ({ ok: true, attempted }),
             (error: unknown): TaskValue => ({ ok: false, message, error }),
           );
@@ -275,22 +296,20 @@ async function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Pro
   return new Map(loaded);
 }
 
-type Target = { ok: true; url: string; endpoint: string } | { ok: false; url: string | null; error: AttemptError };
+type Target = { ok: true; url: string; endpoint: string } | { ok: false; url: string | null; error: AttemptError; detail: string };
 
 /** Where a delivery goes: the event's URL or the org default, if the URL rules allow it. */
 function resolveTarget(event: DeliveryMessage, settings: DeliverySettings, config: Config): Target {
   const url = event.webhook_url ?? settings.webhook_url;
-  if (url === null) return { ok: false, url, error: "no_webhook_url" };
+  if (url === null) return { ok: false, url, error: "no_webhook_url", detail: "the event has no webhook_url and the org has no default URL" };
+  const check = checkWebhookUrl(url, { allowInsecure: config.allowInsecureWebhookUrls });
   const endpoint = endpointOf(url);
-  if (endpoint === null || !checkWebhookUrl(url, { allowInsecure: config.allowInsecureWebhookUrls }).ok) {
-    return { ok: false, url, error: "invalid_url" };
-  }
+  if (!check.ok || endpoint === null) return { ok: false, url, error: "invalid_url", detail: check.ok ? "webhook_url is not a URL" : check.reason };
   return { ok: true, url, endpoint };
 }
 
 /** The log row fields every attempt of this message shares. */
-function recordBase(message: BatchMessage, plan: AttemptPlan, url: string | null, attemptedAt: number) {
-  const event = message.body;
+function recordBase(message: BatchMessage, event: DeliveryMessage, plan: AttemptPlan, url: string | null, attemptedAt: number) {
   return {
     delivery_id: event.delivery_id,
     attempt: plan.attempt,
@@ -305,22 +324,22 @@ function recordBase(message: BatchMessage, plan: AttemptPlan, url: string | null
 }
 
 /** Nothing can be sent, and retrying cannot help: the delivery fails now. */
-function unsentAttempt(message: BatchMessage, plan: AttemptPlan, url: string | null, error: AttemptError): Attempted {
-  const { retry_after_seconds: _, ...response } = unsentResponse(error);
-  const record: AttemptRecord = { ...recordBase(message, plan, url, Date.now()), ...response, outcome: "failed", next_attempt_at: null, signatures: null };
+function unsentAttempt(message: BatchMessage, event: DeliveryMessage, plan: AttemptPlan, url: string | null, error: AttemptError, detail: string): Attempted {
+  const { retry_after_seconds: _, ...response } = unsentResponse(error, detail);
+  const record: AttemptRecord = { ...recordBase(message, event, plan, url, Date.now()), ...response, outcome: "failed", next_attempt_at: null, signatures: null };
   return { message, retryDelaySeconds: null, report: null, row: encodeAttempt(record) };
 }
 
 /** Makes one attempt and describes it as a log row. Throws only on internal faults. */
 async function makeAttempt(
   message: BatchMessage,
+  event: DeliveryMessage,
   plan: AttemptPlan,
   url: string,
   endpoint: string,
   org: OrgContext,
   config: Config,
 ): Promise<Attempted> {
-  const event = message.body;
   const attemptedAt = Date.now();
   const timestamp = Math.floor(attemptedAt / 1000);
   const signatures = await org.signer.sign(event.delivery_id, timestamp, event.body);
@@ -345,7 +364,7 @@ async function makeAttempt(
     },
     // Encoded now, while the run's other attempts wait on the network.
     row: encodeAttempt({
-      ...recordBase(message, plan, url, attemptedAt),
+      ...recordBase(message, event, plan, url, attemptedAt),
       ...response,
       outcome,
       next_attempt_at: retryDelaySeconds === null ? null : Date.now() + retryDelaySeconds * 1000,

@@ -39,7 +39,7 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
       attempted_at: now,
       url: body.webhook_url,
       ...eventColumns(attempt, body),
-      ...unsentResponse("internal"),
+      ...unsentResponse("internal", "the delivery could not be processed and its retries ran out; redeliver it"),
       outcome: "failed",
       next_attempt_at: null,
       signatures: null,

@@ -43,6 +43,12 @@ export interface DeliveryMessage {
    * waits; after it, an attempt that never got logged is made again.
    */
   lease?: { attempt: number; until: number };
+  /**
+   * Set by the stall sweep: the last attempt of the pending delivery it claimed. The
+   * message takes the delivery over and makes the next attempt, if nothing happened to
+   * it in between.
+   */
+  take_over?: number;
 }
 
 /** Options for every `send`/`sendBatch` of a `DeliveryMessage`. */

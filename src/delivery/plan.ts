@@ -14,8 +14,11 @@ import type { DeliveryMessage } from "./message";
  * - pending: only the message that made the last attempt owns the schedule; it makes
  *   the next attempt when due, or waits out the rest of the delay if it came back
  *   early (a crash after the log was written);
- * - stalled (pending, but overdue by more than a day: its owner message is gone): a
- *   redeliver may take over, as for a finished delivery;
+ * - stalled (pending, but overdue by more than STALLED_AFTER_SECONDS, 5 minutes by
+ *   default: its owner message is lost or stuck): any message of the delivery takes it over and goes on with its
+ *   schedule: the stall sweep's (`take_over`), a producer's re-send, a redeliver. A
+ *   take-over sends the stored event (`storedEvent`), never a re-sent body, so every
+ *   attempt keeps the same bytes;
  * - leased (the fast lane handed attempt N off to finish in the background): until the
  *   lease ends the message waits; if attempt N is logged by then it goes on as above,
  *   otherwise (the background work died) it makes attempt N itself.
@@ -24,23 +27,33 @@ import type { DeliveryMessage } from "./message";
  * and is a new queue message), else its queue id: that is what `message_id` records.
  */
 export type Plan =
-  | { kind: "attempt"; attempt: number; /** false for a redeliver: one attempt, no retries */ scheduled: boolean }
+  | {
+      kind: "attempt";
+      attempt: number;
+      /** false for a redeliver of a finished delivery: one attempt, no retries */
+      scheduled: boolean;
+      /** Send the delivery's stored event, not this message's (a take-over by another message). */
+      storedEvent?: true;
+    }
   | { kind: "wait"; delaySeconds: number }
-  | { kind: "drop"; reason: "finished" | "not_owner" | "stale_redeliver" };
+  | { kind: "drop"; reason: "finished" | "not_owner" | "stale_redeliver" | "stale_take_over" };
 
 /** A message this early is still treated as due (clock skew between machines). */
 export const DUE_TOLERANCE_MS = 500;
 
 /**
- * A pending delivery this far past its `next_attempt_at` has lost its schedule: beyond
- * the longest crash back-off a message can accumulate (about 8.5 h over `max_retries`)
- * and the queue's 12 h delay limit. Redeliver may then end it.
+ * Whether a pending delivery has lost its schedule: overdue by more than `stalledAfterMs`
+ * (STALLED_AFTER_SECONDS, 5 minutes by default: longer than a lease or a batch wait,
+ * short next to the schedule's 60 s and 300 s). Its message was lost, or is stuck
+ * behind a crash back-off.
  */
-export const STALLED_AFTER_MS = 24 * 60 * 60 * 1000;
+export function isStalled(state: Pick<DeliveryState, "next_attempt_at">, now: number, stalledAfterMs: number): boolean {
+  return state.next_attempt_at !== null && now - state.next_attempt_at > stalledAfterMs;
+}
 
 /** Whether a redeliver may act on a delivery in this state: finished, or stalled. */
-export function canRedeliver(state: Pick<DeliveryState, "next_attempt_at">, now: number): boolean {
-  return state.next_attempt_at === null || now - state.next_attempt_at > STALLED_AFTER_MS;
+export function canRedeliver(state: Pick<DeliveryState, "next_attempt_at">, now: number, stalledAfterMs: number): boolean {
+  return state.next_attempt_at === null || isStalled(state, now, stalledAfterMs);
 }
 
 /** The id this message acts and logs as (see above). */
@@ -50,9 +63,10 @@ export function ownerOf(message: { id: string; body: Pick<DeliveryMessage, "owne
 
 export function planMessage(
   messageId: string,
-  message: Pick<DeliveryMessage, "redeliver_after" | "lease">,
+  message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over">,
   state: DeliveryState | undefined,
   now: number,
+  stalledAfterMs: number,
 ): Plan {
   const lease = message.lease;
   if (lease !== undefined && (state?.last_attempt ?? 0) < lease.attempt) {
@@ -61,14 +75,28 @@ export function planMessage(
     // The handed-off attempt was never logged: make it now, as it would have been.
     return { kind: "attempt", attempt: lease.attempt, scheduled: message.redeliver_after === undefined };
   }
-  if (message.redeliver_after !== undefined) {
-    return state !== undefined && canRedeliver(state, now) && state.last_attempt === message.redeliver_after
-      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: false }
+  // Once a take-over or a redeliver has made its attempt, it owns the delivery like any
+  // owner: its marker only says which attempt it may follow.
+  const owns = state !== undefined && state.last_message_id === messageId;
+  if (message.take_over !== undefined && !owns) {
+    // The sweep claimed the delivery after exactly this attempt (src/delivery/sweep.ts).
+    return state !== undefined && state.next_attempt_at !== null && state.last_attempt === message.take_over
+      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: true }
+      : { kind: "drop", reason: "stale_take_over" };
+  }
+  if (message.redeliver_after !== undefined && !owns) {
+    return state !== undefined && canRedeliver(state, now, stalledAfterMs) && state.last_attempt === message.redeliver_after
+      ? // A stalled delivery goes on with its schedule; a finished one gets one attempt.
+        { kind: "attempt", attempt: state.last_attempt + 1, scheduled: state.next_attempt_at !== null }
       : { kind: "drop", reason: "stale_redeliver" };
   }
   if (state === undefined) return { kind: "attempt", attempt: 1, scheduled: true };
   if (state.next_attempt_at === null) return { kind: "drop", reason: "finished" };
-  if (state.last_message_id !== messageId) return { kind: "drop", reason: "not_owner" };
+  if (state.last_message_id !== messageId) {
+    return isStalled(state, now, stalledAfterMs)
+      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: true, storedEvent: true }
+      : { kind: "drop", reason: "not_owner" };
+  }
   const remainingMs = state.next_attempt_at - now;
   return remainingMs > DUE_TOLERANCE_MS
     ? { kind: "wait", delaySeconds: Math.ceil(remainingMs / 1000) }

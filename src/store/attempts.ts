@@ -22,7 +22,9 @@ export interface AttemptRecord {
   response_time_ms: number;
   status_code: number | null;
   outcome: AttemptOutcome;
-  error: string | null;
+  error: AttemptError | null;
+  /** Why it failed, in a short sentence of our own (migrations/0002). */
+  error_detail: string | null;
   next_attempt_at: number | null;
   url: string | null;
   /** Attempt 1 only: whether `url` was the event's own (it overrode the org default). */
@@ -81,10 +83,18 @@ export async function readDeliveryStates(db: D1Database, deliveryIds: readonly s
 
 const INSERT_ATTEMPT = `INSERT INTO attempts (
     delivery_id, attempt, org_id, job_id, event_type, message_id, attempted_at, response_time_ms,
-    status_code, outcome, error, next_attempt_at, url, url_from_event, response_truncated,
+    status_code, outcome, error, error_detail, next_attempt_at, url, url_from_event, response_truncated,
     request_body, exchange)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
   ON CONFLICT (delivery_id, attempt) DO NOTHING`;
+
+/**
+ * Only a delivery's last attempt keeps `next_attempt_at` (migrations/0002): logging
+ * attempt n clears it on the attempts before, so `attempts_pending` holds exactly the
+ * pending deliveries. Costs a row written only when there was a retry.
+ */
+const CLEAR_EARLIER_NEXT = `UPDATE attempts SET next_attempt_at = NULL
+  WHERE delivery_id = ? AND attempt < ? AND next_attempt_at IS NOT NULL`;
 
 /** A log row ready to be written: the record, with its bulky columns compressed. */
 export interface EncodedAttempt {
@@ -112,8 +122,10 @@ export function encodeAttempt(record: AttemptRecord): EncodedAttempt {
 export async function writeAttempts(db: D1Database, rows: readonly EncodedAttempt[]): Promise<boolean[]> {
   if (rows.length === 0) return [];
   const statement = db.prepare(INSERT_ATTEMPT);
-  const results = await db.batch(
-    rows.map(({ record: r, requestBody, exchange }) =>
+  const clear = db.prepare(CLEAR_EARLIER_NEXT);
+  const later = rows.filter(({ record }) => record.attempt > 1);
+  const results = await db.batch([
+    ...rows.map(({ record: r, requestBody, exchange }) =>
       statement.bind(
         r.delivery_id,
         r.attempt,
@@ -126,6 +138,7 @@ export async function writeAttempts(db: D1Database, rows: readonly EncodedAttemp
         r.status_code,
         r.outcome,
         r.error,
+        r.error_detail,
         r.next_attempt_at,
         r.url,
         r.url_from_event === null ? null : r.url_from_event ? 1 : 0,
@@ -134,8 +147,9 @@ export async function writeAttempts(db: D1Database, rows: readonly EncodedAttemp
         exchange,
       ),
     ),
-  );
-  return results.map((result) => result.meta.changes === 1);
+    ...later.map(({ record }) => clear.bind(record.delivery_id, record.attempt)),
+  ]);
+  return results.slice(0, rows.length).map((result) => result.meta.changes === 1);
 }
 
 /** `encodeAttempt` then `writeAttempts`. */

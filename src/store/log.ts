@@ -21,6 +21,7 @@ export interface AttemptSummaryRow {
   attempted_at: number;
   outcome: AttemptOutcome;
   error: string | null;
+  error_detail: string | null;
 }
 
 export interface AttemptDetailRow extends AttemptSummaryRow {
@@ -50,7 +51,7 @@ export interface AttemptQuery {
   limit: number;
 }
 
-const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at, outcome, error`;
+const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at, outcome, error, error_detail`;
 
 /** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
 export async function listAttempts(db: D1Database, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
@@ -87,7 +88,7 @@ export async function getAttempt(db: D1Database, orgId: string, deliveryId: stri
   const row = await db
     .prepare(
       `SELECT a.delivery_id, a.attempt, a.job_id, a.event_type, a.status_code, a.response_time_ms, a.attempted_at,
-              a.outcome, a.error, a.url, a.response_truncated, a.exchange, first.request_body
+              a.outcome, a.error, a.error_detail, a.url, a.response_truncated, a.exchange, first.request_body
          FROM attempts AS a JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
         WHERE a.delivery_id = ? AND a.attempt = ? AND a.org_id = ?`,
     )

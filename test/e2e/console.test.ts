@@ -335,6 +335,29 @@ describe("the console", () => {
     await tab.close();
   });
 
+  it("/docs: the API reference from the project's own pinned assets, sandboxed away from the console's key", async () => {
+    const tab = await context.newPage();
+    const origins = new Set<string>();
+    tab.on("request", (req) => origins.add(new URL(req.url()).origin));
+    const res = await tab.goto(`${dispatcherUrl()}/docs/`, { waitUntil: "domcontentloaded" });
+    expect(res!.status()).toBe(200);
+    const csp = res!.headers()["content-security-policy"]!;
+    expect(csp).toContain("sandbox allow-scripts");
+    expect(csp).toContain("script-src 'self'");
+    await tab.getByText("Queue one job event for delivery").first().waitFor({ timeout: 15_000 });
+    expect([...origins]).toEqual([dispatcherUrl()]); // nothing from a CDN: it works offline
+    // The console keeps its key in sessionStorage on this host; the reference cannot reach it.
+    expect(await tab.evaluate(() => {
+      try {
+        return sessionStorage.getItem("zupertry-key") === null ? "readable" : "leaked";
+      } catch {
+        return "blocked";
+      }
+    })).toBe("blocked");
+    expect(await tab.locator(".try-out__btn").count()).toBe(0); // read-only: no "Try it out"
+    await tab.close();
+  });
+
   it("signs out and forgets the key", async () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await expect.poll(() => page.getByLabel("Org API key").isVisible()).toBe(true);

@@ -137,6 +137,45 @@ describe("size edges", () => {
   });
 });
 
+describe("what an attacker and a bad day found (issue 10)", () => {
+  it("refuses data nested 10,000 levels deep with a 400, and stores nothing", async () => {
+    const levels = 10_000;
+    const body = `{"type":"job.completed","data":{"job_id":"job_deep_1","org_id":"${FUZZ_ORG}","x":${'{"d":'.repeat(levels)}1${"}".repeat(levels)}}}`;
+    const res = await send("POST", "/v1/events", strict.producerToken, body);
+    expect(await expectRefusal(res)).toBe("invalid_request");
+    record("hostile input", "data nested 10,000 levels deep", "400 (at most 32 levels), nothing stored");
+  });
+
+  it("refuses numbers that would change on the way through, naming the field", async () => {
+    for (const literal of ["12345678901234567890", "1e400"]) {
+      const body = `{"type":"job.completed","data":{"job_id":"job_num_${literal.length}","org_id":"${FUZZ_ORG}","amount":${literal}}}`;
+      const res = await send("POST", "/v1/events", strict.producerToken, body);
+      expect(res.status).toBe(400);
+      const { error } = (await res.json()) as { error: { details: Array<{ path: unknown[] }> } };
+      rejected++;
+      expect(error.details[0]!.path).toEqual(["data", "amount"]);
+    }
+    record("hostile input", "numbers that would change (2^64, 1e400)", "400 naming data.amount; 1.0, 0.1, 1e2 still taken");
+  });
+
+  it("does not relay: 50 test events to a URL of the caller's choosing send 10, and 40 get 429 with Retry-After", async () => {
+    const created = await send("POST", "/v1/orgs/org_relay/api-keys", strict.producerToken, {});
+    const relayKey = ((await created.json()) as { key: string }).key;
+    const statuses: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const res = await send("POST", "/v1/webhook/test", relayKey, { webhook_url: "https://victim.example/" });
+      statuses.push(res.status);
+      if (res.status === 429) {
+        expect(res.headers.get("retry-after")).toBe("60");
+        expect(await expectRefusal(res, [429])).toBe("rate_limited");
+      }
+    }
+    expect(statuses.filter((s) => s === 202)).toHaveLength(10);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(40);
+    record("hostile input", "50 test events to one URL (the relay)", "10 queued (≤ 30 POSTs), 40 × 429 with Retry-After");
+  });
+});
+
 describe("fuzzing", () => {
   const accepted = new Set<string>();
 
@@ -225,9 +264,12 @@ describe("fuzzing", () => {
       { limit: fc.oneof(fc.integer({ min: -5, max: 200 }).map(String), fc.string({ maxLength: 8 })), outcome: fc.string({ maxLength: 10 }), cursor: fc.string({ maxLength: 40 }), job_id: fc.string({ maxLength: 20 }), delivery_id: fc.string({ maxLength: 40 }) },
       { requiredKeys: [] },
     );
+    // Another org's key for the queries: one org's budget is 1,200 requests a minute.
+    const created = await send("POST", "/v1/orgs/org_fuzz_queries/api-keys", strict.producerToken, {});
+    const queryKey = ((await created.json()) as { key: string }).key;
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("/v1/webhook-logs", "/v1/deliveries"), query, async (path, params) => {
-        const res = await send("GET", `${path}?${new URLSearchParams(params)}`, key);
+        const res = await send("GET", `${path}?${new URLSearchParams(params)}`, queryKey);
         if (res.status === 200) return;
         await expectRefusal(res);
       }),

@@ -83,7 +83,7 @@ async function until<T>(probe: () => Promise<T | undefined> | T | undefined, tim
   }
 }
 
-type Attempt = { attempt: number; error: string | null; outcome: string; attempted_at: string; response_time_ms: number };
+type Attempt = { attempt: number; error: string | null; error_detail: string | null; outcome: string; attempted_at: string; response_time_ms: number };
 type Delivery = { status: string; attempt_count: number; attempts: Attempt[] };
 
 /** Waits until a delivery is no longer pending, and answers it with its attempts. */
@@ -140,6 +140,7 @@ describe("one org's hanging endpoint", () => {
     for (const [i, delivery] of ends.entries()) {
       expect(delivery).toMatchObject({ status: "failed", attempt_count: 3 });
       expect(delivery.attempts.map((a) => a.error)).toEqual(["timeout", "timeout", "timeout"]);
+      expect(delivery.attempts.map((a) => a.error_detail)).toEqual(Array(3).fill(`no response within ${TIMEOUT_MS} ms`));
       const requests = byAttempt(hanging.requests(), brokenIds[i]!);
       expect(requests.map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2", "3"]);
       expect(new Set(requests.map((r) => r.body)).size).toBe(1);
@@ -193,7 +194,9 @@ describe("endpoints that misbehave in other ways", () => {
     const d = await finished(o.key, id!);
     expect(d).toMatchObject({ status: "delivered", attempt_count: 2 });
     expect(d.attempts.map((a) => a.error)).toEqual(["network_error", null]);
-    record("isolation", "endpoint that resets the connection", "network_error, delivered at attempt 2");
+    // The cause, in our words, for the customer (never the runtime's raw message).
+    expect(d.attempts[0]!.error_detail).toBe("the connection was refused or dropped before an answer");
+    record("isolation", "endpoint that resets the connection", "network_error (\"the connection was refused or dropped…\"), delivered at attempt 2");
   });
 
   it("a per-event URL that hangs moves aside alone: the org default keeps its fast lane", async () => {

@@ -41,12 +41,20 @@ export interface WranglerOptions {
   config?: string;
   /** Apply the D1 migrations first (the product has D1; the control does not). */
   migrate?: boolean;
+  /**
+   * A local state directory to use (and keep on stop): a restarted dispatcher finds its
+   * D1 and Durable Objects as they were. Its queues are in memory and do not survive.
+   */
+  state?: string;
+  /** Let `GET /__scheduled?cron=…` run the cron handler (`wrangler dev --test-scheduled`). */
+  testScheduled?: boolean;
 }
 
 export async function startDispatcher(vars: Record<string, string> = {}, options: WranglerOptions = {}): Promise<Dispatcher> {
-  const { script, config, migrate = true } = options;
-  const state = mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
-  const producerToken = `e2e-${Math.random().toString(36).slice(2)}`;
+  const { script, config, migrate = true, testScheduled = false } = options;
+  const state = options.state ?? mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
+  // A caller that restarts a dispatcher on the same state passes the same PRODUCER_TOKEN.
+  const producerToken = vars.PRODUCER_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
   const configArgs = config ? ["--config", config] : [];
   if (migrate) await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, ...configArgs], env);
@@ -64,6 +72,7 @@ export async function startDispatcher(vars: Record<string, string> = {}, options
       "--inspector-port", String(inspectorPort),
       "--persist-to", state,
       "--show-interactive-dev-session=false",
+      ...(testScheduled ? ["--test-scheduled"] : []),
       ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
     ],
     // Its own process group: stopping it stops its workerd too, even one too busy to exit.
@@ -98,7 +107,7 @@ export async function startDispatcher(vars: Record<string, string> = {}, options
     output: () => log,
     async stop() {
       await stopProcess(child);
-      rmSync(state, { recursive: true, force: true });
+      if (options.state === undefined) rmSync(state, { recursive: true, force: true });
     },
   };
 }

@@ -1,0 +1,43 @@
+import { claimStalledDeliveries } from "../store/stalled";
+import { enqueueDeliveries } from "./enqueue";
+import type { DeliveryMessage, EventType } from "./message";
+import { readConfig } from "../config";
+
+/**
+ * The stall sweep: nothing may stay silently stuck in `pending`.
+ *
+ * A delivery's schedule lives in a queue message; if that message is lost (a runtime
+ * crash, an operator purging a queue, a bug), its delivery would wait forever with
+ * `next_attempt_at` in the past. Every minute, the deliveries overdue by more than
+ * STALLED_AFTER_SECONDS are claimed (src/store/stalled.ts) and each gets a new message that
+ * takes it over (`take_over`) and goes on with its schedule from the next attempt, with
+ * the event as stored. If the old message turns up after all, it no longer owns the
+ * delivery and is dropped; the primary key keeps any attempt from being logged twice.
+ */
+
+/** wrangler.toml `[triggers]`: the sweep runs every minute; the other cron is retention. */
+export const SWEEP_CRON = "* * * * *";
+/** Deliveries one sweep takes up (the rest wait a minute: no flood into a lagging queue). */
+export const SWEEP_LIMIT = 200;
+
+const encoder = new TextEncoder();
+
+export async function sweepStalledDeliveries(env: Env, now: number): Promise<{ requeued: number }> {
+  const stalled = await claimStalledDeliveries(env.DB, now - readConfig(env).stalledAfterMs, now, SWEEP_LIMIT);
+  const messages: DeliveryMessage[] = stalled.map((s) => ({
+    delivery_id: s.delivery_id,
+    org_id: s.org_id,
+    job_id: s.job_id,
+    event_type: s.event_type as EventType,
+    webhook_url: s.webhook_url,
+    body: encoder.encode(s.body),
+    take_over: s.attempt,
+  }));
+  // If this fails, the claimed deliveries are due "now" and the sweep finds them again
+  // once they are overdue: nothing is lost, only late.
+  await enqueueDeliveries(env.DELIVERIES, messages);
+  if (messages.length > 0) {
+    console.log(JSON.stringify({ event: "deliveries.swept", requeued: messages.length, deliveries: messages.map((m) => m.delivery_id).slice(0, 20) }));
+  }
+  return { requeued: messages.length };
+}

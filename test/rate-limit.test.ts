@@ -1,0 +1,66 @@
+import { describe, expect, it } from "vitest";
+import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+
+/**
+ * The org API's rate limits (src/api/rate-limit.ts, `[[ratelimits]]` in wrangler.toml):
+ * 10 sends (test events, redeliveries) and 1,200 requests a minute per org.
+ */
+
+async function orgWithUrl() {
+  const orgId = uniqueId("org");
+  const key = await orgKey(orgId);
+  const hook = receiver(uniqueId("hook"));
+  await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: hook.url } });
+  return { orgId, key, hook };
+}
+
+describe("sending on behalf of an org", () => {
+  it("takes 10 test events a minute, then answers 429 with Retry-After and the JSON error shape", async () => {
+    const { key } = await orgWithUrl();
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await call("POST", "/v1/webhook/test", { token: key })).status);
+    expect(statuses).toEqual(Array(10).fill(202));
+
+    const refused = await call("POST", "/v1/webhook/test", { token: key });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBe("60");
+    expect(await refused.json()).toEqual({ error: { code: "rate_limited", message: expect.stringContaining("test events and redeliveries") } });
+  });
+
+  it("counts only what would be sent: a refused test event spends nothing", async () => {
+    const { key } = await orgWithUrl();
+    for (let i = 0; i < 20; i++) {
+      const refused = await call("POST", "/v1/webhook/test", { token: key, body: { webhook_url: "https://10.0.0.1/hook" } });
+      expect(refused.status).toBe(400);
+    }
+    expect((await call("POST", "/v1/webhook/test", { token: key })).status).toBe(202);
+  });
+
+  it("counts redeliveries against the same budget, and keeps each org's budget its own", async () => {
+    const { orgId, key, hook } = await orgWithUrl();
+    const message = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) };
+    await runConsumer([message]); // delivered: it may be redelivered
+    for (let i = 0; i < 10; i++) await call("POST", "/v1/webhook/test", { token: key });
+    const redeliver = await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key });
+    expect(redeliver.status).toBe(429);
+    // Reading is not sending.
+    expect((await call("GET", "/v1/webhook-logs", { token: key })).status).toBe(200);
+
+    const other = await orgWithUrl();
+    expect((await call("POST", "/v1/webhook/test", { token: other.key })).status).toBe(202);
+  });
+});
+
+describe("the org API as a whole", () => {
+  it("takes 1,200 requests a minute per org, then 429", async () => {
+    const key = await orgKey(uniqueId("org"));
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 1201; i++) {
+      const { status } = await call("GET", "/v1/webhook", { token: key });
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
+    expect(Object.fromEntries(statuses)).toEqual({ 200: 1200, 429: 1 });
+    // Another org is not slowed by it.
+    expect((await call("GET", "/v1/webhook", { token: await orgKey(uniqueId("org")) })).status).toBe(200);
+  });
+});

@@ -1,0 +1,166 @@
+import { createScheduledController } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { DeliveryMessage } from "../src/delivery/message";
+import { SWEEP_CRON } from "../src/delivery/sweep";
+import worker from "../src/index";
+import { insertAttempts } from "../src/store/attempts";
+import { attemptRecord, attemptsOf, call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+
+/**
+ * Nothing stays silently stuck in `pending` (src/delivery/sweep.ts): a delivery whose
+ * queue message is taken away is picked up again by the every-minute sweep and goes on
+ * with its schedule. Time moves with a fake `Date`; the sweep's messages are caught on
+ * their way to the queue and run here.
+ */
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+});
+
+const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
+
+/** Runs the every-minute cron; answers the messages it queued (kept off the real queue). */
+async function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
+  const sent: DeliveryMessage[] = [];
+  const capture = async (messages: Iterable<MessageSendRequest<unknown>>) => {
+    for (const m of messages) sent.push(m.body as DeliveryMessage);
+    return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
+  };
+  const send = vi.spyOn(env.DELIVERIES, "send").mockImplementation(async (body) => void (await capture([{ body }])) as never);
+  const sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(capture);
+  await worker.scheduled(createScheduledController({ cron: SWEEP_CRON, scheduledTime: Date.now() }), env);
+  send.mockRestore();
+  sendBatch.mockRestore();
+  return sent.map((body) => ({ id: uniqueId("msg"), body }));
+}
+
+/** A delivery whose attempt 1 failed, and whose retry message then disappeared. */
+async function stalledAfterAttempt1(replies: Parameters<ReturnType<typeof receiver>["script"]>[0]["replies"]) {
+  const orgId = uniqueId("org");
+  const hook = receiver(uniqueId("hook"));
+  await hook.script({ replies });
+  const event = jobEvent(orgId, uniqueId("job"));
+  const message = { id: uniqueId("msg"), body: await messageFor(event, hook.url) };
+  expect((await runConsumer([message])).retried.get(message.id)).toBe(60);
+  return { orgId, hook, event, message };
+}
+
+describe("the stall sweep", () => {
+  it("picks up a delivery whose message was lost and carries its schedule to the end", async () => {
+    const { hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 500 }, { status: 200 }]);
+    advance(60 + 60);
+    expect(await sweep()).toEqual([]); // due a minute ago: not yet stalled
+
+    advance(5 * 60);
+    const [takeOver, ...more] = await sweep();
+    expect(more).toEqual([]);
+    expect(takeOver!.body).toMatchObject({ delivery_id: message.body.delivery_id, take_over: 1, webhook_url: message.body.webhook_url });
+    expect(new TextDecoder().decode(takeOver!.body.body)).toBe(new TextDecoder().decode(message.body.body));
+    expect(await sweep()).toEqual([]); // claimed: not queued again meanwhile
+
+    expect((await runConsumer([takeOver!])).retried.get(takeOver!.id)).toBe(300);
+    advance(300);
+    const last = await runConsumer([{ ...takeOver!, attempts: 2 }]);
+    expect(last.acked).toEqual([takeOver!.id]);
+
+    const attempts = await attemptsOf(message.body.delivery_id);
+    expect(attempts.map((a) => [a.attempt, a.status_code, a.outcome])).toEqual([
+      [1, 500, "failed"],
+      [2, 500, "failed"],
+      [3, 200, "succeeded"],
+    ]);
+    const requests = await hook.requests();
+    expect(requests.map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2", "3"]);
+    expect(new Set(requests.map((r) => r.body)).size).toBe(1);
+
+    // The lost message, should it turn up after all, owns nothing any more.
+    advance(3600);
+    expect((await runConsumer([{ ...message, attempts: 2 }])).acked).toEqual([message.id]);
+    expect(await hook.requests()).toHaveLength(3);
+  });
+
+  it("leaves pending deliveries that are on time, finished ones, and attempts that were retried", async () => {
+    const onTime = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
+    advance(61);
+    await runConsumer([{ ...onTime.message, attempts: 2 }]); // retried and delivered: attempt 1's next_attempt_at is cleared
+    advance(3600);
+    const swept = await sweep();
+    expect(swept.map((m) => m.body.delivery_id)).not.toContain(onTime.message.body.delivery_id);
+  });
+
+  it("reads only overdue deliveries, through the pending index", async () => {
+    const { results } = await env.DB.prepare(
+      `EXPLAIN QUERY PLAN SELECT a.delivery_id FROM attempts AS a JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
+        WHERE a.next_attempt_at < ? ORDER BY a.next_attempt_at LIMIT ?`,
+    )
+      .bind(Date.now(), 200)
+      .run<{ detail: string }>();
+    const plan = results.map((r) => r.detail).join("\n");
+    expect(plan).toMatch(/USING (COVERING )?INDEX attempts_pending/);
+    expect(plan).not.toMatch(/SCAN a\b|USE TEMP B-TREE/);
+  });
+});
+
+describe("taking a stalled delivery over", () => {
+  it("a producer's re-send takes it over and sends the stored event, not the re-sent one", async () => {
+    const { hook, event, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
+    advance(60 + 6 * 60);
+    const changed = { ...event, data: { ...event.data, output_url: "https://changed.example/x.png" } };
+    const resent = { id: uniqueId("msg"), body: await messageFor(changed, message.body.webhook_url) };
+    const run = await runConsumer([resent]);
+    expect(run.acked).toEqual([resent.id]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, "failed"],
+      [2, "succeeded"],
+    ]);
+    const requests = await hook.requests();
+    expect(requests[1]!.body).toBe(requests[0]!.body);
+  });
+
+  it("a redeliver takes it over: 202, not 409, and the schedule goes on from it", async () => {
+    const { orgId, message } = await stalledAfterAttempt1([{ status: 500 }]);
+    const key = await orgKey(orgId);
+    expect((await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key })).status).toBe(409); // on time
+    advance(60 + 6 * 60);
+    const sent: DeliveryMessage[] = [];
+    vi.spyOn(env.DELIVERIES, "send").mockImplementation(async (body) => void sent.push(body as DeliveryMessage) as never);
+    expect((await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key })).status).toBe(202);
+    const redeliver = { id: uniqueId("msg"), body: sent[0]! };
+    expect((await runConsumer([redeliver])).retried.get(redeliver.id)).toBe(300);
+    advance(300);
+    const last = await runConsumer([{ ...redeliver, attempts: 2 }]);
+    expect(last.acked).toEqual([redeliver.id]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.next_attempt_at])).toEqual([
+      [1, null],
+      [2, null],
+      [3, null],
+    ]);
+  });
+});
+
+describe("migrations/0002", () => {
+  it("leaves next_attempt_at only on a delivery's last attempt, for rows logged before it", async () => {
+    const deliveryId = `dlv_${"a".repeat(32)}`;
+    const orgId = uniqueId("org");
+    // As rows looked before 0002: attempt 1 kept its next_attempt_at after attempt 2 was logged.
+    await insertAttempts(env.DB, [
+      attemptRecord({ delivery_id: deliveryId, org_id: orgId, attempt: 1, outcome: "failed", error: "http_status", status_code: 500, next_attempt_at: 1 }),
+    ]);
+    await insertAttempts(env.DB, [
+      attemptRecord({ delivery_id: deliveryId, org_id: orgId, attempt: 2, outcome: "failed", error: "http_status", status_code: 500, next_attempt_at: 2, request_body: null, url_from_event: null }),
+    ]);
+    await env.DB.prepare("UPDATE attempts SET next_attempt_at = 1 WHERE delivery_id = ? AND attempt = 1").bind(deliveryId).run();
+    const migration = env.TEST_MIGRATIONS.find((m) => m.name.startsWith("0002"))!;
+    const dataStep = migration.queries.find((q) => q.trimStart().startsWith("UPDATE"))!;
+    await env.DB.prepare(dataStep).run();
+    expect((await attemptsOf(deliveryId)).map((a) => [a.attempt, a.next_attempt_at])).toEqual([
+      [1, null],
+      [2, 2],
+    ]);
+  });
+});
