@@ -6,6 +6,11 @@ import { defineConfig } from "vitest/config";
  * (D1, the queues, the OrgSettings Durable Object). The end-to-end suite against
  * `wrangler dev` has its own config: vitest.e2e.config.ts.
  */
+const PRODUCER_TOKEN = "test-producer-token";
+// wrangler.toml requires the secret; wrangler reads it from the environment (and warns
+// once per test file when it is missing). The tests use a fixed one.
+process.env.PRODUCER_TOKEN ??= PRODUCER_TOKEN;
+
 export default defineConfig(async () => ({
   plugins: [
     cloudflareTest({
@@ -15,11 +20,11 @@ export default defineConfig(async () => ({
         compatibilityFlags: ["service_binding_extra_handlers"],
         bindings: {
           TEST_MIGRATIONS: await readD1Migrations("migrations"),
-          PRODUCER_TOKEN: "test-producer-token",
+          PRODUCER_TOKEN,
           // The test receiver is a Node server on 127.0.0.1.
           ALLOW_INSECURE_WEBHOOK_URLS: "true",
           ATTEMPT_TIMEOUT_MS: "1000",
-          // Past the timeout: no hand-offs unless a test asks for them (test/lanes.test.ts).
+          // Past the timeout: no hand-offs unless a test asks for them (test/workerd/lanes.test.ts).
           SLOW_ATTEMPT_MS: "5000",
         },
         // Messages sent through the real queue reach the consumer quickly.
@@ -28,9 +33,8 @@ export default defineConfig(async () => ({
     }),
   ],
   test: {
-    include: ["test/**/*.test.ts"],
-    exclude: ["test/e2e/**"],
-    setupFiles: ["./test/apply-migrations.ts"],
+    include: ["test/workerd/**/*.test.ts"],
+    setupFiles: ["./test/workerd/apply-migrations.ts"],
     globalSetup: ["./test/support/global-setup.ts"],
     // Property tests make hundreds of requests; CI runs files in parallel on 2 cores.
     testTimeout: 30_000,

@@ -16,10 +16,11 @@ let requests = 0;
 const server = createServer((req, res) => {
   if (req.method === "GET" && req.url === "/stats") {
     const sorted = [...latencies].sort((a, b) => a - b);
-    const pct = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : null);
-    res.writeHead(200, { "content-type": "application/json" }).end(
-      JSON.stringify({ requests, distinct: seen.size, firstAt: first, lastAt: last, p50: pct(50), p99: pct(99) }),
-    );
+    const pct = (p) =>
+      sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] : null;
+    res
+      .writeHead(200, { "content-type": "application/json" })
+      .end(JSON.stringify({ requests, distinct: seen.size, firstAt: first, lastAt: last, p50: pct(50), p99: pct(99) }));
     return;
   }
   if (req.method === "POST" && req.url === "/reset") {
@@ -58,4 +59,6 @@ const server = createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 5000;
-server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => console.log(JSON.stringify({ listening: server.address().port })));
+server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () =>
+  console.log(JSON.stringify({ listening: server.address().port })),
+);

@@ -12,15 +12,17 @@
  *   - autocannon as the load generator.
  * It prints one table and writes it as JSON to bench/results/latest.json.
  */
-import autocannon from "autocannon";
+
 import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
+import autocannon from "autocannon";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
-import { root, startDispatcher, stopProcess, type Dispatcher } from "../test/e2e/support/dispatcher";
+import { type Dispatcher, root, startDispatcher, stopProcess } from "../scripts/wrangler-dev";
+import { sampleJobData } from "../src/api/sample-event";
 import { PRICES, PRICES_DATE } from "./prices";
 
 /**
@@ -88,7 +90,10 @@ async function main() {
   try {
     if (phases.has("ingest")) measured.ingest = await ingestPhase(control);
     if (phases.has("delivery") || phases.has("steady")) {
-      dispatcher = await startDispatcher({ ALLOW_INSECURE_WEBHOOK_URLS: "true" }, { script: "bench/counting/worker.ts", config: PRODUCT_CONFIG });
+      dispatcher = await startDispatcher(
+        { ALLOW_INSECURE_WEBHOOK_URLS: "true" },
+        { script: "bench/counting/worker.ts", config: PRODUCT_CONFIG },
+      );
       memory = watchMemory(dispatcher.pid);
       if (phases.has("delivery")) {
         log(`delivery: ${DELIVERY_EVENTS} events through /v1/events/batch`);
@@ -96,7 +101,10 @@ async function main() {
         log(`delivery ceiling: the same ${DELIVERY_EVENTS} events through the control's queue and fetch`);
         const ceiling = await deliverControl(control, receiver);
         await sleep(8000); // the burst's lingering sockets close (see DELIVERY_EVENTS)
-        measured.delivery = { delivery, ceiling: { ...ceiling, fetchOnlyPerSecond: await outboundFetchCeiling(control, receiver) } };
+        measured.delivery = {
+          delivery,
+          ceiling: { ...ceiling, fetchOnlyPerSecond: await outboundFetchCeiling(control, receiver) },
+        };
       }
       if (phases.has("steady")) {
         log(`steady latency: ${STEADY_EVENTS} events at ${STEADY_RATE}/s`);
@@ -110,17 +118,27 @@ async function main() {
     const result = report(measured);
     mkdirSync(join(root, "bench/results"), { recursive: true });
     const complete = PHASES.every((p) => phases.has(p)) && args["batch-size"] === undefined;
-    writeFileSync(join(root, complete ? "bench/results/latest.json" : "bench/results/partial.tmp.json"), JSON.stringify(result, null, 2) + "\n");
+    writeFileSync(
+      join(root, complete ? "bench/results/latest.json" : "bench/results/partial.tmp.json"),
+      `${JSON.stringify(result, null, 2)}\n`,
+    );
     print(result, complete);
   } catch (error) {
-    for (const [name, d] of [["control", control], ["dispatcher", dispatcher]] as const) {
+    for (const [name, d] of [
+      ["control", control],
+      ["dispatcher", dispatcher],
+    ] as const) {
       if (d) console.error(`--- ${name} output (end) ---\n${d.output().slice(-4000)}`);
     }
     throw error;
   } finally {
     memory?.stop();
     await Promise.all([dispatcher?.stop(), control.stop(), stopProcess(receiver.child)]);
-    for (const file of [".bench-ingest.wrangler.toml", ".bench-product.wrangler.toml", "bench/control/.bench.wrangler.toml"]) {
+    for (const file of [
+      ".bench-ingest.wrangler.toml",
+      ".bench-product.wrangler.toml",
+      "bench/control/.bench.wrangler.toml",
+    ]) {
       rmSync(join(root, file), { force: true });
     }
   }
@@ -128,7 +146,10 @@ async function main() {
 
 interface Measured {
   ingest?: { control: IngestMean; controlQueued: IngestMean; product: IngestMean };
-  delivery?: { delivery: DeliveryResult; ceiling: { seconds: number; deliveriesPerSecond: number; fetchOnlyPerSecond: number } };
+  delivery?: {
+    delivery: DeliveryResult;
+    ceiling: { seconds: number; deliveriesPerSecond: number; fetchOnlyPerSecond: number };
+  };
   steady?: { p50Ms: number; p99Ms: number };
   neighbour?: { healthy: NeighbourRun; noisy: NeighbourRun };
   peakKiB?: number;
@@ -146,7 +167,9 @@ async function ingestPhase(control: Dispatcher): Promise<NonNullable<Measured["i
       log(`ingest round ${round}/${INGEST_ROUNDS}: control route, control route + Queue.send, POST /v1/events`);
       controlRounds.push(await ingest(`${control.url}/v1/events`, {}));
       queuedRounds.push(await ingest(`${control.url}/v1/events/queued`, {}));
-      productRounds.push(await ingest(`${ingestOnly.url}/v1/events`, { Authorization: `Bearer ${ingestOnly.producerToken}` }));
+      productRounds.push(
+        await ingest(`${ingestOnly.url}/v1/events`, { Authorization: `Bearer ${ingestOnly.producerToken}` }),
+      );
     }
     return { control: mean(controlRounds), controlQueued: mean(queuedRounds), product: mean(productRounds) };
   } finally {
@@ -191,14 +214,18 @@ function consumerSettings(config: string): { maxBatchSize: number; maxBatchTimeo
 function checkControlMatchesProduct(): void {
   const control = consumerSettings(CONTROL_CONFIG);
   if (control.maxBatchSize !== BATCH_SIZE || control.maxBatchTimeoutMs !== BATCH_TIMEOUT_MS) {
-    throw new Error("bench/control/wrangler.toml must use the product's consumer settings (max_batch_size, max_batch_timeout)");
+    throw new Error(
+      "bench/control/wrangler.toml must use the product's consumer settings (max_batch_size, max_batch_timeout)",
+    );
   }
   const frontDoor = (config: string) => {
     const { directory: _, ...assets } = (readToml(config).assets ?? {}) as TomlTable;
     return JSON.stringify(assets);
   };
   if (frontDoor(CONTROL_CONFIG) !== frontDoor(PRODUCT_CONFIG)) {
-    throw new Error("bench/control/wrangler.toml must use the product's [assets] settings (the same requests reach the Worker)");
+    throw new Error(
+      "bench/control/wrangler.toml must use the product's [assets] settings (the same requests reach the Worker)",
+    );
   }
 }
 
@@ -207,7 +234,10 @@ function ingestOnlyConfig(): string {
   const table = readToml(PRODUCT_CONFIG);
   delete (table.queues as TomlTable).consumers;
   const file = ".bench-ingest.wrangler.toml";
-  writeFileSync(join(root, file), `# Generated by bench/run.ts: the product's config without its queue consumers.\n${stringifyToml(table)}`);
+  writeFileSync(
+    join(root, file),
+    `# Generated by bench/run.ts: the product's config without its queue consumers.\n${stringifyToml(table)}`,
+  );
   return file;
 }
 
@@ -216,7 +246,9 @@ function ingestOnlyConfig(): string {
 async function startReceiver() {
   const child = spawn(process.execPath, [join(root, "bench/receiver.mjs")], { stdio: ["ignore", "pipe", "inherit"] });
   const port = await new Promise<number>((resolve) =>
-    createInterface({ input: child.stdout! }).once("line", (line) => resolve((JSON.parse(line) as { listening: number }).listening)),
+    createInterface({ input: child.stdout! }).once("line", (line) =>
+      resolve((JSON.parse(line) as { listening: number }).listening),
+    ),
   );
   const base = `http://127.0.0.1:${port}`;
   const stats = async () => (await (await fetch(`${base}/stats`)).json()) as ReceiverStats;
@@ -268,28 +300,27 @@ let jobCounter = 0;
 function seedEvent(orgId: string, webhookUrl: string, size?: number): Record<string, unknown> {
   const jobId = `job_${process.pid}_${++jobCounter}`;
   const signature = Array.from({ length: 64 }, (_, i) => ((i * 7919 + jobCounter) % 16).toString(16)).join("");
-  const data: Record<string, unknown> = {
-    job_id: jobId,
-    workspace_id: "ws_xyz",
-    org_id: orgId,
-    status: "completed",
+  const data: Record<string, unknown> = sampleJobData(orgId, jobId, {
     output_url: `https://storage.googleapis.com/zupertry-outputs/${jobId}.png?X-Goog-Signature=${signature}`,
-    credits_consumed: 1,
-    created_at: "2026-03-19T10:00:00.000Z",
-    completed_at: "2026-03-19T10:00:05.231Z",
     sent_at: Date.now(),
-  };
+  });
   const event = { type: "job.completed", data, webhook_url: webhookUrl };
   if (size !== undefined) {
     const missing = size - Buffer.byteLength(JSON.stringify(event));
-    if (missing > 0) data.output_url += "&pad=" + "0123456789abcdef".repeat(Math.ceil(missing / 16)).slice(0, Math.max(0, missing - 5));
+    if (missing > 0) {
+      const pad = "0123456789abcdef".repeat(Math.ceil(missing / 16)).slice(0, Math.max(0, missing - 5));
+      data.output_url += `&pad=${pad}`;
+    }
   }
   return event;
 }
 
 async function ingest(url: string, headers: Record<string, string>): Promise<IngestResult> {
   // One body template; autocannon gives each request its own job id ([<id>]).
-  const body = JSON.stringify({ ...seedEvent("org_bench_ingest", "http://127.0.0.1:9/unused", 1024), data: { ...seedEvent("org_bench_ingest", "", 1024).data as object, job_id: "job_[<id>]" } });
+  const body = JSON.stringify({
+    ...seedEvent("org_bench_ingest", "http://127.0.0.1:9/unused", 1024),
+    data: { ...(seedEvent("org_bench_ingest", "", 1024).data as object), job_id: "job_[<id>]" },
+  });
   const result = await autocannon({
     url,
     method: "POST",
@@ -311,7 +342,8 @@ async function ingest(url: string, headers: Record<string, string>): Promise<Ing
 }
 
 function mean(rounds: IngestResult[]): IngestResult & { rounds: number[] } {
-  const avg = (pick: (r: IngestResult) => number) => Math.round(rounds.reduce((n, r) => n + pick(r), 0) / rounds.length);
+  const avg = (pick: (r: IngestResult) => number) =>
+    Math.round(rounds.reduce((n, r) => n + pick(r), 0) / rounds.length);
   return {
     requestsPerSecond: avg((r) => r.requestsPerSecond),
     p50Ms: avg((r) => r.p50Ms),
@@ -331,7 +363,8 @@ async function drained(dispatcher: Dispatcher, timeoutMs = 10 * 60_000): Promise
   for (;;) {
     const counters = await getCounters(dispatcher);
     if (counters.queueMessagesAcked >= counters.queueMessagesWritten && counters.queueMessagesRead === last) return;
-    if (Date.now() > deadline) throw new Error(`the queue did not drain: ${JSON.stringify(counters)}\n${dispatcher.output().slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`the queue did not drain: ${JSON.stringify(counters)}\n${dispatcher.output().slice(-3000)}`);
     last = counters.queueMessagesRead;
     await sleep(2000);
   }
@@ -382,7 +415,13 @@ async function burst(
 async function deliver(dispatcher: Dispatcher, receiver: Receiver): Promise<DeliveryResult> {
   await fetch(`${dispatcher.url}/__bench/reset`, { method: "POST" });
   const sizeBefore = await d1Size(dispatcher);
-  const { seconds, stats } = await burst(dispatcher.url, dispatcher.producerToken, receiver, DELIVERY_EVENTS, (i) => `org_bench_${i % ORGS}`);
+  const { seconds, stats } = await burst(
+    dispatcher.url,
+    dispatcher.producerToken,
+    receiver,
+    DELIVERY_EVENTS,
+    (i) => `org_bench_${i % ORGS}`,
+  );
   await drained(dispatcher);
   const counters = await getCounters(dispatcher);
   return {
@@ -397,7 +436,10 @@ async function deliver(dispatcher: Dispatcher, receiver: Receiver): Promise<Deli
 }
 
 /** The same burst through the control Worker: queue and fetch only. */
-async function deliverControl(control: Dispatcher, receiver: Receiver): Promise<{ seconds: number; deliveriesPerSecond: number }> {
+async function deliverControl(
+  control: Dispatcher,
+  receiver: Receiver,
+): Promise<{ seconds: number; deliveriesPerSecond: number }> {
   const { seconds } = await burst(control.url, null, receiver, DELIVERY_EVENTS, () => "org_control");
   return { seconds, deliveriesPerSecond: Math.round(DELIVERY_EVENTS / seconds) };
 }
@@ -456,7 +498,10 @@ interface NeighbourRun {
  * arrivals not measured), then hanging. Measured: the four healthy orgs' events.
  */
 async function neighbourPhase(receiver: Receiver): Promise<NonNullable<Measured["neighbour"]>> {
-  const dispatcher = await startDispatcher({ ALLOW_INSECURE_WEBHOOK_URLS: "true" }, { script: "bench/counting/worker.ts", config: PRODUCT_CONFIG });
+  const dispatcher = await startDispatcher(
+    { ALLOW_INSECURE_WEBHOOK_URLS: "true" },
+    { script: "bench/counting/worker.ts", config: PRODUCT_CONFIG },
+  );
   try {
     log(`noisy neighbour: ${NEIGHBOUR_EVENTS_PER_ORG * ORGS} events, 5 orgs, none hanging`);
     const healthy = await neighbourRun(dispatcher, receiver, "healthy");
@@ -468,14 +513,26 @@ async function neighbourPhase(receiver: Receiver): Promise<NonNullable<Measured[
   }
 }
 
-async function neighbourRun(dispatcher: Dispatcher, receiver: Receiver, fifth: "healthy" | "hanging"): Promise<NeighbourRun> {
+async function neighbourRun(
+  dispatcher: Dispatcher,
+  receiver: Receiver,
+  fifth: "healthy" | "hanging",
+): Promise<NeighbourRun> {
   await fetch(`${dispatcher.url}/__bench/reset`, { method: "POST" });
   const total = NEIGHBOUR_EVENTS_PER_ORG * ORGS;
   const healthyEvents = total - NEIGHBOUR_EVENTS_PER_ORG;
-  const { seconds, stats } = await burst(dispatcher.url, dispatcher.producerToken, receiver, total, (i) => `org_nb_${fifth}_${i % ORGS}`, {
-    urlOf: (i) => (i % ORGS !== ORGS - 1 ? receiver.url : fifth === "healthy" ? `${receiver.base}/other` : `${receiver.base}/hang`),
-    expected: healthyEvents,
-  });
+  const { seconds, stats } = await burst(
+    dispatcher.url,
+    dispatcher.producerToken,
+    receiver,
+    total,
+    (i) => `org_nb_${fifth}_${i % ORGS}`,
+    {
+      urlOf: (i) =>
+        i % ORGS !== ORGS - 1 ? receiver.url : fifth === "healthy" ? `${receiver.base}/other` : `${receiver.base}/hang`,
+      expected: healthyEvents,
+    },
+  );
   return {
     healthyEvents,
     seconds,
@@ -505,7 +562,10 @@ function watchMemory(wranglerPid: number) {
   };
   const timer = setInterval(sample, 500);
   return {
-    peakKiB: () => (sample(), peak),
+    peakKiB: () => {
+      sample();
+      return peak;
+    },
     stop: () => clearInterval(timer),
   };
 }
@@ -582,31 +642,72 @@ function report(m: Measured) {
   }
   if (d) {
     const ratio = d.delivery.deliveriesPerSecond / d.ceiling.deliveriesPerSecond;
-    targets.push({ target: "deliveries/s ≥ 80% of the queue + fetch control", ok: ratio >= 0.8, value: `${pct(ratio)} (${d.delivery.deliveriesPerSecond}/s of ${d.ceiling.deliveriesPerSecond}/s)` });
+    targets.push({
+      target: "deliveries/s ≥ 80% of the queue + fetch control",
+      ok: ratio >= 0.8,
+      value: `${pct(ratio)} (${d.delivery.deliveriesPerSecond}/s of ${d.ceiling.deliveriesPerSecond}/s)`,
+    });
     const drain = d.delivery.seconds / d.ceiling.seconds;
-    targets.push({ target: "a burst drains within 1.25× the control's drain time", ok: drain <= 1.25, value: `${drain.toFixed(2)}× (${d.delivery.seconds.toFixed(1)} s vs ${d.ceiling.seconds.toFixed(1)} s)` });
+    targets.push({
+      target: "a burst drains within 1.25× the control's drain time",
+      ok: drain <= 1.25,
+      value: `${drain.toFixed(2)}× (${d.delivery.seconds.toFixed(1)} s vs ${d.ceiling.seconds.toFixed(1)} s)`,
+    });
   }
   if (m.steady) {
-    targets.push({ target: `steady p50 ingest→arrival ≤ batch timeout + 300 ms (${BATCH_TIMEOUT_MS + 300} ms)`, ok: m.steady.p50Ms <= BATCH_TIMEOUT_MS + 300, value: `${m.steady.p50Ms} ms` });
+    targets.push({
+      target: `steady p50 ingest→arrival ≤ batch timeout + 300 ms (${BATCH_TIMEOUT_MS + 300} ms)`,
+      ok: m.steady.p50Ms <= BATCH_TIMEOUT_MS + 300,
+      value: `${m.steady.p50Ms} ms`,
+    });
   }
   if (nb) {
     const throughput = nb.noisy.deliveriesPerSecond / nb.healthy.deliveriesPerSecond;
     const latency = nb.noisy.latencyP50Ms / nb.healthy.latencyP50Ms;
-    targets.push({ target: "noisy neighbour: healthy orgs' deliveries/s ≥ 80% of all-healthy", ok: throughput >= 0.8, value: `${pct(throughput)} (${nb.noisy.deliveriesPerSecond}/s vs ${nb.healthy.deliveriesPerSecond}/s)` });
-    targets.push({ target: "noisy neighbour: healthy orgs' p50 ≤ 2× all-healthy", ok: latency <= 2, value: `${latency.toFixed(2)}× (${nb.noisy.latencyP50Ms} ms vs ${nb.healthy.latencyP50Ms} ms)` });
+    targets.push({
+      target: "noisy neighbour: healthy orgs' deliveries/s ≥ 80% of all-healthy",
+      ok: throughput >= 0.8,
+      value: `${pct(throughput)} (${nb.noisy.deliveriesPerSecond}/s vs ${nb.healthy.deliveriesPerSecond}/s)`,
+    });
+    targets.push({
+      target: "noisy neighbour: healthy orgs' p50 ≤ 2× all-healthy",
+      ok: latency <= 2,
+      value: `${latency.toFixed(2)}× (${nb.noisy.latencyP50Ms} ms vs ${nb.healthy.latencyP50Ms} ms)`,
+    });
   }
   if (d) {
     const c = d.delivery.counters;
-    targets.push({ target: "≤ 3 D1 write round trips per queue batch (group commit)", ok: c.maxD1WriteRoundTripsPerBatch <= 3, value: `max ${c.maxD1WriteRoundTripsPerBatch}` });
-    targets.push({ target: "≤ 1 settings read and ≤ 1 health report per org per batch", ok: c.maxOrgCallsPerMethodPerBatch <= 1, value: `max ${c.maxOrgCallsPerMethodPerBatch}` });
-    targets.push({ target: "≤ $4 per million delivered events", ok: dollarsPerMillion!.total <= 4, value: `$${dollarsPerMillion!.total.toFixed(2)}` });
+    targets.push({
+      target: "≤ 3 D1 write round trips per queue batch (group commit)",
+      ok: c.maxD1WriteRoundTripsPerBatch <= 3,
+      value: `max ${c.maxD1WriteRoundTripsPerBatch}`,
+    });
+    targets.push({
+      target: "≤ 1 settings read and ≤ 1 health report per org per batch",
+      ok: c.maxOrgCallsPerMethodPerBatch <= 1,
+      value: `max ${c.maxOrgCallsPerMethodPerBatch}`,
+    });
+    targets.push({
+      target: "≤ $4 per million delivered events",
+      ok: dollarsPerMillion!.total <= 4,
+      value: `$${dollarsPerMillion!.total.toFixed(2)}`,
+    });
   }
   if (neighbourCost) {
-    targets.push({ target: "≤ $4 per million healthy deliveries beside a hanging org (its moves counted)", ok: neighbourCost.total <= 4, value: `$${neighbourCost.total.toFixed(2)}` });
+    targets.push({
+      target: "≤ $4 per million healthy deliveries beside a hanging org (its moves counted)",
+      ok: neighbourCost.total <= 4,
+      value: `$${neighbourCost.total.toFixed(2)}`,
+    });
   }
   return {
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model ?? "unknown",
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+    },
     settings: { fastLaneBatchSize: BATCH_SIZE, batchTimeoutMs: BATCH_TIMEOUT_MS, phases: [...phases] },
     ingest: m.ingest && {
       control: m.ingest.control,
@@ -650,56 +751,138 @@ function report(m: Measured) {
   };
 }
 
+/** One ingest measurement as a table cell. */
+const ingestLine = (m: IngestMean, withErrors = true) =>
+  [
+    `${m.requestsPerSecond} req/s (${m.rounds.join(", ")})`,
+    `p50 ${m.p50Ms} ms`,
+    `p99 ${m.p99Ms} ms`,
+    ...(withErrors ? [`errors ${m.errors + m.non2xx}`] : []),
+  ].join(", ");
+
 function print(r: ReturnType<typeof report>, complete: boolean) {
   const rows: Array<[string, string]> = [
     ["machine", `${r.machine.cpus} × ${r.machine.cpuModel}, ${r.machine.memoryGiB} GiB, Node ${r.machine.node}`],
     ["fast lane batch size, batch timeout", `${r.settings.fastLaneBatchSize}, ${r.settings.batchTimeoutMs} ms`],
   ];
   if (r.ingest) {
+    const load = `${r.ingest.control.bodyBytes} B, c=${CONNECTIONS}, ${INGEST_ROUNDS}×${INGEST_SECONDS} s`;
     rows.push(
-      [`ingest, control route (${r.ingest.control.bodyBytes} B, c=${CONNECTIONS}, ${INGEST_ROUNDS}×${INGEST_SECONDS} s)`, `${r.ingest.control.requestsPerSecond} req/s (${r.ingest.control.rounds.join(", ")}), p50 ${r.ingest.control.p50Ms} ms, p99 ${r.ingest.control.p99Ms} ms, errors ${r.ingest.control.errors + r.ingest.control.non2xx}`],
-      [`ingest, control route + Queue.send (same load)`, `${r.ingest.controlWithQueueSend.requestsPerSecond} req/s (${r.ingest.controlWithQueueSend.rounds.join(", ")}), p50 ${r.ingest.controlWithQueueSend.p50Ms} ms, p99 ${r.ingest.controlWithQueueSend.p99Ms} ms`],
-      [`ingest, POST /v1/events (same load)`, `${r.ingest.dispatcher.requestsPerSecond} req/s (${r.ingest.dispatcher.rounds.join(", ")}), p50 ${r.ingest.dispatcher.p50Ms} ms, p99 ${r.ingest.dispatcher.p99Ms} ms, errors ${r.ingest.dispatcher.errors + r.ingest.dispatcher.non2xx}`],
-      ["ingest ratio to control", `${pct(r.ingest.ratio)} (to control + Queue.send: ${pct(r.ingest.ratioToControlWithQueueSend)})`],
+      [`ingest, control route (${load})`, ingestLine(r.ingest.control)],
+      ["ingest, control route + Queue.send (same load)", ingestLine(r.ingest.controlWithQueueSend, false)],
+      ["ingest, POST /v1/events (same load)", ingestLine(r.ingest.dispatcher)],
+      [
+        "ingest ratio to control",
+        `${pct(r.ingest.ratio)} (to control + Queue.send: ${pct(r.ingest.ratioToControlWithQueueSend)})`,
+      ],
     );
   }
   if (r.delivery) {
     const c = r.delivery.counters;
+    const d = r.delivery;
+    const list = (counts: Record<string, number>) =>
+      Object.entries(counts)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join(", ");
     rows.push(
-      [`delivery, ${r.delivery.events} events via /v1/events/batch`, `${r.delivery.seconds.toFixed(2)} s to the last arrival, ${r.delivery.deliveriesPerSecond} deliveries/s`],
-      ["delivery ceiling (control: queue + fetch only, 6 connections)", `${r.delivery.ceiling.seconds.toFixed(2)} s, ${r.delivery.ceiling.deliveriesPerSecond} deliveries/s; dispatcher at ${pct(r.delivery.ratioToCeiling)}`],
-      ["outbound fetch alone (one invocation, 6 connections)", `${r.delivery.ceiling.fetchOnlyPerSecond} POSTs/s`],
-      ["ingest-to-arrival latency, burst", `p50 ${r.delivery.latencyP50Ms} ms, p99 ${r.delivery.latencyP99Ms} ms`],
-      ["queue batches (size: count)", Object.entries(c.batchSizes).map(([k, v]) => `${k}: ${v}`).join(", ")],
-      ["Durable Object calls (method: count)", Object.entries(c.durableObjectCallsByMethod).map(([k, v]) => `${k}: ${v}`).join(", ")],
+      [
+        `delivery, ${d.events} events via /v1/events/batch`,
+        `${d.seconds.toFixed(2)} s to the last arrival, ${d.deliveriesPerSecond} deliveries/s`,
+      ],
+      [
+        "delivery ceiling (control: queue + fetch only, 6 connections)",
+        `${d.ceiling.seconds.toFixed(2)} s, ${d.ceiling.deliveriesPerSecond} deliveries/s; ` +
+          `dispatcher at ${pct(d.ratioToCeiling)}`,
+      ],
+      ["outbound fetch alone (one invocation, 6 connections)", `${d.ceiling.fetchOnlyPerSecond} POSTs/s`],
+      ["ingest-to-arrival latency, burst", `p50 ${d.latencyP50Ms} ms, p99 ${d.latencyP99Ms} ms`],
+      ["queue batches (size: count)", list(c.batchSizes)],
+      ["Durable Object calls (method: count)", list(c.durableObjectCallsByMethod)],
     );
   }
-  if (r.steady) rows.push([`ingest-to-arrival latency, steady ${r.steady.rate}/s`, `p50 ${r.steady.p50Ms} ms, p99 ${r.steady.p99Ms} ms`]);
+  if (r.steady) {
+    rows.push([
+      `ingest-to-arrival latency, steady ${r.steady.rate}/s`,
+      `p50 ${r.steady.p50Ms} ms, p99 ${r.steady.p99Ms} ms`,
+    ]);
+  }
   if (r.neighbour) {
     const { healthy, noisy } = r.neighbour;
-    const line = (n: NeighbourRun) => `${n.seconds.toFixed(2)} s, ${n.deliveriesPerSecond} deliveries/s, p50 ${n.latencyP50Ms} ms, p99 ${n.latencyP99Ms} ms`;
+    const line = (n: NeighbourRun) =>
+      [
+        `${n.seconds.toFixed(2)} s`,
+        `${n.deliveriesPerSecond} deliveries/s`,
+        `p50 ${n.latencyP50Ms} ms`,
+        `p99 ${n.latencyP99Ms} ms`,
+      ].join(", ");
     rows.push(
       [`noisy neighbour, 4 healthy orgs × ${r.neighbour.eventsPerOrg}, fifth org healthy`, line(healthy)],
-      ["noisy neighbour, the same, fifth org's endpoint hanging", `${line(noisy)}; ${noisy.counters.slowLaneMessagesWritten} messages to the slow lane`],
-      ["noisy neighbour, ratios", `throughput ${pct(r.neighbour.throughputRatio)}, p50 ${r.neighbour.p50Ratio.toFixed(2)}×`],
+      [
+        "noisy neighbour, the same, fifth org's endpoint hanging",
+        `${line(noisy)}; ${noisy.counters.slowLaneMessagesWritten} messages to the slow lane`,
+      ],
+      [
+        "noisy neighbour, ratios",
+        `throughput ${pct(r.neighbour.throughputRatio)}, p50 ${r.neighbour.p50Ratio.toFixed(2)}×`,
+      ],
     );
   }
   if (r.perEvent && r.dollarsPerMillion) {
     const p = r.perEvent;
     const $ = r.dollarsPerMillion;
+    const usd = (n: number, digits = 2) => `$${n.toFixed(digits)}`;
     rows.push(
-      ["per delivered event", `${fmt(p.workerInvocations)} invocations, ${fmt(p.queueOperations)} queue ops, ${fmt(p.d1RoundTrips)} D1 round trips, ${fmt(p.d1Statements)} statements, ${fmt(p.d1RowsWritten)} rows written, ${fmt(p.d1RowsRead)} rows read, ${fmt(p.durableObjectCalls)} DO calls, ${fmt(p.durableObjectRowsWritten)} DO rows written`],
-      ["$ per million delivered events", `$${$.total.toFixed(2)} (queue $${$.queueOperations.toFixed(2)}, D1 writes $${$.d1RowsWritten.toFixed(2)}, requests $${$.workerRequests.toFixed(3)}, DO $${$.durableObjectRequests.toFixed(3)}, DO rows $${$.durableObjectRowsWritten.toFixed(3)}, D1 reads $${$.d1RowsRead.toFixed(4)}; prices of ${r.prices.date})`],
+      [
+        "per delivered event",
+        [
+          `${fmt(p.workerInvocations)} invocations`,
+          `${fmt(p.queueOperations)} queue ops`,
+          `${fmt(p.d1RoundTrips)} D1 round trips`,
+          `${fmt(p.d1Statements)} statements`,
+          `${fmt(p.d1RowsWritten)} rows written`,
+          `${fmt(p.d1RowsRead)} rows read`,
+          `${fmt(p.durableObjectCalls)} DO calls`,
+          `${fmt(p.durableObjectRowsWritten)} DO rows written`,
+        ].join(", "),
+      ],
+      [
+        "$ per million delivered events",
+        `${usd($.total)} (` +
+          [
+            `queue ${usd($.queueOperations)}`,
+            `D1 writes ${usd($.d1RowsWritten)}`,
+            `requests ${usd($.workerRequests, 3)}`,
+            `DO ${usd($.durableObjectRequests, 3)}`,
+            `DO rows ${usd($.durableObjectRowsWritten, 3)}`,
+            `D1 reads ${usd($.d1RowsRead, 4)}`,
+            `prices of ${r.prices.date}`,
+          ].join(", ") +
+          ")",
+      ],
     );
   }
-  if (r.neighbour?.dollarsPerMillionHealthy) rows.push(["$ per million healthy deliveries beside a hanging org", `$${r.neighbour.dollarsPerMillionHealthy.total.toFixed(2)} (queue $${r.neighbour.dollarsPerMillionHealthy.queueOperations.toFixed(2)})`]);
+  const healthyCost = r.neighbour?.dollarsPerMillionHealthy;
+  if (healthyCost) {
+    rows.push([
+      "$ per million healthy deliveries beside a hanging org",
+      `$${healthyCost.total.toFixed(2)} (queue $${healthyCost.queueOperations.toFixed(2)})`,
+    ]);
+  }
   if (r.memory) rows.push(["workerd peak resident memory", `${r.memory.workerdPeakRssMiB} MiB`]);
-  if (r.storage) rows.push(["D1 bytes per delivered event", `${r.storage.d1BytesPerDelivery} B → 10 GB holds ${(r.storage.deliveriesIn10GB! / 1e6).toFixed(1)} M deliveries, ${(r.storage.deliveriesPerDayAt30DayRetention / 1e3).toFixed(0)} k/day at 30-day retention`]);
+  if (r.storage) {
+    const s = r.storage;
+    rows.push([
+      "D1 bytes per delivered event",
+      `${s.d1BytesPerDelivery} B → 10 GB holds ${(s.deliveriesIn10GB! / 1e6).toFixed(1)} M deliveries, ` +
+        `${(s.deliveriesPerDayAt30DayRetention / 1e3).toFixed(0)} k/day at 30-day retention`,
+    ]);
+  }
   rows.push(...r.targets.map((t): [string, string] => [`${t.ok ? "✓" : "✗"} ${t.target}`, t.value]));
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log(`\nzupertry-webhooks bench, ${r.date}\n`);
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
-  console.log(`\nwritten to ${complete ? "bench/results/latest.json" : "bench/results/partial.tmp.json (a partial run)"}\n`);
+  const written = complete ? "bench/results/latest.json" : "bench/results/partial.tmp.json (a partial run)";
+  console.log(`\nwritten to ${written}\n`);
 }
 
 // ---- helpers -----------------------------------------------------------------------
@@ -710,9 +893,11 @@ const log = (text: string) => console.log(`[bench] ${text}`);
 
 async function inParallel(tasks: Array<() => Promise<void>>, width: number): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < tasks.length) await tasks[next++]!();
-  }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < tasks.length) await tasks[next++]!();
+    }),
+  );
 }
 
 main().catch((error) => {

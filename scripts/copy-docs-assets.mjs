@@ -12,4 +12,5 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = dirname(createRequire(import.meta.url).resolve("swagger-ui-dist/package.json"));
 const target = join(root, "public/docs/vendor");
 mkdirSync(target, { recursive: true });
-for (const file of ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"]) copyFileSync(join(dist, file), join(target, file));
+for (const file of ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"])
+  copyFileSync(join(dist, file), join(target, file));

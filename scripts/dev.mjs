@@ -18,5 +18,14 @@ const wrangler = (args, stdio = "inherit") => spawnSync("npx", ["wrangler", ...a
 // No terminal on stdin: wrangler applies local migrations without asking.
 const migrated = wrangler(["d1", "migrations", "apply", "DB", "--local"], ["ignore", "inherit", "inherit"]);
 if (migrated.status !== 0) process.exit(migrated.status ?? 1);
-const dev = wrangler(["dev", "--ip", "127.0.0.1", "--port", "8787", "--var", "ALLOW_INSECURE_WEBHOOK_URLS:true", ...process.argv.slice(2)]);
+const dev = wrangler([
+  "dev",
+  "--ip",
+  "127.0.0.1",
+  "--port",
+  "8787",
+  "--var",
+  "ALLOW_INSECURE_WEBHOOK_URLS:true",
+  ...process.argv.slice(2),
+]);
 process.exit(dev.status ?? 0);

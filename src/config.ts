@@ -42,6 +42,20 @@ export type ConfigVars = Pick<
   | "STALLED_AFTER_SECONDS"
 >;
 
+/**
+ * Every var's default: the one source. wrangler.toml `[vars]`, the README and DESIGN.md
+ * configuration tables say the same (test/node/contract.test.ts holds them to it).
+ */
+export const CONFIG_DEFAULTS = {
+  RETRY_DELAYS_SECONDS: "60,300",
+  ATTEMPT_TIMEOUT_MS: "10000",
+  ALLOW_INSECURE_WEBHOOK_URLS: "false",
+  RESPONSE_BODY_LIMIT_BYTES: "65536",
+  LOG_RETENTION_DAYS: "30",
+  SLOW_ATTEMPT_MS: "1000",
+  STALLED_AFTER_SECONDS: "300",
+} as const satisfies Record<keyof ConfigVars, string>;
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -58,31 +72,22 @@ export function readConfig(env: ConfigVars): Config {
 }
 
 export function parseConfig(env: ConfigVars): Config {
+  const raw = (name: keyof ConfigVars): string => env[name] ?? CONFIG_DEFAULTS[name];
   return {
-    retryDelaysSeconds: parseDelays(env.RETRY_DELAYS_SECONDS ?? "60,300"),
-    attemptTimeoutMs: parseInteger("ATTEMPT_TIMEOUT_MS", env.ATTEMPT_TIMEOUT_MS ?? "10000", 1, 900_000),
-    allowInsecureWebhookUrls: parseBoolean(
-      "ALLOW_INSECURE_WEBHOOK_URLS",
-      env.ALLOW_INSECURE_WEBHOOK_URLS ?? "false",
-    ),
-    responseBodyLimitBytes: parseInteger(
-      "RESPONSE_BODY_LIMIT_BYTES",
-      env.RESPONSE_BODY_LIMIT_BYTES ?? "65536",
-      0,
-      1_048_576,
-    ),
-    logRetentionDays: parseInteger("LOG_RETENTION_DAYS", env.LOG_RETENTION_DAYS ?? "30", 1, 3650),
-    slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", env.SLOW_ATTEMPT_MS ?? "1000", 1, 900_000),
-    stalledAfterMs: parseInteger("STALLED_AFTER_SECONDS", env.STALLED_AFTER_SECONDS ?? "300", 1, 86_400) * 1000,
+    retryDelaysSeconds: parseDelays(raw("RETRY_DELAYS_SECONDS")),
+    attemptTimeoutMs: parseInteger("ATTEMPT_TIMEOUT_MS", raw("ATTEMPT_TIMEOUT_MS"), 1, 900_000),
+    allowInsecureWebhookUrls: parseBoolean("ALLOW_INSECURE_WEBHOOK_URLS", raw("ALLOW_INSECURE_WEBHOOK_URLS")),
+    responseBodyLimitBytes: parseInteger("RESPONSE_BODY_LIMIT_BYTES", raw("RESPONSE_BODY_LIMIT_BYTES"), 0, 1_048_576),
+    logRetentionDays: parseInteger("LOG_RETENTION_DAYS", raw("LOG_RETENTION_DAYS"), 1, 3650),
+    slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", raw("SLOW_ATTEMPT_MS"), 1, 900_000),
+    stalledAfterMs: parseInteger("STALLED_AFTER_SECONDS", raw("STALLED_AFTER_SECONDS"), 1, 86_400) * 1000,
   };
 }
 
 function parseDelays(raw: string): number[] {
   const text = raw.trim();
   if (text === "") return [];
-  return text
-    .split(",")
-    .map((part) => parseInteger("RETRY_DELAYS_SECONDS", part.trim(), 0, MAX_QUEUE_DELAY_SECONDS));
+  return text.split(",").map((part) => parseInteger("RETRY_DELAYS_SECONDS", part.trim(), 0, MAX_QUEUE_DELAY_SECONDS));
 }
 
 function parseInteger(name: string, raw: string, min: number, max: number): number {

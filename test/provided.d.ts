@@ -7,4 +7,5 @@ declare module "vitest" {
     secondReceiverUrl: string;
   }
 }
+
 export {};

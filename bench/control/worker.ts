@@ -59,7 +59,11 @@ export default {
       Array.from({ length: 6 }, async () => {
         while (next < batch.messages.length) {
           const message = batch.messages[next++]!;
-          const res = await fetch(message.body.url, { method: "POST", headers: { "content-type": "application/json" }, body: message.body.body });
+          const res = await fetch(message.body.url, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: message.body.body,
+          });
           await res.arrayBuffer();
           if (res.ok) message.ack();
           else message.retry();

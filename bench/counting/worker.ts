@@ -12,8 +12,9 @@
  *   GET  /__bench/counters   the counters (and the D1 size, from the last result's meta)
  *   POST /__bench/reset      zero them
  */
-import product, { OrgSettings as ProductOrgSettings } from "../../src/index";
+
 import type { DeliveryMessage } from "../../src/delivery/message";
+import product, { OrgSettings as ProductOrgSettings } from "../../src/index";
 
 /**
  * The product's Durable Object, counting the rows its SQLite writes (billed like D1's).
@@ -185,13 +186,16 @@ function settingsNamespace(ns: Env["ORG_SETTINGS"], run: BatchStats | null): Env
       // Only the RPC methods the product calls are counted; each is one billed request.
       return new Proxy(stub, {
         get(target, prop) {
-          if (typeof prop !== "string" || !RPC_METHODS.has(prop)) return (target as unknown as Record<string | symbol, unknown>)[prop];
+          if (typeof prop !== "string" || !RPC_METHODS.has(prop))
+            return (target as unknown as Record<string | symbol, unknown>)[prop];
           return (...args: unknown[]) => {
             counters.durableObjectCalls++;
             counters.durableObjectCallsByMethod[prop] = (counters.durableObjectCallsByMethod[prop] ?? 0) + 1;
             const key = `${org} ${prop}`;
             if (run) run.orgCalls.set(key, (run.orgCalls.get(key) ?? 0) + 1);
-            return timed("msInSettingsCalls", async () => (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[prop]!(...args));
+            return timed("msInSettingsCalls", async () =>
+              (target as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[prop]!(...args),
+            );
           };
         },
       });
@@ -219,18 +223,38 @@ const fetchEnvs = new WeakMap<Env, Env>();
 /** The batch the consumer sees: the same messages, with ack/retry counted. */
 function countedBatch(batch: MessageBatch<DeliveryMessage>): MessageBatch<DeliveryMessage> {
   const messages = batch.messages.map((m) => ({
-    get id() { return m.id; },
-    get body() { return m.body; },
-    get attempts() { return m.attempts; },
-    get timestamp() { return m.timestamp; },
-    ack() { counters.queueMessagesAcked++; m.ack(); },
-    retry(options?: QueueRetryOptions) { counters.queueMessagesRetried++; m.retry(options); },
+    get id() {
+      return m.id;
+    },
+    get body() {
+      return m.body;
+    },
+    get attempts() {
+      return m.attempts;
+    },
+    get timestamp() {
+      return m.timestamp;
+    },
+    ack() {
+      counters.queueMessagesAcked++;
+      m.ack();
+    },
+    retry(options?: QueueRetryOptions) {
+      counters.queueMessagesRetried++;
+      m.retry(options);
+    },
   }));
   return {
     queue: batch.queue,
     messages,
-    ackAll() { counters.queueMessagesAcked += messages.length; batch.ackAll(); },
-    retryAll(options?: QueueRetryOptions) { counters.queueMessagesRetried += messages.length; batch.retryAll(options); },
+    ackAll() {
+      counters.queueMessagesAcked += messages.length;
+      batch.ackAll();
+    },
+    retryAll(options?: QueueRetryOptions) {
+      counters.queueMessagesRetried += messages.length;
+      batch.retryAll(options);
+    },
   } as unknown as MessageBatch<DeliveryMessage>;
 }
 
@@ -244,7 +268,10 @@ export default {
     }
     counters.fetchInvocations++;
     let wrapped = fetchEnvs.get(env);
-    if (!wrapped) fetchEnvs.set(env, (wrapped = counted(env, null)));
+    if (!wrapped) {
+      wrapped = counted(env, null);
+      fetchEnvs.set(env, wrapped);
+    }
     return product.fetch(request, wrapped, ctx);
   },
 
@@ -253,7 +280,12 @@ export default {
     counters.queueMessagesRead += batch.messages.length;
     counters.batchSizes[batch.messages.length] = (counters.batchSizes[batch.messages.length] ?? 0) + 1;
     counters.batchesByQueue[batch.queue] = (counters.batchesByQueue[batch.queue] ?? 0) + 1;
-    const stats: BatchStats = { messages: batch.messages.length, d1WriteRoundTrips: 0, d1ReadRoundTrips: 0, orgCalls: new Map() };
+    const stats: BatchStats = {
+      messages: batch.messages.length,
+      d1WriteRoundTrips: 0,
+      d1ReadRoundTrips: 0,
+      orgCalls: new Map(),
+    };
     const started = performance.now();
     try {
       await product.queue(countedBatch(batch), counted(env, stats), ctx);
@@ -262,7 +294,11 @@ export default {
       counters.batches++;
       counters.maxD1WriteRoundTripsPerBatch = Math.max(counters.maxD1WriteRoundTripsPerBatch, stats.d1WriteRoundTrips);
       counters.maxD1ReadRoundTripsPerBatch = Math.max(counters.maxD1ReadRoundTripsPerBatch, stats.d1ReadRoundTrips);
-      counters.maxOrgCallsPerMethodPerBatch = Math.max(counters.maxOrgCallsPerMethodPerBatch, ...stats.orgCalls.values(), 0);
+      counters.maxOrgCallsPerMethodPerBatch = Math.max(
+        counters.maxOrgCallsPerMethodPerBatch,
+        ...stats.orgCalls.values(),
+        0,
+      );
     }
   },
 

@@ -1,3 +1,4 @@
+// @ts-check
 // The Zupertry webhooks console: a thin client of the public org API (/v1/...), with
 // no private endpoint and no build step. The org API key lives in this tab's
 // sessionStorage and is only ever sent as the Authorization header.
@@ -5,10 +6,49 @@
 // Everything that comes from the server is put on the page with textContent, never
 // as HTML: a receiver that answers `<script>` shows as text.
 
+/**
+ * What the org API answers (its OpenAPI document, /openapi.json, is the contract).
+ * @typedef {{ endpoint: string, lane: "fast" | "slow", lane_reason: "timeout" | "slow" | "failing" | null,
+ *   lane_since: string | null, success_rate_24h: number | null, attempts_24h: number, timeouts_24h: number,
+ *   consecutive_failures: number, last_success_at: string | null, last_failure_at: string | null,
+ *   last_error: string | null, latency_ms: number | null, recent: RecentOutcome[] }} EndpointHealth
+ * @typedef {"ok" | "slow_ok" | "http_error" | "timeout" | "network_error"} RecentOutcome
+ * @typedef {{ webhook_url: string | null, signing_secret: string, secret_rotated_at: string | null,
+ *   health: EndpointHealth | null }} Settings
+ * @typedef {{ id: string, delivery_id: string, job_id: string, event_type: string, attempt: number,
+ *   status_code: number | null, response_time_ms: number, attempted_at: string, outcome: "succeeded" | "failed",
+ *   error: string | null, error_detail: string | null }} Attempt
+ * @typedef {Attempt & { url: string | null,
+ *   request: { headers: Record<string, string> | null, body: string },
+ *   response: { headers: Record<string, string> | null, body: string | null, truncated: boolean } }} AttemptDetail
+ * @typedef {{ data: Attempt[], next_cursor: string | null }} AttemptPage
+ */
+
 const KEY_STORAGE = "zupertry.orgKey";
 const PAGE_SIZE = 20;
-const $ = (id) => document.getElementById(id);
 
+/**
+ * An element of index.html, by id. The page is fixed (and tested), so a missing one is a
+ * bug: it throws. `$input`, `$button` and `$dialog` say which kind of element it is.
+ * @param {string} id
+ * @returns {HTMLElement}
+ */
+function $(id) {
+  const node = document.getElementById(id);
+  if (!node) throw new Error(`index.html has no #${id}`);
+  return node;
+}
+/** @param {string} id */
+const $input = (id) => /** @type {HTMLInputElement} */ ($(id));
+/** @param {string} id */
+const $button = (id) => /** @type {HTMLButtonElement} */ ($(id));
+/** @param {string} id */
+const $dialog = (id) => /** @type {HTMLDialogElement} */ ($(id));
+
+/**
+ * @type {{ key: string | null, settings: Settings | null, secretShown: boolean, cursor: string | null,
+ *   nextCursor: string | null, details: Map<string, AttemptDetail>, logsLoad: number }}
+ */
 const state = {
   key: sessionStorage.getItem(KEY_STORAGE),
   settings: null,
@@ -19,7 +59,23 @@ const state = {
   logsLoad: 0,
 };
 
+/**
+ * Whatever a `catch` got, as an ApiError (anything else is a bug, shown as its message).
+ * @param {unknown} error
+ * @returns {ApiError}
+ */
+function asApiError(error) {
+  return error instanceof ApiError
+    ? error
+    : new ApiError(0, "internal", String(error instanceof Error ? error.message : error));
+}
+
 class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   */
   constructor(status, code, message) {
     super(message);
     this.status = status;
@@ -27,13 +83,23 @@ class ApiError extends Error {
   }
 }
 
-/** Calls the org API. 401 signs out; network failures become a readable error. */
+/**
+ * Calls the org API. 401 signs out; network failures become a readable error.
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @param {string | null} [key]
+ * @returns {Promise<any>} the answer's JSON (its shape is the route's, see the typedefs above)
+ */
 async function api(method, path, body, key = state.key) {
   let res;
   try {
     res = await fetch(path, {
       method,
-      headers: { Authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      headers: {
+        Authorization: `Bearer ${key}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -41,8 +107,13 @@ async function api(method, path, body, key = state.key) {
   }
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) {
-    const error = new ApiError(res.status, data?.error?.code ?? "http_error", data?.error?.message ?? `The server answered HTTP ${res.status}.`);
-    if (res.status === 401 && key === state.key) signOut("That API key was not accepted: it is invalid or has been revoked.");
+    const error = new ApiError(
+      res.status,
+      data?.error?.code ?? "http_error",
+      data?.error?.message ?? `The server answered HTTP ${res.status}.`,
+    );
+    if (res.status === 401 && key === state.key)
+      signOut("That API key was not accepted: it is invalid or has been revoked.");
     throw error;
   }
   return data;
@@ -50,18 +121,31 @@ async function api(method, path, body, key = state.key) {
 
 // ---- small DOM helpers -------------------------------------------------------------
 
+/**
+ * A new element: `attrs.class` and `attrs.text` set className and textContent, the rest
+ * are attributes (true: present, false/null/undefined: left out).
+ * @param {string} tag
+ * @param {Record<string, string | boolean | null | undefined>} [attrs]
+ * @param {Array<Node | string | null | undefined>} children
+ * @returns {HTMLElement}
+ */
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) {
     if (value === undefined || value === null || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
+    if (name === "class") node.className = String(value);
+    else if (name === "text") node.textContent = String(value);
+    else node.setAttribute(name, value === true ? "" : String(value));
   }
   for (const child of children) if (child !== null && child !== undefined) node.append(child);
   return node;
 }
 
+/**
+ * @param {string} id
+ * @param {string} text
+ * @param {"" | "ok" | "error"} [kind]
+ */
 function say(id, text, kind = "") {
   const node = $(id);
   node.textContent = text;
@@ -77,8 +161,10 @@ const timeFormat = new Intl.DateTimeFormat(undefined, {
   second: "2-digit",
   timeZoneName: "short",
 });
+/** @param {string} iso */
 const when = (iso) => timeFormat.format(new Date(iso));
 
+/** @param {string} text */
 function pretty(text) {
   try {
     return JSON.stringify(JSON.parse(text), null, 2);
@@ -93,9 +179,10 @@ function showSignedIn() {
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("session").hidden = false;
-  $("session-key").textContent = `Signed in with ${state.key.slice(0, 7)}…`;
+  $("session-key").textContent = `Signed in with ${state.key?.slice(0, 7)}…`;
 }
 
+/** @param {string} [message] */
 function signOut(message = "") {
   sessionStorage.removeItem(KEY_STORAGE);
   state.key = null;
@@ -104,18 +191,18 @@ function signOut(message = "") {
   state.details.clear();
   $("logs-body").replaceChildren();
   $("secret").textContent = "whsec_••••••••••••••••";
-  $("webhook-url").value = "";
+  $input("webhook-url").value = "";
   $("app").hidden = true;
   $("session").hidden = true;
   $("sign-in").hidden = false;
-  $("api-key").value = "";
+  $input("api-key").value = "";
   say("sign-in-error", message, message ? "error" : "");
-  $("api-key").focus();
+  $input("api-key").focus();
 }
 
 $("sign-in-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const key = $("api-key").value.trim();
+  const key = $input("api-key").value.trim();
   if (!/^zk_[A-Za-z0-9_-]{20,}$/.test(key)) {
     say("sign-in-error", "An org API key starts with zk_ and is about 46 characters long.", "error");
     return;
@@ -130,7 +217,13 @@ $("sign-in-form").addEventListener("submit", async (event) => {
     showSignedIn();
     route();
   } catch (error) {
-    say("sign-in-error", error.status === 401 ? "That API key was not accepted: it is invalid or has been revoked." : error.message, "error");
+    say(
+      "sign-in-error",
+      asApiError(error).status === 401
+        ? "That API key was not accepted: it is invalid or has been revoked."
+        : asApiError(error).message,
+      "error",
+    );
   }
 });
 
@@ -142,8 +235,12 @@ function params() {
   return new URLSearchParams(location.search);
 }
 
+/**
+ * @param {Record<string, string | null | undefined>} next the URL's query (empty values are left out)
+ * @param {{ replace?: boolean }} [options]
+ */
 function navigate(next, { replace = false } = {}) {
-  const query = new URLSearchParams(Object.entries(next).filter(([, v]) => v));
+  const query = new URLSearchParams(/** @type {Array<[string, string]>} */ (Object.entries(next).filter(([, v]) => v)));
   const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
   history[replace ? "replaceState" : "pushState"](null, "", url);
   route();
@@ -155,14 +252,14 @@ function route() {
   $("view-logs").hidden = view !== "logs";
   $("view-settings").hidden = view !== "settings";
   for (const tab of document.querySelectorAll(".tabs a")) {
-    if (tab.dataset.view === view) tab.setAttribute("aria-current", "page");
+    if (/** @type {HTMLElement} */ (tab).dataset.view === view) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
   if (view === "logs") loadLogs();
   else loadSettings();
 }
 
-for (const tab of document.querySelectorAll(".tabs a")) {
+for (const tab of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll(".tabs a"))) {
   tab.addEventListener("click", (event) => {
     event.preventDefault();
     const current = Object.fromEntries(params());
@@ -175,7 +272,7 @@ window.addEventListener("popstate", route);
 
 $("filters").addEventListener("submit", (event) => {
   event.preventDefault();
-  navigate({ view: "logs", job_id: $("filter-job").value.trim(), outcome: $("filter-outcome").value });
+  navigate({ view: "logs", job_id: $input("filter-job").value.trim(), outcome: $input("filter-outcome").value });
 });
 $("refresh").addEventListener("click", () => loadLogs());
 $("first-page").addEventListener("click", () => navigate({ ...Object.fromEntries(params()), cursor: "" }));
@@ -188,23 +285,34 @@ $("next-page").addEventListener("click", () => navigate({ ...Object.fromEntries(
 async function loadLogs() {
   const load = ++state.logsLoad;
   const p = params();
-  $("filter-job").value = p.get("job_id") ?? "";
-  $("filter-outcome").value = p.get("outcome") ?? "";
+  $input("filter-job").value = p.get("job_id") ?? "";
+  $input("filter-outcome").value = p.get("outcome") ?? "";
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  for (const name of ["job_id", "outcome", "cursor"]) if (p.get(name)) query.set(name, p.get(name));
+  for (const name of ["job_id", "outcome", "cursor"]) {
+    const value = p.get(name);
+    if (value) query.set(name, value);
+  }
 
   const table = $("logs-table");
   table.setAttribute("aria-busy", "true");
   say("logs-status", "Loading…");
   try {
+    /** @type {AttemptPage} */
     const page = await api("GET", `/v1/webhook-logs?${query}`);
     if (load !== state.logsLoad) return;
     state.nextCursor = page.next_cursor;
     renderLogs(page.data, Boolean(p.get("job_id") || p.get("outcome")));
-    $("next-page").disabled = !page.next_cursor;
-    $("first-page").disabled = !p.get("cursor");
-    say("logs-status", page.data.length ? `${page.data.length} attempt${page.data.length === 1 ? "" : "s"}${p.get("cursor") ? " (older page)" : ""}, newest first.` : "");
-  } catch (error) {
+    $button("next-page").disabled = !page.next_cursor;
+    $button("first-page").disabled = !p.get("cursor");
+    say(
+      "logs-status",
+      page.data.length
+        ? `${page.data.length} attempt${page.data.length === 1 ? "" : "s"}` +
+            `${p.get("cursor") ? " (older page)" : ""}, newest first.`
+        : "",
+    );
+  } catch (thrown) {
+    const error = asApiError(thrown);
     if (error.status === 401 || load !== state.logsLoad) return;
     $("logs-body").replaceChildren();
     showEmpty(error.message, true);
@@ -214,6 +322,10 @@ async function loadLogs() {
   }
 }
 
+/**
+ * @param {string} text
+ * @param {boolean} [isError]
+ */
 function showEmpty(text, isError = false) {
   const empty = $("logs-empty");
   empty.hidden = false;
@@ -223,8 +335,14 @@ function showEmpty(text, isError = false) {
   empty.querySelector("button")?.addEventListener("click", () => loadLogs());
 }
 
+/** @param {Attempt} attempt */
 function statusCell(attempt) {
-  const label = attempt.status_code === null ? attempt.error : attempt.error === "redirect" ? `${attempt.status_code} redirect` : String(attempt.status_code);
+  const label =
+    attempt.status_code === null
+      ? String(attempt.error)
+      : attempt.error === "redirect"
+        ? `${attempt.status_code} redirect`
+        : String(attempt.status_code);
   return el("span", {
     class: `badge ${attempt.outcome === "succeeded" ? "ok" : "fail"}`,
     title: attempt.error_detail ?? undefined,
@@ -232,12 +350,20 @@ function statusCell(attempt) {
   });
 }
 
+/**
+ * @param {Attempt[]} attempts
+ * @param {boolean} filtered
+ */
 function renderLogs(attempts, filtered) {
   const body = $("logs-body");
   body.replaceChildren();
   $("logs-empty").hidden = true;
   if (!attempts.length) {
-    showEmpty(filtered ? "No attempts match these filters." : "No webhook attempts yet. Send a test event from Settings, or wait for your first job.");
+    showEmpty(
+      filtered
+        ? "No attempts match these filters."
+        : "No webhook attempts yet. Send a test event from Settings, or wait for your first job.",
+    );
     return;
   }
   for (const attempt of attempts) {
@@ -265,6 +391,11 @@ function renderLogs(attempts, filtered) {
   }
 }
 
+/**
+ * @param {HTMLElement} row
+ * @param {HTMLElement} button
+ * @param {Attempt} attempt
+ */
 async function toggle(row, button, attempt) {
   const open = button.getAttribute("aria-expanded") === "true";
   if (row.nextElementSibling?.classList.contains("detail")) row.nextElementSibling.remove();
@@ -275,21 +406,33 @@ async function toggle(row, button, attempt) {
   const detailRow = el("tr", { class: "detail", id: `detail-${attempt.id}` }, cell);
   row.after(detailRow);
   try {
-    const detail = state.details.get(attempt.id) ?? (await api("GET", `/v1/webhook-logs/${encodeURIComponent(attempt.id)}`));
+    const detail =
+      state.details.get(attempt.id) ?? (await api("GET", `/v1/webhook-logs/${encodeURIComponent(attempt.id)}`));
     state.details.set(attempt.id, detail);
     cell.replaceChildren(renderDetail(detail));
   } catch (error) {
-    cell.replaceChildren(el("p", { class: "error", role: "alert", text: error.message }));
+    cell.replaceChildren(el("p", { class: "error", role: "alert", text: asApiError(error).message }));
   }
 }
 
+/**
+ * @param {Record<string, string> | null} headers
+ * @param {string} none what to show when there are none
+ */
 function headerText(headers, none) {
-  return headers ? Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join("\n") : none;
+  return headers
+    ? Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}`)
+        .join("\n")
+    : none;
 }
 
+/** @param {AttemptDetail} d */
 function renderDetail(d) {
   const redeliverStatus = el("span", { class: "status", role: "status" });
-  const redeliver = el("button", { type: "button", class: "secondary", text: "Redeliver" });
+  const redeliver = /** @type {HTMLButtonElement} */ (
+    el("button", { type: "button", class: "secondary", text: "Redeliver" })
+  );
   redeliver.addEventListener("click", async () => {
     redeliver.disabled = true;
     redeliverStatus.textContent = "Queueing a new attempt…";
@@ -298,32 +441,52 @@ function renderDetail(d) {
       redeliverStatus.textContent = "Redelivery queued. Refresh in a moment to see the new attempt.";
       setTimeout(() => loadLogs(), 1500);
     } catch (error) {
-      redeliverStatus.textContent = error.message;
+      redeliverStatus.textContent = asApiError(error).message;
       redeliverStatus.dataset.kind = "error";
     } finally {
       redeliver.disabled = false;
     }
   });
-  const body = el("pre", { class: "code", tabindex: "0", "aria-label": "Response body", text: d.response.body ?? "(no body)" });
+  const body = el("pre", {
+    class: "code",
+    tabindex: "0",
+    "aria-label": "Response body",
+    text: d.response.body ?? "(no body)",
+  });
   return el(
     "div",
     { class: "detail-grid" },
     el(
       "dl",
       { class: "facts" },
-      el("dt", { text: "Delivery" }), el("dd", { class: "mono", text: d.delivery_id }),
-      el("dt", { text: "URL" }), el("dd", { class: "mono", text: d.url ?? "(none)" }),
-      el("dt", { text: "Attempted" }), el("dd", { text: when(d.attempted_at) }),
-      el("dt", { text: "Outcome" }), el("dd", { text: d.error ? `${d.outcome} (${d.error})` : d.outcome }),
-      d.error_detail ? el("dt", { text: "Why" }) : null, d.error_detail ? el("dd", { text: d.error_detail }) : null,
+      el("dt", { text: "Delivery" }),
+      el("dd", { class: "mono", text: d.delivery_id }),
+      el("dt", { text: "URL" }),
+      el("dd", { class: "mono", text: d.url ?? "(none)" }),
+      el("dt", { text: "Attempted" }),
+      el("dd", { text: when(d.attempted_at) }),
+      el("dt", { text: "Outcome" }),
+      el("dd", { text: d.error ? `${d.outcome} (${d.error})` : d.outcome }),
+      d.error_detail ? el("dt", { text: "Why" }) : null,
+      d.error_detail ? el("dd", { text: d.error_detail }) : null,
     ),
     el("div", { class: "actions" }, redeliver, redeliverStatus),
     el("h4", { text: "Request headers" }),
-    el("pre", { class: "code", tabindex: "0", "aria-label": "Request headers", text: headerText(d.request.headers, "(nothing was sent)") }),
+    el("pre", {
+      class: "code",
+      tabindex: "0",
+      "aria-label": "Request headers",
+      text: headerText(d.request.headers, "(nothing was sent)"),
+    }),
     el("h4", { text: "Request payload" }),
     el("pre", { class: "code", tabindex: "0", "aria-label": "Request payload", text: pretty(d.request.body) }),
     el("h4", { text: "Response headers" }),
-    el("pre", { class: "code", tabindex: "0", "aria-label": "Response headers", text: headerText(d.response.headers, "(no response)") }),
+    el("pre", {
+      class: "code",
+      tabindex: "0",
+      "aria-label": "Response headers",
+      text: headerText(d.response.headers, "(no response)"),
+    }),
     el("h4", {}, "Response body", d.response.truncated ? el("span", { class: "badge warn", text: "truncated" }) : null),
     body,
   );
@@ -339,35 +502,50 @@ function renderDetail(d) {
 const SETTINGS_CONTROLS = ["webhook-url", "save-url", "reveal", "copy", "rotate"];
 
 async function loadSettings() {
-  for (const id of SETTINGS_CONTROLS) $(id).disabled = true;
+  for (const id of SETTINGS_CONTROLS) $button(id).disabled = true;
   $("view-settings").setAttribute("aria-busy", "true");
   try {
     state.settings = await api("GET", "/v1/webhook");
     renderUrl();
     renderSecret();
-    for (const id of SETTINGS_CONTROLS) $(id).disabled = false;
-  } catch (error) {
+    for (const id of SETTINGS_CONTROLS) $button(id).disabled = false;
+  } catch (thrown) {
+    const error = asApiError(thrown);
     if (error.status !== 401) say("url-status", error.message, "error");
   } finally {
     $("view-settings").removeAttribute("aria-busy");
   }
 }
 
+/** The loaded settings (every caller renders after they are loaded). */
+function settings() {
+  if (!state.settings) throw new Error("settings are not loaded");
+  return state.settings;
+}
+
 function renderUrl() {
-  $("webhook-url").value = state.settings.webhook_url ?? "";
+  $input("webhook-url").value = settings().webhook_url ?? "";
   renderHealth();
 }
 
+/** @type {Record<string, string>} */
 const SLOW_REASONS = {
   timeout: "it did not answer within the timeout",
   slow: "it answers slowly",
   failing: "it failed several times in a row",
 };
-const RECENT_LABELS = { ok: "OK", slow_ok: "OK, slow", http_error: "error status", timeout: "timeout", network_error: "network error" };
+/** @type {Record<RecentOutcome, string>} */
+const RECENT_LABELS = {
+  ok: "OK",
+  slow_ok: "OK, slow",
+  http_error: "error status",
+  timeout: "timeout",
+  network_error: "network error",
+};
 
 /** The default endpoint's health: its lane, and how it answered lately (GET /v1/webhook). */
 function renderHealth() {
-  const h = state.settings.health;
+  const h = settings().health;
   $("health").hidden = !h;
   if (!h) {
     $("health-lane").textContent = "No default URL.";
@@ -378,25 +556,39 @@ function renderHealth() {
   $("health-lane").textContent =
     h.lane === "fast"
       ? `${h.endpoint} is answering well: its webhooks go out at once.`
-      : `${h.endpoint} is in the slow lane since ${when(h.lane_since)}: ${SLOW_REASONS[h.lane_reason]}. ` +
+      : `${h.endpoint} is in the slow lane since ${h.lane_since ? when(h.lane_since) : "now"}: ` +
+        `${SLOW_REASONS[h.lane_reason ?? ""] ?? "it answers badly"}. ` +
         "Its webhooks keep the same retry schedule, apart from other customers' traffic, until it answers well again.";
   $("health-rate").textContent =
-    h.success_rate_24h === null ? "No attempts yet" : `${Math.round(h.success_rate_24h * 1000) / 10}% of ${h.attempts_24h} (${h.timeouts_24h} timed out)`;
+    h.success_rate_24h === null
+      ? "No attempts yet"
+      : `${Math.round(h.success_rate_24h * 1000) / 10}% of ${h.attempts_24h} (${h.timeouts_24h} timed out)`;
   $("health-failures").textContent = String(h.consecutive_failures) + (h.last_error ? ` (last: ${h.last_error})` : "");
   $("health-last-success").textContent = h.last_success_at ? when(h.last_success_at) : "Never";
   $("health-latency").textContent = h.latency_ms === null ? "—" : `about ${h.latency_ms} ms`;
+  /** @type {Partial<Record<RecentOutcome, number>>} */
   const counts = {};
   for (const outcome of h.recent) counts[outcome] = (counts[outcome] ?? 0) + 1;
   $("health-recent").replaceChildren(
-    el("span", { class: "recent", "aria-hidden": "true" }, ...h.recent.map((o) => el("span", { class: `dot ${o}`, title: RECENT_LABELS[o] }))),
-    el("span", { class: "visually-hidden", text: Object.entries(counts).map(([o, n]) => `${n} ${RECENT_LABELS[o]}`).join(", ") || "none" }),
+    el(
+      "span",
+      { class: "recent", "aria-hidden": "true" },
+      ...h.recent.map((o) => el("span", { class: `dot ${o}`, title: RECENT_LABELS[o] })),
+    ),
+    el("span", {
+      class: "visually-hidden",
+      text:
+        Object.entries(counts)
+          .map(([o, n]) => `${n} ${RECENT_LABELS[/** @type {RecentOutcome} */ (o)]}`)
+          .join(", ") || "none",
+    }),
     h.recent.length === 0 ? "None yet" : "",
   );
 }
 
 /** Only the secret's card: revealing or rotating never touches a URL being typed. */
 function renderSecret() {
-  const s = state.settings;
+  const s = settings();
   $("secret").textContent = state.secretShown ? s.signing_secret : `whsec_${"•".repeat(16)}`;
   $("reveal").textContent = state.secretShown ? "Hide" : "Reveal";
   $("reveal").setAttribute("aria-pressed", String(state.secretShown));
@@ -405,13 +597,20 @@ function renderSecret() {
 
 $("url-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const value = $("webhook-url").value.trim();
+  const value = $input("webhook-url").value.trim();
   say("url-status", "Saving…");
   try {
     state.settings = await api("PUT", "/v1/webhook", { webhook_url: value === "" ? null : value });
     renderUrl();
-    say("url-status", value ? "Saved. New deliveries go to this URL." : "Cleared. Events without their own URL will fail with no_webhook_url.", "ok");
-  } catch (error) {
+    say(
+      "url-status",
+      value
+        ? "Saved. New deliveries go to this URL."
+        : "Cleared. Events without their own URL will fail with no_webhook_url.",
+      "ok",
+    );
+  } catch (thrown) {
+    const error = asApiError(thrown);
     if (error.status !== 401) say("url-status", `Not saved: ${error.message}`, "error");
   }
 });
@@ -423,39 +622,47 @@ $("reveal").addEventListener("click", () => {
 
 $("copy").addEventListener("click", async () => {
   try {
-    await navigator.clipboard.writeText(state.settings.signing_secret);
+    await navigator.clipboard.writeText(settings().signing_secret);
     say("secret-status", "Copied to the clipboard.", "ok");
   } catch {
     state.secretShown = true;
     renderSecret();
-    getSelection().selectAllChildren($("secret"));
+    getSelection()?.selectAllChildren($("secret"));
     say("secret-status", "Copying is blocked here: the secret is selected, press Ctrl+C / ⌘C.", "error");
   }
 });
 
-$("rotate").addEventListener("click", () => $("rotate-dialog").showModal());
-$("rotate-dialog").addEventListener("close", async () => {
-  if ($("rotate-dialog").returnValue !== "confirm") return;
+$("rotate").addEventListener("click", () => $dialog("rotate-dialog").showModal());
+$dialog("rotate-dialog").addEventListener("close", async () => {
+  if ($dialog("rotate-dialog").returnValue !== "confirm") return;
   say("secret-status", "Rotating…");
   try {
     state.settings = await api("POST", "/v1/webhook/rotate-secret");
     state.secretShown = true;
     renderSecret();
-    say("secret-status", "Rotated. Update ZUPERTRY_WEBHOOK_SECRET now; the old secret stays valid in webhook-signature for 24 hours.", "ok");
-  } catch (error) {
+    say(
+      "secret-status",
+      "Rotated. Update ZUPERTRY_WEBHOOK_SECRET now; the old secret stays valid in webhook-signature for 24 hours.",
+      "ok",
+    );
+  } catch (thrown) {
+    const error = asApiError(thrown);
     if (error.status !== 401) say("secret-status", error.message, "error");
   }
 });
 
 $("send-test").addEventListener("click", async () => {
-  const button = $("send-test");
+  const button = $button("send-test");
   button.disabled = true;
   const result = $("test-result");
   say("test-result", "Sending a test event…");
   try {
     const queued = await api("POST", "/v1/webhook/test");
     const attempt = await firstAttempt(queued.delivery_id);
-    const link = el("a", { href: `?view=logs&job_id=${encodeURIComponent(queued.job_id)}`, text: "See it in the logs" });
+    const link = el("a", {
+      href: `?view=logs&job_id=${encodeURIComponent(queued.job_id)}`,
+      text: "See it in the logs",
+    });
     link.addEventListener("click", (event) => {
       event.preventDefault();
       navigate({ view: "logs", job_id: queued.job_id });
@@ -467,19 +674,29 @@ $("send-test").addEventListener("click", async () => {
       result.replaceChildren(`Delivered: HTTP ${attempt.status_code} in ${attempt.response_time_ms} ms. `, link);
     } else {
       result.dataset.kind = "error";
-      result.replaceChildren(`Failed: ${attempt.status_code ?? ""} ${attempt.error} after ${attempt.response_time_ms} ms. `, link);
+      result.replaceChildren(
+        `Failed: ${attempt.status_code ?? ""} ${attempt.error} after ${attempt.response_time_ms} ms. `,
+        link,
+      );
     }
-  } catch (error) {
+  } catch (thrown) {
+    const error = asApiError(thrown);
     if (error.status !== 401) say("test-result", error.message, "error");
   } finally {
     button.disabled = false;
   }
 });
 
-/** Waits for a delivery's first attempt to be logged (a second or so). */
+/**
+ * Waits for a delivery's first attempt to be logged (a second or so).
+ * @param {string} deliveryId
+ * @param {number} [timeoutMs]
+ * @returns {Promise<Attempt | null>}
+ */
 async function firstAttempt(deliveryId, timeoutMs = 15000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    /** @type {AttemptPage} */
     const page = await api("GET", `/v1/webhook-logs?delivery_id=${encodeURIComponent(deliveryId)}&limit=1`);
     if (page.data.length) return page.data[0];
     await new Promise((r) => setTimeout(r, 400));

@@ -1,13 +1,15 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { createApiKey, revokeApiKey } from "../store/api-keys";
-import { PRODUCER_401, producerRoute, requireProducer } from "./auth";
+import { PRODUCER_401, producerRoute } from "./auth";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
-import { IdSchema } from "./events";
-import { jsonBody, type JsonBodyVariables } from "./json-body";
+import { IdSchema } from "./ids";
+import { type JsonBodyVariables, jsonBody } from "./json-body";
 
 /** Operators issue and revoke org API keys (producer token). */
 
-const OrgParams = z.object({ org_id: IdSchema.openapi({ param: { name: "org_id", in: "path" }, example: "org_def456" }) });
+const OrgParams = z.object({
+  org_id: IdSchema.openapi({ param: { name: "org_id", in: "path" }, example: "org_def456" }),
+});
 
 const createKey = createRoute({
   method: "post",
@@ -15,7 +17,7 @@ const createKey = createRoute({
   summary: "Issue an org API key (the key is shown only in this answer)",
   tags: ["Operator"],
   ...producerRoute,
-  middleware: [requireProducer, ...jsonBody(4096, { optional: true })] as const,
+  middleware: jsonBody(4096, { optional: true }),
   request: {
     params: OrgParams,
     body: {
@@ -54,7 +56,14 @@ const deleteKey = createRoute({
   summary: "Revoke an org API key; it answers 401 from the next request on",
   tags: ["Operator"],
   ...producerRoute,
-  request: { params: OrgParams.extend({ id: z.string().max(64).openapi({ param: { name: "id", in: "path" } }) }) },
+  request: {
+    params: OrgParams.extend({
+      id: z
+        .string()
+        .max(64)
+        .openapi({ param: { name: "id", in: "path" } }),
+    }),
+  },
   responses: {
     204: { description: "Revoked" },
     401: PRODUCER_401,

@@ -1,8 +1,10 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { apiKeys } from "./api-keys";
-import { notFound, onError, validationHook } from "./errors";
+import { requireOrgKey, requireProducer } from "./auth";
 import { deliveries } from "./deliveries";
+import { notFound, onError, validationHook } from "./errors";
 import { events } from "./events";
+import { orgApiLimit } from "./rate-limit";
 import { webhook } from "./webhook";
 import { webhookLogs } from "./webhook-logs";
 
@@ -18,10 +20,20 @@ app.openapi(
     path: "/health",
     summary: "Liveness",
     tags: ["Meta"],
-    responses: { 200: { description: "Up", content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } } } },
+    responses: {
+      200: { description: "Up", content: { "application/json": { schema: z.object({ status: z.literal("ok") }) } } },
+    },
   }),
   (c) => c.json({ status: "ok" as const }, 200),
 );
+// Each credential is checked once per group of paths, before any route of the group:
+// a route added under these paths cannot forget it (test/workerd/openapi.test.ts walks every
+// documented route without credentials). `/v1/webhook/*` covers `/v1/webhook` too.
+for (const path of ["/v1/events/*", "/v1/orgs/*"]) app.use(path, requireProducer);
+for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*"]) {
+  app.use(path, requireOrgKey, orgApiLimit);
+}
+
 app.route("/", events);
 app.route("/", apiKeys);
 app.route("/", webhook);
@@ -31,7 +43,7 @@ app.route("/", deliveries);
 app.openAPIRegistry.registerComponent("securitySchemes", "producerToken", {
   type: "http",
   scheme: "bearer",
-  description: "The producer token (Worker secret PRODUCER_TOKEN): the job service and operators.",
+  description: "The producer token: for Zupertry's job service and its operators.",
 });
 app.openAPIRegistry.registerComponent("securitySchemes", "orgKey", {
   type: "http",

@@ -1,8 +1,7 @@
-import { bearerAuth } from "hono/bearer-auth";
 import type { Context } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { findOrgIdByKey, ORG_KEY_PREFIX } from "../store/api-keys";
 import { ApiError, errorResponse, errorResponseSpec } from "./errors";
-import { orgApiLimit } from "./rate-limit";
 
 /**
  * The two credentials of DESIGN.md, both `Authorization: Bearer …`:
@@ -50,7 +49,9 @@ export const requireProducer = bearerAuth({
     if (!expected) throw new ApiError(500, "internal", "the producer token is not configured");
     return isProducerToken(expected, token);
   },
-  noAuthenticationHeader: { message: unauthorized("this route needs the producer token: Authorization: Bearer <token>") },
+  noAuthenticationHeader: {
+    message: unauthorized("this route needs the producer token: Authorization: Bearer <token>"),
+  },
   invalidAuthenticationHeader: { message: MALFORMED },
   invalidToken: { message: unauthorized("invalid producer token (org API keys do not work here)") },
 });
@@ -68,14 +69,11 @@ export const requireOrgKey = bearerAuth({
   invalidToken: { message: unauthorized("invalid or revoked org API key (the producer token does not work here)") },
 });
 
-/** The OpenAPI side of each credential: spread into `createRoute`, with its 401 answer. */
-export const producerRoute = {
-  security: [{ producerToken: [] }],
-  middleware: [requireProducer] as [typeof requireProducer],
-};
-export const orgKeyRoute = {
-  security: [{ orgKey: [] }],
-  middleware: [requireOrgKey, orgApiLimit] as [typeof requireOrgKey, typeof orgApiLimit],
-};
+/**
+ * The OpenAPI side of each credential, spread into `createRoute` (with its 401 answer).
+ * The checks themselves are applied once per group of paths, in app.ts.
+ */
+export const producerRoute = { security: [{ producerToken: [] }] };
+export const orgKeyRoute = { security: [{ orgKey: [] }] };
 export const PRODUCER_401 = errorResponseSpec("Missing or wrong producer token");
 export const ORG_KEY_401 = errorResponseSpec("Missing, invalid or revoked org API key");

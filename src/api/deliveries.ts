@@ -1,23 +1,16 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { enqueueDeliveries } from "../delivery/enqueue";
-import type { EventType } from "../delivery/message";
 import { readConfig } from "../config";
+import { enqueueDeliveries } from "../delivery/enqueue";
+import { resumeDeliveryMessage } from "../delivery/message";
 import { canRedeliver } from "../delivery/plan";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
-import { RATE_LIMITED_429, spendSend } from "./rate-limit";
-import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
+import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
-import { IdSchema } from "./events";
-import {
-  DeliveryDetailSchema,
-  DeliveryIdSchema,
-  DeliverySchema,
-  page,
-  presentAttempt,
-  presentDelivery,
-} from "./log-schemas";
-import { deliveryFilter } from "./webhook-logs";
+import { DeliveryIdSchema, IdSchema } from "./ids";
+import { deliveryFilter } from "./log-filter";
+import { DeliveryDetailSchema, DeliverySchema, page, presentAttempt, presentDelivery } from "./log-schemas";
+import { RATE_LIMITED_429, spendSend } from "./rate-limit";
 
 /** Deliveries: one per event, with its state, its attempts, and a manual redeliver. */
 
@@ -34,7 +27,10 @@ const listRoute = createRoute({
     query: z.object({ job_id: IdSchema.optional(), ...pageQuery }),
   },
   responses: {
-    200: { description: "A page of deliveries", content: { "application/json": { schema: page(DeliverySchema, "DeliveryPage") } } },
+    200: {
+      description: "A page of deliveries",
+      content: { "application/json": { schema: page(DeliverySchema, "DeliveryPage") } },
+    },
     400: errorResponseSpec("A bad filter, limit or cursor"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
@@ -53,7 +49,7 @@ const getRoute = createRoute({
     400: errorResponseSpec("Not a delivery id"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
-    404: errorResponseSpec("No such delivery in this org (yet: a delivery appears when its first attempt is made)"),
+    404: errorResponseSpec("No such delivery in this org (yet: a delivery appears within a second or so of its event)"),
   },
 });
 
@@ -62,7 +58,9 @@ const redeliverRoute = createRoute({
   path: "/v1/deliveries/{id}/redeliver",
   summary: "Make one more attempt now, with the same body, signed with the current secret",
   description:
-    "The attempt numbering continues. Success makes the delivery `delivered`; failure leaves it `failed`. It does not restart the retry schedule. A pending delivery overdue by more than 5 minutes (its schedule stopped) is taken over: the attempt is made now and the schedule goes on from it.",
+    "The attempt numbering continues. Success makes the delivery `delivered`; failure leaves it `failed`. " +
+    "It does not restart the retry schedule. A pending delivery overdue by more than 5 minutes (its schedule " +
+    "stopped) is taken over: the attempt is made now and the schedule goes on from it.",
   tags: ["Deliveries"],
   ...orgKeyRoute,
   request: { params: DeliveryParams },
@@ -79,7 +77,10 @@ const redeliverRoute = createRoute({
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such delivery in this org"),
-    409: errorResponseSpec("The delivery is still pending: its schedule will make the next attempt (a delivery overdue by more than 5 minutes is taken over instead)"),
+    409: errorResponseSpec(
+      "The delivery is still pending: its schedule will make the next attempt " +
+        "(a delivery overdue by more than 5 minutes is taken over instead)",
+    ),
   },
 });
 
@@ -119,15 +120,10 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     }
     await spendSend(c.env, c.var.orgId);
     await enqueueDeliveries(c.env.DELIVERIES, [
-      {
-        delivery_id: row.delivery_id,
-        org_id: c.var.orgId,
-        job_id: row.job_id,
-        event_type: row.event_type as EventType,
-        webhook_url: row.event_webhook_url,
-        body: new TextEncoder().encode(row.body),
-        redeliver_after: row.attempt_count,
-      },
+      resumeDeliveryMessage(
+        { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url },
+        { redeliver_after: row.attempt_count },
+      ),
     ]);
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });

@@ -1,4 +1,4 @@
-import { z, type Hook } from "@hono/zod-openapi";
+import { type Hook, z } from "@hono/zod-openapi";
 import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
@@ -13,22 +13,27 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
  * issues of a schema miss). Never a stack trace, never HTML.
  */
 
-export type ErrorCode =
-  | "invalid_request"
-  | "invalid_json"
-  | "unauthorized"
-  | "not_found"
-  | "conflict"
-  | "payload_too_large"
-  | "unsupported_media_type"
-  | "no_webhook_url"
-  | "rate_limited"
-  | "internal";
+/** Every `code` an error can carry (docs/DESIGN.md lists the same; a test holds them together). */
+export const ERROR_CODES = [
+  "invalid_request",
+  "invalid_json",
+  "unauthorized",
+  "not_found",
+  "conflict",
+  "payload_too_large",
+  "unsupported_media_type",
+  "no_webhook_url",
+  "rate_limited",
+  "internal",
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export const ErrorSchema = z
   .object({
     error: z.object({
-      code: z.string().openapi({ example: "invalid_request" }),
+      code: z
+        .enum(ERROR_CODES)
+        .openapi({ description: "What went wrong, for programs to branch on", example: "invalid_request" }),
       message: z.string(),
       details: z.unknown().optional(),
     }),
@@ -61,14 +66,21 @@ export class ApiError extends Error {
 
 /** A webhook URL the rules refuse (src/org/webhook-url.ts), as a 400 naming the field. */
 export function invalidWebhookUrl(reason: string): ApiError {
-  return new ApiError(400, "invalid_request", reason, [{ path: ["webhook_url"], code: "invalid_url", message: reason }]);
+  return new ApiError(400, "invalid_request", reason, [
+    { path: ["webhook_url"], code: "invalid_url", message: reason },
+  ]);
 }
 
 export function errorBody(code: ErrorCode, message: string, details?: unknown): ErrorBody {
   return { error: details === undefined ? { code, message } : { code, message, details } };
 }
 
-export function errorResponse(status: ContentfulStatusCode, code: ErrorCode, message: string, details?: unknown): Response {
+export function errorResponse(
+  status: ContentfulStatusCode,
+  code: ErrorCode,
+  message: string,
+  details?: unknown,
+): Response {
   return Response.json(errorBody(code, message, details), { status });
 }
 
@@ -78,9 +90,13 @@ export function issueDetails(error: z.ZodError): Array<{ path: PropertyKey[]; co
 }
 
 /** The `defaultHook` of every OpenAPIHono router: a schema miss is a 400 `invalid_request`. */
+// biome-ignore lint/suspicious/noExplicitAny: one hook serves routers whose env and path types differ.
 export const validationHook: Hook<unknown, any, any, unknown> = (result, c) => {
   if (!result.success) {
-    return c.json(errorBody("invalid_request", "the request does not match the schema", issueDetails(result.error)), 400);
+    return c.json(
+      errorBody("invalid_request", "the request does not match the schema", issueDetails(result.error)),
+      400,
+    );
   }
 };
 

@@ -1,13 +1,15 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { readConfig, type Config } from "../config";
+import { type Config, readConfig } from "../config";
 import { enqueueDeliveries } from "../delivery/enqueue";
-import { EVENT_TYPES, MAX_BODY_BYTES, newDeliveryMessage, type DeliveryMessage } from "../delivery/message";
+import { type DeliveryMessage, EVENT_TYPES, MAX_BODY_BYTES, newDeliveryMessage } from "../delivery/message";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
-import { PRODUCER_401, producerRoute, requireProducer } from "./auth";
+import { PRODUCER_401, producerRoute } from "./auth";
 import { ApiError, ErrorSchema, errorResponseSpec, invalidWebhookUrl, issueDetails, validationHook } from "./errors";
 import { MAX_DATA_DEPTH, nestsDeeperThan } from "./exact-json";
-import { inexactNumbersError, jsonBody, type JsonBodyVariables } from "./json-body";
+import { IdSchema } from "./ids";
+import { inexactNumbersError, type JsonBodyVariables, jsonBody } from "./json-body";
 import { RecentDeliveries } from "./recent-deliveries";
+import { sampleJobData } from "./sample-event";
 
 /**
  * Ingest: the job service hands over job events. This path is the producer's latency,
@@ -16,32 +18,17 @@ import { RecentDeliveries } from "./recent-deliveries";
  * (dedupe, the org default URL, secrets) happens in the consumer.
  */
 
-/** Ids: what the job service issues (`job_abc123`, `org_def456`, UUIDs). */
-export const IdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, "1-128 characters: letters, digits and . _ : - (not first)");
-
 export const EventInputSchema = z
   .strictObject({
     type: z.enum(EVENT_TYPES),
-    data: z
-      .looseObject({ job_id: IdSchema, org_id: IdSchema })
-      .openapi({
-        description:
-          `Passed through to the receiver as sent. \`org_id\` routes the event. It nests at most ${MAX_DATA_DEPTH} levels, and ` +
-          "every number in it must survive as a 64-bit float exactly (send larger or more precise ones as strings): " +
-          "anything else is refused with 400 rather than changed.",
-        example: {
-          job_id: "job_abc123",
-          workspace_id: "ws_xyz",
-          org_id: "org_def456",
-          status: "completed",
-          output_url: "https://storage.googleapis.com/zupertry-outputs/out.png",
-          credits_consumed: 1,
-          created_at: "2026-03-19T10:00:00.000Z",
-          completed_at: "2026-03-19T10:00:05.231Z",
-        },
-      }),
+    data: z.looseObject({ job_id: IdSchema, org_id: IdSchema }).openapi({
+      description:
+        "Passed through to the receiver as sent. `org_id` routes the event. " +
+        `It nests at most ${MAX_DATA_DEPTH} levels, and ` +
+        "every number in it must survive as a 64-bit float exactly (send larger or more precise ones as strings): " +
+        "anything else is refused with 400 rather than changed.",
+      example: sampleJobData("org_def456", "job_abc123"),
+    }),
     webhook_url: z
       .string()
       .max(MAX_WEBHOOK_URL_LENGTH)
@@ -73,7 +60,10 @@ const BatchInputSchema = z
       .array(
         // Documented as EventInput, validated one by one in the handler so that one bad
         // event is reported in `results` instead of failing the batch.
-        z.unknown().openapi({ allOf: [{ $ref: "#/components/schemas/EventInput" }], description: "Each event is checked on its own." }),
+        z.unknown().openapi({
+          allOf: [{ $ref: "#/components/schemas/EventInput" }],
+          description: "Each event is checked on its own.",
+        }),
       )
       .min(1)
       .max(100),
@@ -94,11 +84,11 @@ const postEvent = createRoute({
   summary: "Queue one job event for delivery",
   tags: ["Producer"],
   ...producerRoute,
-  middleware: [requireProducer, ...jsonBody(MAX_BODY_BYTES)] as const,
+  middleware: jsonBody(MAX_BODY_BYTES),
   request: { body: { required: true, content: { "application/json": { schema: EventInputSchema } } } },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: QueuedSchema } } },
-    400: errorResponseSpec("`invalid_json`, or `invalid_request` with the zod issues in `details`"),
+    400: errorResponseSpec("`invalid_json`, or `invalid_request` with each problem (its field and why) in `details`"),
     ...ingestErrors,
   },
 });
@@ -109,10 +99,13 @@ const postEventBatch = createRoute({
   summary: "Queue up to 100 job events; invalid ones are reported without failing the rest",
   tags: ["Producer"],
   ...producerRoute,
-  middleware: [requireProducer, ...jsonBody(1_048_576, { inexactNumbers: "report" })] as const,
+  middleware: jsonBody(1_048_576, { inexactNumbers: "report" }),
   request: { body: { required: true, content: { "application/json": { schema: BatchInputSchema } } } },
   responses: {
-    202: { description: "At least one event was queued", content: { "application/json": { schema: BatchOutputSchema } } },
+    202: {
+      description: "At least one event was queued",
+      content: { "application/json": { schema: BatchOutputSchema } },
+    },
     400: {
       description: "No event was queued; `results` says why for each",
       content: { "application/json": { schema: ErrorSchema.extend(BatchOutputSchema.shape) } },
@@ -146,7 +139,11 @@ async function prepare(event: EventInput, raw: { data: unknown }, config: Config
   if (size > MAX_BODY_BYTES) {
     return {
       ok: false,
-      error: new ApiError(413, "payload_too_large", `the delivered body would be ${size} bytes; at most ${MAX_BODY_BYTES}`),
+      error: new ApiError(
+        413,
+        "payload_too_large",
+        `the delivered body would be ${size} bytes; at most ${MAX_BODY_BYTES}`,
+      ),
     };
   }
   return { ok: true, message };
@@ -157,7 +154,8 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     const prepared = await prepare(c.req.valid("json"), c.var.json as { data: unknown }, readConfig(c.env));
     if (!prepared.ok) throw prepared.error;
     const { delivery_id } = prepared.message;
-    if (recent.has(delivery_id)) return c.json({ delivery_id, status: "queued" as const, duplicate: true as const }, 202);
+    if (recent.has(delivery_id))
+      return c.json({ delivery_id, status: "queued" as const, duplicate: true as const }, 202);
     await enqueueDeliveries(c.env.DELIVERIES, [prepared.message]);
     recent.add(delivery_id);
     return c.json({ delivery_id, status: "queued" as const }, 202);
@@ -178,7 +176,15 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
           ? { ok: false as const, error: inexactNumbersError(ownInexact) }
           : parsed.success
             ? await prepare(parsed.data, raw as { data: unknown }, config)
-            : { ok: false as const, error: new ApiError(400, "invalid_request", "the event does not match the schema", issueDetails(parsed.error)) };
+            : {
+                ok: false as const,
+                error: new ApiError(
+                  400,
+                  "invalid_request",
+                  "the event does not match the schema",
+                  issueDetails(parsed.error),
+                ),
+              };
       if (!prepared.ok) {
         results.push({ index, error: prepared.error.body().error });
         continue;
@@ -195,5 +201,8 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     await enqueueDeliveries(c.env.DELIVERIES, messages);
     for (const id of queued) recent.add(id, now);
     if (results.some((r) => "delivery_id" in r)) return c.json({ results }, 202);
-    return c.json({ error: { code: "invalid_request", message: "no event in the batch could be queued" }, results }, 400);
+    return c.json(
+      { error: { code: "invalid_request", message: "no event in the batch could be queued" }, results },
+      400,
+    );
   });

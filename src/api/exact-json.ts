@@ -37,12 +37,21 @@ const MIGHT_BE_INEXACT = /\d{16}|[eE][+-]?\d{3}/;
 export function parseExactJson(text: string): { value: unknown; inexact: InexactNumber[] } {
   if (!MIGHT_BE_INEXACT.test(text)) return { value: JSON.parse(text), inexact: [] };
   const literals = new Map<object, string>();
-  const value = JSON.parse(text, (_key, v: unknown, context?: { source?: string }) => {
-    if (typeof v !== "number" || context?.source === undefined || sameNumber(context.source, v)) return v;
-    const mark = { [INEXACT]: true };
-    literals.set(mark, context.source);
-    return mark;
-  }) as unknown;
+  let value: unknown;
+  try {
+    value = JSON.parse(text, (_key, v: unknown, context?: { source?: string }) => {
+      if (typeof v !== "number" || context?.source === undefined || sameNumber(context.source, v)) return v;
+      const mark = { [INEXACT]: true };
+      literals.set(mark, context.source);
+      return mark;
+    });
+  } catch (error) {
+    // The parser is iterative but the reviver pass recurses: thousands of levels overflow
+    // the stack. Such a body is valid JSON, and far deeper than any route takes, so it
+    // is parsed plainly and refused for its depth (a clear 400), not called "not JSON".
+    if (!(error instanceof RangeError)) throw error;
+    return { value: JSON.parse(text), inexact: [] };
+  }
   if (literals.size === 0) return { value, inexact: [] };
   const inexact: InexactNumber[] = [];
   for (const [node, path] of walk(value)) {
@@ -71,7 +80,7 @@ function* walk(value: unknown): Generator<[unknown, JsonPath]> {
     const [node, path] = stack.pop()!;
     yield [node, path];
     if (typeof node !== "object" || node === null || INEXACT in node) continue;
-    if (Array.isArray(node)) node.forEach((child, i) => stack.push([child, [...path, i]]));
+    if (Array.isArray(node)) for (const [i, child] of node.entries()) stack.push([child, [...path, i]]);
     else for (const [key, child] of Object.entries(node)) stack.push([child, [...path, key]]);
   }
 }
@@ -81,7 +90,13 @@ export function sameNumber(source: string, value: number): boolean {
   if (!Number.isFinite(value)) return false;
   const a = decimal(source);
   const b = decimal(String(value));
-  return a !== null && b !== null && a.digits === b.digits && a.exponent === b.exponent && (a.digits === "" || a.negative === b.negative);
+  return (
+    a !== null &&
+    b !== null &&
+    a.digits === b.digits &&
+    a.exponent === b.exponent &&
+    (a.digits === "" || a.negative === b.negative)
+  );
 }
 
 /** A decimal literal as sign, significant digits and exponent: value = digits × 10^exponent. */

@@ -1,8 +1,8 @@
-import { createMiddleware } from "hono/factory";
-import { bodyLimit } from "hono/body-limit";
 import type { MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
 import { ApiError } from "./errors";
-import { parseExactJson, type InexactNumber } from "./exact-json";
+import { type InexactNumber, parseExactJson } from "./exact-json";
 
 /**
  * Reads a JSON request body in the order a client would want its mistakes reported:
@@ -40,7 +40,11 @@ export function jsonBody(
         return next();
       }
       if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
-        throw new ApiError(415, "unsupported_media_type", "the body must be JSON, sent with Content-Type: application/json");
+        throw new ApiError(
+          415,
+          "unsupported_media_type",
+          "the body must be JSON, sent with Content-Type: application/json",
+        );
       }
       await next();
     }),
@@ -77,7 +81,15 @@ export function inexactNumbersError(inexact: readonly InexactNumber[]): ApiError
   const details = inexact.map(({ path, literal }) => ({
     path,
     code: "inexact_number",
-    message: `${literal.length > 40 ? `${literal.slice(0, 40)}…` : literal} would not arrive as sent (JSON numbers travel as 64-bit floats); send it as a string`,
+    message:
+      `${literal.length > 40 ? `${literal.slice(0, 40)}…` : literal} would not arrive as sent ` +
+      "(JSON numbers travel as 64-bit floats); send it as a string",
   }));
-  return new ApiError(400, "invalid_request", `${details.length === 1 ? "a number" : `${details.length} numbers`} would not arrive as sent: ${details.map((d) => d.path.join(".")).join(", ")}`, details);
+  return new ApiError(
+    400,
+    "invalid_request",
+    `${details.length === 1 ? "a number" : `${details.length} numbers`} would not arrive as sent: ` +
+      details.map((d) => d.path.join(".")).join(", "),
+    details,
+  );
 }

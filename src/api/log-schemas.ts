@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { ATTEMPT_ERRORS, type AttemptError } from "../delivery/attempt";
 import { attemptHeaders } from "../delivery/headers";
 import type { AttemptDetailRow, AttemptSummaryRow, DeliveryRow } from "../store/log";
+import { attemptId } from "./ids";
 
 /**
  * How the delivery log looks from outside: attempt summaries (a row of "Logs →
@@ -11,19 +12,6 @@ import type { AttemptDetailRow, AttemptSummaryRow, DeliveryRow } from "../store/
 const iso = (ms: number) => new Date(ms).toISOString();
 const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
-/** `att_<delivery hash>_<n>`: names an attempt without an extra index. */
-export function attemptId(deliveryId: string, attempt: number): string {
-  return `att_${deliveryId.slice("dlv_".length)}_${attempt}`;
-}
-
-export function parseAttemptId(id: string): { delivery_id: string; attempt: number } | null {
-  const match = /^att_([0-9a-f]{32})_([1-9][0-9]{0,5})$/.exec(id);
-  return match ? { delivery_id: `dlv_${match[1]}`, attempt: Number(match[2]) } : null;
-}
-
-export const DeliveryIdSchema = z.string().regex(/^dlv_[0-9a-f]{32}$/, "a delivery id: dlv_ and 32 hex digits");
-
-
 export const AttemptSummarySchema = z
   .object({
     id: z.string().openapi({ example: "att_5d41402abc4b2a76b9719d911017c592_1" }),
@@ -31,28 +19,38 @@ export const AttemptSummarySchema = z
     job_id: z.string(),
     event_type: z.string(),
     attempt: z.number().int().openapi({ description: "1, 2, 3, … (redeliveries continue the numbering)" }),
-    status_code: z.number().int().nullable().openapi({ description: "The receiver's HTTP status; null when none came back" }),
+    status_code: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "The receiver's HTTP status; null when none came back" }),
     response_time_ms: z.number().int(),
     attempted_at: z.string().datetime(),
     outcome: z.enum(["succeeded", "failed"]),
     error: z.enum(ATTEMPT_ERRORS).nullable(),
-    error_detail: z
-      .string()
-      .nullable()
-      .openapi({ description: "Why it failed, in a few words (`no response within 10000 ms`, `the TLS handshake failed`, a URL rule)", example: "the connection was refused or dropped before an answer" }),
+    error_detail: z.string().nullable().openapi({
+      description:
+        "Why it failed, in a few words (`no response within 10000 ms`, `the TLS handshake failed`, a URL rule)",
+      example: "the connection was refused or dropped before an answer",
+    }),
   })
   .openapi("AttemptSummary");
 
 export const AttemptDetailSchema = AttemptSummarySchema.extend({
   url: z.string().nullable().openapi({ description: "Where it was sent; null when there was no URL" }),
   request: z.object({
-    headers: z.record(z.string(), z.string()).nullable().openapi({ description: "As sent; null when nothing was sent" }),
+    headers: z
+      .record(z.string(), z.string())
+      .nullable()
+      .openapi({ description: "As sent; null when nothing was sent" }),
     body: z.string().openapi({ description: "The exact body delivered" }),
   }),
   response: z.object({
     headers: z.record(z.string(), z.string()).nullable(),
     body: z.string().nullable(),
-    truncated: z.boolean().openapi({ description: "The body was longer than RESPONSE_BODY_LIMIT_BYTES and is cut there" }),
+    truncated: z
+      .boolean()
+      .openapi({ description: "The body was longer than the stored limit (64 KiB) and is cut there" }),
   }),
 }).openapi("AttemptDetail");
 
@@ -63,7 +61,11 @@ export const DeliverySchema = z
     event_type: z.string(),
     status: z.enum(["pending", "delivered", "failed"]),
     attempt_count: z.number().int(),
-    next_attempt_at: z.string().datetime().nullable().openapi({ description: "While pending: when the next attempt is due" }),
+    next_attempt_at: z
+      .string()
+      .datetime()
+      .nullable()
+      .openapi({ description: "While pending: when the next attempt is due" }),
     last_error: z.enum(ATTEMPT_ERRORS).nullable(),
     webhook_url: z.string().nullable().openapi({ description: "The event's own URL; null means the org default" }),
     created_at: z.string().datetime(),
@@ -80,11 +82,13 @@ export function page<T extends z.ZodTypeAny>(item: T, name: string) {
   return z
     .object({
       data: z.array(item),
-      next_cursor: z.string().nullable().openapi({ description: "Pass as `cursor` for the next page; null on the last" }),
+      next_cursor: z
+        .string()
+        .nullable()
+        .openapi({ description: "Pass as `cursor` for the next page; null on the last" }),
     })
     .openapi(name);
 }
-
 
 export function presentAttempt(row: AttemptSummaryRow): z.infer<typeof AttemptSummarySchema> {
   return {
@@ -121,7 +125,9 @@ export function presentAttemptDetail(row: AttemptDetailRow): z.infer<typeof Atte
   };
 }
 
-export function deliveryStatus(row: Pick<DeliveryRow, "delivered" | "next_attempt_at">): "pending" | "delivered" | "failed" {
+export function deliveryStatus(
+  row: Pick<DeliveryRow, "delivered" | "next_attempt_at">,
+): "pending" | "delivered" | "failed" {
   if (row.delivered) return "delivered";
   return row.next_attempt_at === null ? "failed" : "pending";
 }

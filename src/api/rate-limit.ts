@@ -23,9 +23,15 @@ const PERIOD_SECONDS: Record<Limiter, number> = { ORG_API_LIMIT: 60, ORG_SEND_LI
 async function spend(env: Env, limiter: Limiter, orgId: string, what: string): Promise<void> {
   const { success } = await env[limiter].limit({ key: orgId });
   if (!success) {
-    throw new ApiError(429, "rate_limited", `too many ${what} for this org; try again in ${PERIOD_SECONDS[limiter]} s`, undefined, {
-      "Retry-After": String(PERIOD_SECONDS[limiter]),
-    });
+    throw new ApiError(
+      429,
+      "rate_limited",
+      `too many ${what} for this org; try again in ${PERIOD_SECONDS[limiter]} s`,
+      undefined,
+      {
+        "Retry-After": String(PERIOD_SECONDS[limiter]),
+      },
+    );
   }
 }
 

@@ -1,20 +1,12 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { deliveryIdsForJob } from "../delivery/message";
 import { getAttempt, listAttempts } from "../store/log";
-import { RATE_LIMITED_429 } from "./rate-limit";
-import { ORG_KEY_401, orgKeyRoute, type OrgVariables } from "./auth";
+import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
-import { IdSchema } from "./events";
-import {
-  AttemptDetailSchema,
-  AttemptSummarySchema,
-  DeliveryIdSchema,
-  page,
-  parseAttemptId,
-  presentAttempt,
-  presentAttemptDetail,
-} from "./log-schemas";
+import { DeliveryIdSchema, IdSchema, parseAttemptId } from "./ids";
+import { deliveryFilter } from "./log-filter";
+import { AttemptDetailSchema, AttemptSummarySchema, page, presentAttempt, presentAttemptDetail } from "./log-schemas";
+import { RATE_LIMITED_429 } from "./rate-limit";
 
 /**
  * "Logs → Webhook logs": every attempt of the org, newest first, and one attempt in
@@ -38,7 +30,10 @@ const listLogs = createRoute({
     }),
   },
   responses: {
-    200: { description: "A page of attempts", content: { "application/json": { schema: page(AttemptSummarySchema, "AttemptPage") } } },
+    200: {
+      description: "A page of attempts",
+      content: { "application/json": { schema: page(AttemptSummarySchema, "AttemptPage") } },
+    },
     400: errorResponseSpec("A bad filter, limit or cursor"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
@@ -59,13 +54,6 @@ const getLog = createRoute({
     404: errorResponseSpec("No such attempt in this org"),
   },
 });
-
-/** The deliveries a `job_id` and/or `delivery_id` filter leaves, or undefined for no filter. */
-export async function deliveryFilter(orgId: string, jobId?: string, deliveryId?: string): Promise<string[] | undefined> {
-  if (jobId === undefined) return deliveryId === undefined ? undefined : [deliveryId];
-  const ofJob = await deliveryIdsForJob(orgId, jobId);
-  return deliveryId === undefined ? ofJob : ofJob.filter((id) => id === deliveryId);
-}
 
 export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables }>({ defaultHook: validationHook })
   .openapi(listLogs, async (c) => {

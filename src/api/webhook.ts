@@ -1,16 +1,17 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { readConfig } from "../config";
+import { ATTEMPT_ERRORS } from "../delivery/attempt";
 import { enqueueDeliveries } from "../delivery/enqueue";
 import { newDeliveryMessage } from "../delivery/message";
 import { toHex } from "../encoding";
-import { ATTEMPT_ERRORS } from "../delivery/attempt";
 import { RECENT_OUTCOMES } from "../org/endpoint-health";
 import { orgSettings } from "../org/org-settings";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
-import { orgApiLimit, RATE_LIMITED_429, spendSend } from "./rate-limit";
-import { ORG_KEY_401, orgKeyRoute, requireOrgKey, type OrgVariables } from "./auth";
+import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { ApiError, errorResponseSpec, invalidWebhookUrl, validationHook } from "./errors";
-import { jsonBody, type JsonBodyVariables } from "./json-body";
+import { type JsonBodyVariables, jsonBody } from "./json-body";
+import { RATE_LIMITED_429, spendSend } from "./rate-limit";
+import { type SampleJobData, sampleJobData } from "./sample-event";
 
 /**
  * The org's endpoint settings, kept in its OrgSettings Durable Object: the default
@@ -19,22 +20,36 @@ import { jsonBody, type JsonBodyVariables } from "./json-body";
 
 export const EndpointHealthSchema = z
   .object({
-    endpoint: z.string().openapi({ description: "The endpoint: scheme, host and port of the URL", example: "https://your-app.com" }),
+    endpoint: z
+      .string()
+      .openapi({ description: "The endpoint: scheme, host and port of the URL", example: "https://your-app.com" }),
     lane: z.enum(["fast", "slow"]).openapi({
       description:
         "`slow`: the endpoint hangs, answers slowly or keeps failing, so its deliveries wait in a lane of their own, " +
         "on the same retry schedule, until it answers well again (a few good answers in a row).",
     }),
-    lane_reason: z.enum(["timeout", "slow", "failing"]).nullable().openapi({ description: "Why it is in the slow lane" }),
+    lane_reason: z
+      .enum(["timeout", "slow", "failing"])
+      .nullable()
+      .openapi({ description: "Why it is in the slow lane" }),
     lane_since: z.string().datetime().nullable(),
-    success_rate_24h: z.number().min(0).max(1).nullable().openapi({ description: "Share of attempts in the last 24 h that succeeded; null without attempts" }),
+    success_rate_24h: z
+      .number()
+      .min(0)
+      .max(1)
+      .nullable()
+      .openapi({ description: "Share of attempts in the last 24 h that succeeded; null without attempts" }),
     attempts_24h: z.number().int(),
     timeouts_24h: z.number().int(),
     consecutive_failures: z.number().int(),
     last_success_at: z.string().datetime().nullable(),
     last_failure_at: z.string().datetime().nullable(),
     last_error: z.enum(ATTEMPT_ERRORS).nullable(),
-    latency_ms: z.number().int().nullable().openapi({ description: "Moving average of response times (timeouts included)" }),
+    latency_ms: z
+      .number()
+      .int()
+      .nullable()
+      .openapi({ description: "Moving average of response times (timeouts included)" }),
     recent: z.array(z.enum(RECENT_OUTCOMES)).openapi({ description: "The last outcomes, oldest first (up to 20)" }),
   })
   .openapi("EndpointHealth");
@@ -43,11 +58,14 @@ export const WebhookSettingsSchema = z
   .object({
     webhook_url: z.string().nullable().openapi({ example: "https://your-app.com/webhooks/zupertry" }),
     signing_secret: z.string().openapi({
-      description: "Verify `X-Zupertry-Signature` (the seed snippets) or `webhook-signature` (Standard Webhooks) with it.",
+      description:
+        "Verify `X-Zupertry-Signature` (the seed snippets) or `webhook-signature` (Standard Webhooks) with it.",
       example: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     }),
     secret_rotated_at: z.string().datetime().nullable(),
-    health: EndpointHealthSchema.nullable().openapi({ description: "How the default URL's endpoint has been answering; null without a default URL" }),
+    health: EndpointHealthSchema.nullable().openapi({
+      description: "How the default URL's endpoint has been answering; null without a default URL",
+    }),
   })
   .openapi("WebhookSettings");
 
@@ -72,13 +90,15 @@ const putWebhook = createRoute({
   summary: "Set or clear (null) the org's default webhook URL",
   tags: ["Webhook"],
   ...orgKeyRoute,
-  middleware: [requireOrgKey, orgApiLimit, ...jsonBody(16_384)] as const,
+  middleware: jsonBody(16_384),
   request: {
     body: {
       required: true,
       content: {
         "application/json": {
-          schema: z.strictObject({ webhook_url: z.string().max(MAX_WEBHOOK_URL_LENGTH).nullable() }).openapi("WebhookUpdate"),
+          schema: z
+            .strictObject({ webhook_url: z.string().max(MAX_WEBHOOK_URL_LENGTH).nullable() })
+            .openapi("WebhookUpdate"),
         },
       },
     },
@@ -97,7 +117,8 @@ const rotateSecret = createRoute({
   path: "/v1/webhook/rotate-secret",
   summary: "Replace the signing secret",
   description:
-    "`X-Zupertry-Signature` uses the new secret from the next attempt on; `webhook-signature` carries signatures with both the new and the previous secret for 24 h.",
+    "`X-Zupertry-Signature` uses the new secret from the next attempt on; `webhook-signature` carries " +
+    "signatures with both the new and the previous secret for 24 h.",
   tags: ["Webhook"],
   ...orgKeyRoute,
   responses: {
@@ -113,14 +134,20 @@ const sendTest = createRoute({
   summary: "Send a signed sample job.completed (its job_id starts with job_test_)",
   tags: ["Webhook"],
   ...orgKeyRoute,
-  middleware: [requireOrgKey, orgApiLimit, ...jsonBody(16_384, { optional: true })] as const,
+  middleware: jsonBody(16_384, { optional: true }),
   request: {
     body: {
       required: false,
       content: {
         "application/json": {
           schema: z
-            .strictObject({ webhook_url: z.string().max(MAX_WEBHOOK_URL_LENGTH).optional().openapi({ description: "Defaults to the org default" }) })
+            .strictObject({
+              webhook_url: z
+                .string()
+                .max(MAX_WEBHOOK_URL_LENGTH)
+                .optional()
+                .openapi({ description: "Defaults to the org default" }),
+            })
             .openapi("WebhookTest"),
         },
       },
@@ -131,7 +158,9 @@ const sendTest = createRoute({
       description: "Queued; it shows in the logs as soon as its attempt is made",
       content: {
         "application/json": {
-          schema: z.object({ delivery_id: z.string(), job_id: z.string(), status: z.literal("queued") }).openapi("WebhookTestQueued"),
+          schema: z
+            .object({ delivery_id: z.string(), job_id: z.string(), status: z.literal("queued") })
+            .openapi("WebhookTestQueued"),
         },
       },
     },
@@ -143,18 +172,16 @@ const sendTest = createRoute({
 });
 
 /** The sample event of a test delivery: seed-shaped, marked by its job id and zero credits. */
-export function testEventData(orgId: string, now: Date): { job_id: string; org_id: string } & Record<string, unknown> {
+export function testEventData(orgId: string, now: Date): SampleJobData {
   const jobId = `job_test_${toHex(crypto.getRandomValues(new Uint8Array(8)))}`;
-  return {
-    job_id: jobId,
+  const at = now.toISOString();
+  return sampleJobData(orgId, jobId, {
     workspace_id: "ws_test",
-    org_id: orgId,
-    status: "completed",
     output_url: "https://storage.googleapis.com/zupertry-outputs/test.png",
     credits_consumed: 0,
-    created_at: now.toISOString(),
-    completed_at: now.toISOString(),
-  };
+    created_at: at,
+    completed_at: at,
+  });
 }
 
 export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables & JsonBodyVariables }>({
@@ -174,7 +201,11 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
       const check = checkWebhookUrl(webhookUrl, { allowInsecure: readConfig(c.env).allowInsecureWebhookUrls });
       if (!check.ok) throw invalidWebhookUrl(check.reason);
     } else if ((await orgSettings(c.env, c.var.orgId).getWebhook()).webhook_url === null) {
-      throw new ApiError(400, "no_webhook_url", "pass a webhook_url, or set the org default with PUT /v1/webhook first");
+      throw new ApiError(
+        400,
+        "no_webhook_url",
+        "pass a webhook_url, or set the org default with PUT /v1/webhook first",
+      );
     }
     await spendSend(c.env, c.var.orgId);
     const now = Date.now();

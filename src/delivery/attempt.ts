@@ -55,12 +55,18 @@ export async function postWebhook(
     return {
       status_code: status,
       error,
-      error_detail: error === "redirect" ? "redirects are not followed" : error === "http_status" ? edgeErrorDetail(status, response.headers) : null,
+      error_detail:
+        error === "redirect"
+          ? "redirects are not followed"
+          : error === "http_status"
+            ? edgeErrorDetail(status, response.headers)
+            : null,
       response_time_ms: Date.now() - started,
       response_headers: responseHeaders,
       response_body: text,
       response_truncated: truncated,
-      retry_after_seconds: status === 429 || status === 503 ? parseRetryAfter(response.headers.get("retry-after"), Date.now()) : null,
+      retry_after_seconds:
+        status === 429 || status === 503 ? parseRetryAfter(response.headers.get("retry-after"), Date.now()) : null,
     };
   } catch (thrown) {
     return {
@@ -101,9 +107,11 @@ export function unsentResponse(error: AttemptError, detail: string): AttemptResp
 export function networkErrorDetail(thrown: unknown): string {
   const message = thrown instanceof Error ? thrown.message : String(thrown);
   if (/\b(tls|ssl|certificate|handshake)\b/i.test(message)) return "the TLS handshake failed (certificate or protocol)";
-  if (/\b(dns|resolve|lookup|ENOTFOUND|name not)\b/i.test(message)) return "the endpoint's host name did not resolve (DNS)";
+  if (/\b(dns|resolve|lookup|ENOTFOUND|name not)\b/i.test(message))
+    return "the endpoint's host name did not resolve (DNS)";
   if (/refused/i.test(message)) return "the connection was refused";
-  if (/connection (lost|reset|closed)|reset|ECONNRESET|EPIPE/i.test(message)) return "the connection was refused or dropped before an answer";
+  if (/connection (lost|reset|closed)|reset|ECONNRESET|EPIPE/i.test(message))
+    return "the connection was refused or dropped before an answer";
   return "the request failed before an answer came";
 }
 

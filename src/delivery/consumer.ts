@@ -1,16 +1,23 @@
-import { readConfig, type Config } from "../config";
-import { endpointOf, type EndpointReport } from "../org/endpoint-health";
-import { orgSettings, type DeliverySettings } from "../org/org-settings";
+import { type Config, readConfig } from "../config";
+import { type EndpointReport, endpointOf } from "../org/endpoint-health";
+import { type DeliverySettings, orgSettings } from "../org/org-settings";
 import { checkWebhookUrl } from "../org/webhook-url";
-import { encodeAttempt, readDeliveryStates, writeAttempts, type AttemptRecord, type EncodedAttempt } from "../store/attempts";
+import {
+  type AttemptRecord,
+  type DeliveryState,
+  type EncodedAttempt,
+  encodeAttempt,
+  readDeliveryStates,
+  writeAttempts,
+} from "../store/attempts";
 import { readStoredEvents } from "../store/stalled";
-import { LogWriter, type Written } from "./log-writer";
-import { postWebhook, unsentResponse, type AttemptError } from "./attempt";
+import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
 import { attemptHeaders } from "./headers";
 import { handOffLeaseMarginMs, laneOfQueue, slowLane } from "./lanes";
+import { LogWriter, type Written } from "./log-writer";
 import type { DeliveryMessage } from "./message";
-import { ownerOf, planMessage, type Plan } from "./plan";
-import { runPool, type PoolTask } from "./pool";
+import { ownerOf, type Plan, planMessage } from "./plan";
+import { type PoolTask, runPool } from "./pool";
 import { eventColumns } from "./record";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
 import { Signer } from "./signing";
@@ -82,10 +89,24 @@ interface Attempted {
 /** A task's value: the attempt, or the internal fault that kept it from being made. */
 type TaskValue = { ok: true; attempted: Attempted } | { ok: false; message: BatchMessage; error: unknown };
 
-const summaryKeys = ["delivered", "retrying", "failed", "dropped", "waiting", "deferred", "moved", "handed_off", "released"] as const;
+const summaryKeys = [
+  "delivered",
+  "retrying",
+  "failed",
+  "dropped",
+  "waiting",
+  "deferred",
+  "moved",
+  "handed_off",
+  "released",
+] as const;
 type Summary = Record<(typeof summaryKeys)[number], number>;
 
-export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: Env, ctx: ExecutionContext): Promise<void> {
+export async function deliverBatch(
+  batch: MessageBatch<DeliveryMessage>,
+  env: Env,
+  ctx: ExecutionContext,
+): Promise<void> {
   const lane = laneOfQueue(batch.queue);
   const config = readConfig(env);
   const summary = Object.fromEntries(summaryKeys.map((k) => [k, 0])) as Summary;
@@ -94,7 +115,7 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   const ids = [...new Set(batch.messages.map((m) => m.body.delivery_id))];
   // The settings do not depend on the log: read both at once (a run's fixed cost).
   const orgsLoading = loadOrgContexts(env, batch.messages);
-  let states;
+  let states: Map<string, DeliveryState>;
   try {
     states = await readDeliveryStates(env.DB, ids);
   } catch (error) {
@@ -107,7 +128,13 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   const planned: Planned[] = [];
   const claimed = new Set<string>();
   for (const message of batch.messages) {
-    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now, config.stalledAfterMs);
+    const plan = planMessage(
+      ownerOf(message),
+      message.body,
+      states.get(message.body.delivery_id),
+      now,
+      config.stalledAfterMs,
+    );
     if (plan.kind === "wait") {
       message.retry({ delaySeconds: plan.delaySeconds });
       summary.waiting++;
@@ -125,13 +152,20 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   if (takeOvers.length > 0) {
     // Rare (a stalled delivery taken over by a re-sent event): one more read, for the stored event.
     try {
-      const stored = await readStoredEvents(env.DB, takeOvers.map((p) => p.event.delivery_id));
+      const stored = await readStoredEvents(
+        env.DB,
+        takeOvers.map((p) => p.event.delivery_id),
+      );
       for (const p of takeOvers) {
         const event = stored.get(p.event.delivery_id);
         if (event) p.event = { ...p.event, webhook_url: event.webhook_url, body: encoder.encode(event.body) };
       }
     } catch (error) {
-      defer(takeOvers.map((p) => p.message), "read_event", error);
+      defer(
+        takeOvers.map((p) => p.message),
+        "read_event",
+        error,
+      );
       summary.deferred += takeOvers.length;
       planned.splice(0, planned.length, ...planned.filter((p) => !p.plan.storedEvent));
     }
@@ -144,7 +178,9 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   const end = (attempted: Attempted) => ended.push({ ...attempted, written: writer.add(attempted.row) });
   const toSlowLane: MessageSendRequest<DeliveryMessage>[] = [];
   const movedMessages: BatchMessage[] = [];
-  const tasks: Array<PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }> = [];
+  const tasks: Array<
+    PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
+  > = [];
   for (const { message, plan, event } of planned) {
     const org = orgs.get(message.body.org_id)!;
     if (!org.ok) {
@@ -204,7 +240,8 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
 
   // Handed-off attempts finish in the background; a slow-lane message follows each,
   // waiting until its attempt has surely ended (the lease).
-  const leaseUntil = (h: (typeof handedOff)[number]) => h.startedAt + config.attemptTimeoutMs + handOffLeaseMarginMs(config.retryDelaysSeconds);
+  const leaseUntil = (h: (typeof handedOff)[number]) =>
+    h.startedAt + config.attemptTimeoutMs + handOffLeaseMarginMs(config.retryDelaysSeconds);
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
   for (const h of handedOff) {
     toSlowLane.push({
@@ -213,7 +250,13 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
       delaySeconds: secondsUntil(leaseUntil(h)),
     });
   }
-  if (handedOff.length > 0) ctx.waitUntil(finishHandedOff(handedOff.map((h) => h.value), env));
+  if (handedOff.length > 0)
+    ctx.waitUntil(
+      finishHandedOff(
+        handedOff.map((h) => h.value),
+        env,
+      ),
+    );
 
   const inFlight: EndpointReport[] = handedOff.map((h) => ({
     origin: h.origin,
@@ -232,7 +275,12 @@ export async function deliverBatch(batch: MessageBatch<DeliveryMessage>, env: En
   ]);
   const unwritten: BatchMessage[] = [];
   let writeError: unknown;
-  for (const { message, row: { record }, retryDelaySeconds, written } of ended) {
+  for (const {
+    message,
+    row: { record },
+    retryDelaySeconds,
+    written,
+  } of ended) {
     const result = await written;
     if (!result.ok) {
       unwritten.push(message);
@@ -296,20 +344,35 @@ async function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Pro
   return new Map(loaded);
 }
 
-type Target = { ok: true; url: string; endpoint: string } | { ok: false; url: string | null; error: AttemptError; detail: string };
+type Target =
+  | { ok: true; url: string; endpoint: string }
+  | { ok: false; url: string | null; error: AttemptError; detail: string };
 
 /** Where a delivery goes: the event's URL or the org default, if the URL rules allow it. */
 function resolveTarget(event: DeliveryMessage, settings: DeliverySettings, config: Config): Target {
   const url = event.webhook_url ?? settings.webhook_url;
-  if (url === null) return { ok: false, url, error: "no_webhook_url", detail: "the event has no webhook_url and the org has no default URL" };
+  if (url === null)
+    return {
+      ok: false,
+      url,
+      error: "no_webhook_url",
+      detail: "the event has no webhook_url and the org has no default URL",
+    };
   const check = checkWebhookUrl(url, { allowInsecure: config.allowInsecureWebhookUrls });
   const endpoint = endpointOf(url);
-  if (!check.ok || endpoint === null) return { ok: false, url, error: "invalid_url", detail: check.ok ? "webhook_url is not a URL" : check.reason };
+  if (!check.ok || endpoint === null)
+    return { ok: false, url, error: "invalid_url", detail: check.ok ? "webhook_url is not a URL" : check.reason };
   return { ok: true, url, endpoint };
 }
 
 /** The log row fields every attempt of this message shares. */
-function recordBase(message: BatchMessage, event: DeliveryMessage, plan: AttemptPlan, url: string | null, attemptedAt: number) {
+function recordBase(
+  message: BatchMessage,
+  event: DeliveryMessage,
+  plan: AttemptPlan,
+  url: string | null,
+  attemptedAt: number,
+) {
   return {
     delivery_id: event.delivery_id,
     attempt: plan.attempt,
@@ -324,9 +387,22 @@ function recordBase(message: BatchMessage, event: DeliveryMessage, plan: Attempt
 }
 
 /** Nothing can be sent, and retrying cannot help: the delivery fails now. */
-function unsentAttempt(message: BatchMessage, event: DeliveryMessage, plan: AttemptPlan, url: string | null, error: AttemptError, detail: string): Attempted {
+function unsentAttempt(
+  message: BatchMessage,
+  event: DeliveryMessage,
+  plan: AttemptPlan,
+  url: string | null,
+  error: AttemptError,
+  detail: string,
+): Attempted {
   const { retry_after_seconds: _, ...response } = unsentResponse(error, detail);
-  const record: AttemptRecord = { ...recordBase(message, event, plan, url, Date.now()), ...response, outcome: "failed", next_attempt_at: null, signatures: null };
+  const record: AttemptRecord = {
+    ...recordBase(message, event, plan, url, Date.now()),
+    ...response,
+    outcome: "failed",
+    next_attempt_at: null,
+    signatures: null,
+  };
   return { message, retryDelaySeconds: null, report: null, row: encodeAttempt(record) };
 }
 
@@ -343,13 +419,21 @@ async function makeAttempt(
   const attemptedAt = Date.now();
   const timestamp = Math.floor(attemptedAt / 1000);
   const signatures = await org.signer.sign(event.delivery_id, timestamp, event.body);
-  const headers = attemptHeaders({ deliveryId: event.delivery_id, eventType: event.event_type, attempt: plan.attempt, timestamp, signatures });
+  const headers = attemptHeaders({
+    deliveryId: event.delivery_id,
+    eventType: event.event_type,
+    attempt: plan.attempt,
+    timestamp,
+    signatures,
+  });
   const { retry_after_seconds, ...response } = await postWebhook(url, headers, event.body, {
     timeoutMs: config.attemptTimeoutMs,
     responseBodyLimitBytes: config.responseBodyLimitBytes,
   });
   const retryDelaySeconds =
-    response.error !== null && plan.scheduled ? retryDelayAfter(plan.attempt, config.retryDelaysSeconds, retry_after_seconds) : null;
+    response.error !== null && plan.scheduled
+      ? retryDelayAfter(plan.attempt, config.retryDelaysSeconds, retry_after_seconds)
+      : null;
   const outcome = response.error === null ? "succeeded" : "failed";
   return {
     message,
@@ -388,12 +472,18 @@ async function finishHandedOff(values: readonly Promise<TaskValue>[], env: Env):
   const settled = await Promise.all(values);
   const attempted = settled.flatMap((v) => (v.ok ? [v.attempted] : []));
   try {
-    await writeAttempts(env.DB, attempted.map((a) => a.row));
+    await writeAttempts(
+      env.DB,
+      attempted.map((a) => a.row),
+    );
   } catch (error) {
     logFault("handed_off_write", attempted.length, error);
     return;
   }
-  await reportHealth(env, attempted.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])));
+  await reportHealth(
+    env,
+    attempted.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])),
+  );
   console.log(
     JSON.stringify({
       event: "deliveries.handed_off_ended",
@@ -429,7 +519,12 @@ function defer(messages: readonly BatchMessage[], stage: string, error: unknown)
 
 function logFault(stage: string, count: number, error: unknown, event = "deliveries.fault"): void {
   console.error(
-    JSON.stringify({ event, stage, count, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }),
+    JSON.stringify({
+      event,
+      stage,
+      count,
+      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    }),
   );
 }
 

@@ -1,8 +1,8 @@
-import { insertAttempts, readDeliveryStates, type AttemptRecord } from "../store/attempts";
+import { type AttemptRecord, insertAttempts, readDeliveryStates } from "../store/attempts";
 import { unsentResponse } from "./attempt";
-import { eventColumns } from "./record";
 import type { DeliveryMessage } from "./message";
 import { ownerOf } from "./plan";
+import { eventColumns } from "./record";
 
 /** The queue whose messages ran out of retries (wrangler.toml `dead_letter_queue`). */
 export const DEAD_LETTER_QUEUE = "deliveries-dlq";
@@ -47,5 +47,7 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   }
   await insertAttempts(env.DB, [...records.values()]);
   batch.ackAll();
-  console.error(JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed: records.size }));
+  console.error(
+    JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed: records.size }),
+  );
 }

@@ -1,4 +1,4 @@
-import { DELIVERY_MESSAGE_CONTENT_TYPE, messageSizeEstimate, type DeliveryMessage } from "./message";
+import { DELIVERY_MESSAGE_CONTENT_TYPE, type DeliveryMessage, messageSizeEstimate } from "./message";
 
 /** Queue limits for one `sendBatch` call. */
 const MAX_MESSAGES_PER_SEND = 100;

@@ -1,4 +1,4 @@
-import { writeAttempts, type EncodedAttempt } from "../store/attempts";
+import { type EncodedAttempt, writeAttempts } from "../store/attempts";
 
 /**
  * Writes a queue run's log rows while its attempts are still going on: a group commit.
@@ -43,15 +43,18 @@ export class LogWriter {
     const rows = this.waiting;
     this.waiting = [];
     this.inFlight = true;
-    const fresh = writeAttempts(this.db, rows.map((r) => r.row));
-    rows.forEach((r, i) =>
+    const fresh = writeAttempts(
+      this.db,
+      rows.map((r) => r.row),
+    );
+    for (const [i, r] of rows.entries()) {
       r.settle(
         fresh.then(
           (f): Written => ({ ok: true, fresh: f[i]! }),
           (error: unknown): Written => ({ ok: false, error }),
         ),
-      ),
-    );
+      );
+    }
     this.writing = fresh.then(
       () => this.done(),
       () => this.done(),

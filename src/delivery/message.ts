@@ -63,7 +63,7 @@ const encoder = new TextEncoder();
  */
 export async function deliveryIdFor(orgId: string, type: EventType, jobId: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", encoder.encode(JSON.stringify([orgId, type, jobId])));
-  return "dlv_" + toHex(new Uint8Array(digest, 0, 16));
+  return `dlv_${toHex(new Uint8Array(digest, 0, 16))}`;
 }
 
 /** Every delivery id a job can have in an org (one per event type). */
@@ -96,6 +96,37 @@ export async function newDeliveryMessage(
   };
 }
 
+/** A delivery as the log keeps it: enough to send it again (src/store/log.ts, src/store/stalled.ts). */
+export interface StoredDelivery {
+  delivery_id: string;
+  org_id: string;
+  job_id: string;
+  event_type: string;
+  webhook_url: string | null;
+  /** The body as attempt 1 sent it. */
+  body: string;
+}
+
+/**
+ * The message that sends a stored delivery again: the stored body is the text attempt 1
+ * sent, so its bytes (and every signature over them) are the same. `resume` says how the
+ * message joins the delivery's history: after a manual redeliver, or taking over a stall.
+ */
+export function resumeDeliveryMessage(
+  stored: StoredDelivery,
+  resume: { redeliver_after: number } | { take_over: number },
+): DeliveryMessage {
+  return {
+    delivery_id: stored.delivery_id,
+    org_id: stored.org_id,
+    job_id: stored.job_id,
+    event_type: stored.event_type as EventType,
+    webhook_url: stored.webhook_url,
+    body: encoder.encode(stored.body),
+    ...resume,
+  };
+}
+
 /**
  * An upper bound of a message's size on the queue, for splitting `sendBatch` calls
  * under the 256 KB limit: the body bytes plus its text fields and some framing.
@@ -103,7 +134,11 @@ export async function newDeliveryMessage(
 export function messageSizeEstimate(message: DeliveryMessage): number {
   return (
     message.body.byteLength +
-    2 * (message.delivery_id.length + message.org_id.length + message.job_id.length + (message.webhook_url?.length ?? 0)) +
+    2 *
+      (message.delivery_id.length +
+        message.org_id.length +
+        message.job_id.length +
+        (message.webhook_url?.length ?? 0)) +
     256
   );
 }

@@ -52,7 +52,11 @@ export function isStalled(state: Pick<DeliveryState, "next_attempt_at">, now: nu
 }
 
 /** Whether a redeliver may act on a delivery in this state: finished, or stalled. */
-export function canRedeliver(state: Pick<DeliveryState, "next_attempt_at">, now: number, stalledAfterMs: number): boolean {
+export function canRedeliver(
+  state: Pick<DeliveryState, "next_attempt_at">,
+  now: number,
+  stalledAfterMs: number,
+): boolean {
   return state.next_attempt_at === null || isStalled(state, now, stalledAfterMs);
 }
 
@@ -85,7 +89,9 @@ export function planMessage(
       : { kind: "drop", reason: "stale_take_over" };
   }
   if (message.redeliver_after !== undefined && !owns) {
-    return state !== undefined && canRedeliver(state, now, stalledAfterMs) && state.last_attempt === message.redeliver_after
+    return state !== undefined &&
+      canRedeliver(state, now, stalledAfterMs) &&
+      state.last_attempt === message.redeliver_after
       ? // A stalled delivery goes on with its schedule; a finished one gets one attempt.
         { kind: "attempt", attempt: state.last_attempt + 1, scheduled: state.next_attempt_at !== null }
       : { kind: "drop", reason: "stale_redeliver" };

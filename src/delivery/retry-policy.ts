@@ -13,7 +13,11 @@ export const MAX_RETRY_AFTER_SECONDS = 3600;
  * over. A receiver that answered 429 or 503 with `Retry-After` gets the longer of the
  * schedule's delay and its own (capped at an hour); it never adds an attempt.
  */
-export function retryDelayAfter(attempt: number, delaysSeconds: readonly number[], retryAfterSeconds: number | null = null): number | null {
+export function retryDelayAfter(
+  attempt: number,
+  delaysSeconds: readonly number[],
+  retryAfterSeconds: number | null = null,
+): number | null {
   const scheduled = delaysSeconds[attempt - 1];
   if (scheduled === undefined) return null;
   return Math.max(scheduled, Math.min(retryAfterSeconds ?? 0, MAX_RETRY_AFTER_SECONDS));

@@ -1,5 +1,5 @@
-import { signingSecretKeyBytes } from "../org/signing-secret";
 import { toBase64, toHex } from "../encoding";
+import { signingSecretKeyBytes } from "../org/signing-secret";
 import type { AttemptSignatures } from "../store/attempts";
 
 /**

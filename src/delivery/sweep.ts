@@ -1,7 +1,7 @@
+import { readConfig } from "../config";
 import { claimStalledDeliveries } from "../store/stalled";
 import { enqueueDeliveries } from "./enqueue";
-import type { DeliveryMessage, EventType } from "./message";
-import { readConfig } from "../config";
+import { resumeDeliveryMessage } from "./message";
 
 /**
  * The stall sweep: nothing may stay silently stuck in `pending`.
@@ -20,24 +20,20 @@ export const SWEEP_CRON = "* * * * *";
 /** Deliveries one sweep takes up (the rest wait a minute: no flood into a lagging queue). */
 export const SWEEP_LIMIT = 200;
 
-const encoder = new TextEncoder();
-
 export async function sweepStalledDeliveries(env: Env, now: number): Promise<{ requeued: number }> {
   const stalled = await claimStalledDeliveries(env.DB, now - readConfig(env).stalledAfterMs, now, SWEEP_LIMIT);
-  const messages: DeliveryMessage[] = stalled.map((s) => ({
-    delivery_id: s.delivery_id,
-    org_id: s.org_id,
-    job_id: s.job_id,
-    event_type: s.event_type as EventType,
-    webhook_url: s.webhook_url,
-    body: encoder.encode(s.body),
-    take_over: s.attempt,
-  }));
+  const messages = stalled.map((s) => resumeDeliveryMessage(s, { take_over: s.attempt }));
   // If this fails, the claimed deliveries are due "now" and the sweep finds them again
   // once they are overdue: nothing is lost, only late.
   await enqueueDeliveries(env.DELIVERIES, messages);
   if (messages.length > 0) {
-    console.log(JSON.stringify({ event: "deliveries.swept", requeued: messages.length, deliveries: messages.map((m) => m.delivery_id).slice(0, 20) }));
+    console.log(
+      JSON.stringify({
+        event: "deliveries.swept",
+        requeued: messages.length,
+        deliveries: messages.map((m) => m.delivery_id).slice(0, 20),
+      }),
+    );
   }
   return { requeued: messages.length };
 }

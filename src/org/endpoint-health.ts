@@ -118,7 +118,11 @@ export function applyReport(health: EndpointHealth, report: EndpointReport): End
   const slow = report.slow;
   const timeout = report.error === "timeout";
   if (report.error !== "network_error") {
-    h.latency_ms = Math.round(h.latency_ms === null ? report.response_time_ms : h.latency_ms + LATENCY_WEIGHT * (report.response_time_ms - h.latency_ms));
+    h.latency_ms = Math.round(
+      h.latency_ms === null
+        ? report.response_time_ms
+        : h.latency_ms + LATENCY_WEIGHT * (report.response_time_ms - h.latency_ms),
+    );
   }
   const bucket = hourBucket(h, at);
 
@@ -198,7 +202,10 @@ export interface EndpointHealthSummary {
   recent: RecentOutcome[];
 }
 
-const LETTER_OUTCOMES = Object.fromEntries(Object.entries(OUTCOME_LETTERS).map(([k, v]) => [v, k])) as Record<string, RecentOutcome>;
+const LETTER_OUTCOMES = Object.fromEntries(Object.entries(OUTCOME_LETTERS).map(([k, v]) => [v, k])) as Record<
+  string,
+  RecentOutcome
+>;
 
 export function summarizeHealth(h: EndpointHealth, now: number): EndpointHealthSummary {
   const since = Math.floor(now / HOUR_MS) - 24;

@@ -2,12 +2,12 @@ import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config";
 import {
   applyReport,
-  endpointOf,
-  newEndpointHealth,
-  summarizeHealth,
   type EndpointHealth,
   type EndpointHealthSummary,
   type EndpointReport,
+  endpointOf,
+  newEndpointHealth,
+  summarizeHealth,
 } from "./endpoint-health";
 import { migrateSchema } from "./schema";
 import { generateSigningSecret } from "./signing-secret";
@@ -155,13 +155,17 @@ export class OrgSettings extends DurableObject<Env> {
     }
     const defaultEndpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
     const asked = [...new Set(defaultEndpoint === null ? endpoints : [defaultEndpoint, ...endpoints])];
-    const slow = asked.length === 0 ? [] : this.sql
-      .exec<{ origin: string }>(
-        `SELECT origin FROM endpoint_health WHERE lane = 'slow' AND origin IN (${asked.map(() => "?").join(", ")})`,
-        ...asked,
-      )
-      .toArray()
-      .map((r) => r.origin);
+    const slow =
+      asked.length === 0
+        ? []
+        : this.sql
+            .exec<{ origin: string }>(
+              `SELECT origin FROM endpoint_health
+                WHERE lane = 'slow' AND origin IN (${asked.map(() => "?").join(", ")})`,
+              ...asked,
+            )
+            .toArray()
+            .map((r) => r.origin);
     return { webhook_url: row.webhook_url, signing_secrets: secrets, slow_endpoints: slow };
   }
 
@@ -183,7 +187,8 @@ export class OrgSettings extends DurableObject<Env> {
       const count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM endpoint_health").one().n;
       if (count > MAX_ENDPOINTS) {
         this.sql.exec(
-          "DELETE FROM endpoint_health WHERE origin IN (SELECT origin FROM endpoint_health ORDER BY last_attempt_at LIMIT ?)",
+          `DELETE FROM endpoint_health
+            WHERE origin IN (SELECT origin FROM endpoint_health ORDER BY last_attempt_at LIMIT ?)`,
           count - MAX_ENDPOINTS,
         );
       }
@@ -210,7 +215,8 @@ export class OrgSettings extends DurableObject<Env> {
          lane_changed_at = excluded.lane_changed_at, demotions = excluded.demotions, good_streak = excluded.good_streak,
          consecutive_failures = excluded.consecutive_failures, last_attempt_at = excluded.last_attempt_at,
          last_success_at = excluded.last_success_at, last_failure_at = excluded.last_failure_at,
-         last_error = excluded.last_error, latency_ms = excluded.latency_ms, recent = excluded.recent, hours = excluded.hours`,
+         last_error = excluded.last_error, latency_ms = excluded.latency_ms, recent = excluded.recent,
+         hours = excluded.hours`,
       h.origin,
       h.lane,
       h.lane_reason,
@@ -234,7 +240,10 @@ export class OrgSettings extends DurableObject<Env> {
       webhook_url: row.webhook_url,
       signing_secret: row.signing_secret,
       secret_rotated_at: row.secret_rotated_at === null ? null : new Date(row.secret_rotated_at).toISOString(),
-      health: endpoint === null ? null : (this.getEndpointHealth(endpoint) ?? summarizeHealth(newEndpointHealth(endpoint), Date.now())),
+      health:
+        endpoint === null
+          ? null
+          : (this.getEndpointHealth(endpoint) ?? summarizeHealth(newEndpointHealth(endpoint), Date.now())),
     };
   }
 

@@ -53,12 +53,16 @@ export const SCHEMA_VERSION = MIGRATIONS.length;
 export function migrateSchema(storage: DurableObjectStorage): number {
   const sql = storage.sql;
   return storage.transactionSync(() => {
-    sql.exec("CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)");
-    const from = sql.exec<{ version: number }>("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version ?? 0;
+    sql.exec(
+      "CREATE TABLE IF NOT EXISTS schema_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)",
+    );
+    const from =
+      sql.exec<{ version: number }>("SELECT version FROM schema_version WHERE id = 1").toArray()[0]?.version ?? 0;
     for (let version = from; version < MIGRATIONS.length; version++) sql.exec(MIGRATIONS[version]!);
     if (from < MIGRATIONS.length) {
       sql.exec(
-        "INSERT INTO schema_version (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+        `INSERT INTO schema_version (id, version) VALUES (1, ?)
+           ON CONFLICT (id) DO UPDATE SET version = excluded.version`,
         MIGRATIONS.length,
       );
     }

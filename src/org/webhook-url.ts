@@ -90,7 +90,7 @@ const IPV4_RANGES: ReadonlyArray<readonly [string, number, HostClass]> = [
 function classifyIPv4(address: number): HostClass {
   for (const [net, bits, cls] of IPV4_RANGES) {
     const mask = (~0 << (32 - bits)) >>> 0;
-    if (((address & mask) >>> 0) === parseIPv4(net)) return cls;
+    if ((address & mask) >>> 0 === parseIPv4(net)) return cls;
   }
   return "public";
 }
@@ -116,7 +116,8 @@ function parseIPv6(text: string): number[] | null {
   }
   const halves = head.split("::");
   if (halves.length > 2) return null;
-  const parse = (s: string) => (s === "" ? [] : s.split(":").map((g) => (/^[0-9a-f]{1,4}$/.test(g) ? parseInt(g, 16) : NaN)));
+  const parse = (s: string) =>
+    s === "" ? [] : s.split(":").map((g) => (/^[0-9a-f]{1,4}$/.test(g) ? parseInt(g, 16) : NaN));
   const left = parse(halves[0]!);
   const right = halves.length === 2 ? parse(halves[1]!) : [];
   const fill = 8 - tail.length - left.length - right.length;

@@ -15,10 +15,14 @@ export interface ApiKey {
   created_at: number;
 }
 
-export async function createApiKey(db: D1Database, orgId: string, name: string | null): Promise<ApiKey & { key: string }> {
+export async function createApiKey(
+  db: D1Database,
+  orgId: string,
+  name: string | null,
+): Promise<ApiKey & { key: string }> {
   const key = ORG_KEY_PREFIX + toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
   const row: ApiKey = {
-    id: "key_" + toHex(crypto.getRandomValues(new Uint8Array(12))),
+    id: `key_${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
     org_id: orgId,
     name,
     created_at: Date.now(),

@@ -7,7 +7,15 @@ import { deflate } from "./codec";
 export type AttemptOutcome = "succeeded" | "failed";
 
 /** Why an attempt failed; null in the log when it succeeded. The `error` CHECK in migrations/ lists the same. */
-export const ATTEMPT_ERRORS = ["timeout", "network_error", "http_status", "redirect", "no_webhook_url", "invalid_url", "internal"] as const;
+export const ATTEMPT_ERRORS = [
+  "timeout",
+  "network_error",
+  "http_status",
+  "redirect",
+  "no_webhook_url",
+  "invalid_url",
+  "internal",
+] as const;
 export type AttemptError = (typeof ATTEMPT_ERRORS)[number];
 
 /** One row of `attempts`, as the consumer writes it. Times are unix ms. */
@@ -61,7 +69,10 @@ export interface DeliveryState {
 }
 
 /** The state of each delivery that has at least one attempt. One query, by primary key. */
-export async function readDeliveryStates(db: D1Database, deliveryIds: readonly string[]): Promise<Map<string, DeliveryState>> {
+export async function readDeliveryStates(
+  db: D1Database,
+  deliveryIds: readonly string[],
+): Promise<Map<string, DeliveryState>> {
   const states = new Map<string, DeliveryState>();
   if (deliveryIds.length === 0) return states;
   const { results } = await db
@@ -106,7 +117,9 @@ export interface EncodedAttempt {
 /** Compresses a record's bulky columns (src/store/codec.ts). */
 export function encodeAttempt(record: AttemptRecord): EncodedAttempt {
   const exchange: Exchange | null =
-    record.signatures === null ? null : { signatures: record.signatures, response: { headers: record.response_headers, body: record.response_body } };
+    record.signatures === null
+      ? null
+      : { signatures: record.signatures, response: { headers: record.response_headers, body: record.response_body } };
   return {
     record,
     requestBody: record.request_body === null ? null : deflate(record.request_body),

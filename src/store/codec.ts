@@ -10,7 +10,6 @@
  */
 import { deflateRawSync, inflateRawSync } from "node:zlib";
 
-
 /**
  * Why `node:zlib` and not `CompressionStream` (the same format): the consumer compresses
  * two columns per attempt, and a stream per call costs about six times the CPU of the

@@ -51,7 +51,8 @@ export interface AttemptQuery {
   limit: number;
 }
 
-const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at, outcome, error, error_detail`;
+const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at,
+  outcome, error, error_detail`;
 
 /** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
 export async function listAttempts(db: D1Database, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
@@ -84,7 +85,12 @@ export async function listAttempts(db: D1Database, q: AttemptQuery): Promise<Att
 type StoredBlob = number[] | ArrayBuffer;
 
 /** One attempt of this org with everything it sent and got, or null. */
-export async function getAttempt(db: D1Database, orgId: string, deliveryId: string, attempt: number): Promise<AttemptDetailRow | null> {
+export async function getAttempt(
+  db: D1Database,
+  orgId: string,
+  deliveryId: string,
+  attempt: number,
+): Promise<AttemptDetailRow | null> {
   const row = await db
     .prepare(
       `SELECT a.delivery_id, a.attempt, a.job_id, a.event_type, a.status_code, a.response_time_ms, a.attempted_at,
@@ -93,7 +99,14 @@ export async function getAttempt(db: D1Database, orgId: string, deliveryId: stri
         WHERE a.delivery_id = ? AND a.attempt = ? AND a.org_id = ?`,
     )
     .bind(deliveryId, attempt, orgId)
-    .first<AttemptSummaryRow & { url: string | null; response_truncated: number; exchange: StoredBlob | null; request_body: StoredBlob }>();
+    .first<
+      AttemptSummaryRow & {
+        url: string | null;
+        response_truncated: number;
+        exchange: StoredBlob | null;
+        request_body: StoredBlob;
+      }
+    >();
   if (!row) return null;
   const { exchange, request_body, response_truncated, ...summary } = row;
   const sent = exchange === null ? null : (JSON.parse(inflate(exchange)) as Exchange);
@@ -146,7 +159,8 @@ const DELIVERY_COLUMNS = `first.delivery_id, first.job_id, first.event_type,
         CASE WHEN first.url_from_event = 1 THEN first.url END AS event_webhook_url,
         first.attempted_at AS created_at, last.attempt AS attempt_count, last.attempted_at AS last_attempt_at,
         last.error AS last_error, last.next_attempt_at,
-        EXISTS (SELECT 1 FROM attempts AS ok WHERE ok.delivery_id = first.delivery_id AND ok.outcome = 'succeeded') AS delivered`;
+        EXISTS (SELECT 1 FROM attempts AS ok
+                 WHERE ok.delivery_id = first.delivery_id AND ok.outcome = 'succeeded') AS delivered`;
 const DELIVERY_FROM = `FROM attempts AS first
    JOIN attempts AS last ON last.delivery_id = first.delivery_id
     AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)`;
@@ -163,14 +177,21 @@ export async function listDeliveries(db: D1Database, q: DeliveryQuery): Promise<
     params.push(q.after.created_at, q.after.delivery_id);
   }
   const { results } = await db
-    .prepare(`SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${where.join(" AND ")} ORDER BY first.attempted_at DESC, first.delivery_id DESC LIMIT ?`)
+    .prepare(
+      `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${where.join(" AND ")}
+        ORDER BY first.attempted_at DESC, first.delivery_id DESC LIMIT ?`,
+    )
     .bind(...params, q.limit)
     .run<DeliveryRow>();
   return results;
 }
 
 /** One delivery of this org with its body, or null. */
-export async function getDelivery(db: D1Database, orgId: string, deliveryId: string): Promise<(DeliveryRow & { body: string }) | null> {
+export async function getDelivery(
+  db: D1Database,
+  orgId: string,
+  deliveryId: string,
+): Promise<(DeliveryRow & { body: string }) | null> {
   const row = await db
     .prepare(
       `SELECT ${DELIVERY_COLUMNS}, first.request_body AS body ${DELIVERY_FROM}

@@ -31,9 +31,13 @@ const DELETE_EXPIRED = `DELETE FROM attempts WHERE delivery_id IN (
  * show them in full, so they go with the next sweep.
  */
 const DELETE_ORPHANS = `DELETE FROM attempts WHERE org_id = ?1 AND attempted_at < ?2 AND attempt > 1
-    AND NOT EXISTS (SELECT 1 FROM attempts AS first WHERE first.delivery_id = attempts.delivery_id AND first.attempt = 1)`;
+    AND NOT EXISTS (SELECT 1 FROM attempts AS first
+                     WHERE first.delivery_id = attempts.delivery_id AND first.attempt = 1)`;
 
-export async function deleteExpiredDeliveries(db: D1Database, cutoff: number): Promise<{ orgs: number; attempts_deleted: number }> {
+export async function deleteExpiredDeliveries(
+  db: D1Database,
+  cutoff: number,
+): Promise<{ orgs: number; attempts_deleted: number }> {
   const { results: orgs } = await db.prepare(ORGS).run<{ org_id: string }>();
   const expired = db.prepare(DELETE_EXPIRED);
   const orphans = db.prepare(DELETE_ORPHANS);

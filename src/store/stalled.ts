@@ -28,25 +28,46 @@ type StoredBlob = number[] | ArrayBuffer;
  * it alone until it is overdue again, and a concurrent sweep cannot claim it twice (the
  * guard in the UPDATE).
  */
-export async function claimStalledDeliveries(db: D1Database, overdueBefore: number, now: number, limit: number): Promise<StalledDelivery[]> {
+export async function claimStalledDeliveries(
+  db: D1Database,
+  overdueBefore: number,
+  now: number,
+  limit: number,
+): Promise<StalledDelivery[]> {
   const { results } = await db
     .prepare(
-      `SELECT a.delivery_id, a.attempt, a.org_id, a.job_id, a.event_type, first.url_from_event, first.url, first.request_body
+      `SELECT a.delivery_id, a.attempt, a.org_id, a.job_id, a.event_type,
+              first.url_from_event, first.url, first.request_body
          FROM attempts AS a JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
         WHERE a.next_attempt_at < ? ORDER BY a.next_attempt_at LIMIT ?`,
     )
     .bind(overdueBefore, limit)
-    .run<Omit<StalledDelivery, "webhook_url" | "body"> & { url_from_event: number; url: string | null; request_body: StoredBlob }>();
+    .run<
+      Omit<StalledDelivery, "webhook_url" | "body"> & {
+        url_from_event: number;
+        url: string | null;
+        request_body: StoredBlob;
+      }
+    >();
   if (results.length === 0) return [];
-  const claim = db.prepare("UPDATE attempts SET next_attempt_at = ? WHERE delivery_id = ? AND attempt = ? AND next_attempt_at < ?");
+  const claim = db.prepare(
+    "UPDATE attempts SET next_attempt_at = ? WHERE delivery_id = ? AND attempt = ? AND next_attempt_at < ?",
+  );
   const claimed = await db.batch(results.map((r) => claim.bind(now, r.delivery_id, r.attempt, overdueBefore)));
   return results
     .filter((_, i) => claimed[i]!.meta.changes === 1)
-    .map(({ url_from_event, url, request_body, ...row }) => ({ ...row, webhook_url: url_from_event === 1 ? url : null, body: inflate(request_body) }));
+    .map(({ url_from_event, url, request_body, ...row }) => ({
+      ...row,
+      webhook_url: url_from_event === 1 ? url : null,
+      body: inflate(request_body),
+    }));
 }
 
 /** The stored events of these deliveries (their attempt 1): body and own URL. */
-export async function readStoredEvents(db: D1Database, deliveryIds: readonly string[]): Promise<Map<string, { body: string; webhook_url: string | null }>> {
+export async function readStoredEvents(
+  db: D1Database,
+  deliveryIds: readonly string[],
+): Promise<Map<string, { body: string; webhook_url: string | null }>> {
   const { results } = await db
     .prepare(
       `SELECT delivery_id, url_from_event, url, request_body FROM attempts
@@ -54,5 +75,10 @@ export async function readStoredEvents(db: D1Database, deliveryIds: readonly str
     )
     .bind(...deliveryIds)
     .run<{ delivery_id: string; url_from_event: number; url: string | null; request_body: StoredBlob }>();
-  return new Map(results.map((r) => [r.delivery_id, { body: inflate(r.request_body), webhook_url: r.url_from_event === 1 ? r.url : null }]));
+  return new Map(
+    results.map((r) => [
+      r.delivery_id,
+      { body: inflate(r.request_body), webhook_url: r.url_from_event === 1 ? r.url : null },
+    ]),
+  );
 }

@@ -35,10 +35,15 @@ describe("load", () => {
 
     const ids: string[] = [];
     const batches = Array.from({ length: EVENTS / BATCH }, (_, b) =>
-      Array.from({ length: BATCH }, (_, i) => ({ ...seedEvent(org.orgId, `job_load_${b}_${i}`), webhook_url: hook.url })),
+      Array.from({ length: BATCH }, (_, i) => ({
+        ...seedEvent(org.orgId, `job_load_${b}_${i}`),
+        webhook_url: hook.url,
+      })),
     );
     for (let i = 0; i < batches.length; i += 5) {
-      const answers = await Promise.all(batches.slice(i, i + 5).map((events) => api("POST", "/v1/events/batch", producerToken(), { events })));
+      const answers = await Promise.all(
+        batches.slice(i, i + 5).map((events) => api("POST", "/v1/events/batch", producerToken(), { events })),
+      );
       for (const res of answers) {
         expect(res.status).toBe(202);
         const { results } = (await res.json()) as { results: Array<{ delivery_id: string }> };
@@ -65,7 +70,9 @@ describe("load", () => {
     const logged = await pageAll<Summary>("/v1/webhook-logs", org.key);
     const loggedKeys = logged.map((a) => `${a.delivery_id}#${a.attempt}`);
     const duplicateRows = loggedKeys.length - new Set(loggedKeys).size;
-    const sentKeys = new Set(requests.map((r) => `${r.headers["x-zupertry-delivery"]}#${r.headers["x-zupertry-attempt"]}`));
+    const sentKeys = new Set(
+      requests.map((r) => `${r.headers["x-zupertry-delivery"]}#${r.headers["x-zupertry-attempt"]}`),
+    );
     const delivered = new Set(deliveries.map((d) => d.id));
     const lost = ids.filter((id) => !delivered.has(id)).length;
     const retried = logged.filter((a) => a.attempt > 1).length;
@@ -80,8 +87,15 @@ describe("load", () => {
       ["ingest time", `${(ingestMs / 1000).toFixed(1)} s`],
       ["wall time, first send to last delivery", `${(wallMs / 1000).toFixed(1)} s`],
     ] as const;
-    console.log(`\nLoad: ${EVENTS} events through /v1/events/batch\n${table.map(([k, v]) => `  ${k.padEnd(40)} ${v}`).join("\n")}\n`);
-    record("load", `${EVENTS} events, 30% first attempts failing`, `${delivered.size} delivered, ${lost} lost, ${duplicateRows} duplicate rows, ${(wallMs / 1000).toFixed(1)} s`);
+    console.log(
+      `\nLoad: ${EVENTS} events through /v1/events/batch\n` +
+        `${table.map(([k, v]) => `  ${k.padEnd(40)} ${v}`).join("\n")}\n`,
+    );
+    record(
+      "load",
+      `${EVENTS} events, 30% first attempts failing`,
+      `${delivered.size} delivered, ${lost} lost, ${duplicateRows} duplicate rows, ${(wallMs / 1000).toFixed(1)} s`,
+    );
 
     expect(lost).toBe(0);
     expect(duplicateRows).toBe(0);
@@ -93,7 +107,9 @@ describe("load", () => {
     const org = await newOrg();
     const hook = receiver(`race-${Date.now()}`);
     const event = { ...seedEvent(org.orgId, "job_raced"), webhook_url: hook.url };
-    const answers = await Promise.all(Array.from({ length: 50 }, () => api("POST", "/v1/events", producerToken(), event)));
+    const answers = await Promise.all(
+      Array.from({ length: 50 }, () => api("POST", "/v1/events", producerToken(), event)),
+    );
     const ids = new Set<string>();
     for (const res of answers) {
       expect(res.status).toBe(202);
@@ -104,7 +120,9 @@ describe("load", () => {
     await until(async () => ((await hook.requests()).length > 0 ? true : undefined));
     await new Promise((r) => setTimeout(r, 3000)); // let any straggler message be consumed
     expect(await hook.requests()).toHaveLength(1);
-    const { data } = (await (await api("GET", `/v1/webhook-logs?delivery_id=${deliveryId}`, org.key)).json()) as { data: Summary[] };
+    const { data } = (await (await api("GET", `/v1/webhook-logs?delivery_id=${deliveryId}`, org.key)).json()) as {
+      data: Summary[];
+    };
     expect(data.map((a) => a.attempt)).toEqual([1]);
     record("load", "50 producers post the same job at once", "1 delivery, 1 request");
   });

@@ -9,7 +9,14 @@ import { record } from "./support/summary";
  */
 
 type Org = Awaited<ReturnType<typeof newOrg>>;
-type Attempt = { attempt: number; status_code: number | null; error: string | null; outcome: string; response_time_ms: number; id: string };
+type Attempt = {
+  attempt: number;
+  status_code: number | null;
+  error: string | null;
+  outcome: string;
+  response_time_ms: number;
+  id: string;
+};
 type Delivery = { status: string; attempt_count: number };
 
 let org: Org;
@@ -36,7 +43,9 @@ async function finished(deliveryId: string, timeoutMs = 20_000): Promise<Deliver
 }
 
 async function attempts(deliveryId: string): Promise<Attempt[]> {
-  const { data } = (await (await api("GET", `/v1/webhook-logs?delivery_id=${deliveryId}`, org.key)).json()) as { data: Attempt[] };
+  const { data } = (await (await api("GET", `/v1/webhook-logs?delivery_id=${deliveryId}`, org.key)).json()) as {
+    data: Attempt[];
+  };
   return data.reverse();
 }
 
@@ -46,7 +55,10 @@ describe("the retry schedule", () => {
     expect(await finished(deliveryId)).toMatchObject({ status: "delivered", attempt_count: 3 });
     const arrivals = await hook.requests();
     expect(arrivals.map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2", "3"]);
-    const gaps = [arrivals[1]!.received_at - arrivals[0]!.received_at, arrivals[2]!.received_at - arrivals[1]!.received_at];
+    const gaps = [
+      arrivals[1]!.received_at - arrivals[0]!.received_at,
+      arrivals[2]!.received_at - arrivals[1]!.received_at,
+    ];
     // delay, then up to the batch timeout (1 s) and the run itself before the retry is picked up
     expect(gaps[0]).toBeGreaterThanOrEqual(1000);
     expect(gaps[0]).toBeLessThan(1000 + 2000);
@@ -55,7 +67,11 @@ describe("the retry schedule", () => {
     expect(new Set(arrivals.map((r) => r.body)).size).toBe(1);
     expect(new Set(arrivals.map((r) => r.headers["x-zupertry-signature"])).size).toBe(1);
     expect(new Set(arrivals.map((r) => r.headers["webhook-id"]))).toEqual(new Set([deliveryId]));
-    record("schedule", "gaps between attempts (configured 1 s, 2 s)", `${(gaps[0]! / 1000).toFixed(2)} s, ${(gaps[1]! / 1000).toFixed(2)} s`);
+    record(
+      "schedule",
+      "gaps between attempts (configured 1 s, 2 s)",
+      `${(gaps[0]! / 1000).toFixed(2)} s, ${(gaps[1]! / 1000).toFixed(2)} s`,
+    );
   });
 
   it("ends as failed after three failures, and never makes a fourth attempt", async () => {
@@ -87,7 +103,9 @@ describe.concurrent("receivers that misbehave", () => {
   });
 
   it("a receiver that trickles its body past the timeout ends as timeout", async () => {
-    const { deliveryId } = await deliverTo("trickle", [{ status: 200, body: "x".repeat(200), trickleMs: 400, chunks: 10 }]);
+    const { deliveryId } = await deliverTo("trickle", [
+      { status: 200, body: "x".repeat(200), trickleMs: 400, chunks: 10 },
+    ]);
     await finished(deliveryId, 30_000);
     expect((await attempts(deliveryId)).map((a) => [a.status_code, a.error])).toEqual([
       [200, "timeout"],
@@ -101,7 +119,9 @@ describe.concurrent("receivers that misbehave", () => {
     const { deliveryId } = await deliverTo("huge", [{ status: 200, bodyBytes: 10_000_000 }]);
     expect(await finished(deliveryId)).toMatchObject({ status: "delivered", attempt_count: 1 });
     const [attempt] = await attempts(deliveryId);
-    const detail = (await (await api("GET", `/v1/webhook-logs/${attempt!.id}`, org.key)).json()) as { response: { body: string; truncated: boolean } };
+    const detail = (await (await api("GET", `/v1/webhook-logs/${attempt!.id}`, org.key)).json()) as {
+      response: { body: string; truncated: boolean };
+    };
     expect(detail.response.truncated).toBe(true);
     expect(detail.response.body).toHaveLength(65_536);
     const next = await deliverTo("after-huge", [{ status: 200 }]);

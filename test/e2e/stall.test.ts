@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { type Dispatcher, startDispatcher } from "../../scripts/wrangler-dev";
 import { Receiver } from "../support/receiver";
-import { startDispatcher, type Dispatcher } from "./support/dispatcher";
 import { record } from "./support/summary";
 
 /**
@@ -40,7 +40,10 @@ afterAll(async () => {
 const api = (method: string, path: string, token: string, body?: unknown) =>
   fetch(`${dispatcher.url}${path}`, {
     method,
-    headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+    headers: {
+      Authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 
@@ -54,20 +57,29 @@ async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000)
   }
 }
 
-type Delivery = { status: string; attempt_count: number; attempts: Array<{ attempt: number; outcome: string; status_code: number | null }> };
+type Delivery = {
+  status: string;
+  attempt_count: number;
+  attempts: Array<{ attempt: number; outcome: string; status_code: number | null }>;
+};
 
 it("a delivery whose retry message was lost in a restart is picked up by the sweep and delivered", async () => {
   dispatcher = await startDispatcher(VARS, { state, testScheduled: true });
   receiver.setScenario("stall", { replies: [{ status: 500 }, { status: 200 }] });
   const orgId = `org_stall_${Math.random().toString(36).slice(2, 8)}`;
-  const { key } = (await (await api("POST", `/v1/orgs/${orgId}/api-keys`, VARS.PRODUCER_TOKEN, {})).json()) as { key: string };
+  const { key } = (await (await api("POST", `/v1/orgs/${orgId}/api-keys`, VARS.PRODUCER_TOKEN, {})).json()) as {
+    key: string;
+  };
   const sent = await api("POST", "/v1/events", VARS.PRODUCER_TOKEN, {
     type: "job.completed",
     data: { job_id: "job_stall_1", org_id: orgId, status: "completed" },
     webhook_url: `${base}/hook/stall`,
   });
   const { delivery_id } = (await sent.json()) as { delivery_id: string };
-  const get = async () => ((await api("GET", `/v1/deliveries/${delivery_id}`, key)).status === 200 ? ((await (await api("GET", `/v1/deliveries/${delivery_id}`, key)).json()) as Delivery) : undefined);
+  const get = async () =>
+    (await api("GET", `/v1/deliveries/${delivery_id}`, key)).status === 200
+      ? ((await (await api("GET", `/v1/deliveries/${delivery_id}`, key)).json()) as Delivery)
+      : undefined;
   await until(async () => ((await get())?.attempt_count === 1 ? true : undefined));
 
   // The retry waits in the queue (2 s): stopping the dispatcher loses it.

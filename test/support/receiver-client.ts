@@ -14,8 +14,10 @@ export function receiver(name: string, { origin = "first" }: { origin?: "first" 
     },
     async requests(): Promise<Array<ReceivedRequest & { text: string }>> {
       const list = (await (await fetch(`${base}/_requests/${name}`)).json()) as ReceivedRequest[];
-      return list.map((r) => ({ ...r, text: new TextDecoder().decode(Uint8Array.from(atob(r.body), (ch) => ch.charCodeAt(0))) }));
+      return list.map((r) => ({
+        ...r,
+        text: new TextDecoder().decode(Uint8Array.from(atob(r.body), (ch) => ch.charCodeAt(0))),
+      }));
     },
   };
 }
-

@@ -69,7 +69,11 @@ export class Receiver {
     const scenario = this.scenarios.get(name) ?? {};
     const replies = scenario.replies ?? [{}];
     let reply = replies[Math.min(log.length - 1, replies.length - 1)] ?? {};
-    if (scenario.failFirstAttempts && req.headers["x-zupertry-attempt"] === "1" && Math.random() < scenario.failFirstAttempts) {
+    if (
+      scenario.failFirstAttempts &&
+      req.headers["x-zupertry-attempt"] === "1" &&
+      Math.random() < scenario.failFirstAttempts
+    ) {
       reply = { status: 500, body: "chaos" };
     }
     record.status = reply.status ?? 200;
@@ -88,7 +92,8 @@ async function respond(res: ServerResponse, reply: Reply): Promise<void> {
     res.socket?.resetAndDestroy();
     return;
   }
-  const payload = reply.bodyBytes !== undefined ? Buffer.alloc(reply.bodyBytes, "x") : Buffer.from(reply.body ?? '{"received":true}');
+  const payload =
+    reply.bodyBytes !== undefined ? Buffer.alloc(reply.bodyBytes, "x") : Buffer.from(reply.body ?? '{"received":true}');
   res.writeHead(reply.status ?? 200, { "content-type": "application/json", ...reply.headers });
   if (!reply.trickleMs) {
     res.end(payload);

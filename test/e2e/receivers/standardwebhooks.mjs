@@ -15,8 +15,18 @@ const server = createServer((req, res) => {
     } catch {
       status = 401;
     }
-    res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(status === 200 ? { received: true } : { error: "Invalid signature" }));
-    console.log(JSON.stringify({ status, delivery: req.headers["webhook-id"] ?? null, attempt: req.headers["x-zupertry-attempt"] ?? null }));
+    res
+      .writeHead(status, { "content-type": "application/json" })
+      .end(JSON.stringify(status === 200 ? { received: true } : { error: "Invalid signature" }));
+    console.log(
+      JSON.stringify({
+        status,
+        delivery: req.headers["webhook-id"] ?? null,
+        attempt: req.headers["x-zupertry-attempt"] ?? null,
+      }),
+    );
   });
 });
-server.listen(Number(process.env.PORT), "127.0.0.1", () => console.log(JSON.stringify({ listening: server.address().port })));
+server.listen(Number(process.env.PORT), "127.0.0.1", () =>
+  console.log(JSON.stringify({ listening: server.address().port })),
+);

@@ -1,4 +1,5 @@
 import { inject } from "vitest";
+import { sampleJobCompleted } from "../../../src/api/sample-event";
 
 /** A thin HTTP client for the dispatcher under test, as a producer or an org. */
 export const dispatcherUrl = () => inject("dispatcherUrl");
@@ -7,7 +8,10 @@ export const producerToken = () => inject("producerToken");
 export async function api(method: string, path: string, token: string, body?: unknown): Promise<Response> {
   return fetch(`${dispatcherUrl()}${path}`, {
     method,
-    headers: { Authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+    headers: {
+      Authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
 }
@@ -22,20 +26,9 @@ export async function newOrg(): Promise<{ orgId: string; key: string; secret: st
   return { orgId, key, secret: signing_secret };
 }
 
+/** A seed-shaped `job.completed` event (src/api/sample-event.ts). */
 export function seedEvent(orgId: string, jobId = `job_${Math.random().toString(36).slice(2, 10)}`) {
-  return {
-    type: "job.completed",
-    data: {
-      job_id: jobId,
-      workspace_id: "ws_xyz",
-      org_id: orgId,
-      status: "completed",
-      output_url: `https://storage.googleapis.com/zupertry-outputs/${jobId}.png`,
-      credits_consumed: 1,
-      created_at: "2026-03-19T10:00:00.000Z",
-      completed_at: "2026-03-19T10:00:05.231Z",
-    },
-  };
+  return sampleJobCompleted(orgId, jobId);
 }
 
 export async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {

@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
+import { startDispatcher } from "../../../scripts/wrangler-dev";
 import { Receiver } from "../../support/receiver";
-import { startDispatcher } from "./dispatcher";
 import { formatSummary } from "./summary";
 
 /**

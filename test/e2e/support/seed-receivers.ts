@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
-import { freePort, stopProcess } from "./dispatcher";
+import { freePort, stopProcess } from "../../../scripts/wrangler-dev";
 
 /**
  * Customers' receivers, each started from test/e2e/receivers as its own process with

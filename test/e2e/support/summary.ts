@@ -9,13 +9,17 @@ import { inject } from "vitest";
 export type Fact = { area: string; check: string; result: string };
 
 export function record(area: string, check: string, result: string | number): void {
-  appendFileSync(inject("summaryFile"), JSON.stringify({ area, check, result: String(result) } satisfies Fact) + "\n");
+  appendFileSync(inject("summaryFile"), `${JSON.stringify({ area, check, result: String(result) } satisfies Fact)}\n`);
 }
 
 export function formatSummary(file: string): string {
   let facts: Fact[] = [];
   try {
-    facts = readFileSync(file, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Fact);
+    facts = readFileSync(file, "utf8")
+      .trim()
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Fact);
   } catch {
     return "";
   }

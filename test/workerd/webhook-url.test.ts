@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkWebhookUrl } from "../src/org/webhook-url";
+import { checkWebhookUrl } from "../../src/org/webhook-url";
 
 const strict = { allowInsecure: false };
 const local = { allowInsecure: true };
@@ -68,16 +68,34 @@ describe("webhook URL rules", () => {
   });
 
   it("keeps public neighbours of private ranges", () => {
-    for (const url of ["https://172.32.0.1/", "https://100.128.0.1/", "https://11.0.0.1/", "https://169.255.0.1/", "https://[fe00::1]/"]) {
+    for (const url of [
+      "https://172.32.0.1/",
+      "https://100.128.0.1/",
+      "https://11.0.0.1/",
+      "https://169.255.0.1/",
+      "https://[fe00::1]/",
+    ]) {
       expect(checkWebhookUrl(url, strict), url).toEqual({ ok: true });
     }
   });
 
   it("with ALLOW_INSECURE_WEBHOOK_URLS allows http:// and loopback only", () => {
-    for (const url of ["http://127.0.0.1:3000/hook", "http://localhost:8080/", "http://[::1]:9000/", "https://localhost/"]) {
+    for (const url of [
+      "http://127.0.0.1:3000/hook",
+      "http://localhost:8080/",
+      "http://[::1]:9000/",
+      "https://localhost/",
+    ]) {
       expect(checkWebhookUrl(url, local), url).toEqual({ ok: true });
     }
-    for (const url of ["http://10.0.0.1/", "http://169.254.169.254/", "http://192.168.0.10/", "http://[fd00::1]/", "http://100.64.0.1/", "ftp://127.0.0.1/"]) {
+    for (const url of [
+      "http://10.0.0.1/",
+      "http://169.254.169.254/",
+      "http://192.168.0.10/",
+      "http://[fd00::1]/",
+      "http://100.64.0.1/",
+      "ftp://127.0.0.1/",
+    ]) {
       expect(checkWebhookUrl(url, local).ok, url).toBe(false);
     }
   });

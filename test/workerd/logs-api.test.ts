@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { deliveryIdFor } from "../src/delivery/message";
+import { deliveryIdFor } from "../../src/delivery/message";
 import { call, jobEvent, messageFor, orgKey, receiver, runLanes, uniqueId } from "./helpers";
 
 /**
@@ -173,11 +173,17 @@ describe("GET /v1/webhook-logs/{attempt_id}", () => {
       response: { headers: Record<string, string>; body: string; truncated: boolean };
     };
     expect(detail).toMatchObject({ ...latestFailure, url: failing.url });
-    const [received] = (await failing.requests()).filter((r) => r.headers["x-zupertry-delivery"] === latestFailure!.delivery_id);
+    const [received] = (await failing.requests()).filter(
+      (r) => r.headers["x-zupertry-delivery"] === latestFailure!.delivery_id,
+    );
     expect(detail.request.body).toBe(received!.text);
     expect(detail.request.headers["X-Zupertry-Signature"]).toBe(received!.headers["x-zupertry-signature"]);
     expect(detail.request.headers["webhook-signature"]).toBe(received!.headers["webhook-signature"]);
-    expect(detail.response).toMatchObject({ body: "maintenance", truncated: false, headers: { "content-type": "application/json" } });
+    expect(detail.response).toMatchObject({
+      body: "maintenance",
+      truncated: false,
+      headers: { "content-type": "application/json" },
+    });
   });
 
   it("marks a stored response body that was cut", async () => {
@@ -185,16 +191,21 @@ describe("GET /v1/webhook-logs/{attempt_id}", () => {
     await big.script({ replies: [{ bodyBytes: 100_000 }] });
     const message = await deliver(uniqueId("job"), big.url);
     const id = `att_${message.body.delivery_id.slice(4)}_1`;
-    const detail = (await (await call("GET", `/v1/webhook-logs/${id}`, { token: key })).json()) as { response: { body: string; truncated: boolean } };
+    const detail = (await (await call("GET", `/v1/webhook-logs/${id}`, { token: key })).json()) as {
+      response: { body: string; truncated: boolean };
+    };
     expect(detail.response.truncated).toBe(true);
     expect(detail.response.body).toHaveLength(65_536);
   });
 
-  it.each(["att_nope", "att_00000000000000000000000000000000_1", "dlv_x", "att_" + "a".repeat(32) + "_0"])("answers 404 to %s", async (id) => {
-    const res = await call("GET", `/v1/webhook-logs/${id}`, { token: key });
-    expect(res.status).toBe(404);
-    expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
-  });
+  it.each(["att_nope", "att_00000000000000000000000000000000_1", "dlv_x", `att_${"a".repeat(32)}_0`])(
+    "answers 404 to %s",
+    async (id) => {
+      const res = await call("GET", `/v1/webhook-logs/${id}`, { token: key });
+      expect(res.status).toBe(404);
+      expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+    },
+  );
 });
 
 describe("the log queries", () => {
@@ -219,15 +230,24 @@ describe("the log queries", () => {
       const listSql = prepare.mock.calls.map(([sql]) => sql).filter((sql) => sql.includes("FROM attempts"));
       expect(listSql, query).toHaveLength(1);
       const args = bind.mock.calls.at(-1)!;
-      const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`).bind(...args).all<{ detail: string }>();
+      const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
+        .bind(...args)
+        .all<{ detail: string }>();
       const details = plan.results.map((r) => r.detail);
       const expected = /job_id|delivery_id/.test(query)
         ? /^SEARCH attempts USING PRIMARY KEY \(delivery_id=\?\)/
         : /^SEARCH attempts USING INDEX attempts_(failed_)?by_org \(org_id=\?/;
       expect(details[0], query).toMatch(expected);
       // No scan of the table, and for the org-wide lists no sort: the index is the order.
-      expect(details.filter((d) => /^SCAN/.test(d)), query).toEqual([]);
-      if (!/job_id|delivery_id/.test(query)) expect(details.filter((d) => /TEMP B-TREE/.test(d)), query).toEqual([]);
+      expect(
+        details.filter((d) => /^SCAN/.test(d)),
+        query,
+      ).toEqual([]);
+      if (!/job_id|delivery_id/.test(query))
+        expect(
+          details.filter((d) => /TEMP B-TREE/.test(d)),
+          query,
+        ).toEqual([]);
     }
   });
 
@@ -238,9 +258,14 @@ describe("the log queries", () => {
     expect(res.status).toBe(200);
     const listSql = prepare.mock.calls.map(([sql]) => sql).filter((sql) => sql.includes("FROM attempts"));
     expect(listSql).toHaveLength(1);
-    const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`).bind(...bind.mock.calls.at(-1)!).all<{ detail: string }>();
+    const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
+      .bind(...bind.mock.calls.at(-1)!)
+      .all<{ detail: string }>();
     const details = plan.results.map((r) => r.detail);
     expect(details[0]).toMatch(/^SEARCH first USING INDEX attempts_by_org \(org_id=\?\)/);
-    expect(details.filter((d) => /^SCAN |TEMP B-TREE/.test(d)), details.join("\n")).toEqual([]);
+    expect(
+      details.filter((d) => /^SCAN |TEMP B-TREE/.test(d)),
+      details.join("\n"),
+    ).toEqual([]);
   });
 });

@@ -21,7 +21,10 @@ it("delivers a batch through the real queue, each event once", async () => {
   const hook = receiver(uniqueId("pipeline"));
   const orgId = uniqueId("org");
   const events = Array.from({ length: 25 }, () => jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }));
-  const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: [...events, events[0]] } });
+  const res = await call("POST", "/v1/events/batch", {
+    token: PRODUCER_TOKEN,
+    body: { events: [...events, events[0]] },
+  });
   expect(res.status).toBe(202);
 
   await vi.waitUntil(async () => (await hook.requests()).length >= 25, { timeout: 15_000, interval: 100 });

@@ -1,14 +1,16 @@
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it } from "vitest";
-import { encodeEventBody } from "../src/delivery/message";
-import { Signer } from "../src/delivery/signing";
-import { generateSigningSecret } from "../src/org/signing-secret";
+import { encodeEventBody } from "../../src/delivery/message";
+import { Signer } from "../../src/delivery/signing";
+import { generateSigningSecret } from "../../src/org/signing-secret";
 
 // Vectors computed with node:crypto exactly as the seed's Node snippet does:
 //   crypto.createHmac('sha256', secret).update(rawBody).digest('hex')
 const SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const SEED_BODY =
-  '{"type":"job.completed","data":{"job_id":"job_abc123","workspace_id":"ws_xyz","org_id":"org_def456","status":"completed","output_url":"https://storage.googleapis.com/zupertry-outputs/x.png","credits_consumed":1,"created_at":"2026-03-19T10:00:00.000Z","completed_at":"2026-03-19T10:00:05.231Z"}}';
+  '{"type":"job.completed","data":{"job_id":"job_abc123","workspace_id":"ws_xyz","org_id":"org_def456",' +
+  '"status":"completed","output_url":"https://storage.googleapis.com/zupertry-outputs/x.png","credits_consumed":1,' +
+  '"created_at":"2026-03-19T10:00:00.000Z","completed_at":"2026-03-19T10:00:05.231Z"}}';
 const SEED_SIGNATURE = "a2f2e4887db82d209475a4aee3acd4c6ee794e27f84f76f3f263ffa7c8c4c2d8";
 const UNICODE_BODY = '{"type":"job.failed","data":{"job_id":"job_é","org_id":"org_1","error":"résumé ✓ 🎉"}}';
 const UNICODE_SIGNATURE = "c6e1bd9e85ab507bdff0e6193fc86065a55a9ea744631768baf35330252c08a0";
@@ -29,7 +31,16 @@ describe("X-Zupertry-Signature", () => {
   });
 
   it("serialises the body as {type, data} with data's keys in the order sent", () => {
-    const data = { job_id: "job_abc123", workspace_id: "ws_xyz", org_id: "org_def456", status: "completed", output_url: "https://storage.googleapis.com/zupertry-outputs/x.png", credits_consumed: 1, created_at: "2026-03-19T10:00:00.000Z", completed_at: "2026-03-19T10:00:05.231Z" };
+    const data = {
+      job_id: "job_abc123",
+      workspace_id: "ws_xyz",
+      org_id: "org_def456",
+      status: "completed",
+      output_url: "https://storage.googleapis.com/zupertry-outputs/x.png",
+      credits_consumed: 1,
+      created_at: "2026-03-19T10:00:00.000Z",
+      completed_at: "2026-03-19T10:00:05.231Z",
+    };
     expect(new TextDecoder().decode(encodeEventBody("job.completed", data))).toBe(SEED_BODY);
   });
 });
@@ -45,7 +56,11 @@ describe("webhook-signature (Standard Webhooks)", () => {
     const timestamp = Math.floor(Date.now() / 1000);
     const signatures = await (await Signer.create([current, previous])).sign("dlv_abc", timestamp, bytes(SEED_BODY));
     expect(signatures.standard.split(" ")).toHaveLength(2);
-    const headers = { "webhook-id": "dlv_abc", "webhook-timestamp": String(timestamp), "webhook-signature": signatures.standard };
+    const headers = {
+      "webhook-id": "dlv_abc",
+      "webhook-timestamp": String(timestamp),
+      "webhook-signature": signatures.standard,
+    };
     for (const secret of [current, previous]) {
       expect(new Webhook(secret).verify(SEED_BODY, headers)).toEqual(JSON.parse(SEED_BODY));
     }

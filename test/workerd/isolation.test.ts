@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { attemptId } from "../src/api/log-schemas";
+import { attemptId } from "../../src/api/ids";
 import { call, jobEvent, messageFor, PRODUCER_TOKEN, receiver, runConsumer, uniqueId, watchQueue } from "./helpers";
 
 /**
@@ -25,14 +25,25 @@ let revokedKey: string;
 
 async function setUpOrg(): Promise<Org> {
   const orgId = uniqueId("org");
-  const created = (await (await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })).json()) as { id: string; key: string };
+  const created = (await (
+    await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })
+  ).json()) as { id: string; key: string };
   const hook = receiver(uniqueId("iso"));
   await call("PUT", "/v1/webhook", { token: created.key, body: { webhook_url: hook.url } });
-  const { signing_secret } = (await (await call("GET", "/v1/webhook", { token: created.key })).json()) as { signing_secret: string };
+  const { signing_secret } = (await (await call("GET", "/v1/webhook", { token: created.key })).json()) as {
+    signing_secret: string;
+  };
   await hook.script({ replies: [{ status: 500 }] });
   const message = await messageFor(jobEvent(orgId, uniqueId("job")), null);
   await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
-  return { orgId, key: created.key, keyId: created.id, secret: signing_secret, deliveryId: message.delivery_id, attemptId: attemptId(message.delivery_id, 1) };
+  return {
+    orgId,
+    key: created.key,
+    keyId: created.id,
+    secret: signing_secret,
+    deliveryId: message.delivery_id,
+    attemptId: attemptId(message.delivery_id, 1),
+  };
 }
 
 beforeAll(async () => {
@@ -45,7 +56,9 @@ beforeAll(async () => {
   }
   mine = await setUpOrg();
   theirs = await setUpOrg();
-  const extra = (await (await call("POST", `/v1/orgs/${mine.orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })).json()) as { id: string; key: string };
+  const extra = (await (
+    await call("POST", `/v1/orgs/${mine.orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })
+  ).json()) as { id: string; key: string };
   await call("DELETE", `/v1/orgs/${mine.orgId}/api-keys/${extra.id}`, { token: PRODUCER_TOKEN });
   revokedKey = extra.key;
 });
@@ -58,21 +71,44 @@ type Route = { method: string; label: string; path: () => string; body?: unknown
 
 const orgRoutes: Route[] = [
   { method: "GET", label: "GET /v1/webhook", path: () => "/v1/webhook" },
-  { method: "PUT", label: "PUT /v1/webhook", path: () => "/v1/webhook", body: { webhook_url: "https://attacker.example/hook" } },
+  {
+    method: "PUT",
+    label: "PUT /v1/webhook",
+    path: () => "/v1/webhook",
+    body: { webhook_url: "https://attacker.example/hook" },
+  },
   { method: "POST", label: "POST /v1/webhook/rotate-secret", path: () => "/v1/webhook/rotate-secret" },
-  { method: "POST", label: "POST /v1/webhook/test", path: () => "/v1/webhook/test", body: { webhook_url: "https://attacker.example/hook" } },
+  {
+    method: "POST",
+    label: "POST /v1/webhook/test",
+    path: () => "/v1/webhook/test",
+    body: { webhook_url: "https://attacker.example/hook" },
+  },
   { method: "GET", label: "GET /v1/webhook-logs", path: () => "/v1/webhook-logs" },
   { method: "GET", label: "GET /v1/webhook-logs/{attempt_id}", path: () => `/v1/webhook-logs/${mine.attemptId}` },
   { method: "GET", label: "GET /v1/deliveries", path: () => "/v1/deliveries" },
   { method: "GET", label: "GET /v1/deliveries/{id}", path: () => `/v1/deliveries/${mine.deliveryId}` },
-  { method: "POST", label: "POST /v1/deliveries/{id}/redeliver", path: () => `/v1/deliveries/${mine.deliveryId}/redeliver` },
+  {
+    method: "POST",
+    label: "POST /v1/deliveries/{id}/redeliver",
+    path: () => `/v1/deliveries/${mine.deliveryId}/redeliver`,
+  },
 ];
 
 const producerRoutes: Route[] = [
   { method: "POST", label: "POST /v1/events", path: () => "/v1/events", body: jobEvent("org_iso", "job_iso") },
-  { method: "POST", label: "POST /v1/events/batch", path: () => "/v1/events/batch", body: { events: [jobEvent("org_iso", "job_iso")] } },
+  {
+    method: "POST",
+    label: "POST /v1/events/batch",
+    path: () => "/v1/events/batch",
+    body: { events: [jobEvent("org_iso", "job_iso")] },
+  },
   { method: "POST", label: "POST /v1/orgs/{org_id}/api-keys", path: () => `/v1/orgs/${mine.orgId}/api-keys`, body: {} },
-  { method: "DELETE", label: "DELETE /v1/orgs/{org_id}/api-keys/{id}", path: () => `/v1/orgs/${mine.orgId}/api-keys/${mine.keyId}` },
+  {
+    method: "DELETE",
+    label: "DELETE /v1/orgs/{org_id}/api-keys/{id}",
+    path: () => `/v1/orgs/${mine.orgId}/api-keys/${mine.keyId}`,
+  },
 ];
 
 async function expectRefused(res: Response, status: number, code: string): Promise<void> {
@@ -97,7 +133,11 @@ describe("org routes refuse bad credentials with 401", () => {
   for (const route of orgRoutes) {
     it.each(variants)(`${route.label} with %s`, async (_v, headers) => {
       const settingsBefore = await (await call("GET", "/v1/webhook", { token: mine.key })).text();
-      await expectRefused(await call(route.method, route.path(), { headers: headers(), body: route.body }), 401, "unauthorized");
+      await expectRefused(
+        await call(route.method, route.path(), { headers: headers(), body: route.body }),
+        401,
+        "unauthorized",
+      );
       expect(await (await call("GET", "/v1/webhook", { token: mine.key })).text()).toBe(settingsBefore);
     });
   }
@@ -113,7 +153,11 @@ describe("producer routes refuse bad credentials with 401", () => {
   for (const route of producerRoutes) {
     it.each(variants)(`${route.label} with %s`, async (_v, headers) => {
       const queue = watchQueue();
-      await expectRefused(await call(route.method, route.path(), { headers: headers(), body: route.body }), 401, "unauthorized");
+      await expectRefused(
+        await call(route.method, route.path(), { headers: headers(), body: route.body }),
+        401,
+        "unauthorized",
+      );
       expect(queue.calls()).toHaveLength(0);
       queue.restore();
     });
@@ -137,7 +181,9 @@ describe("another org's key sees nothing of this org", () => {
 
   it("lists only its own attempts and deliveries, even filtered by this org's ids", async () => {
     for (const path of ["/v1/webhook-logs", "/v1/deliveries"]) {
-      const { data } = (await (await call("GET", path, { token: theirs.key })).json()) as { data: Array<{ delivery_id?: string; id: string }> };
+      const { data } = (await (await call("GET", path, { token: theirs.key })).json()) as {
+        data: Array<{ delivery_id?: string; id: string }>;
+      };
       expect(data.map((r) => r.delivery_id ?? r.id)).toEqual([theirs.deliveryId]);
     }
     const filtered = await call("GET", `/v1/webhook-logs?delivery_id=${mine.deliveryId}`, { token: theirs.key });

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { orgSettings, PREVIOUS_SECRET_GRACE_MS } from "../src/org/org-settings";
+import { orgSettings, PREVIOUS_SECRET_GRACE_MS } from "../../src/org/org-settings";
 import { call, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
 
 afterEach(() => {
@@ -13,7 +13,13 @@ describe("POST /v1/orgs/{org_id}/api-keys", () => {
     const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "ci" } });
     expect(res.status).toBe(201);
     const created = (await res.json()) as { id: string; key: string; org_id: string; name: string; created_at: string };
-    expect(created).toEqual({ id: expect.stringMatching(/^key_/), key: expect.stringMatching(/^zk_[A-Za-z0-9_-]{43}$/), org_id: orgId, name: "ci", created_at: expect.any(String) });
+    expect(created).toEqual({
+      id: expect.stringMatching(/^key_/),
+      key: expect.stringMatching(/^zk_[A-Za-z0-9_-]{43}$/),
+      org_id: orgId,
+      name: "ci",
+      created_at: expect.any(String),
+    });
     const { results } = await env.DB.prepare("SELECT * FROM api_keys WHERE id = ?").bind(created.id).run();
     expect(JSON.stringify(results)).not.toContain(created.key);
     expect(results[0]).toMatchObject({ org_id: orgId, key_hash: expect.stringMatching(/^[0-9a-f]{64}$/) });
@@ -74,16 +80,29 @@ describe("GET and PUT /v1/webhook", () => {
     const first = await call("GET", "/v1/webhook", { token: key });
     expect(first.status).toBe(200);
     const settings = (await first.json()) as { signing_secret: string };
-    expect(settings).toEqual({ webhook_url: null, signing_secret: expect.stringMatching(/^whsec_/), secret_rotated_at: null, health: null });
+    expect(settings).toEqual({
+      webhook_url: null,
+      signing_secret: expect.stringMatching(/^whsec_/),
+      secret_rotated_at: null,
+      health: null,
+    });
     expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toEqual(settings);
   });
 
   it("sets, shows and clears the org default URL", async () => {
     const key = await orgKey(uniqueId("org"));
-    const put = await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://your-app.com/webhooks/zupertry" } });
+    const put = await call("PUT", "/v1/webhook", {
+      token: key,
+      body: { webhook_url: "https://your-app.com/webhooks/zupertry" },
+    });
     expect(put.status).toBe(200);
-    expect(await put.json()).toMatchObject({ webhook_url: "https://your-app.com/webhooks/zupertry", signing_secret: expect.stringMatching(/^whsec_/) });
-    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toMatchObject({ webhook_url: "https://your-app.com/webhooks/zupertry" });
+    expect(await put.json()).toMatchObject({
+      webhook_url: "https://your-app.com/webhooks/zupertry",
+      signing_secret: expect.stringMatching(/^whsec_/),
+    });
+    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toMatchObject({
+      webhook_url: "https://your-app.com/webhooks/zupertry",
+    });
     const cleared = await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: null } });
     expect(await cleared.json()).toMatchObject({ webhook_url: null });
   });
@@ -102,14 +121,19 @@ describe("GET and PUT /v1/webhook", () => {
     const res = await call("PUT", "/v1/webhook", { token: key, body });
     expect(res.status).toBe(status);
     expect(await res.json()).toMatchObject({ error: { code } });
-    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toMatchObject({ webhook_url: "https://your-app.com/hook" });
+    expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toMatchObject({
+      webhook_url: "https://your-app.com/hook",
+    });
   });
 
   it("keeps each org's settings to itself", async () => {
     const [keyA, keyB] = [await orgKey(uniqueId("org")), await orgKey(uniqueId("org"))];
     await call("PUT", "/v1/webhook", { token: keyA, body: { webhook_url: "https://a.example/hook" } });
     const a = (await (await call("GET", "/v1/webhook", { token: keyA })).json()) as { signing_secret: string };
-    const b = (await (await call("GET", "/v1/webhook", { token: keyB })).json()) as { webhook_url: string | null; signing_secret: string };
+    const b = (await (await call("GET", "/v1/webhook", { token: keyB })).json()) as {
+      webhook_url: string | null;
+      signing_secret: string;
+    };
     expect(b.webhook_url).toBeNull();
     expect(b.signing_secret).not.toBe(a.signing_secret);
   });
@@ -135,7 +159,9 @@ describe("the OrgSettings Durable Object", () => {
     const rotated = await org.rotateSecret();
     expect(rotated.signing_secret).not.toBe(before.signing_secret);
     expect(rotated.secret_rotated_at).toEqual(expect.any(String));
-    expect(await org.getDeliverySettings()).toMatchObject({ signing_secrets: [rotated.signing_secret, before.signing_secret] });
+    expect(await org.getDeliverySettings()).toMatchObject({
+      signing_secrets: [rotated.signing_secret, before.signing_secret],
+    });
 
     vi.setSystemTime(Date.now() + PREVIOUS_SECRET_GRACE_MS + 1000);
     expect(await org.getDeliverySettings()).toMatchObject({ signing_secrets: [rotated.signing_secret] });
@@ -143,7 +169,10 @@ describe("the OrgSettings Durable Object", () => {
 
   it("enforces the URL rules itself, whoever calls it", async () => {
     const org = orgSettings(env, uniqueId("org"));
-    expect(await org.setWebhookUrl("https://192.168.1.10/hook")).toMatchObject({ ok: false, reason: expect.stringContaining("private") });
+    expect(await org.setWebhookUrl("https://192.168.1.10/hook")).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining("private"),
+    });
     expect((await org.getDeliverySettings()).webhook_url).toBeNull();
   });
 });

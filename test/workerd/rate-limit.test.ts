@@ -24,13 +24,18 @@ describe("sending on behalf of an org", () => {
     const refused = await call("POST", "/v1/webhook/test", { token: key });
     expect(refused.status).toBe(429);
     expect(refused.headers.get("retry-after")).toBe("60");
-    expect(await refused.json()).toEqual({ error: { code: "rate_limited", message: expect.stringContaining("test events and redeliveries") } });
+    expect(await refused.json()).toEqual({
+      error: { code: "rate_limited", message: expect.stringContaining("test events and redeliveries") },
+    });
   });
 
   it("counts only what would be sent: a refused test event spends nothing", async () => {
     const { key } = await orgWithUrl();
     for (let i = 0; i < 20; i++) {
-      const refused = await call("POST", "/v1/webhook/test", { token: key, body: { webhook_url: "https://10.0.0.1/hook" } });
+      const refused = await call("POST", "/v1/webhook/test", {
+        token: key,
+        body: { webhook_url: "https://10.0.0.1/hook" },
+      });
       expect(refused.status).toBe(400);
     }
     expect((await call("POST", "/v1/webhook/test", { token: key })).status).toBe(202);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { networkErrorDetail, parseRetryAfter } from "../src/delivery/attempt";
-import { MAX_RETRY_AFTER_SECONDS, retryDelayAfter } from "../src/delivery/retry-policy";
+import { networkErrorDetail, parseRetryAfter } from "../../src/delivery/attempt";
+import { MAX_RETRY_AFTER_SECONDS, retryDelayAfter } from "../../src/delivery/retry-policy";
 
 const NOW = Date.UTC(2026, 10, 29, 12, 0, 0);
 
@@ -27,7 +27,7 @@ describe("retryDelayAfter", () => {
     expect([1, 2, 3].map((n) => retryDelayAfter(n, delays))).toEqual([60, 300, null]);
   });
 
-  it("waits the longer of the schedule and Retry-After, Retry-After capped at an hour, and never adds an attempt", () => {
+  it("waits the longer of the schedule and Retry-After (at most 1 h), never adding an attempt", () => {
     expect(retryDelayAfter(1, delays, 30)).toBe(60);
     expect(retryDelayAfter(1, delays, 900)).toBe(900);
     expect(retryDelayAfter(2, delays, 86_400)).toBe(MAX_RETRY_AFTER_SECONDS);

@@ -1,13 +1,20 @@
-import { Validator, type Schema } from "@cfworker/json-schema";
 import { env } from "cloudflare:workers";
+import { type Schema, Validator } from "@cfworker/json-schema";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ERROR_CODES } from "../../src/api/errors";
 import { call, jobEvent, messageFor, orgKey, PRODUCER_TOKEN, receiver, runConsumer, uniqueId } from "./helpers";
 
 /** /openapi.json is generated from the route schemas, and real answers match it. */
 
 interface OpenApiDoc {
   openapi: string;
-  paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }>; security?: unknown[] }>>;
+  paths: Record<
+    string,
+    Record<
+      string,
+      { responses: Record<string, { content?: Record<string, { schema: Schema }> }>; security?: unknown[] }
+    >
+  >;
   components: { schemas: Record<string, Schema>; securitySchemes: Record<string, unknown> };
 }
 
@@ -33,7 +40,9 @@ async function expectConforms(res: Response, path: string, method: string): Prom
 describe("/openapi.json", () => {
   it("documents every route of the API, with security and the error shape", () => {
     expect(doc.openapi).toBe("3.1.0");
-    const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
     expect(operations.sort()).toEqual(
       [
         "GET /health",
@@ -56,10 +65,38 @@ describe("/openapi.json", () => {
       if (path === "/health") continue;
       for (const [method, op] of Object.entries(ops)) {
         expect(op.security, `${method} ${path}`).toHaveLength(1);
-        expect(op.responses["401"]?.content?.["application/json"]?.schema, `${method} ${path}`).toEqual({ $ref: "#/components/schemas/Error" });
+        expect(op.responses["401"]?.content?.["application/json"]?.schema, `${method} ${path}`).toEqual({
+          $ref: "#/components/schemas/Error",
+        });
       }
     }
     expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(["orgKey", "producerToken"]);
+  });
+
+  it("refuses every documented route without credentials, with a JSON 401 (no route forgets its auth)", async () => {
+    const sample = (path: string) =>
+      path
+        .replace("{org_id}", uniqueId("org"))
+        .replace("{id}", "ak_00000000000000000000000000000000")
+        .replace("{attempt_id}", "att_00000000000000000000000000000000_1");
+    let walked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      if (path === "/health") continue;
+      for (const method of Object.keys(ops)) {
+        const res = await call(method.toUpperCase(), sample(path), { body: method === "get" ? undefined : {} });
+        expect(res.status, `${method} ${path}`).toBe(401);
+        expect(((await res.json()) as { error: { code: string } }).error.code, `${method} ${path}`).toBe(
+          "unauthorized",
+        );
+        walked++;
+      }
+    }
+    expect(walked).toBe(13);
+  });
+
+  it("publishes the error codes a client can branch on, and only those", () => {
+    const error = doc.components.schemas.Error as { properties: { error: { properties: { code: Schema } } } };
+    expect(error.properties.error.properties.code.enum).toEqual([...ERROR_CODES]);
   });
 
   it("matches real answers of ingest, settings, logs and deliveries, errors included", async () => {
@@ -68,19 +105,53 @@ describe("/openapi.json", () => {
     const hook = receiver(uniqueId("openapi"));
     await hook.script({ replies: [{ status: 500 }] });
 
-    await expectConforms(await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }) }), "/v1/events", "post");
-    await expectConforms(await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: { type: "nope" } }), "/v1/events", "post");
-    await expectConforms(await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: [jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }), {}] } }), "/v1/events/batch", "post");
+    await expectConforms(
+      await call("POST", "/v1/events", {
+        token: PRODUCER_TOKEN,
+        body: jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }),
+      }),
+      "/v1/events",
+      "post",
+    );
+    await expectConforms(
+      await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: { type: "nope" } }),
+      "/v1/events",
+      "post",
+    );
+    await expectConforms(
+      await call("POST", "/v1/events/batch", {
+        token: PRODUCER_TOKEN,
+        body: { events: [jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }), {}] },
+      }),
+      "/v1/events/batch",
+      "post",
+    );
     await expectConforms(await call("GET", "/v1/webhook", { token: key }), "/v1/webhook", "get");
-    await expectConforms(await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://10.0.0.1/" } }), "/v1/webhook", "put");
+    await expectConforms(
+      await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://10.0.0.1/" } }),
+      "/v1/webhook",
+      "put",
+    );
 
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
     await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", env);
     await expectConforms(await call("GET", "/v1/webhook-logs", { token: key }), "/v1/webhook-logs", "get");
-    await expectConforms(await call("GET", `/v1/webhook-logs/att_${message.delivery_id.slice(4)}_1`, { token: key }), "/v1/webhook-logs/{attempt_id}", "get");
+    await expectConforms(
+      await call("GET", `/v1/webhook-logs/att_${message.delivery_id.slice(4)}_1`, { token: key }),
+      "/v1/webhook-logs/{attempt_id}",
+      "get",
+    );
     await expectConforms(await call("GET", "/v1/deliveries", { token: key }), "/v1/deliveries", "get");
-    await expectConforms(await call("GET", `/v1/deliveries/${message.delivery_id}`, { token: key }), "/v1/deliveries/{id}", "get");
-    await expectConforms(await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }), "/v1/deliveries/{id}/redeliver", "post");
+    await expectConforms(
+      await call("GET", `/v1/deliveries/${message.delivery_id}`, { token: key }),
+      "/v1/deliveries/{id}",
+      "get",
+    );
+    await expectConforms(
+      await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }),
+      "/v1/deliveries/{id}/redeliver",
+      "post",
+    );
     await expectConforms(await call("GET", "/v1/deliveries", { token: "zk_wrong" }), "/v1/deliveries", "get");
   });
 });

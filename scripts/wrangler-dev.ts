@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -7,7 +7,8 @@ import { dirname, join } from "node:path";
 /**
  * Runs the real dispatcher with `wrangler dev`, as a developer would, in a fresh
  * local state directory (D1, queues, Durable Objects), with vars overridden on the
- * command line (`--var`), never by test-only code paths.
+ * command line (`--var`), never by test-only code paths. The end-to-end suite and
+ * `npm run bench` both start their dispatchers with it.
  */
 
 export interface Dispatcher {
@@ -50,14 +51,18 @@ export interface WranglerOptions {
   testScheduled?: boolean;
 }
 
-export async function startDispatcher(vars: Record<string, string> = {}, options: WranglerOptions = {}): Promise<Dispatcher> {
+export async function startDispatcher(
+  vars: Record<string, string> = {},
+  options: WranglerOptions = {},
+): Promise<Dispatcher> {
   const { script, config, migrate = true, testScheduled = false } = options;
   const state = options.state ?? mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
   // A caller that restarts a dispatcher on the same state passes the same PRODUCER_TOKEN.
   const producerToken = vars.PRODUCER_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
   const configArgs = config ? ["--config", config] : [];
-  if (migrate) await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, ...configArgs], env);
+  if (migrate)
+    await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, ...configArgs], env);
 
   const [port, inspectorPort] = [await freePort(), await freePort()];
   const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
@@ -67,10 +72,14 @@ export async function startDispatcher(vars: Record<string, string> = {}, options
       "dev",
       ...(script ? [script] : []),
       ...configArgs,
-      "--ip", "127.0.0.1",
-      "--port", String(port),
-      "--inspector-port", String(inspectorPort),
-      "--persist-to", state,
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspectorPort),
+      "--persist-to",
+      state,
       "--show-interactive-dev-session=false",
       ...(testScheduled ? ["--test-scheduled"] : []),
       ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
@@ -142,7 +151,9 @@ function run(command: string, args: string[], env: NodeJS.ProcessEnv): Promise<v
     let out = "";
     child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")} failed:\n${out}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")} failed:\n${out}`)),
+    );
   });
 }
 

@@ -1,11 +1,22 @@
 import { createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { DeliveryMessage } from "../src/delivery/message";
-import { SWEEP_CRON } from "../src/delivery/sweep";
-import worker from "../src/index";
-import { insertAttempts } from "../src/store/attempts";
-import { attemptRecord, attemptsOf, call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+import { describe, expect, it, vi } from "vitest";
+import type { DeliveryMessage } from "../../src/delivery/message";
+import { SWEEP_CRON } from "../../src/delivery/sweep";
+import worker from "../../src/index";
+import { insertAttempts } from "../../src/store/attempts";
+import {
+  attemptRecord,
+  attemptsOf,
+  call,
+  fakeDate,
+  jobEvent,
+  messageFor,
+  orgKey,
+  receiver,
+  runConsumer,
+  uniqueId,
+} from "./helpers";
 
 /**
  * Nothing stays silently stuck in `pending` (src/delivery/sweep.ts): a delivery whose
@@ -14,15 +25,7 @@ import { attemptRecord, attemptsOf, call, jobEvent, messageFor, orgKey, receiver
  * their way to the queue and run here.
  */
 
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
-});
-afterEach(() => {
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
-
-const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
+const advance = fakeDate();
 
 /** Runs the every-minute cron; answers the messages it queued (kept off the real queue). */
 async function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
@@ -31,7 +34,9 @@ async function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
     for (const m of messages) sent.push(m.body as DeliveryMessage);
     return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
   };
-  const send = vi.spyOn(env.DELIVERIES, "send").mockImplementation(async (body) => void (await capture([{ body }])) as never);
+  const send = vi
+    .spyOn(env.DELIVERIES, "send")
+    .mockImplementation(async (body) => void (await capture([{ body }])) as never);
   const sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(capture);
   await worker.scheduled(createScheduledController({ cron: SWEEP_CRON, scheduledTime: Date.now() }), env);
   send.mockRestore();
@@ -59,7 +64,11 @@ describe("the stall sweep", () => {
     advance(5 * 60);
     const [takeOver, ...more] = await sweep();
     expect(more).toEqual([]);
-    expect(takeOver!.body).toMatchObject({ delivery_id: message.body.delivery_id, take_over: 1, webhook_url: message.body.webhook_url });
+    expect(takeOver!.body).toMatchObject({
+      delivery_id: message.body.delivery_id,
+      take_over: 1,
+      webhook_url: message.body.webhook_url,
+    });
     expect(new TextDecoder().decode(takeOver!.body.body)).toBe(new TextDecoder().decode(message.body.body));
     expect(await sweep()).toEqual([]); // claimed: not queued again meanwhile
 
@@ -87,7 +96,8 @@ describe("the stall sweep", () => {
   it("leaves pending deliveries that are on time, finished ones, and attempts that were retried", async () => {
     const onTime = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
     advance(61);
-    await runConsumer([{ ...onTime.message, attempts: 2 }]); // retried and delivered: attempt 1's next_attempt_at is cleared
+    // Retried and delivered: attempt 1's next_attempt_at is cleared.
+    await runConsumer([{ ...onTime.message, attempts: 2 }]);
     advance(3600);
     const swept = await sweep();
     expect(swept.map((m) => m.body.delivery_id)).not.toContain(onTime.message.body.delivery_id);
@@ -95,7 +105,8 @@ describe("the stall sweep", () => {
 
   it("reads only overdue deliveries, through the pending index", async () => {
     const { results } = await env.DB.prepare(
-      `EXPLAIN QUERY PLAN SELECT a.delivery_id FROM attempts AS a JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
+      `EXPLAIN QUERY PLAN SELECT a.delivery_id FROM attempts AS a
+         JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
         WHERE a.next_attempt_at < ? ORDER BY a.next_attempt_at LIMIT ?`,
     )
       .bind(Date.now(), 200)
@@ -125,11 +136,17 @@ describe("taking a stalled delivery over", () => {
   it("a redeliver takes it over: 202, not 409, and the schedule goes on from it", async () => {
     const { orgId, message } = await stalledAfterAttempt1([{ status: 500 }]);
     const key = await orgKey(orgId);
-    expect((await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key })).status).toBe(409); // on time
+    expect((await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key })).status).toBe(
+      409,
+    ); // on time
     advance(60 + 6 * 60);
     const sent: DeliveryMessage[] = [];
-    vi.spyOn(env.DELIVERIES, "send").mockImplementation(async (body) => void sent.push(body as DeliveryMessage) as never);
-    expect((await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key })).status).toBe(202);
+    vi.spyOn(env.DELIVERIES, "send").mockImplementation(
+      async (body) => void sent.push(body as DeliveryMessage) as never,
+    );
+    expect((await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key })).status).toBe(
+      202,
+    );
     const redeliver = { id: uniqueId("msg"), body: sent[0]! };
     expect((await runConsumer([redeliver])).retried.get(redeliver.id)).toBe(300);
     advance(300);
@@ -149,12 +166,32 @@ describe("migrations/0002", () => {
     const orgId = uniqueId("org");
     // As rows looked before 0002: attempt 1 kept its next_attempt_at after attempt 2 was logged.
     await insertAttempts(env.DB, [
-      attemptRecord({ delivery_id: deliveryId, org_id: orgId, attempt: 1, outcome: "failed", error: "http_status", status_code: 500, next_attempt_at: 1 }),
+      attemptRecord({
+        delivery_id: deliveryId,
+        org_id: orgId,
+        attempt: 1,
+        outcome: "failed",
+        error: "http_status",
+        status_code: 500,
+        next_attempt_at: 1,
+      }),
     ]);
     await insertAttempts(env.DB, [
-      attemptRecord({ delivery_id: deliveryId, org_id: orgId, attempt: 2, outcome: "failed", error: "http_status", status_code: 500, next_attempt_at: 2, request_body: null, url_from_event: null }),
+      attemptRecord({
+        delivery_id: deliveryId,
+        org_id: orgId,
+        attempt: 2,
+        outcome: "failed",
+        error: "http_status",
+        status_code: 500,
+        next_attempt_at: 2,
+        request_body: null,
+        url_from_event: null,
+      }),
     ]);
-    await env.DB.prepare("UPDATE attempts SET next_attempt_at = 1 WHERE delivery_id = ? AND attempt = 1").bind(deliveryId).run();
+    await env.DB.prepare("UPDATE attempts SET next_attempt_at = 1 WHERE delivery_id = ? AND attempt = 1")
+      .bind(deliveryId)
+      .run();
     const migration = env.TEST_MIGRATIONS.find((m) => m.name.startsWith("0002"))!;
     const dataStep = migration.queries.find((q) => q.trimStart().startsWith("UPDATE"))!;
     await env.DB.prepare(dataStep).run();

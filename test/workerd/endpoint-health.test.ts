@@ -1,20 +1,27 @@
 import { describe, expect, it } from "vitest";
 import {
   applyReport,
+  type EndpointHealth,
+  type EndpointReport,
   endpointOf,
   newEndpointHealth,
   RECENT_LENGTH,
   summarizeHealth,
-  type EndpointHealth,
-  type EndpointReport,
-} from "../src/org/endpoint-health";
+} from "../../src/org/endpoint-health";
 
 /** The health rules on their own: which outcomes move an endpoint between lanes. */
 
 const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 10, 29, 12);
 
-const ok = (at: number, ms = 50): EndpointReport => ({ origin: "https://a.example", at, outcome: "succeeded", error: null, response_time_ms: ms, slow: false });
+const ok = (at: number, ms = 50): EndpointReport => ({
+  origin: "https://a.example",
+  at,
+  outcome: "succeeded",
+  error: null,
+  response_time_ms: ms,
+  slow: false,
+});
 const slowOk = (at: number): EndpointReport => ({ ...ok(at, 3000), slow: true });
 const fail = (at: number, error: EndpointReport["error"] = "http_status"): EndpointReport => ({
   ...ok(at),
@@ -24,13 +31,20 @@ const fail = (at: number, error: EndpointReport["error"] = "http_status"): Endpo
 });
 const inFlight = (at: number): EndpointReport => ({ ...ok(at, 2000), outcome: "in_flight", slow: true });
 
-function run(reports: EndpointReport[], start: EndpointHealth = newEndpointHealth("https://a.example")): EndpointHealth {
+function run(
+  reports: EndpointReport[],
+  start: EndpointHealth = newEndpointHealth("https://a.example"),
+): EndpointHealth {
   return reports.reduce(applyReport, start);
 }
 
 describe("an endpoint goes to the slow lane", () => {
   it("after one timeout", () => {
-    expect(run([ok(T0), fail(T0 + 1, "timeout")])).toMatchObject({ lane: "slow", lane_reason: "timeout", lane_changed_at: T0 + 1 });
+    expect(run([ok(T0), fail(T0 + 1, "timeout")])).toMatchObject({
+      lane: "slow",
+      lane_reason: "timeout",
+      lane_changed_at: T0 + 1,
+    });
   });
 
   it("while an attempt is still running past SLOW_ATTEMPT_MS, without counting an attempt", () => {
@@ -46,7 +60,11 @@ describe("an endpoint goes to the slow lane", () => {
   it("after three failures in a row, not two, and not when a success comes between", () => {
     expect(run([fail(T0), fail(T0 + 1)]).lane).toBe("fast");
     expect(run([fail(T0), fail(T0 + 1), ok(T0 + 2), fail(T0 + 3), fail(T0 + 4)]).lane).toBe("fast");
-    expect(run([fail(T0), fail(T0 + 1, "network_error"), fail(T0 + 2)])).toMatchObject({ lane: "slow", lane_reason: "failing", consecutive_failures: 3 });
+    expect(run([fail(T0), fail(T0 + 1, "network_error"), fail(T0 + 2)])).toMatchObject({
+      lane: "slow",
+      lane_reason: "failing",
+      consecutive_failures: 3,
+    });
   });
 });
 
@@ -54,7 +72,11 @@ describe("an endpoint comes back to the fast lane", () => {
   it("after three good answers in a row", () => {
     const slow = run([fail(T0, "timeout")]);
     expect(run([ok(T0 + 1), ok(T0 + 2)], slow).lane).toBe("slow");
-    expect(run([ok(T0 + 1), ok(T0 + 2), ok(T0 + 3)], slow)).toMatchObject({ lane: "fast", lane_reason: null, lane_changed_at: T0 + 3 });
+    expect(run([ok(T0 + 1), ok(T0 + 2), ok(T0 + 3)], slow)).toMatchObject({
+      lane: "fast",
+      lane_reason: null,
+      lane_changed_at: T0 + 3,
+    });
   });
 
   it("not on slow answers: a 2xx after SLOW_ATTEMPT_MS restarts the streak", () => {
@@ -95,7 +117,11 @@ describe("what an org sees", () => {
       consecutive_failures: 0,
     });
     expect(h.hours.length).toBeLessThanOrEqual(24);
-    expect(summarizeHealth(newEndpointHealth("https://b.example"), T0)).toMatchObject({ success_rate_24h: null, attempts_24h: 0, recent: [] });
+    expect(summarizeHealth(newEndpointHealth("https://b.example"), T0)).toMatchObject({
+      success_rate_24h: null,
+      attempts_24h: 0,
+      recent: [],
+    });
   });
 
   it("the last outcomes, oldest first, at most 20", () => {

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { LogWriter } from "../src/delivery/log-writer";
-import { encodeAttempt } from "../src/store/attempts";
+import { LogWriter } from "../../src/delivery/log-writer";
+import { encodeAttempt } from "../../src/store/attempts";
 import { attemptRecord, attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 /** The group commit of a run's log rows (src/delivery/log-writer.ts). */
@@ -58,7 +58,10 @@ describe("a run whose log write fails part-way", () => {
     const orgId = uniqueId("org");
     const hook = receiver(uniqueId("hook"));
     const messages = await Promise.all(
-      Array.from({ length: 30 }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
+      Array.from({ length: 30 }, async () => ({
+        id: uniqueId("msg"),
+        body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url),
+      })),
     );
     vi.spyOn(env.DB, "batch").mockRejectedValueOnce(new Error("D1_ERROR: simulated outage"));
     const run = await runConsumer(messages);
@@ -66,7 +69,12 @@ describe("a run whose log write fails part-way", () => {
     const unlogged = messages.filter((_, i) => logged[i] === 0);
     expect(unlogged.length).toBeGreaterThan(0); // the first chunk failed
     expect(unlogged.length).toBeLessThan(30); // the others were written
-    expect(run.acked.sort()).toEqual(messages.filter((_, i) => logged[i] === 1).map((m) => m.id).sort());
+    expect(run.acked.sort()).toEqual(
+      messages
+        .filter((_, i) => logged[i] === 1)
+        .map((m) => m.id)
+        .sort(),
+    );
     expect([...run.retried.keys()].sort()).toEqual(unlogged.map((m) => m.id).sort());
 
     // They come back and are logged once; the receiver saw them twice (at least once).

@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it, vi } from "vitest";
-import { deliveryIdFor } from "../src/delivery/message";
-import { insertAttempts } from "../src/store/attempts";
+import { deliveryIdFor } from "../../src/delivery/message";
+import { insertAttempts } from "../../src/store/attempts";
 import { attemptRecord, call, hmacHex, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
 
 /**
@@ -55,22 +55,40 @@ describe("GET /v1/deliveries", () => {
     await consume(pending);
     await consume(failed);
 
-    const { data, next_cursor } = await getJson<{ data: Delivery[]; next_cursor: string | null }>("/v1/deliveries", key);
+    const { data, next_cursor } = await getJson<{ data: Delivery[]; next_cursor: string | null }>(
+      "/v1/deliveries",
+      key,
+    );
     expect(next_cursor).toBeNull();
     expect(data.map((d) => [d.id, d.status])).toEqual([
       [failed.delivery_id, "failed"],
       [pending.delivery_id, "pending"],
       [delivered.delivery_id, "delivered"],
     ]);
-    expect(data[0]).toMatchObject({ attempt_count: 1, last_error: "no_webhook_url", next_attempt_at: null, webhook_url: null });
+    expect(data[0]).toMatchObject({
+      attempt_count: 1,
+      last_error: "no_webhook_url",
+      next_attempt_at: null,
+      webhook_url: null,
+    });
     expect(Date.parse(data[1]!.next_attempt_at!) - Date.parse(data[1]!.last_attempt_at)).toBeGreaterThanOrEqual(60_000);
-    expect(data[2]).toMatchObject({ job_id: delivered.job_id, event_type: "job.completed", last_error: null, webhook_url: ok.url });
+    expect(data[2]).toMatchObject({
+      job_id: delivered.job_id,
+      event_type: "job.completed",
+      last_error: null,
+      webhook_url: ok.url,
+    });
 
     const page1 = await getJson<{ data: Delivery[]; next_cursor: string }>("/v1/deliveries?limit=2", key);
-    const page2 = await getJson<{ data: Delivery[]; next_cursor: string | null }>(`/v1/deliveries?limit=2&cursor=${page1.next_cursor}`, key);
+    const page2 = await getJson<{ data: Delivery[]; next_cursor: string | null }>(
+      `/v1/deliveries?limit=2&cursor=${page1.next_cursor}`,
+      key,
+    );
     expect([...page1.data, ...page2.data].map((d) => d.id)).toEqual(data.map((d) => d.id));
     expect(page2.next_cursor).toBeNull();
-    expect((await getJson<{ data: Delivery[] }>(`/v1/deliveries?job_id=${pending.job_id}`, key)).data.map((d) => d.id)).toEqual([pending.delivery_id]);
+    expect(
+      (await getJson<{ data: Delivery[] }>(`/v1/deliveries?job_id=${pending.job_id}`, key)).data.map((d) => d.id),
+    ).toEqual([pending.delivery_id]);
   });
 
   it("shows one delivery with its payload and its attempts, oldest first", async () => {
@@ -89,10 +107,15 @@ describe("GET /v1/deliveries", () => {
       vi.useRealTimers();
     }
     const [listed] = (await getJson<{ data: Delivery[] }>("/v1/deliveries", key)).data;
-    const detail = await getJson<Delivery & { payload: unknown; attempts: Array<{ attempt: number; status_code: number }> }>(`/v1/deliveries/${listed!.id}`, key);
+    const detail = await getJson<
+      Delivery & { payload: unknown; attempts: Array<{ attempt: number; status_code: number }> }
+    >(`/v1/deliveries/${listed!.id}`, key);
     expect(detail).toMatchObject({ id: listed!.id, status: "delivered", attempt_count: 2 });
     expect(detail.payload).toMatchObject({ type: "job.completed", data: { job_id: listed!.job_id, org_id: orgId } });
-    expect(detail.attempts.map((a) => [a.attempt, a.status_code])).toEqual([[1, 502], [2, 200]]);
+    expect(detail.attempts.map((a) => [a.attempt, a.status_code])).toEqual([
+      [1, 502],
+      [2, 200],
+    ]);
   });
 
   it("answers 404 for an unknown delivery and 400 for something that is not an id", async () => {
@@ -113,12 +136,17 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("failed");
 
     // The customer rotates the secret after fixing their endpoint, then redelivers.
-    const rotated = (await (await call("POST", "/v1/webhook/rotate-secret", { token: key })).json()) as { signing_secret: string };
+    const rotated = (await (await call("POST", "/v1/webhook/rotate-secret", { token: key })).json()) as {
+      signing_secret: string;
+    };
     const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ delivery_id: message.delivery_id, status: "queued" });
 
-    await vi.waitUntil(async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered", { timeout: 10_000, interval: 50 });
+    await vi.waitUntil(
+      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered",
+      { timeout: 10_000, interval: 50 },
+    );
     const detail = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     expect(detail).toMatchObject({ attempt_count: 2, last_error: null, next_attempt_at: null });
     const [first, second] = await hook.requests();
@@ -138,7 +166,7 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(await res.json()).toMatchObject({ error: { code: "conflict" } });
   });
 
-  it("lets a pending delivery that lost its schedule (overdue > 5 min) be redelivered: the redeliver takes the schedule over", async () => {
+  it("lets a stalled delivery (overdue > 5 min) be redelivered, which takes its schedule over", async () => {
     const { orgId, key } = await newOrg();
     const down = receiver(uniqueId("down"));
     await down.script({ replies: [{ status: 500 }] });
@@ -152,7 +180,10 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     }
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("pending");
     expect((await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key })).status).toBe(202);
-    await vi.waitUntil(async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2, { timeout: 10_000, interval: 50 });
+    await vi.waitUntil(
+      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2,
+      { timeout: 10_000, interval: 50 },
+    );
     // Attempt 2 failed too; the schedule goes on: attempt 3 in 300 s.
     const delivery = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     expect(delivery).toMatchObject({ status: "pending", attempt_count: 2 });
@@ -182,15 +213,26 @@ describe("POST /v1/webhook/test", () => {
     expect(event).toMatchObject({ type: "job.completed", data: { job_id: queued.job_id, status: "completed" } });
     expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(secret, request!.text));
     expect(request!.headers["x-zupertry-delivery"]).toBe(queued.delivery_id);
-    await vi.waitUntil(async () => (await call("GET", `/v1/webhook-logs?job_id=${queued.job_id}`, { token: key }).then((r) => r.json() as Promise<{ data: unknown[] }>)).data.length === 1, { timeout: 5_000 });
+    await vi.waitUntil(
+      async () =>
+        (
+          await call("GET", `/v1/webhook-logs?job_id=${queued.job_id}`, { token: key }).then(
+            (r) => r.json() as Promise<{ data: unknown[] }>,
+          )
+        ).data.length === 1,
+      { timeout: 5_000 },
+    );
   });
 
   it("goes to the URL given instead of the org default", async () => {
     const { key } = await newOrg();
+    const orgDefault = receiver(uniqueId("test-default"));
     const hook = receiver(uniqueId("test-url"));
+    expect((await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: orgDefault.url } })).status).toBe(200);
     const res = await call("POST", "/v1/webhook/test", { token: key, body: { webhook_url: hook.url } });
     expect(res.status).toBe(202);
     await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
+    expect(await orgDefault.requests()).toEqual([]);
   });
 
   it.each([
@@ -232,8 +274,11 @@ describe("reading what is already stored", () => {
     const jobId = uniqueId("job");
     const deliveryId = await deliveryIdFor(orgId, "job.completed", jobId);
     const levels = 10_000;
-    const body = `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"${orgId}","deep":${'{"d":'.repeat(levels)}1${"}".repeat(levels)}}}`;
-    await insertAttempts(env.DB, [attemptRecord({ delivery_id: deliveryId, org_id: orgId, job_id: jobId, request_body: body })]);
+    const deep = `${'{"d":'.repeat(levels)}1${"}".repeat(levels)}`;
+    const body = `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"${orgId}","deep":${deep}}}`;
+    await insertAttempts(env.DB, [
+      attemptRecord({ delivery_id: deliveryId, org_id: orgId, job_id: jobId, request_body: body }),
+    ]);
     const delivery = await call("GET", `/v1/deliveries/${deliveryId}`, { token: key });
     expect(delivery.status).toBe(200);
     const text = await delivery.text();

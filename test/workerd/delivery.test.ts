@@ -1,9 +1,19 @@
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { DeliveryMessage } from "../src/delivery/message";
-import { orgSettings } from "../src/org/org-settings";
-import { attemptsOf, hmacHex, jobEvent, messageFor, receiver, runConsumer, uniqueId, watchOrgCalls } from "./helpers";
+import { describe, expect, it, vi } from "vitest";
+import type { DeliveryMessage } from "../../src/delivery/message";
+import { orgSettings } from "../../src/org/org-settings";
+import {
+  attemptsOf,
+  fakeDate,
+  hmacHex,
+  jobEvent,
+  messageFor,
+  receiver,
+  runConsumer,
+  uniqueId,
+  watchOrgCalls,
+} from "./helpers";
 
 /**
  * The consumer, run on messages as the queue delivers them. Time is moved with a fake
@@ -11,23 +21,20 @@ import { attemptsOf, hmacHex, jobEvent, messageFor, receiver, runConsumer, uniqu
  * schedule are the real configured delays.
  */
 
-beforeEach(() => {
-  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
-});
-afterEach(() => {
-  vi.useRealTimers();
-  vi.restoreAllMocks();
-});
-
-const advance = (seconds: number) => vi.setSystemTime(Date.now() + seconds * 1000);
+const advance = fakeDate();
 
 /** A fresh org, receiver endpoint and message for one test. */
-async function setup(options: { replies?: Parameters<ReturnType<typeof receiver>["script"]>[0]["replies"]; perEventUrl?: boolean } = {}) {
+async function setup(
+  options: { replies?: Parameters<ReturnType<typeof receiver>["script"]>[0]["replies"]; perEventUrl?: boolean } = {},
+) {
   const orgId = uniqueId("org");
   const hook = receiver(uniqueId("hook"));
   if (options.replies) await hook.script({ replies: options.replies });
   const event = jobEvent(orgId, uniqueId("job"));
-  const message = { id: uniqueId("msg"), body: await messageFor(event, options.perEventUrl === false ? null : hook.url) };
+  const message = {
+    id: uniqueId("msg"),
+    body: await messageFor(event, options.perEventUrl === false ? null : hook.url),
+  };
   return { orgId, hook, event, message, secret: (await orgSettings(env, orgId).getWebhook()).signing_secret };
 }
 
@@ -53,10 +60,20 @@ describe("a delivery", () => {
     expect(new Webhook(secret).verify(request!.text, request!.headers)).toEqual(JSON.parse(request!.text));
 
     const [attempt] = await attemptsOf(message.body.delivery_id);
-    expect(attempt).toMatchObject({ attempt: 1, status_code: 200, outcome: "succeeded", error: null, next_attempt_at: null, url: hook.url });
+    expect(attempt).toMatchObject({
+      attempt: 1,
+      status_code: 200,
+      outcome: "succeeded",
+      error: null,
+      next_attempt_at: null,
+      url: hook.url,
+    });
     expect(attempt!.request_body).toBe(request!.text);
     expect(attempt!.exchange).toEqual({
-      signatures: { zupertry: request!.headers["x-zupertry-signature"], standard: request!.headers["webhook-signature"] },
+      signatures: {
+        zupertry: request!.headers["x-zupertry-signature"],
+        standard: request!.headers["webhook-signature"],
+      },
       response: { headers: expect.objectContaining({ "content-type": "application/json" }), body: '{"received":true}' },
     });
     expect(JSON.stringify(attempt)).not.toContain(secret);
@@ -109,7 +126,12 @@ describe("a delivery", () => {
 
   it.each([
     ["429 with Retry-After: 120 waits 120 s", 429, () => "120", 120],
-    ["503 with an HTTP date two hours ahead waits the 1 h cap", 503, () => new Date(Date.now() + 7_200_000).toUTCString(), 3600],
+    [
+      "503 with an HTTP date two hours ahead waits the 1 h cap",
+      503,
+      () => new Date(Date.now() + 7_200_000).toUTCString(),
+      3600,
+    ],
     ["429 with Retry-After: 5 keeps the schedule's 60 s", 429, () => "5", 60],
     ["500 with Retry-After keeps the schedule (only 429 and 503 ask for it)", 500, () => "120", 60],
     ["429 with an unreadable Retry-After keeps the schedule", 429, () => "soon", 60],
@@ -163,7 +185,12 @@ describe("a delivery", () => {
     const run = await runConsumer([message]);
     expect(run.retried.get(message.id)).toBe(60);
     const [attempt] = await attemptsOf(message.body.delivery_id);
-    expect(attempt).toMatchObject({ status_code: null, outcome: "failed", error: "timeout", error_detail: "no response within 1000 ms" });
+    expect(attempt).toMatchObject({
+      status_code: null,
+      outcome: "failed",
+      error: "timeout",
+      error_detail: "no response within 1000 ms",
+    });
     expect(attempt!.response_time_ms).toBeGreaterThanOrEqual(900);
     expect(attempt!.response_time_ms).toBeLessThan(3000);
   });
@@ -185,7 +212,9 @@ describe("a delivery", () => {
     const { message } = await setup({ replies: [{ status: 302, headers: { location: target.url } }] });
     const run = await runConsumer([message]);
     expect(run.retried.get(message.id)).toBe(60);
-    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ status_code: 302, outcome: "failed", error: "redirect" }]);
+    expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
+      { status_code: 302, outcome: "failed", error: "redirect" },
+    ]);
     expect(await target.requests()).toHaveLength(0);
   });
 
@@ -201,7 +230,11 @@ describe("a delivery", () => {
     const edge = await setup({ replies: [{ status: 522, headers: { "cf-ray": "8f1e2d3c4b5a6978-AMS" } }] });
     await runConsumer([edge.message]);
     expect(await attemptsOf(edge.message.body.delivery_id)).toMatchObject([
-      { status_code: 522, error: "http_status", error_detail: "the connection to the endpoint timed out (Cloudflare 522)" },
+      {
+        status_code: 522,
+        error: "http_status",
+        error_detail: "the connection to the endpoint timed out (Cloudflare 522)",
+      },
     ]);
     const own = await setup({ replies: [{ status: 522 }] });
     await runConsumer([own.message]);
@@ -214,7 +247,11 @@ describe("a delivery", () => {
     const run = await runConsumer([message]);
     expect(run.retried.get(message.id)).toBe(60);
     expect(await attemptsOf(message.body.delivery_id)).toMatchObject([
-      { status_code: null, error: "network_error", error_detail: "the connection was refused or dropped before an answer" },
+      {
+        status_code: null,
+        error: "network_error",
+        error_detail: "the connection was refused or dropped before an answer",
+      },
     ]);
   });
 });
@@ -371,12 +408,15 @@ describe("a batch", () => {
     const hook = receiver(uniqueId("hook"));
     await hook.script({ replies: [{ delayMs }] });
     const messages = await Promise.all(
-      Array.from({ length: count }, async () => ({ id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) })),
+      Array.from({ length: count }, async () => ({
+        id: uniqueId("msg"),
+        body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url),
+      })),
     );
     return { hook, messages };
   }
 
-  it("is delivered concurrently, read and written in one D1 round trip each, one settings read and one health report per org", async () => {
+  it("is delivered concurrently: one D1 read and write, one settings read and report per org", async () => {
     const { hook, messages } = await slowBatch(5, 200);
     const batch = vi.spyOn(env.DB, "batch");
     const prepare = vi.spyOn(env.DB, "prepare");

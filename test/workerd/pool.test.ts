@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { runPool, type PoolTask } from "../src/delivery/pool";
+import { type PoolTask, runPool } from "../../src/delivery/pool";
 
 /** The attempt pool of one queue run, with tasks that take a scripted time. */
 
@@ -29,7 +29,7 @@ describe("runPool", () => {
     expect(results.map((r) => (r.kind === "done" ? r.value : null))).toEqual(t.list.map((_, i) => `e${i % 3}${i}`));
   });
 
-  it("hands off a task past the budget, moves its endpoint's tasks not yet started, and goes on with the rest", async () => {
+  it("hands off a task past the budget, moves its endpoint's waiting tasks, and goes on", async () => {
     // h0 hangs; two waves of quicker tasks (each under the 300 ms budget, together over
     // it) keep the other five connections busy until h11's turn comes, after h0 was
     // handed off. The order of timers decides it, not how fast this machine is.
@@ -43,24 +43,46 @@ describe("runPool", () => {
   });
 
   it("releases the tasks left when every connection is held by handed-off attempts", async () => {
-    const t = tasks([["h1", 500], ["h2", 500], ["a", 10], ["b", 10]]);
+    const t = tasks([
+      ["h1", 500],
+      ["h2", 500],
+      ["a", 10],
+      ["b", 10],
+    ]);
     const results = await runPool(t.list, { connections: 2, perEndpoint: 2, handOffAfterMs: 50 });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", "handed_off", "released", "released"]);
     expect(t.started).toEqual(["h10", "h21"]);
   });
 
-  it("lets one endpoint hold at most its share while another endpoint's tasks wait, and every connection otherwise", async () => {
-    const t = tasks([["h", 300], ["h", 300], ["h", 300], ["h", 300], ["a", 10], ["a", 10]]);
+  it("gives an endpoint its share while others wait, and every connection otherwise", async () => {
+    const t = tasks([
+      ["h", 300],
+      ["h", 300],
+      ["h", 300],
+      ["h", 300],
+      ["a", 10],
+      ["a", 10],
+    ]);
     await runPool(t.list, { connections: 4, perEndpoint: 2, handOffAfterMs: null });
     // h2 and h3 waited while a's tasks could use a connection: a went first.
     expect(t.started.slice(0, 4)).toEqual(["h0", "h1", "a4", "a5"]);
-    const alone = tasks([["h", 20], ["h", 20], ["h", 20], ["h", 20]]);
+    const alone = tasks([
+      ["h", 20],
+      ["h", 20],
+      ["h", 20],
+      ["h", 20],
+    ]);
     await runPool(alone.list, { connections: 4, perEndpoint: 2, handOffAfterMs: null });
     expect(alone.peak()).toBe(4);
   });
 
   it("keeps a handed-off attempt's connection counted until it really ends", async () => {
-    const t = tasks([["h", 200], ["a", 150], ["b", 150], ["c", 150]]);
+    const t = tasks([
+      ["h", 200],
+      ["a", 150],
+      ["b", 150],
+      ["c", 150],
+    ]);
     await runPool(t.list, { connections: 2, perEndpoint: 2, handOffAfterMs: 50 });
     // h holds one connection for its whole 200 ms: the other three ran one at a time beside it.
     expect(t.peak()).toBe(2);

@@ -1,11 +1,13 @@
 import { createExecutionContext, createMessageBatch, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { vi } from "vitest";
-import { deliveryIdFor, encodeEventBody, type DeliveryMessage, type EventType } from "../src/delivery/message";
-import worker from "../src/index";
-import type { AttemptRecord, Exchange } from "../src/store/attempts";
-import { inflate } from "../src/store/codec";
-export { receiver } from "./support/receiver-client";
+import { afterEach, beforeEach, vi } from "vitest";
+import { sampleJobCompleted } from "../../src/api/sample-event";
+import { type DeliveryMessage, type EventType, newDeliveryMessage } from "../../src/delivery/message";
+import worker from "../../src/index";
+import type { AttemptRecord, Exchange } from "../../src/store/attempts";
+import { inflate } from "../../src/store/codec";
+
+export { receiver } from "../support/receiver-client";
 
 /** Shared by the workerd tests: the API as a client sees it, the receiver, the queue. */
 
@@ -39,35 +41,15 @@ export async function orgKey(orgId: string): Promise<string> {
 
 /** A seed-shaped `job.completed` event. */
 export function jobEvent(orgId: string, jobId: string, extra: Record<string, unknown> = {}) {
-  return {
-    type: "job.completed" as EventType,
-    data: {
-      job_id: jobId,
-      workspace_id: "ws_xyz",
-      org_id: orgId,
-      status: "completed",
-      output_url: `https://storage.googleapis.com/zupertry-outputs/${jobId}.png`,
-      credits_consumed: 1,
-      created_at: "2026-03-19T10:00:00.000Z",
-      completed_at: "2026-03-19T10:00:05.231Z",
-    },
-    ...extra,
-  };
+  return sampleJobCompleted(orgId, jobId, extra);
 }
 
 /** The queue message ingest would produce for an event. */
-export async function messageFor(
+export function messageFor(
   event: { type: EventType; data: { org_id: string; job_id: string } },
   webhookUrl: string | null,
 ): Promise<DeliveryMessage> {
-  return {
-    delivery_id: await deliveryIdFor(event.data.org_id, event.type, event.data.job_id),
-    org_id: event.data.org_id,
-    job_id: event.data.job_id,
-    event_type: event.type,
-    webhook_url: webhookUrl,
-    body: encodeEventBody(event.type, event.data),
-  };
+  return newDeliveryMessage(event.type, event.data, event.data, webhookUrl);
 }
 
 /**
@@ -84,8 +66,14 @@ export function watchQueue(queue: Queue = env.DELIVERIES) {
   return {
     /** One entry per call, with the messages it carried. */
     calls,
-    messages: () => calls().flat().map((m) => m.body as DeliveryMessage),
-    contentTypes: () => calls().flat().map((m) => m.contentType),
+    messages: () =>
+      calls()
+        .flat()
+        .map((m) => m.body as DeliveryMessage),
+    contentTypes: () =>
+      calls()
+        .flat()
+        .map((m) => m.contentType),
     reset: () => {
       send.mockClear();
       sendBatch.mockClear();
@@ -153,7 +141,10 @@ export async function runConsumer(
  * Delivers messages as the two lanes would right now: a fast-lane run, then a slow-lane
  * run of what it moved there at once (fresh message ids, as the queue assigns).
  */
-export async function runLanes(messages: Array<{ id: string; body: DeliveryMessage; attempts?: number }>, runEnv: Env = env) {
+export async function runLanes(
+  messages: Array<{ id: string; body: DeliveryMessage; attempts?: number }>,
+  runEnv: Env = env,
+) {
   const fast = await runConsumer(messages, "deliveries", runEnv);
   const moved = fast.toSlowLane.filter((m) => !m.delaySeconds).map((m) => ({ id: uniqueId("msg"), body: m.body }));
   const slow = moved.length > 0 ? await runConsumer(moved, "deliveries-slow", runEnv) : null;
@@ -169,7 +160,10 @@ export function watchOrgCalls(namespace: Env["ORG_SETTINGS"] = env.ORG_SETTINGS)
     return new Proxy(stub, {
       get: (target, name) =>
         typeof name === "string" && typeof target[name] === "function" && !name.startsWith("_")
-          ? (...args: unknown[]) => (calls.push(name), target[name]!(...args))
+          ? (...args: unknown[]) => {
+              calls.push(name);
+              return target[name]!(...args);
+            }
           : target[name as string],
     }) as never;
   });
@@ -177,7 +171,9 @@ export function watchOrgCalls(namespace: Env["ORG_SETTINGS"] = env.ORG_SETTINGS)
 }
 
 /** A log row as the consumer would write it: a delivered attempt 1, changed by `fields`. */
-export function attemptRecord(fields: Partial<AttemptRecord> & Pick<AttemptRecord, "delivery_id" | "org_id">): AttemptRecord {
+export function attemptRecord(
+  fields: Partial<AttemptRecord> & Pick<AttemptRecord, "delivery_id" | "org_id">,
+): AttemptRecord {
   return {
     attempt: 1,
     job_id: uniqueId("job"),
@@ -224,13 +220,21 @@ export interface AttemptRow {
 export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
   const { results } = await env.DB.prepare("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY attempt")
     .bind(deliveryId)
-    .run<Omit<AttemptRow, "request_body" | "exchange" | "stored_bytes"> & { request_body: number[] | null; exchange: number[] | null }>();
+    .run<
+      Omit<AttemptRow, "request_body" | "exchange" | "stored_bytes"> & {
+        request_body: number[] | null;
+        exchange: number[] | null;
+      }
+    >();
   return Promise.all(
     results.map(async (row) => ({
       ...row,
-      request_body: row.request_body && (inflate(row.request_body)),
+      request_body: row.request_body && inflate(row.request_body),
       exchange: row.exchange && (JSON.parse(inflate(row.exchange)) as Exchange),
-      stored_bytes: Object.values(row).reduce<number>((n, v) => n + (Array.isArray(v) ? v.length : String(v ?? "").length), 0),
+      stored_bytes: Object.values(row).reduce<number>(
+        (n, v) => n + (Array.isArray(v) ? v.length : String(v ?? "").length),
+        0,
+      ),
     })),
   );
 }
@@ -241,11 +245,33 @@ export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
  * ties this to node:crypto).
  */
 export async function hmacHex(secret: string, body: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
   return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 export function uniqueId(prefix: string): string {
   return `${prefix}_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+/**
+ * Fakes `Date` alone for every test of the file (the Worker runs in the test's isolate,
+ * so it reads the same clock): minutes of retry delay pass at once, while timers and
+ * I/O stay real. Returns `advance(seconds)`.
+ */
+export function fakeDate(): (seconds: number) => void {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+  });
+  return (seconds) => vi.setSystemTime(Date.now() + seconds * 1000);
 }
