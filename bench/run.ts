@@ -40,8 +40,13 @@ const STEADY_EVENTS = 200;
 const STEADY_RATE = 20; // events/s: well under the local delivery rate even on a bad run (85/s)
 /** Noisy neighbour: per org, 5 orgs, one of them (in the second run) hanging. */
 const NEIGHBOUR_EVENTS_PER_ORG = 400;
+/** D1 round trips by shard count: a modest burst over enough orgs that every shard gets some. */
+const SHARD_COUNTS = [1, 2, 4] as const;
+const SHARD_EVENTS = 1000;
+const SHARD_ORGS = 20;
+const SHARDS_CONFIG = ".bench-shards.wrangler.toml";
 
-const PHASES = ["ingest", "delivery", "steady", "neighbour"] as const;
+const PHASES = ["ingest", "delivery", "steady", "neighbour", "shards"] as const;
 type Phase = (typeof PHASES)[number];
 
 /**
@@ -68,6 +73,7 @@ interface Counters {
   d1Statements: number;
   d1RowsRead: number;
   d1RowsWritten: number;
+  d1RoundTripsByDatabase: Record<string, number>;
   durableObjectCalls: number;
   durableObjectCallsByMethod: Record<string, number>;
   durableObjectRowsWritten: number;
@@ -75,6 +81,15 @@ interface Counters {
   batchesByQueue: Record<string, number>;
   maxD1WriteRoundTripsPerBatch: number;
   maxD1ReadRoundTripsPerBatch: number;
+  maxD1WriteRoundTripsPerShardPerBatch: number;
+  maxD1ReadRoundTripsPerShardPerBatch: number;
+  maxShardsTouchedPerBatch: number;
+  /** The most state reads one batch made beyond one per shard it touched (take-over reads apart). */
+  maxD1ReadsBeyondShardsTouchedPerBatch: number;
+  sumD1ReadRoundTripsPerBatch: number;
+  sumD1WriteRoundTripsPerBatch: number;
+  sumD1TakeOverReadRoundTrips: number;
+  sumShardsTouchedPerBatch: number;
   maxOrgCallsPerMethodPerBatch: number;
   batchSizes: Record<string, number>;
   d1SizeBytes: number;
@@ -115,6 +130,7 @@ async function main() {
       await dispatcher.stop();
     }
     if (phases.has("neighbour")) measured.neighbour = await neighbourPhase(receiver);
+    if (phases.has("shards")) measured.shards = await shardsPhase(receiver);
     const result = report(measured);
     mkdirSync(join(root, "bench/results"), { recursive: true });
     const complete = PHASES.every((p) => phases.has(p)) && args["batch-size"] === undefined;
@@ -137,6 +153,7 @@ async function main() {
     for (const file of [
       ".bench-ingest.wrangler.toml",
       ".bench-product.wrangler.toml",
+      SHARDS_CONFIG,
       "bench/control/.bench.wrangler.toml",
     ]) {
       rmSync(join(root, file), { force: true });
@@ -152,6 +169,7 @@ interface Measured {
   };
   steady?: { p50Ms: number; p99Ms: number };
   neighbour?: { healthy: NeighbourRun; noisy: NeighbourRun };
+  shards?: ShardRun[];
   peakKiB?: number;
 }
 
@@ -468,10 +486,10 @@ async function steadyLatency(dispatcher: Dispatcher, receiver: Receiver): Promis
   return { p50Ms: stats.p50!, p99Ms: stats.p99! };
 }
 
+/** The summed size of every D1 database (each log shard), refreshed by one uncounted query each. */
 async function d1Size(dispatcher: Dispatcher): Promise<number> {
-  // Any query refreshes meta.size_after; an unauthenticated log read is the cheapest.
-  await fetch(`${dispatcher.url}/v1/webhook-logs`, { headers: { Authorization: "Bearer zk_bench_size_probe" } });
-  return (await getCounters(dispatcher)).d1SizeBytes;
+  const res = await fetch(`${dispatcher.url}/__bench/d1-size`, { method: "POST" });
+  return ((await res.json()) as { d1SizeBytes: number }).d1SizeBytes;
 }
 
 async function getCounters(dispatcher: Dispatcher): Promise<Counters> {
@@ -541,6 +559,116 @@ async function neighbourRun(
     latencyP99Ms: stats.p99!,
     counters: await getCounters(dispatcher),
   };
+}
+
+// ---- D1 round trips by shard count ---------------------------------------------------
+
+interface ShardRun {
+  shards: number;
+  logShards: string;
+  events: number;
+  seconds: number;
+  /** Queue runs (every lane; all fast lane here). */
+  batches: number;
+  readsPerBatch: number;
+  maxReadsPerBatch: number;
+  writesPerBatch: number;
+  maxWritesPerBatch: number;
+  maxReadsPerShardPerBatch: number;
+  maxWritesPerShardPerBatch: number;
+  shardsTouchedPerBatch: number;
+  maxShardsTouchedPerBatch: number;
+  maxReadsBeyondShardsTouchedPerBatch: number;
+  takeOverReads: number;
+  d1RowsWrittenPerDelivery: number;
+  d1RoundTripsPerDelivery: number;
+  d1BytesPerDelivery: number;
+  /** Round trips per database, the API's included: every shard should have some. */
+  roundTripsByDatabase: Record<string, number>;
+}
+
+/**
+ * The same burst on 1, 2 and 4 log shards (each on a fresh dispatcher): what a queue
+ * batch asks of D1 as its orgs spread over more shards. A batch should read each shard
+ * it touches once and write each in at most 3 round trips (the per-shard group commit).
+ */
+async function shardsPhase(receiver: Receiver): Promise<ShardRun[]> {
+  const runs: ShardRun[] = [];
+  for (const count of SHARD_COUNTS) {
+    const names = ["DB", ...Array.from({ length: count - 1 }, (_, i) => `DB_${i + 1}`)];
+    const config = count <= 2 ? PRODUCT_CONFIG : shardsConfig(names);
+    log(`shards: ${SHARD_EVENTS} events, ${SHARD_ORGS} orgs, LOG_SHARDS=${names.join(",")}`);
+    const dispatcher = await startDispatcher(
+      { ALLOW_INSECURE_WEBHOOK_URLS: "true", LOG_SHARDS: names.join(",") },
+      { script: "bench/counting/worker.ts", config },
+    );
+    try {
+      await fetch(`${dispatcher.url}/__bench/reset`, { method: "POST" });
+      const sizeBefore = await d1Size(dispatcher);
+      const { seconds } = await burst(
+        dispatcher.url,
+        dispatcher.producerToken,
+        receiver,
+        SHARD_EVENTS,
+        (i) => `org_shards${count}_${i % SHARD_ORGS}`,
+      );
+      await drained(dispatcher);
+      const c = await getCounters(dispatcher);
+      const sizeAfter = await d1Size(dispatcher);
+      const perBatch = (n: number) => n / Math.max(1, c.batches);
+      runs.push({
+        shards: count,
+        logShards: names.join(","),
+        events: SHARD_EVENTS,
+        seconds,
+        batches: c.batches,
+        readsPerBatch: perBatch(c.sumD1ReadRoundTripsPerBatch),
+        maxReadsPerBatch: c.maxD1ReadRoundTripsPerBatch,
+        writesPerBatch: perBatch(c.sumD1WriteRoundTripsPerBatch),
+        maxWritesPerBatch: c.maxD1WriteRoundTripsPerBatch,
+        maxReadsPerShardPerBatch: c.maxD1ReadRoundTripsPerShardPerBatch,
+        maxWritesPerShardPerBatch: c.maxD1WriteRoundTripsPerShardPerBatch,
+        shardsTouchedPerBatch: perBatch(c.sumShardsTouchedPerBatch),
+        maxShardsTouchedPerBatch: c.maxShardsTouchedPerBatch,
+        maxReadsBeyondShardsTouchedPerBatch: c.maxD1ReadsBeyondShardsTouchedPerBatch,
+        takeOverReads: c.sumD1TakeOverReadRoundTrips,
+        d1RowsWrittenPerDelivery: c.d1RowsWritten / SHARD_EVENTS,
+        d1RoundTripsPerDelivery: c.d1RoundTrips / SHARD_EVENTS,
+        d1BytesPerDelivery: Math.round((sizeAfter - sizeBefore) / SHARD_EVENTS),
+        roundTripsByDatabase: c.d1RoundTripsByDatabase,
+      });
+    } catch (error) {
+      console.error(`--- dispatcher (${names.length} shards) output (end) ---\n${dispatcher.output().slice(-4000)}`);
+      throw error;
+    } finally {
+      await dispatcher.stop();
+    }
+  }
+  return runs;
+}
+
+/**
+ * The product's config with D1 bindings up to `names` (DB_2, DB_3, …; the same
+ * migrations), beside wrangler.toml so that its relative paths hold.
+ */
+function shardsConfig(names: readonly string[]): string {
+  const table = readToml(PRODUCT_CONFIG);
+  const databases = (table.d1_databases ?? []) as TomlTable[];
+  for (const [i, binding] of names.entries()) {
+    if (databases.some((d) => d.binding === binding)) continue;
+    databases.push({
+      binding,
+      database_name: `zupertry-webhooks-bench-${i}`,
+      database_id: `00000000-0000-4000-8000-${String(900 + i).padStart(12, "0")}`,
+      migrations_dir: "migrations",
+    });
+  }
+  table.d1_databases = databases;
+  writeFileSync(
+    join(root, SHARDS_CONFIG),
+    `# Generated by bench/run.ts: the product's config with more log shards.\n${stringifyToml(table)}`,
+  );
+  return SHARDS_CONFIG;
 }
 
 // ---- memory ------------------------------------------------------------------------
@@ -678,9 +806,9 @@ function report(m: Measured) {
   if (d) {
     const c = d.delivery.counters;
     targets.push({
-      target: "≤ 3 D1 write round trips per queue batch (group commit)",
-      ok: c.maxD1WriteRoundTripsPerBatch <= 3,
-      value: `max ${c.maxD1WriteRoundTripsPerBatch}`,
+      target: "≤ 3 D1 write round trips per shard per queue batch (group commit)",
+      ok: c.maxD1WriteRoundTripsPerShardPerBatch <= 3,
+      value: `max ${c.maxD1WriteRoundTripsPerShardPerBatch} (a whole batch: max ${c.maxD1WriteRoundTripsPerBatch})`,
     });
     targets.push({
       target: "≤ 1 settings read and ≤ 1 health report per org per batch",
@@ -691,6 +819,19 @@ function report(m: Measured) {
       target: "≤ $4 per million delivered events",
       ok: dollarsPerMillion!.total <= 4,
       value: `$${dollarsPerMillion!.total.toFixed(2)}`,
+    });
+  }
+  if (m.shards) {
+    const each = (value: (r: ShardRun) => string) => m.shards!.map((r) => `${r.shards}: ${value(r)}`).join(", ");
+    targets.push({
+      target: "shards: D1 reads per batch ≤ shards touched (+ take-over reads)",
+      ok: m.shards.every((r) => r.maxReadsBeyondShardsTouchedPerBatch <= 0),
+      value: each((r) => `+${r.maxReadsBeyondShardsTouchedPerBatch} max, ${r.takeOverReads} take-over`),
+    });
+    targets.push({
+      target: "shards: ≤ 3 D1 write round trips per shard per batch",
+      ok: m.shards.every((r) => r.maxWritesPerShardPerBatch <= 3),
+      value: each((r) => `max ${r.maxWritesPerShardPerBatch}`),
     });
   }
   if (neighbourCost) {
@@ -738,6 +879,7 @@ function report(m: Measured) {
       p50Ratio: nb.noisy.latencyP50Ms / nb.healthy.latencyP50Ms,
       dollarsPerMillionHealthy: neighbourCost,
     },
+    shards: m.shards && { events: SHARD_EVENTS, orgs: SHARD_ORGS, batchRequestSize: BATCH, runs: m.shards },
     perEvent,
     dollarsPerMillion,
     prices: { ...PRICES, date: PRICES_DATE },
@@ -881,8 +1023,41 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log(`\nzupertry-webhooks bench, ${r.date}\n`);
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
+  if (r.shards) printShards(r.shards);
   const written = complete ? "bench/results/latest.json" : "bench/results/partial.tmp.json (a partial run)";
   console.log(`\nwritten to ${written}\n`);
+}
+
+/** D1 round trips per queue batch by shard count, as a table of its own. */
+function printShards(s: NonNullable<ReturnType<typeof report>["shards"]>): void {
+  const head = [
+    "shards",
+    "batches",
+    "reads/batch avg, max",
+    "writes/batch avg, max",
+    "per shard: reads, writes max",
+    "shards touched avg",
+    "rows written/delivery",
+    "D1 B/delivery",
+  ];
+  const avgMax = (avg: number, max: number) => `${avg.toFixed(2)}, ${max}`;
+  const lines = s.runs.map((r) => [
+    String(r.shards),
+    String(r.batches),
+    avgMax(r.readsPerBatch, r.maxReadsPerBatch),
+    avgMax(r.writesPerBatch, r.maxWritesPerBatch),
+    `${r.maxReadsPerShardPerBatch}, ${r.maxWritesPerShardPerBatch}`,
+    r.shardsTouchedPerBatch.toFixed(2),
+    fmt(r.d1RowsWrittenPerDelivery),
+    String(r.d1BytesPerDelivery),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const line = (cells: string[]) => `  ${cells.map((c, i) => c.padStart(widths[i]!)).join("  ")}`;
+  console.log(`\n  D1 round trips per queue batch by shard count (${s.events} events, ${s.orgs} orgs):\n`);
+  console.log(line(head));
+  for (const l of lines) console.log(line(l));
+  const spread = s.runs.map((r) => `${r.shards}: ${JSON.stringify(r.roundTripsByDatabase)}`).join("; ");
+  console.log(`\n  round trips by database: ${spread}`);
 }
 
 // ---- helpers -----------------------------------------------------------------------

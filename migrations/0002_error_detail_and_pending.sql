@@ -9,8 +9,7 @@ ALTER TABLE attempts ADD COLUMN error_detail TEXT CHECK (length(error_detail) <=
 -- deliveries. Rows logged before this migration are brought in line here.
 UPDATE attempts SET next_attempt_at = NULL
  WHERE next_attempt_at IS NOT NULL
-   AND EXISTS (SELECT 1 FROM attempts AS later
-                WHERE later.delivery_id = attempts.delivery_id AND later.attempt > attempts.attempt);
+   AND EXISTS (SELECT 1 FROM attempts AS later WHERE later.delivery_id = attempts.delivery_id AND later.attempt > attempts.attempt);
 
 -- The pending deliveries by due time: the stall sweep reads only the overdue ones.
 CREATE INDEX attempts_pending ON attempts (next_attempt_at) WHERE next_attempt_at IS NOT NULL;

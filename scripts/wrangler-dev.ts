@@ -61,8 +61,10 @@ export async function startDispatcher(
   const producerToken = vars.PRODUCER_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
   const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
   const configArgs = config ? ["--config", config] : [];
-  if (migrate)
-    await run(wrangler, ["d1", "migrations", "apply", "DB", "--local", "--persist-to", state, ...configArgs], env);
+  if (migrate) {
+    // Every D1 database of the config: each log shard.
+    await run("node", [join(root, "scripts", "migrate.mjs"), "--local", "--persist-to", state, ...configArgs], env);
+  }
 
   const [port, inspectorPort] = [await freePort(), await freePort()];
   const allVars = { PRODUCER_TOKEN: producerToken, ...vars };

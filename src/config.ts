@@ -28,6 +28,10 @@ export interface Config {
    * stall sweep picks it up and any message of it may take it over (src/delivery/plan.ts).
    */
   readonly stalledAfterMs: number;
+  /** The D1 bindings that hold the log; every org lives on one (src/store/shards.ts). */
+  readonly logShards: readonly string[];
+  /** Of those, the ones a new org may be placed on (all but `LOG_SHARDS_CLOSED`). */
+  readonly openLogShards: readonly string[];
 }
 
 /** The vars this module reads; `Env` from `wrangler types` satisfies it. */
@@ -40,6 +44,8 @@ export type ConfigVars = Pick<
   | "LOG_RETENTION_DAYS"
   | "SLOW_ATTEMPT_MS"
   | "STALLED_AFTER_SECONDS"
+  | "LOG_SHARDS"
+  | "LOG_SHARDS_CLOSED"
 >;
 
 /**
@@ -54,6 +60,9 @@ export const CONFIG_DEFAULTS = {
   LOG_RETENTION_DAYS: "30",
   SLOW_ATTEMPT_MS: "1000",
   STALLED_AFTER_SECONDS: "300",
+  // One shard, the database that also holds the API keys; wrangler.toml runs two.
+  LOG_SHARDS: "DB",
+  LOG_SHARDS_CLOSED: "",
 } as const satisfies Record<keyof ConfigVars, string>;
 
 export class ConfigError extends Error {
@@ -81,7 +90,37 @@ export function parseConfig(env: ConfigVars): Config {
     logRetentionDays: parseInteger("LOG_RETENTION_DAYS", raw("LOG_RETENTION_DAYS"), 1, 3650),
     slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", raw("SLOW_ATTEMPT_MS"), 1, 900_000),
     stalledAfterMs: parseInteger("STALLED_AFTER_SECONDS", raw("STALLED_AFTER_SECONDS"), 1, 86_400) * 1000,
+    ...parseShards(raw("LOG_SHARDS"), raw("LOG_SHARDS_CLOSED")),
   };
+}
+
+/**
+ * Shard names are binding names. Checked here for shape only: whether each one is bound
+ * is checked where a shard is used (src/store/shards.ts), so that one missing binding
+ * fails the orgs that live on it and no others.
+ */
+function parseShards(shards: string, closed: string): Pick<Config, "logShards" | "openLogShards"> {
+  const names = (name: string, raw: string) => {
+    const list = raw
+      .split(",")
+      .map((part) => part.trim())
+      .filter((part) => part !== "");
+    for (const item of list) {
+      if (!/^[A-Z][A-Z0-9_]*$/.test(item))
+        throw new ConfigError(`${name}: ${JSON.stringify(item)} is not a binding name`);
+    }
+    if (new Set(list).size !== list.length) throw new ConfigError(`${name} names a shard twice`);
+    return list;
+  };
+  const logShards = names("LOG_SHARDS", shards);
+  const closedShards = names("LOG_SHARDS_CLOSED", closed);
+  if (logShards.length === 0) throw new ConfigError("LOG_SHARDS must name at least one D1 binding");
+  for (const item of closedShards) {
+    if (!logShards.includes(item)) throw new ConfigError(`LOG_SHARDS_CLOSED names ${item}, which is not in LOG_SHARDS`);
+  }
+  const openLogShards = logShards.filter((item) => !closedShards.includes(item));
+  if (openLogShards.length === 0) throw new ConfigError("LOG_SHARDS_CLOSED closes every shard: new orgs have none");
+  return { logShards, openLogShards };
 }
 
 function parseDelays(raw: string): number[] {

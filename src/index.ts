@@ -5,6 +5,7 @@ import { DEAD_LETTER_QUEUE, failDeadLetters } from "./delivery/dead-letter";
 import type { DeliveryMessage } from "./delivery/message";
 import { SWEEP_CRON, sweepStalledDeliveries } from "./delivery/sweep";
 import { deleteExpiredDeliveries } from "./store/retention";
+import { allLogShards } from "./store/shards";
 
 export { OrgSettings } from "./org/org-settings";
 
@@ -22,7 +23,23 @@ export default {
       return;
     }
     const cutoff = controller.scheduledTime - readConfig(env).logRetentionDays * 86_400_000;
-    const deleted = await deleteExpiredDeliveries(env.DB, cutoff);
-    console.log(JSON.stringify({ event: "retention.swept", cutoff: new Date(cutoff).toISOString(), ...deleted }));
+    // Every shard on its own: one that fails is logged and the others are swept.
+    await Promise.all(
+      allLogShards(env).map(async ({ name, db }) => {
+        try {
+          const deleted = await deleteExpiredDeliveries(db, cutoff);
+          console.log(
+            JSON.stringify({
+              event: "retention.swept",
+              shard: name,
+              cutoff: new Date(cutoff).toISOString(),
+              ...deleted,
+            }),
+          );
+        } catch (error) {
+          console.error(JSON.stringify({ event: "retention.failed", shard: name, error: String(error).slice(0, 200) }));
+        }
+      }),
+    );
   },
 } satisfies ExportedHandler<Env, DeliveryMessage>;

@@ -9,7 +9,13 @@
  * queue consumer and the Durable Objects in one process, one consumer run at a time,
  * so a queue run's D1 and Durable Object calls can be attributed to it.
  *
- *   GET  /__bench/counters   the counters (and the D1 size, from the last result's meta)
+ * Every log shard named in LOG_SHARDS is counted (DB among them), and so are the D1
+ * sessions the API reads through (`withSession`). A queue run's round trips are also
+ * counted per shard, to check the per-shard group commit.
+ *
+ *   GET  /__bench/counters   the counters (and the D1 size: the sum over the databases of
+ *                            each one's size, from its last result's meta)
+ *   POST /__bench/d1-size    refresh every shard's size (one uncounted query each)
  *   POST /__bench/reset      zero them
  */
 
@@ -38,6 +44,10 @@ interface BatchStats {
   messages: number;
   d1WriteRoundTrips: number;
   d1ReadRoundTrips: number;
+  /** Reads for a take-over's stored event (src/store/stalled.ts): rare, one more per shard. */
+  d1TakeOverReadRoundTrips: number;
+  /** Round trips per shard (binding name); a shard with one is "touched". */
+  shards: Map<string, { reads: number; writes: number }>;
   /** RPC calls per org and method. */
   orgCalls: Map<string, number>;
 }
@@ -56,6 +66,8 @@ function zero() {
     d1Statements: 0,
     d1RowsRead: 0,
     d1RowsWritten: 0,
+    /** Round trips per database (binding name), the API's included. */
+    d1RoundTripsByDatabase: {} as Record<string, number>,
     durableObjectCalls: 0,
     durableObjectCallsByMethod: {} as Record<string, number>,
     durableObjectRowsWritten: 0,
@@ -64,6 +76,17 @@ function zero() {
     batchesByQueue: {} as Record<string, number>,
     maxD1WriteRoundTripsPerBatch: 0,
     maxD1ReadRoundTripsPerBatch: 0,
+    /** Per shard and queue batch: the group commit is per shard (src/delivery/shard-groups.ts). */
+    maxD1WriteRoundTripsPerShardPerBatch: 0,
+    maxD1ReadRoundTripsPerShardPerBatch: 0,
+    /** The most shards one batch touched, and the most reads beyond one per touched shard. */
+    maxShardsTouchedPerBatch: 0,
+    maxD1ReadsBeyondShardsTouchedPerBatch: 0,
+    /** Sums over queue batches (divide by `batches` for averages). */
+    sumD1ReadRoundTripsPerBatch: 0,
+    sumD1WriteRoundTripsPerBatch: 0,
+    sumD1TakeOverReadRoundTrips: 0,
+    sumShardsTouchedPerBatch: 0,
     /** The most calls of one method on one org's object in one batch. */
     maxOrgCallsPerMethodPerBatch: 0,
     batchSizes: {} as Record<string, number>,
@@ -93,31 +116,53 @@ globalThis.fetch = (input, init) => {
 };
 
 let counters = zero();
-let d1SizeBytes = 0;
+/** Each database's size (`meta.size_after` is per database), by binding name. */
+const d1Sizes = new Map<string, number>();
+const d1SizeBytes = () => [...d1Sizes.values()].reduce((a, b) => a + b, 0);
 
 const isWrite = (sql: string) => /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(sql);
+/** The take-over's read of a stored event (readStoredEvents): the only read of request_body in a run. */
+const isTakeOverRead = (sql: string) => /^\s*SELECT\b[^;]*\brequest_body\b/i.test(sql);
 
-function countResult(meta: D1Meta | undefined): void {
-  counters.d1RowsRead += meta?.rows_read ?? 0;
-  counters.d1RowsWritten += meta?.rows_written ?? 0;
-  if (meta?.size_after) d1SizeBytes = meta.size_after;
+/** A D1 binding or one of its sessions, counted for the database `name`. */
+interface Target {
+  name: string;
+  run: BatchStats | null;
 }
 
-function roundTrip(run: BatchStats | null, write: boolean, statements: number): void {
+function countResult(target: Target, meta: D1Meta | undefined): void {
+  counters.d1RowsRead += meta?.rows_read ?? 0;
+  counters.d1RowsWritten += meta?.rows_written ?? 0;
+  if (meta?.size_after) d1Sizes.set(target.name, meta.size_after);
+}
+
+function roundTrip({ name, run }: Target, sql: string | null, statements: number): void {
   counters.d1RoundTrips++;
   counters.d1Statements += statements;
-  if (run) write ? run.d1WriteRoundTrips++ : run.d1ReadRoundTrips++;
+  counters.d1RoundTripsByDatabase[name] = (counters.d1RoundTripsByDatabase[name] ?? 0) + 1;
+  if (!run) return;
+  const write = sql === null || isWrite(sql);
+  const shard = run.shards.get(name) ?? { reads: 0, writes: 0 };
+  run.shards.set(name, shard);
+  if (write) {
+    run.d1WriteRoundTrips++;
+    shard.writes++;
+  } else {
+    run.d1ReadRoundTrips++;
+    shard.reads++;
+    if (isTakeOverRead(sql)) run.d1TakeOverReadRoundTrips++;
+  }
 }
 
 const inner = new WeakMap<object, D1PreparedStatement>();
 
-function statement(stmt: D1PreparedStatement, sql: string, run: BatchStats | null): D1PreparedStatement {
+function statement(stmt: D1PreparedStatement, sql: string, target: Target): D1PreparedStatement {
   const wrapped = {
-    bind: (...values: unknown[]) => statement(stmt.bind(...values), sql, run),
+    bind: (...values: unknown[]) => statement(stmt.bind(...values), sql, target),
     async run() {
-      roundTrip(run, isWrite(sql), 1);
+      roundTrip(target, sql, 1);
       const result = await timed("msInD1", () => stmt.run());
-      countResult(result.meta);
+      countResult(target, result.meta);
       return result;
     },
     async all() {
@@ -134,19 +179,59 @@ function statement(stmt: D1PreparedStatement, sql: string, run: BatchStats | nul
   return wrapped as unknown as D1PreparedStatement;
 }
 
-function database(db: D1Database, run: BatchStats | null): D1Database {
+/** What a D1 binding and a session share: statements and batches, counted alike. */
+function counting(db: Pick<D1Database, "prepare" | "batch">, target: Target) {
   return {
-    prepare: (sql: string) => statement(db.prepare(sql), sql, run),
+    prepare: (sql: string) => statement(db.prepare(sql), sql, target),
     async batch(statements: D1PreparedStatement[]) {
-      roundTrip(run, true, statements.length);
+      roundTrip(target, null, statements.length);
       const results = await timed("msInD1", () => db.batch(statements.map((s) => inner.get(s) ?? s)));
-      for (const r of results) countResult(r.meta);
+      for (const r of results) countResult(target, r.meta);
       return results;
     },
+  };
+}
+
+/** The database bound as `name`; its sessions (the API's log reads) are counted too. */
+function database(db: D1Database, name: string, run: BatchStats | null): D1Database {
+  const target = { name, run };
+  return {
+    ...counting(db, target),
     exec: (sql: string) => db.exec(sql),
     dump: () => db.dump(),
-    withSession: (c?: string) => db.withSession(c as never),
+    withSession(constraint?: string) {
+      const session = db.withSession(constraint as never);
+      return { ...counting(session, target), getBookmark: () => session.getBookmark() };
+    },
   } as unknown as D1Database;
+}
+
+/** The log shards' binding names (LOG_SHARDS), DB always among the counted ones (the API keys). */
+function d1Bindings(env: Env): string[] {
+  const names = (env.LOG_SHARDS ?? "")
+    .split(",")
+    .map((name) => name.trim())
+    .filter(Boolean);
+  return [...new Set(["DB", ...names])];
+}
+
+/** Every bound D1 database of `d1Bindings`, by name. */
+function boundDatabases(env: Env): Array<[string, D1Database]> {
+  const bindings = env as unknown as Record<string, D1Database | undefined>;
+  return d1Bindings(env).flatMap((name) => {
+    const db = bindings[name];
+    return db && typeof db.prepare === "function" ? [[name, db] as [string, D1Database]] : [];
+  });
+}
+
+/** Reads every database's current size (uncounted: not the product's). */
+async function refreshSizes(env: Env): Promise<void> {
+  await Promise.all(
+    boundDatabases(env).map(async ([name, db]) => {
+      const { meta } = await db.prepare("SELECT 1").run();
+      if (meta.size_after) d1Sizes.set(name, meta.size_after);
+    }),
+  );
 }
 
 function queue(q: Queue, slow = false): Queue {
@@ -210,7 +295,7 @@ function settingsNamespace(ns: Env["ORG_SETTINGS"], run: BatchStats | null): Env
 function counted(env: Env, run: BatchStats | null): Env {
   return {
     ...env,
-    DB: database(env.DB, run),
+    ...Object.fromEntries(boundDatabases(env).map(([name, db]) => [name, database(db, name, run)])),
     DELIVERIES: queue(env.DELIVERIES),
     DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, true),
     ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS, run),
@@ -261,7 +346,17 @@ function countedBatch(batch: MessageBatch<DeliveryMessage>): MessageBatch<Delive
 export default {
   async fetch(request, env, ctx) {
     const { pathname } = new URL(request.url);
-    if (pathname === "/__bench/counters") return Response.json({ ...counters, d1SizeBytes });
+    if (pathname === "/__bench/counters") {
+      return Response.json({
+        ...counters,
+        d1SizeBytes: d1SizeBytes(),
+        d1SizeBytesByDatabase: Object.fromEntries(d1Sizes),
+      });
+    }
+    if (pathname === "/__bench/d1-size" && request.method === "POST") {
+      await refreshSizes(env);
+      return Response.json({ d1SizeBytes: d1SizeBytes(), d1SizeBytesByDatabase: Object.fromEntries(d1Sizes) });
+    }
     if (pathname === "/__bench/reset" && request.method === "POST") {
       counters = zero();
       return Response.json({ ok: true });
@@ -284,6 +379,8 @@ export default {
       messages: batch.messages.length,
       d1WriteRoundTrips: 0,
       d1ReadRoundTrips: 0,
+      d1TakeOverReadRoundTrips: 0,
+      shards: new Map(),
       orgCalls: new Map(),
     };
     const started = performance.now();
@@ -294,6 +391,24 @@ export default {
       counters.batches++;
       counters.maxD1WriteRoundTripsPerBatch = Math.max(counters.maxD1WriteRoundTripsPerBatch, stats.d1WriteRoundTrips);
       counters.maxD1ReadRoundTripsPerBatch = Math.max(counters.maxD1ReadRoundTripsPerBatch, stats.d1ReadRoundTrips);
+      const shards = [...stats.shards.values()];
+      counters.maxD1WriteRoundTripsPerShardPerBatch = Math.max(
+        counters.maxD1WriteRoundTripsPerShardPerBatch,
+        ...shards.map((s) => s.writes),
+      );
+      counters.maxD1ReadRoundTripsPerShardPerBatch = Math.max(
+        counters.maxD1ReadRoundTripsPerShardPerBatch,
+        ...shards.map((s) => s.reads),
+      );
+      counters.maxShardsTouchedPerBatch = Math.max(counters.maxShardsTouchedPerBatch, shards.length);
+      counters.maxD1ReadsBeyondShardsTouchedPerBatch = Math.max(
+        counters.maxD1ReadsBeyondShardsTouchedPerBatch,
+        stats.d1ReadRoundTrips - stats.d1TakeOverReadRoundTrips - shards.length,
+      );
+      counters.sumD1ReadRoundTripsPerBatch += stats.d1ReadRoundTrips;
+      counters.sumD1WriteRoundTripsPerBatch += stats.d1WriteRoundTrips;
+      counters.sumD1TakeOverReadRoundTrips += stats.d1TakeOverReadRoundTrips;
+      counters.sumShardsTouchedPerBatch += shards.length;
       counters.maxOrgCallsPerMethodPerBatch = Math.max(
         counters.maxOrgCallsPerMethodPerBatch,
         ...stats.orgCalls.values(),

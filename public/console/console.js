@@ -42,12 +42,14 @@ function $(id) {
 const $input = (id) => /** @type {HTMLInputElement} */ ($(id));
 /** @param {string} id */
 const $button = (id) => /** @type {HTMLButtonElement} */ ($(id));
+/** A form control (an input or a button): what can be disabled. @param {string} id */
+const $control = (id) => /** @type {HTMLInputElement | HTMLButtonElement} */ ($(id));
 /** @param {string} id */
 const $dialog = (id) => /** @type {HTMLDialogElement} */ ($(id));
 
 /**
  * @type {{ key: string | null, settings: Settings | null, secretShown: boolean, cursor: string | null,
- *   nextCursor: string | null, details: Map<string, AttemptDetail>, logsLoad: number }}
+ *   nextCursor: string | null, details: Map<string, AttemptDetail>, logsLoad: number, bookmark: string | null }}
  */
 const state = {
   key: sessionStorage.getItem(KEY_STORAGE),
@@ -57,7 +59,11 @@ const state = {
   nextCursor: null,
   details: new Map(),
   logsLoad: 0,
+  // The log's newest bookmark this tab saw: sent back, so no read shows an older log.
+  bookmark: null,
 };
+
+const BOOKMARK_HEADER = "X-Zupertry-Bookmark";
 
 /**
  * Whatever a `catch` got, as an ApiError (anything else is a bug, shown as its message).
@@ -99,12 +105,16 @@ async function api(method, path, body, key = state.key) {
       headers: {
         Authorization: `Bearer ${key}`,
         ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        ...(state.bookmark === null ? {} : { [BOOKMARK_HEADER]: state.bookmark }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, "network_error", "Couldn't reach the dispatcher. Check your connection, then try again.");
   }
+  const bookmark = res.headers.get(BOOKMARK_HEADER);
+  // Bookmarks sort by time: keep the newest (answers may arrive out of order).
+  if (bookmark !== null && (state.bookmark === null || bookmark > state.bookmark)) state.bookmark = bookmark;
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (!res.ok) {
     const error = new ApiError(
@@ -188,6 +198,7 @@ function signOut(message = "") {
   state.key = null;
   state.settings = null;
   state.secretShown = false;
+  state.bookmark = null;
   state.details.clear();
   $("logs-body").replaceChildren();
   $("secret").textContent = "whsec_••••••••••••••••";
@@ -502,13 +513,13 @@ function renderDetail(d) {
 const SETTINGS_CONTROLS = ["webhook-url", "save-url", "reveal", "copy", "rotate"];
 
 async function loadSettings() {
-  for (const id of SETTINGS_CONTROLS) $button(id).disabled = true;
+  for (const id of SETTINGS_CONTROLS) $control(id).disabled = true;
   $("view-settings").setAttribute("aria-busy", "true");
   try {
     state.settings = await api("GET", "/v1/webhook");
     renderUrl();
     renderSecret();
-    for (const id of SETTINGS_CONTROLS) $button(id).disabled = false;
+    for (const id of SETTINGS_CONTROLS) $control(id).disabled = false;
   } catch (thrown) {
     const error = asApiError(thrown);
     if (error.status !== 401) say("url-status", error.message, "error");

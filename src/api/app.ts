@@ -4,6 +4,7 @@ import { requireOrgKey, requireProducer } from "./auth";
 import { deliveries } from "./deliveries";
 import { notFound, onError, validationHook } from "./errors";
 import { events } from "./events";
+import { orgLog } from "./org-log";
 import { orgApiLimit } from "./rate-limit";
 import { webhook } from "./webhook";
 import { webhookLogs } from "./webhook-logs";
@@ -33,6 +34,8 @@ for (const path of ["/v1/events/*", "/v1/orgs/*"]) app.use(path, requireProducer
 for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*"]) {
   app.use(path, requireOrgKey, orgApiLimit);
 }
+// The log routes read the org's shard, through a session (src/api/org-log.ts).
+for (const path of ["/v1/webhook-logs/*", "/v1/deliveries/*"]) app.use(path, orgLog);
 
 app.route("/", events);
 app.route("/", apiKeys);

@@ -10,6 +10,7 @@ import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { DeliveryIdSchema, IdSchema } from "./ids";
 import { deliveryFilter } from "./log-filter";
 import { DeliveryDetailSchema, DeliverySchema, page, presentAttempt, presentDelivery } from "./log-schemas";
+import { BookmarkHeaders, bookmarkResponseHeaders, type OrgLogVariables } from "./org-log";
 import { RATE_LIMITED_429, spendSend } from "./rate-limit";
 
 /** Deliveries: one per event, with its state, its attempts, and a manual redeliver. */
@@ -25,10 +26,12 @@ const listRoute = createRoute({
   ...orgKeyRoute,
   request: {
     query: z.object({ job_id: IdSchema.optional(), ...pageQuery }),
+    headers: BookmarkHeaders,
   },
   responses: {
     200: {
       description: "A page of deliveries",
+      headers: bookmarkResponseHeaders,
       content: { "application/json": { schema: page(DeliverySchema, "DeliveryPage") } },
     },
     400: errorResponseSpec("A bad filter, limit or cursor"),
@@ -43,13 +46,17 @@ const getRoute = createRoute({
   summary: "One delivery with its payload and attempts",
   tags: ["Deliveries"],
   ...orgKeyRoute,
-  request: { params: DeliveryParams },
+  request: { params: DeliveryParams, headers: BookmarkHeaders },
   responses: {
-    200: { description: "The delivery", content: { "application/json": { schema: DeliveryDetailSchema } } },
+    200: {
+      description: "The delivery",
+      headers: bookmarkResponseHeaders,
+      content: { "application/json": { schema: DeliveryDetailSchema } },
+    },
     400: errorResponseSpec("Not a delivery id"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
-    404: errorResponseSpec("No such delivery in this org (yet: a delivery appears within a second or so of its event)"),
+    404: errorResponseSpec("No such delivery in this org (yet: a delivery appears once its first attempt is logged)"),
   },
 });
 
@@ -67,6 +74,7 @@ const redeliverRoute = createRoute({
   responses: {
     202: {
       description: "Queued",
+      headers: bookmarkResponseHeaders,
       content: {
         "application/json": {
           schema: z.object({ delivery_id: z.string(), status: z.literal("queued") }).openapi("RedeliverQueued"),
@@ -84,12 +92,14 @@ const redeliverRoute = createRoute({
   },
 });
 
-export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables }>({ defaultHook: validationHook })
+export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables & OrgLogVariables }>({
+  defaultHook: validationHook,
+})
   .openapi(listRoute, async (c) => {
     const { job_id, limit, cursor } = c.req.valid("query");
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, DeliveryCursorSchema);
-    const rows = await listDeliveries(c.env.DB, {
+    const rows = await listDeliveries(c.var.log, {
       org_id: c.var.orgId,
       delivery_ids: deliveryIds,
       after: after && { created_at: after[0], delivery_id: after[1] },
@@ -101,8 +111,8 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
   .openapi(getRoute, async (c) => {
     const { id } = c.req.valid("param");
     const [row, attempts] = await Promise.all([
-      getDelivery(c.env.DB, c.var.orgId, id),
-      listAttempts(c.env.DB, { org_id: c.var.orgId, delivery_ids: [id], limit: 1000 }),
+      getDelivery(c.var.log, c.var.orgId, id),
+      listAttempts(c.var.log, { org_id: c.var.orgId, delivery_ids: [id], limit: 1000 }),
     ]);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
     // The payload is the stored body itself, spliced in as it is: valid JSON (it was
@@ -113,7 +123,7 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
   })
   .openapi(redeliverRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const row = await getDelivery(c.env.DB, c.var.orgId, id);
+    const row = await getDelivery(c.var.log, c.var.orgId, id);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
     if (!canRedeliver(row, Date.now(), readConfig(c.env).stalledAfterMs)) {
       throw new ApiError(409, "conflict", "the delivery is pending; its next scheduled attempt is at next_attempt_at");

@@ -29,8 +29,13 @@ const INEXACT = Symbol("inexact number");
 /** Digits long enough, or exponents large enough, to possibly lose a number's value. */
 const MIGHT_BE_INEXACT = /\d{16}|[eE][+-]?\d{3}/;
 
+/** Valid JSON that nests too deep to be read through (thousands of levels). */
+export class TooDeepJson extends Error {
+  override name = "TooDeepJson";
+}
+
 /**
- * Parses like `JSON.parse` (throws `SyntaxError` the same way) and lists the numbers
+ * Parses like `JSON.parse` (throws `SyntaxError` the same way, or `TooDeepJson`) and lists the numbers
  * whose value would change, with where they are. Bodies without a long digit run or a
  * 3-digit exponent cannot hold one and skip the reviver (the hot path).
  */
@@ -47,10 +52,10 @@ export function parseExactJson(text: string): { value: unknown; inexact: Inexact
     });
   } catch (error) {
     // The parser is iterative but the reviver pass recurses: thousands of levels overflow
-    // the stack. Such a body is valid JSON, and far deeper than any route takes, so it
-    // is parsed plainly and refused for its depth (a clear 400), not called "not JSON".
-    if (!(error instanceof RangeError)) throw error;
-    return { value: JSON.parse(text), inexact: [] };
+    // the stack. Such a body is valid JSON, far deeper than any route takes, and its
+    // numbers went unchecked: it is refused whole, for its depth, not called "not JSON".
+    if (error instanceof RangeError) throw new TooDeepJson();
+    throw error;
   }
   if (literals.size === 0) return { value, inexact: [] };
   const inexact: InexactNumber[] = [];

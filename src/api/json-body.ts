@@ -2,7 +2,7 @@ import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
 import { ApiError } from "./errors";
-import { type InexactNumber, parseExactJson } from "./exact-json";
+import { type InexactNumber, MAX_DATA_DEPTH, parseExactJson, TooDeepJson } from "./exact-json";
 
 /**
  * Reads a JSON request body in the order a client would want its mistakes reported:
@@ -60,8 +60,11 @@ export function jsonBody(
       let parsed: ReturnType<typeof parseExactJson>;
       try {
         parsed = parseExactJson(text);
-      } catch {
-        throw new ApiError(400, "invalid_json", "the body is not valid JSON");
+      } catch (error) {
+        if (!(error instanceof TooDeepJson)) throw new ApiError(400, "invalid_json", "the body is not valid JSON");
+        throw new ApiError(400, "invalid_request", `the body nests deeper than ${MAX_DATA_DEPTH} levels`, [
+          { path: [], code: "too_deep", message: `at most ${MAX_DATA_DEPTH} levels of objects and arrays in data` },
+        ]);
       }
       if (parsed.inexact.length > 0 && inexactNumbers === "refuse") throw inexactNumbersError(parsed.inexact);
       c.set("json", parsed.value);

@@ -48,9 +48,9 @@ export const AttemptDetailSchema = AttemptSummarySchema.extend({
   response: z.object({
     headers: z.record(z.string(), z.string()).nullable(),
     body: z.string().nullable(),
-    truncated: z
-      .boolean()
-      .openapi({ description: "The body was longer than the stored limit (64 KiB) and is cut there" }),
+    truncated: z.boolean().openapi({
+      description: "The body was longer than the stored limit (64 KiB unless configured) and is cut there",
+    }),
   }),
 }).openapi("AttemptDetail");
 

@@ -6,6 +6,7 @@ import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { DeliveryIdSchema, IdSchema, parseAttemptId } from "./ids";
 import { deliveryFilter } from "./log-filter";
 import { AttemptDetailSchema, AttemptSummarySchema, page, presentAttempt, presentAttemptDetail } from "./log-schemas";
+import { BookmarkHeaders, bookmarkResponseHeaders, type OrgLogVariables } from "./org-log";
 import { RATE_LIMITED_429 } from "./rate-limit";
 
 /**
@@ -28,10 +29,12 @@ const listLogs = createRoute({
       outcome: z.enum(["succeeded", "failed"]).optional(),
       ...pageQuery,
     }),
+    headers: BookmarkHeaders,
   },
   responses: {
     200: {
       description: "A page of attempts",
+      headers: bookmarkResponseHeaders,
       content: { "application/json": { schema: page(AttemptSummarySchema, "AttemptPage") } },
     },
     400: errorResponseSpec("A bad filter, limit or cursor"),
@@ -46,16 +49,22 @@ const getLog = createRoute({
   summary: "One attempt with the full request and response",
   tags: ["Logs"],
   ...orgKeyRoute,
-  request: { params: z.object({ attempt_id: z.string().max(64) }) },
+  request: { params: z.object({ attempt_id: z.string().max(64) }), headers: BookmarkHeaders },
   responses: {
-    200: { description: "The attempt", content: { "application/json": { schema: AttemptDetailSchema } } },
+    200: {
+      description: "The attempt",
+      headers: bookmarkResponseHeaders,
+      content: { "application/json": { schema: AttemptDetailSchema } },
+    },
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such attempt in this org"),
   },
 });
 
-export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables }>({ defaultHook: validationHook })
+export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables & OrgLogVariables }>({
+  defaultHook: validationHook,
+})
   .openapi(listLogs, async (c) => {
     const { job_id, delivery_id, outcome, limit, cursor } = c.req.valid("query");
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
@@ -63,7 +72,7 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
     const rows =
       deliveryIds?.length === 0
         ? []
-        : await listAttempts(c.env.DB, {
+        : await listAttempts(c.var.log, {
             org_id: c.var.orgId,
             delivery_ids: deliveryIds,
             outcome,
@@ -75,7 +84,7 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
   })
   .openapi(getLog, async (c) => {
     const id = parseAttemptId(c.req.valid("param").attempt_id);
-    const row = id && (await getAttempt(c.env.DB, c.var.orgId, id.delivery_id, id.attempt));
+    const row = id && (await getAttempt(c.var.log, c.var.orgId, id.delivery_id, id.attempt));
     if (!row) throw new ApiError(404, "not_found", "no such attempt");
     return c.json(presentAttemptDetail(row), 200);
   });

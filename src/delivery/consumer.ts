@@ -20,22 +20,24 @@ import { ownerOf, type Plan, planMessage } from "./plan";
 import { type PoolTask, runPool } from "./pool";
 import { eventColumns } from "./record";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
+import { groupByShard, type ShardGroup } from "./shard-groups";
 import { Signer } from "./signing";
 
 /**
  * The queue consumer: one run delivers one batch of one lane (src/delivery/lanes.ts).
  *
- *   1. one D1 read: the logged state of every delivery in the batch, and at the same
- *      time one Durable Object call per org: its URL, signing secrets, and which of the
- *      batch's endpoints are in the slow lane;
+ *   1. one Durable Object call per org: its URL, signing secrets, log shard, and which
+ *      of the batch's endpoints are in the slow lane; and one D1 read per log shard:
+ *      the logged state of the batch's deliveries there (at the same time as the calls
+ *      once this isolate knows the orgs' shards, src/delivery/shard-groups.ts);
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
  *   3. in the fast lane, deliveries to slow endpoints move to the slow lane unattempted;
  *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
  *      moment it gets its connection; in the fast lane, one still running after
  *      SLOW_ATTEMPT_MS is handed off to finish in the background (src/delivery/pool.ts);
- *   5. the log rows, written in a few D1 transactions while the attempts go on (a group
- *      commit, src/delivery/log-writer.ts), and one Durable Object call per org
- *      reporting the outcomes (endpoint health);
+ *   5. the log rows, written to each org's shard in a few D1 transactions while the
+ *      attempts go on (a group commit, src/delivery/log-writer.ts), and one Durable
+ *      Object call per org reporting the outcomes (endpoint health);
  *   6. only once its own row is written, ack or retry each message; moved and
  *      handed-off deliveries continue as slow-lane messages.
  *
@@ -112,22 +114,47 @@ export async function deliverBatch(
   const summary = Object.fromEntries(summaryKeys.map((k) => [k, 0])) as Summary;
   const log = () => logBatch({ queue: batch.queue, messages: batch.messages.length, ...summary });
 
-  const ids = [...new Set(batch.messages.map((m) => m.body.delivery_id))];
-  // The settings do not depend on the log: read both at once (a run's fixed cost).
+  // The settings do not depend on the log: read both at once (a run's fixed cost), once
+  // the org's shards are known (src/delivery/shard-groups.ts).
   const orgsLoading = loadOrgContexts(env, batch.messages);
-  let states: Map<string, DeliveryState>;
-  try {
-    states = await readDeliveryStates(env.DB, ids);
-  } catch (error) {
-    defer(batch.messages, "read_state", error);
-    summary.deferred = batch.messages.length;
-    return log();
-  }
+  const { groups, unplaced } = await groupByShard(
+    env,
+    batch.messages,
+    orgsLoading.then(
+      (orgs) =>
+        new Map(
+          [...orgs].map(([org, loaded]) => [
+            org,
+            loaded.ok ? { ok: true, value: loaded.value.settings.log_shard } : loaded,
+          ]),
+        ),
+    ),
+  );
+  for (const { message, stage, error } of unplaced) defer([message], stage, error);
+  summary.deferred += unplaced.length;
+
+  // One state read per shard. A shard that fails holds up its own messages only.
+  const shardOfOrg = new Map<string, ShardGroup<BatchMessage>>();
+  const states = new Map<string, DeliveryState>();
+  const readable: BatchMessage[] = [];
+  await Promise.all(
+    groups.map(async (group) => {
+      try {
+        const ids = [...new Set(group.messages.map((m) => m.body.delivery_id))];
+        for (const [id, state] of await readDeliveryStates(group.db, ids)) states.set(id, state);
+        for (const message of group.messages) shardOfOrg.set(message.body.org_id, group);
+        readable.push(...group.messages);
+      } catch (error) {
+        defer(group.messages, "read_state", error);
+        summary.deferred += group.messages.length;
+      }
+    }),
+  );
 
   const now = Date.now();
   const planned: Planned[] = [];
   const claimed = new Set<string>();
-  for (const message of batch.messages) {
+  for (const message of readable) {
     const plan = planMessage(
       ownerOf(message),
       message.body,
@@ -150,32 +177,45 @@ export async function deliverBatch(
 
   const takeOvers = planned.filter((p) => p.plan.storedEvent);
   if (takeOvers.length > 0) {
-    // Rare (a stalled delivery taken over by a re-sent event): one more read, for the stored event.
-    try {
-      const stored = await readStoredEvents(
-        env.DB,
-        takeOvers.map((p) => p.event.delivery_id),
-      );
-      for (const p of takeOvers) {
-        const event = stored.get(p.event.delivery_id);
-        if (event) p.event = { ...p.event, webhook_url: event.webhook_url, body: encoder.encode(event.body) };
-      }
-    } catch (error) {
-      defer(
-        takeOvers.map((p) => p.message),
-        "read_event",
-        error,
-      );
-      summary.deferred += takeOvers.length;
-      planned.splice(0, planned.length, ...planned.filter((p) => !p.plan.storedEvent));
-    }
+    // Rare (a stalled delivery taken over by a re-sent event): one more read per shard, for the stored event.
+    const failed = new Set<Planned>();
+    await Promise.all(
+      [...Map.groupBy(takeOvers, (p) => shardOfOrg.get(p.message.body.org_id)!)].map(async ([shard, list]) => {
+        try {
+          const stored = await readStoredEvents(
+            shard.db,
+            list.map((p) => p.event.delivery_id),
+          );
+          for (const p of list) {
+            const event = stored.get(p.event.delivery_id);
+            if (event) p.event = { ...p.event, webhook_url: event.webhook_url, body: encoder.encode(event.body) };
+          }
+        } catch (error) {
+          defer(
+            list.map((p) => p.message),
+            "read_event",
+            error,
+          );
+          summary.deferred += list.length;
+          for (const p of list) failed.add(p);
+        }
+      }),
+    );
+    planned.splice(0, planned.length, ...planned.filter((p) => !failed.has(p)));
   }
 
   const orgs = await orgsLoading;
-  // Rows are written while the batch's other attempts go on (src/delivery/log-writer.ts).
-  const writer = new LogWriter(env.DB, Math.max(10, Math.ceil(batch.messages.length / 3)));
+  // Rows are written while the batch's other attempts go on (src/delivery/log-writer.ts),
+  // by one writer per shard, each writing when a third of the whole batch is ready for it:
+  // at most 3 writes to a shard, and the more shards a batch spreads over, the closer to
+  // one write each (a shard with a third of the batch or less gets one, at the end).
+  const chunk = Math.max(10, Math.ceil(batch.messages.length / 3));
+  const writers = new Map(groups.map((g) => [g.name, new LogWriter(g.db, chunk)] as const));
   const ended: Array<Attempted & { written: Promise<Written> }> = [];
-  const end = (attempted: Attempted) => ended.push({ ...attempted, written: writer.add(attempted.row) });
+  const end = (attempted: Attempted) => {
+    const writer = writers.get(shardOfOrg.get(attempted.message.body.org_id)!.name)!;
+    ended.push({ ...attempted, written: writer.add(attempted.row) });
+  };
   const toSlowLane: MessageSendRequest<DeliveryMessage>[] = [];
   const movedMessages: BatchMessage[] = [];
   const tasks: Array<
@@ -250,13 +290,15 @@ export async function deliverBatch(
       delaySeconds: secondsUntil(leaseUntil(h)),
     });
   }
-  if (handedOff.length > 0)
+  if (handedOff.length > 0) {
     ctx.waitUntil(
       finishHandedOff(
         handedOff.map((h) => h.value),
         env,
+        shardOfOrg,
       ),
     );
+  }
 
   const inFlight: EndpointReport[] = handedOff.map((h) => ({
     origin: h.origin,
@@ -267,7 +309,7 @@ export async function deliverBatch(
     slow: true,
   }));
   await Promise.all([
-    writer.flush(),
+    ...[...writers.values()].map((writer) => writer.flush()),
     reportHealth(env, [
       ...ended.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])),
       ...handedOff.map((h, i) => ({ org: h.message.body.org_id, report: inFlight[i]! })),
@@ -468,18 +510,32 @@ function moveRequest(message: BatchMessage): MessageSendRequest<DeliveryMessage>
  * outcomes to their orgs' health. A failure here loses nothing: the slow-lane message
  * that follows each attempt makes it again when its lease ends and finds it unlogged.
  */
-async function finishHandedOff(values: readonly Promise<TaskValue>[], env: Env): Promise<void> {
+async function finishHandedOff(
+  values: readonly Promise<TaskValue>[],
+  env: Env,
+  shardOfOrg: ReadonlyMap<string, ShardGroup<BatchMessage>>,
+): Promise<void> {
   const settled = await Promise.all(values);
-  const attempted = settled.flatMap((v) => (v.ok ? [v.attempted] : []));
-  try {
-    await writeAttempts(
-      env.DB,
-      attempted.map((a) => a.row),
-    );
-  } catch (error) {
-    logFault("handed_off_write", attempted.length, error);
-    return;
-  }
+  const written: Attempted[] = [];
+  await Promise.all(
+    [
+      ...Map.groupBy(
+        settled.flatMap((v) => (v.ok ? [v.attempted] : [])),
+        (a) => shardOfOrg.get(a.message.body.org_id)!,
+      ),
+    ].map(async ([shard, list]) => {
+      try {
+        await writeAttempts(
+          shard.db,
+          list.map((a) => a.row),
+        );
+        written.push(...list);
+      } catch (error) {
+        logFault("handed_off_write", list.length, error);
+      }
+    }),
+  );
+  const attempted = written;
   await reportHealth(
     env,
     attempted.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])),

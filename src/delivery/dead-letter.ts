@@ -1,8 +1,10 @@
+import { logShardOf } from "../org/log-shard";
 import { type AttemptRecord, insertAttempts, readDeliveryStates } from "../store/attempts";
 import { unsentResponse } from "./attempt";
 import type { DeliveryMessage } from "./message";
 import { ownerOf } from "./plan";
 import { eventColumns } from "./record";
+import { groupByShard, type ShardRecord } from "./shard-groups";
 
 /** The queue whose messages ran out of retries (wrangler.toml `dead_letter_queue`). */
 export const DEAD_LETTER_QUEUE = "deliveries-dlq";
@@ -18,12 +20,48 @@ export const DEAD_LETTER_QUEUE = "deliveries-dlq";
  * attempt is not yet due: a live schedule (another message of the same delivery, such
  * as a producer's retry that died on its own) still carries them. The primary key keeps
  * a redelivered dead letter from logging the row twice.
+ *
+ * The row goes to the org's log shard. A shard that cannot be written, or an org whose
+ * shard is unknown, keeps its messages here for another try a minute later (the DLQ has
+ * retries of its own), with a log line for the operator; the other shards go on.
  */
 export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
-  const states = await readDeliveryStates(env.DB, [...new Set(batch.messages.map((m) => m.body.delivery_id))]);
+  // Each org's shard, from this isolate's memory or its object; then each shard on its own,
+  // so one that fails keeps only its own messages for another try.
+  const orgs = [...new Set(batch.messages.map((m) => m.body.org_id))];
+  const records = Promise.all(
+    orgs.map(async (org): Promise<[string, ShardRecord]> => {
+      try {
+        return [org, { ok: true, value: await logShardOf(env, org) }];
+      } catch (error) {
+        return [org, { ok: false, error }];
+      }
+    }),
+  ).then((entries) => new Map(entries));
+  const { groups, unplaced } = await groupByShard(env, batch.messages, records);
+  let failed = 0;
+  await Promise.all(
+    groups.map(async (group) => {
+      try {
+        failed += await failInShard(group.db, group.messages);
+        for (const message of group.messages) message.ack();
+      } catch (error) {
+        for (const message of group.messages) message.retry({ delaySeconds: 60 });
+        logDeadLetterFault("write_log", group.messages.length, error);
+      }
+    }),
+  );
+  for (const { message } of unplaced) message.retry({ delaySeconds: 60 });
+  if (unplaced.length > 0) logDeadLetterFault("log_shard", unplaced.length, unplaced[0]!.error);
+  console.error(JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed }));
+}
+
+/** Logs the `internal` ending of the deliveries of one shard's dead letters; returns how many. */
+async function failInShard(db: D1Database, messages: readonly Message<DeliveryMessage>[]): Promise<number> {
+  const states = await readDeliveryStates(db, [...new Set(messages.map((m) => m.body.delivery_id))]);
   const records = new Map<string, AttemptRecord>();
   const now = Date.now();
-  for (const message of batch.messages) {
+  for (const message of messages) {
     const { body } = message;
     const state = states.get(body.delivery_id);
     const finishedOrLive = state !== undefined && (state.next_attempt_at === null || state.next_attempt_at > now);
@@ -45,9 +83,17 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
       signatures: null,
     });
   }
-  await insertAttempts(env.DB, [...records.values()]);
-  batch.ackAll();
+  await insertAttempts(db, [...records.values()]);
+  return records.size;
+}
+
+function logDeadLetterFault(stage: string, messages: number, error: unknown): void {
   console.error(
-    JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed: records.size }),
+    JSON.stringify({
+      event: "deliveries.dead_letter_fault",
+      stage,
+      messages,
+      error: error instanceof Error ? error.message.slice(0, 200) : String(error),
+    }),
   );
 }

@@ -1,4 +1,5 @@
 import { readConfig } from "../config";
+import { allLogShards } from "../store/shards";
 import { claimStalledDeliveries } from "../store/stalled";
 import { enqueueDeliveries } from "./enqueue";
 import { resumeDeliveryMessage } from "./message";
@@ -9,7 +10,7 @@ import { resumeDeliveryMessage } from "./message";
  * A delivery's schedule lives in a queue message; if that message is lost (a runtime
  * crash, an operator purging a queue, a bug), its delivery would wait forever with
  * `next_attempt_at` in the past. Every minute, the deliveries overdue by more than
- * STALLED_AFTER_SECONDS are claimed (src/store/stalled.ts) and each gets a new message that
+ * STALLED_AFTER_SECONDS are claimed in every log shard (src/store/stalled.ts) and each gets a new message that
  * takes it over (`take_over`) and goes on with its schedule from the next attempt, with
  * the event as stored. If the old message turns up after all, it no longer owns the
  * delivery and is dropped; the primary key keeps any attempt from being logged twice.
@@ -17,23 +18,39 @@ import { resumeDeliveryMessage } from "./message";
 
 /** wrangler.toml `[triggers]`: the sweep runs every minute; the other cron is retention. */
 export const SWEEP_CRON = "* * * * *";
-/** Deliveries one sweep takes up (the rest wait a minute: no flood into a lagging queue). */
+/** Deliveries one sweep takes up per shard (the rest wait a minute: no flood into a lagging queue). */
 export const SWEEP_LIMIT = 200;
 
 export async function sweepStalledDeliveries(env: Env, now: number): Promise<{ requeued: number }> {
-  const stalled = await claimStalledDeliveries(env.DB, now - readConfig(env).stalledAfterMs, now, SWEEP_LIMIT);
-  const messages = stalled.map((s) => resumeDeliveryMessage(s, { take_over: s.attempt }));
-  // If this fails, the claimed deliveries are due "now" and the sweep finds them again
-  // once they are overdue: nothing is lost, only late.
-  await enqueueDeliveries(env.DELIVERIES, messages);
-  if (messages.length > 0) {
+  const overdueBefore = now - readConfig(env).stalledAfterMs;
+  // Every shard on its own: one that is down is skipped (and found again next minute).
+  const swept = await Promise.all(
+    allLogShards(env).map(async ({ name, db }) => {
+      try {
+        const stalled = await claimStalledDeliveries(db, overdueBefore, now, SWEEP_LIMIT);
+        const messages = stalled.map((s) => resumeDeliveryMessage(s, { take_over: s.attempt }));
+        // If this fails, the claimed deliveries are due "now" and the sweep finds them again
+        // once they are overdue: nothing is lost, only late.
+        await enqueueDeliveries(env.DELIVERIES, messages);
+        return { name, messages };
+      } catch (error) {
+        console.error(
+          JSON.stringify({ event: "deliveries.sweep_failed", shard: name, error: String(error).slice(0, 200) }),
+        );
+        return { name, messages: [] };
+      }
+    }),
+  );
+  const requeued = swept.reduce((n, s) => n + s.messages.length, 0);
+  if (requeued > 0) {
     console.log(
       JSON.stringify({
         event: "deliveries.swept",
-        requeued: messages.length,
-        deliveries: messages.map((m) => m.delivery_id).slice(0, 20),
+        requeued,
+        shards: Object.fromEntries(swept.map((s) => [s.name, s.messages.length])),
+        deliveries: swept.flatMap((s) => s.messages.map((m) => m.delivery_id)).slice(0, 20),
       }),
     );
   }
-  return { requeued: messages.length };
+  return { requeued };
 }

@@ -9,6 +9,7 @@ import {
   newEndpointHealth,
   summarizeHealth,
 } from "./endpoint-health";
+import { placeOrg } from "./placement";
 import { migrateSchema } from "./schema";
 import { generateSigningSecret } from "./signing-secret";
 import { checkWebhookUrl } from "./webhook-url";
@@ -31,6 +32,8 @@ import { checkWebhookUrl } from "./webhook-url";
  *     secret_rotated_at           unix ms of the last rotation, NULL if never rotated
  *     previous_secret             the secret before the last rotation, or NULL
  *     previous_secret_expires_at  unix ms until which it still signs `webhook-signature`
+ *     log_shard                   the D1 binding that holds the org's log (src/store/shards.ts),
+ *                                 chosen with the row and never changed; NULL only if lost
  *
  *   endpoint_health (one row per endpoint, at most MAX_ENDPOINTS)
  *     origin                      the endpoint (scheme, host, port), primary key
@@ -51,12 +54,14 @@ export interface WebhookSettings {
   health: EndpointHealthSummary | null;
 }
 
-/** What the delivery consumer needs: where to POST, what to sign with (current first), which lane. */
+/** What the delivery consumer needs: where to POST, what to sign with (current first), which lane, where to log. */
 export interface DeliverySettings {
   webhook_url: string | null;
   signing_secrets: string[];
   /** Of the default URL's endpoint and the endpoints asked about: those in the slow lane. */
   slow_endpoints: string[];
+  /** The org's log shard; null when its record is lost (the org's deliveries then wait, loudly). */
+  log_shard: string | null;
 }
 
 export type SetWebhookUrlResult = { ok: true; settings: WebhookSettings } | { ok: false; reason: string };
@@ -94,6 +99,7 @@ interface SettingsRow extends Record<string, SqlStorageValue> {
   secret_rotated_at: number | null;
   previous_secret: string | null;
   previous_secret_expires_at: number | null;
+  log_shard: string | null;
 }
 
 export class OrgSettings extends DurableObject<Env> {
@@ -166,7 +172,15 @@ export class OrgSettings extends DurableObject<Env> {
             )
             .toArray()
             .map((r) => r.origin);
-    return { webhook_url: row.webhook_url, signing_secrets: secrets, slow_endpoints: slow };
+    return { webhook_url: row.webhook_url, signing_secrets: secrets, slow_endpoints: slow, log_shard: row.log_shard };
+  }
+
+  /**
+   * The org's log shard, for the API's log reads. Like every read here, the first one
+   * creates the org's settings, and its shard with them. Null: the record was lost.
+   */
+  getLogShard(): string | null {
+    return this.row().log_shard;
   }
 
   /**
@@ -256,8 +270,15 @@ export class OrgSettings extends DurableObject<Env> {
       secret_rotated_at: null,
       previous_secret: null,
       previous_secret_expires_at: null,
+      // The org's shard, for good (src/org/placement.ts). The object's id stands for the
+      // org: `idFromName(org_id)` derives it from the org id, always the same.
+      log_shard: placeOrg(this.ctx.id.toString(), readConfig(this.env).openLogShards),
     };
-    this.sql.exec("INSERT INTO org_settings (id, signing_secret) VALUES (1, ?)", created.signing_secret);
+    this.sql.exec(
+      "INSERT INTO org_settings (id, signing_secret, log_shard) VALUES (1, ?, ?)",
+      created.signing_secret,
+      created.log_shard,
+    );
     return created;
   }
 }

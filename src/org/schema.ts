@@ -10,7 +10,8 @@
  * Objects created before versioning (v1 only, no `schema_version` row) count as
  * version 0; their v1 step is a no-op (`IF NOT EXISTS`).
  *
- *   org_settings      one row: default URL and signing secrets (src/org/org-settings.ts)
+ *   org_settings      one row: default URL, signing secrets, and the org's log shard
+ *                     (src/org/org-settings.ts)
  *   endpoint_health   one row per endpoint (origin) the org's deliveries went to: the
  *                     state of src/org/endpoint-health.ts; at most MAX_ENDPOINTS rows
  *   schema_version    one row: the last migration applied
@@ -44,6 +45,11 @@ const MIGRATIONS: readonly string[] = [
     hours TEXT NOT NULL,
     CHECK ((lane = 'slow') = (lane_reason IS NOT NULL))
   )`,
+  // v3: the org's log shard (src/store/shards.ts). Orgs that existed before sharding
+  // (those with settings) logged to the one database there was, bound as DB, so that
+  // is their shard. A new org gets its shard when its settings are created.
+  `ALTER TABLE org_settings ADD COLUMN log_shard TEXT;
+   UPDATE org_settings SET log_shard = 'DB'`,
 ];
 
 /** The version an object has once `migrateSchema` ran. */

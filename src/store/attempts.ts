@@ -3,6 +3,7 @@
  * The schema and the reasons for its shape are in migrations/ and src/store/README.md.
  */
 import { deflate } from "./codec";
+import type { LogDb } from "./shards";
 
 export type AttemptOutcome = "succeeded" | "failed";
 
@@ -70,7 +71,7 @@ export interface DeliveryState {
 
 /** The state of each delivery that has at least one attempt. One query, by primary key. */
 export async function readDeliveryStates(
-  db: D1Database,
+  db: LogDb,
   deliveryIds: readonly string[],
 ): Promise<Map<string, DeliveryState>> {
   const states = new Map<string, DeliveryState>();
@@ -132,7 +133,7 @@ export function encodeAttempt(record: AttemptRecord): EncodedAttempt {
  * Returns, per row, whether it was new: false means the same attempt number was
  * already logged (a duplicate message raced this one), and the caller must not act on it.
  */
-export async function writeAttempts(db: D1Database, rows: readonly EncodedAttempt[]): Promise<boolean[]> {
+export async function writeAttempts(db: LogDb, rows: readonly EncodedAttempt[]): Promise<boolean[]> {
   if (rows.length === 0) return [];
   const statement = db.prepare(INSERT_ATTEMPT);
   const clear = db.prepare(CLEAR_EARLIER_NEXT);
@@ -166,6 +167,6 @@ export async function writeAttempts(db: D1Database, rows: readonly EncodedAttemp
 }
 
 /** `encodeAttempt` then `writeAttempts`. */
-export function insertAttempts(db: D1Database, records: readonly AttemptRecord[]): Promise<boolean[]> {
+export function insertAttempts(db: LogDb, records: readonly AttemptRecord[]): Promise<boolean[]> {
   return writeAttempts(db, records.map(encodeAttempt));
 }

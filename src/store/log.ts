@@ -1,3 +1,4 @@
+import type { LogDb } from "./shards";
 /**
  * The read side of the delivery log, for the org API. Every query is scoped to one
  * org, reads one page in one statement, and walks an index (see the EXPLAIN QUERY
@@ -55,7 +56,7 @@ const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, 
   outcome, error, error_detail`;
 
 /** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
-export async function listAttempts(db: D1Database, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
+export async function listAttempts(db: LogDb, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
   // With a delivery filter the primary key finds the few rows; `+org_id` keeps SQLite
   // from preferring the org index (it matches the ORDER BY) and filtering the whole org.
   const where = [q.delivery_ids ? "+org_id = ?" : "org_id = ?"];
@@ -86,7 +87,7 @@ type StoredBlob = number[] | ArrayBuffer;
 
 /** One attempt of this org with everything it sent and got, or null. */
 export async function getAttempt(
-  db: D1Database,
+  db: LogDb,
   orgId: string,
   deliveryId: string,
   attempt: number,
@@ -165,7 +166,7 @@ const DELIVERY_FROM = `FROM attempts AS first
    JOIN attempts AS last ON last.delivery_id = first.delivery_id
     AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)`;
 
-export async function listDeliveries(db: D1Database, q: DeliveryQuery): Promise<DeliveryRow[]> {
+export async function listDeliveries(db: LogDb, q: DeliveryQuery): Promise<DeliveryRow[]> {
   const where = [q.delivery_ids ? "+first.org_id = ?" : "first.org_id = ?", "first.attempt = 1"];
   const params: unknown[] = [q.org_id];
   if (q.delivery_ids) {
@@ -188,7 +189,7 @@ export async function listDeliveries(db: D1Database, q: DeliveryQuery): Promise<
 
 /** One delivery of this org with its body, or null. */
 export async function getDelivery(
-  db: D1Database,
+  db: LogDb,
   orgId: string,
   deliveryId: string,
 ): Promise<(DeliveryRow & { body: string }) | null> {

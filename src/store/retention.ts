@@ -1,3 +1,5 @@
+import type { LogDb } from "./shards";
+
 /**
  * The daily retention sweep: a delivery is deleted, all its attempts together, once
  * its newest attempt is older than the cutoff and nothing is scheduled after it.
@@ -35,7 +37,7 @@ const DELETE_ORPHANS = `DELETE FROM attempts WHERE org_id = ?1 AND attempted_at 
                      WHERE first.delivery_id = attempts.delivery_id AND first.attempt = 1)`;
 
 export async function deleteExpiredDeliveries(
-  db: D1Database,
+  db: LogDb,
   cutoff: number,
 ): Promise<{ orgs: number; attempts_deleted: number }> {
   const { results: orgs } = await db.prepare(ORGS).run<{ org_id: string }>();

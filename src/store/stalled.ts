@@ -6,6 +6,7 @@
  * reads the overdue ones and nothing else, however long the log is.
  */
 import { inflate } from "./codec";
+import type { LogDb } from "./shards";
 
 /** What a stalled delivery needs to be sent again: its event as stored at attempt 1. */
 export interface StalledDelivery {
@@ -29,7 +30,7 @@ type StoredBlob = number[] | ArrayBuffer;
  * guard in the UPDATE).
  */
 export async function claimStalledDeliveries(
-  db: D1Database,
+  db: LogDb,
   overdueBefore: number,
   now: number,
   limit: number,
@@ -65,7 +66,7 @@ export async function claimStalledDeliveries(
 
 /** The stored events of these deliveries (their attempt 1): body and own URL. */
 export async function readStoredEvents(
-  db: D1Database,
+  db: LogDb,
   deliveryIds: readonly string[],
 ): Promise<Map<string, { body: string; webhook_url: string | null }>> {
   const { results } = await db

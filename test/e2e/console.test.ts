@@ -213,6 +213,12 @@ describe("the console", () => {
     expect(await toggle.getAttribute("aria-expanded")).toBe("false");
   });
 
+  it("sends back the newest bookmark it got, so a refresh never shows an older log", async () => {
+    const sent = page.waitForRequest((req) => new URL(req.url()).pathname === "/v1/webhook-logs");
+    await page.getByRole("button", { name: "Refresh" }).click();
+    expect((await sent).headers()["x-zupertry-bookmark"]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{32}$/);
+  });
+
   it("redelivers a delivery from its row", async () => {
     const before = (await hook.requests()).length;
     await rows().first().click();
@@ -339,15 +345,16 @@ describe("the console", () => {
     const fresh = await browser.newContext();
     const tab = await fresh.newPage();
     const origins = new Set<string>();
-    const bodies: Buffer[] = [];
+    const reading: Promise<Buffer>[] = [];
     tab.on("request", (req) => {
       origins.add(new URL(req.url()).origin);
     });
-    tab.on("response", async (res) => {
-      if (res.status() === 200) bodies.push(await res.body());
+    tab.on("response", (res) => {
+      if (res.status() === 200) reading.push(res.body());
     });
     await tab.goto(`${dispatcherUrl()}/console/`, { waitUntil: "networkidle" });
     await tab.getByLabel("Org API key").waitFor();
+    const bodies = await Promise.all(reading);
     await fresh.close();
     // No CDN, font or analytics host ever sees the page (or the key typed into it).
     expect([...origins]).toEqual([new URL(dispatcherUrl()).origin]);
@@ -414,9 +421,7 @@ describe("the console", () => {
     expect(await page.getByLabel("Org API key").isVisible()).toBe(true);
     record(
       "console",
-      ["sign in", "settings", "test", "rotate", "logs", "redeliver", "page", "filter", "sign out"]
-        .join(" → ")
-        .replace(/^/, "browser session: "),
+      "browser session: sign in → settings → test → rotate → logs → redeliver → page → filter → sign out",
       "passed",
     );
   });

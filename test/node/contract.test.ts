@@ -1,4 +1,5 @@
-import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
 import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
@@ -22,10 +23,12 @@ function listAfter(text: string, lead: string): string[] {
   return [...paragraph.matchAll(/`([a-z_]+)`/g)].map((m) => m[1]!);
 }
 
-/** The `| \`NAME\` | \`default\` | …` rows of a configuration table. */
+/** The `| \`NAME\` | \`default\` | …` rows of a configuration table ("(empty)": an empty default). */
 function configRows(text: string): Map<string, string> {
   const rows = new Map<string, string>();
-  for (const [, name, value] of text.matchAll(/^\| `([A-Z_]+)`\s*\| `([^`]*)`\s*\|/gm)) rows.set(name!, value!);
+  for (const [, name, value] of text.matchAll(/^\| `([A-Z_]+)`\s*\| (?:`([^`]*)`|\(empty\))\s*\|/gm)) {
+    rows.set(name!, value ?? "");
+  }
   return rows;
 }
 
@@ -48,8 +51,20 @@ describe("the README and wrangler.toml", () => {
     expect(Object.fromEntries(configRows(readme))).toEqual(CONFIG_DEFAULTS);
   });
 
-  it("wrangler.toml sets exactly the defaults as its [vars]", () => {
-    expect((parse(read("wrangler.toml")) as { vars: Record<string, string> }).vars).toEqual(CONFIG_DEFAULTS);
+  it("wrangler.toml sets the defaults as its [vars], and LOG_SHARDS to its D1 bindings", () => {
+    const config = parse(read("wrangler.toml")) as {
+      vars: Record<string, string>;
+      d1_databases: Array<{ binding: string; migrations_dir: string }>;
+    };
+    const { LOG_SHARDS, ...vars } = config.vars;
+    const { LOG_SHARDS: _, ...defaults } = CONFIG_DEFAULTS;
+    expect(vars).toEqual(defaults);
+    // Local dev and CI run the sharded path: at least two shards, every D1 binding one
+    // of them, every shard with the one schema.
+    const shards = LOG_SHARDS!.split(",");
+    expect(shards.length).toBeGreaterThanOrEqual(2);
+    expect(config.d1_databases.map((d) => d.binding)).toEqual(shards);
+    expect(new Set(config.d1_databases.map((d) => d.migrations_dir))).toEqual(new Set(["migrations"]));
   });
 });
 
@@ -57,5 +72,33 @@ describe("the D1 schema", () => {
   it("allows exactly the attempt errors the code logs", () => {
     const check = /error\s+TEXT\s+CHECK \(error IN \(([^)]*)\)\)/.exec(read("migrations/0001_initial.sql"))![1]!;
     expect([...check.matchAll(/'([a-z_]+)'/g)].map((m) => m[1]).sort()).toEqual([...ATTEMPT_ERRORS].sort());
+  });
+});
+
+describe("migrations", () => {
+  /**
+   * D1 records a migration as applied by its file name: an edit to one that landed never
+   * reaches a database that applied it, so the schemas would drift apart. Changes are
+   * new, numbered files; this list grows with each one that lands.
+   */
+  const LANDED: Record<string, string> = {
+    "0001_initial.sql": "e6636145991b9fd0bf32589a71a445606797fb7bd443ea812968f6393a94d67b",
+    "0002_error_detail_and_pending.sql": "b6e3b49fa553516adb48be3ed64d60ea51045ff4e26d129a727471cc0ead4f25",
+  };
+
+  it("keeps every landed migration byte for byte", () => {
+    for (const [file, sha256] of Object.entries(LANDED)) {
+      expect(
+        createHash("sha256")
+          .update(read(`migrations/${file}`))
+          .digest("hex"),
+        file,
+      ).toBe(sha256);
+    }
+  });
+
+  it("numbers migrations in order, with no gap and no two alike", () => {
+    const files = readdirSync(new URL("../../migrations/", import.meta.url)).filter((f) => f.endsWith(".sql"));
+    expect(files.map((f) => Number(f.slice(0, 4)))).toEqual(files.map((_, i) => i + 1));
   });
 });

@@ -3,7 +3,18 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../../src/delivery/message";
 import { insertAttempts } from "../../src/store/attempts";
-import { attemptRecord, call, hmacHex, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+import {
+  attemptRecord,
+  call,
+  hmacHex,
+  jobEvent,
+  logDbOf,
+  messageFor,
+  orgKey,
+  receiver,
+  runConsumer,
+  uniqueId,
+} from "./helpers";
 
 /**
  * Deliveries, redeliver, the test event and secret rotation, through the HTTP API,
@@ -276,7 +287,7 @@ describe("reading what is already stored", () => {
     const levels = 10_000;
     const deep = `${'{"d":'.repeat(levels)}1${"}".repeat(levels)}`;
     const body = `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"${orgId}","deep":${deep}}}`;
-    await insertAttempts(env.DB, [
+    await insertAttempts(await logDbOf(orgId), [
       attemptRecord({ delivery_id: deliveryId, org_id: orgId, job_id: jobId, request_body: body }),
     ]);
     const delivery = await call("GET", `/v1/deliveries/${deliveryId}`, { token: key });

@@ -4,8 +4,10 @@ import { afterEach, beforeEach, vi } from "vitest";
 import { sampleJobCompleted } from "../../src/api/sample-event";
 import { type DeliveryMessage, type EventType, newDeliveryMessage } from "../../src/delivery/message";
 import worker from "../../src/index";
+import { orgSettings } from "../../src/org/org-settings";
 import type { AttemptRecord, Exchange } from "../../src/store/attempts";
 import { inflate } from "../../src/store/codec";
+import { allLogShards, logShard } from "../../src/store/shards";
 
 export { receiver } from "../support/receiver-client";
 
@@ -216,16 +218,33 @@ export interface AttemptRow {
   stored_bytes: number;
 }
 
-/** The logged attempts of a delivery, in order, with the compressed columns decoded. */
+/** The database of an org's log shard (creating the org, and so placing it, if it is new). */
+export async function logDbOf(orgId: string): Promise<D1Database> {
+  return logShard(env, await orgSettings(env, orgId).getLogShard());
+}
+
+/**
+ * The logged attempts of a delivery, in order, with the compressed columns decoded.
+ * Every shard is read: a delivery found in two fails the test (an org lives on one).
+ */
 export async function attemptsOf(deliveryId: string): Promise<AttemptRow[]> {
-  const { results } = await env.DB.prepare("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY attempt")
-    .bind(deliveryId)
-    .run<
-      Omit<AttemptRow, "request_body" | "exchange" | "stored_bytes"> & {
-        request_body: number[] | null;
-        exchange: number[] | null;
-      }
-    >();
+  const found = await Promise.all(
+    allLogShards(env).map(async ({ name, db }) => {
+      const { results } = await db
+        .prepare("SELECT * FROM attempts WHERE delivery_id = ? ORDER BY attempt")
+        .bind(deliveryId)
+        .run<
+          Omit<AttemptRow, "request_body" | "exchange" | "stored_bytes"> & {
+            request_body: number[] | null;
+            exchange: number[] | null;
+          }
+        >();
+      return { name, results };
+    }),
+  );
+  const holding = found.filter((f) => f.results.length > 0);
+  if (holding.length > 1) throw new Error(`${deliveryId} is logged in ${holding.map((f) => f.name).join(" and ")}`);
+  const results = holding[0]?.results ?? [];
   return Promise.all(
     results.map(async (row) => ({
       ...row,

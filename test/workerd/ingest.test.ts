@@ -313,17 +313,16 @@ describe("POST /v1/events/batch", () => {
 
 describe("data arrives as sent, or is refused", () => {
   /** An event whose `data` nests `levels` objects in all, as text (too deep for JSON.stringify here). */
+  let jobs = 0;
+  /** Job ids with no digit run or exponent-like text, so only `deep` decides how the body parses. */
   const nested = (levels: number) =>
-    `{"type":"job.completed","data":{"job_id":"${uniqueId("job")}","org_id":"org_ingest",` +
+    `{"type":"job.completed","data":{"job_id":"job_nested_${"x".repeat(++jobs)}","org_id":"org_ingest",` +
     `"deep":${'{"d":'.repeat(levels - 1)}1${"}".repeat(levels - 1)}},"webhook_url":"${hook.url}"}`;
 
   it("refuses data nested deeper than 32 levels with a clear 400, and takes 32", async () => {
     expect((await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: nested(32) })).status).toBe(202);
-    // The last one also holds text that looks like a long number, which takes the
-    // number-checking parse (a reviver, which recurses) rather than the plain one.
-    const deep = nested(10_000);
-    for (const body of [nested(33), deep, deep.replace('"deep":', '"ref":"1234567890123456e999","deep":')]) {
-      const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body });
+    for (const levels of [33, 10_000]) {
+      const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: nested(levels) });
       expect(res.status).toBe(400);
       expect(await res.json()).toMatchObject({
         error: {
@@ -334,6 +333,30 @@ describe("data arrives as sent, or is refused", () => {
       });
     }
     expect(queue.calls()).toHaveLength(1);
+  });
+
+  it("refuses a body too deep to check its numbers whole, batch neighbours included", async () => {
+    // A long digit run sends the body through the number check, whose reviver recurses:
+    // 10,000 levels are more than it can walk, so nothing of the body may pass unchecked.
+    const deep = nested(10_000).replace('"deep":', '"ref":"1234567890123456","deep":');
+    const inexact =
+      `{"type":"job.completed","data":{"job_id":"${uniqueId("job")}","org_id":"org_ingest",` +
+      `"n":12345678901234567890}}`;
+    for (const [path, body] of [
+      ["/v1/events", deep],
+      ["/v1/events/batch", `{"events":[${deep},${inexact}]}`],
+    ] as const) {
+      const res = await call("POST", path, { token: PRODUCER_TOKEN, body });
+      expect(res.status, path).toBe(400);
+      expect(await res.json()).toMatchObject({
+        error: {
+          code: "invalid_request",
+          message: "the body nests deeper than 32 levels",
+          details: [{ code: "too_deep" }],
+        },
+      });
+    }
+    expect(queue.calls()).toHaveLength(0);
   });
 
   it.each([

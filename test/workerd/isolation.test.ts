@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { attemptId } from "../../src/api/ids";
+import { allLogShards } from "../../src/store/shards";
 import { call, jobEvent, messageFor, PRODUCER_TOKEN, receiver, runConsumer, uniqueId, watchQueue } from "./helpers";
 
 /**
@@ -210,7 +211,11 @@ describe("secrets", () => {
     await call("POST", "/v1/webhook/test", { token: mine.key, body: { webhook_url: hook.url } });
     await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
     await call("GET", "/v1/webhook-logs", { token: "zk_garbage" });
-    const { results } = await env.DB.prepare("SELECT * FROM attempts").all();
+    const results = (
+      await Promise.all(
+        allLogShards(env).map(async ({ db }) => (await db.prepare("SELECT * FROM attempts").all()).results),
+      )
+    ).flat();
     const stored = JSON.stringify(results);
     const everything = logged.join("\n");
     for (const secret of [mine.secret, theirs.secret, mine.key, theirs.key, revokedKey, PRODUCER_TOKEN]) {

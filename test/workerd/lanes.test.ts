@@ -11,6 +11,7 @@ import {
   call,
   fakeDate,
   jobEvent,
+  logDbOf,
   messageFor,
   orgKey,
   receiver,
@@ -76,7 +77,8 @@ describe("the fast lane", () => {
     expect(requests[0]!.text).toBe(new TextDecoder().decode(m.body.body));
     // Logged as made by the message that owns the delivery, whichever lane carried it.
     expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
-    const { results } = await env.DB.prepare("SELECT message_id FROM attempts WHERE delivery_id = ?")
+    const { results } = await (await logDbOf(m.body.org_id))
+      .prepare("SELECT message_id FROM attempts WHERE delivery_id = ?")
       .bind(m.body.delivery_id)
       .run();
     expect(results).toEqual([{ message_id: m.id }]);
@@ -309,10 +311,11 @@ describe("the org object's storage", () => {
     const orgId = uniqueId("org");
     const stub = orgSettings(env, orgId);
     const before = await stub.setWebhookUrl("https://before.example/hook");
-    // Put the object back in its pre-versioning shape: only org_settings.
+    // Put the object back in its pre-versioning shape: only org_settings, as v1 made it.
     await runInDurableObject(stub, (_instance: OrgSettings, state) => {
       state.storage.sql.exec("DROP TABLE endpoint_health");
       state.storage.sql.exec("DROP TABLE schema_version");
+      toV1Settings(state.storage.sql);
     });
     const version = await runInDurableObject(stub, (_instance: OrgSettings, state) => {
       new OrgSettings(state, env); // what the runtime does when the object starts
@@ -320,6 +323,8 @@ describe("the org object's storage", () => {
     });
     expect(version).toBe(SCHEMA_VERSION);
     expect(await stub.getWebhook()).toEqual(before.ok && before.settings);
+    // It logged before there were shards: to the one database, bound as DB.
+    expect(await stub.getLogShard()).toBe("DB");
     await stub.reportAttempts([
       {
         origin: "https://before.example",
@@ -331,6 +336,24 @@ describe("the org object's storage", () => {
       },
     ]);
     expect(await stub.getEndpointHealth("https://before.example")).toMatchObject({ attempts_24h: 1 });
+  });
+
+  it("migrates a v2 object to v3: an org with settings keeps DB as its shard, one without is placed", async () => {
+    const existing = orgSettings(env, uniqueId("org"));
+    const before = await existing.getWebhook();
+    const unset = orgSettings(env, uniqueId("org"));
+    await unset.reportAttempts([]); // the object exists, its settings do not yet
+    for (const stub of [existing, unset]) {
+      await runInDurableObject(stub, (_instance: OrgSettings, state) => {
+        toV1Settings(state.storage.sql);
+        state.storage.sql.exec("UPDATE schema_version SET version = 2");
+        new OrgSettings(state, env);
+        expect(state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version).toBe(3);
+      });
+    }
+    expect(await existing.getWebhook()).toEqual(before);
+    expect(await existing.getLogShard()).toBe("DB");
+    expect(env.LOG_SHARDS.split(",")).toContain(await unset.getLogShard());
   });
 
   it("keeps at most MAX_ENDPOINTS endpoints, forgetting the least recently used", async () => {
@@ -349,3 +372,19 @@ describe("the org object's storage", () => {
     expect(await stub.getEndpointHealth("https://h1000.example")).not.toBeNull();
   });
 });
+
+/** Rebuilds org_settings as schema v1 made it (before the log shard column), keeping its row. */
+function toV1Settings(sql: SqlStorage): void {
+  sql.exec(`CREATE TABLE v1_settings (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    webhook_url TEXT,
+    signing_secret TEXT NOT NULL,
+    secret_rotated_at INTEGER,
+    previous_secret TEXT,
+    previous_secret_expires_at INTEGER
+  )`);
+  sql.exec(`INSERT INTO v1_settings SELECT id, webhook_url, signing_secret, secret_rotated_at, previous_secret,
+    previous_secret_expires_at FROM org_settings`);
+  sql.exec("DROP TABLE org_settings");
+  sql.exec("ALTER TABLE v1_settings RENAME TO org_settings");
+}

@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { LogWriter } from "../../src/delivery/log-writer";
 import { encodeAttempt } from "../../src/store/attempts";
-import { attemptRecord, attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { attemptRecord, attemptsOf, jobEvent, logDbOf, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 /** The group commit of a run's log rows (src/delivery/log-writer.ts). */
 
@@ -63,7 +63,7 @@ describe("a run whose log write fails part-way", () => {
         body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url),
       })),
     );
-    vi.spyOn(env.DB, "batch").mockRejectedValueOnce(new Error("D1_ERROR: simulated outage"));
+    vi.spyOn(await logDbOf(orgId), "batch").mockRejectedValueOnce(new Error("D1_ERROR: simulated outage"));
     const run = await runConsumer(messages);
     const logged = await Promise.all(messages.map(async (m) => (await attemptsOf(m.body.delivery_id)).length));
     const unlogged = messages.filter((_, i) => logged[i] === 0);

@@ -1,7 +1,6 @@
-import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../../src/delivery/message";
-import { call, jobEvent, messageFor, orgKey, receiver, runLanes, uniqueId } from "./helpers";
+import { call, jobEvent, logDbOf, messageFor, orgKey, receiver, runLanes, uniqueId } from "./helpers";
 
 /**
  * "Logs → Webhook logs" through the real HTTP surface: what a customer sees of every
@@ -210,8 +209,10 @@ describe("GET /v1/webhook-logs/{attempt_id}", () => {
 
 describe("the log queries", () => {
   it("each list page is one indexed D1 query, never a scan of the attempts table", async () => {
-    const prepare = vi.spyOn(env.DB, "prepare");
-    const bind = vi.spyOn(Object.getPrototypeOf(env.DB.prepare("SELECT 1")) as D1PreparedStatement, "bind");
+    // The API reads through a Sessions API session of the org's shard.
+    const db = await logDbOf(orgId);
+    const prepare = vi.spyOn(Object.getPrototypeOf(db.withSession()) as D1DatabaseSession, "prepare");
+    const bind = vi.spyOn(Object.getPrototypeOf(db.prepare("SELECT 1")) as D1PreparedStatement, "bind");
     const deliveryId = await deliveryIdFor(orgId, "job.completed", jobs.ok[3]!);
     const cursor = (await logs("?limit=2")).next_cursor!;
     const queries = [
@@ -230,7 +231,8 @@ describe("the log queries", () => {
       const listSql = prepare.mock.calls.map(([sql]) => sql).filter((sql) => sql.includes("FROM attempts"));
       expect(listSql, query).toHaveLength(1);
       const args = bind.mock.calls.at(-1)!;
-      const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
+      const plan = await db
+        .prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
         .bind(...args)
         .all<{ detail: string }>();
       const details = plan.results.map((r) => r.detail);
@@ -252,13 +254,16 @@ describe("the log queries", () => {
   });
 
   it("lists deliveries with one indexed query too", async () => {
-    const prepare = vi.spyOn(env.DB, "prepare");
-    const bind = vi.spyOn(Object.getPrototypeOf(env.DB.prepare("SELECT 1")) as D1PreparedStatement, "bind");
+    // The API reads through a Sessions API session of the org's shard.
+    const db = await logDbOf(orgId);
+    const prepare = vi.spyOn(Object.getPrototypeOf(db.withSession()) as D1DatabaseSession, "prepare");
+    const bind = vi.spyOn(Object.getPrototypeOf(db.prepare("SELECT 1")) as D1PreparedStatement, "bind");
     const res = await call("GET", "/v1/deliveries?limit=5", { token: key });
     expect(res.status).toBe(200);
     const listSql = prepare.mock.calls.map(([sql]) => sql).filter((sql) => sql.includes("FROM attempts"));
     expect(listSql).toHaveLength(1);
-    const plan = await env.DB.prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
+    const plan = await db
+      .prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
       .bind(...bind.mock.calls.at(-1)!)
       .all<{ detail: string }>();
     const details = plan.results.map((r) => r.detail);

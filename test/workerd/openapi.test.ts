@@ -94,6 +94,20 @@ describe("/openapi.json", () => {
     expect(walked).toBe(13);
   });
 
+  it("answers an unknown path under a credential's paths 401 without it, and 404 with it", async () => {
+    const key = await orgKey(uniqueId("org"));
+    for (const [path, token] of [
+      ["/v1/webhook/nope", key],
+      ["/v1/deliveries/dlv_00000000000000000000000000000000/nope", key],
+      ["/v1/events/nope", PRODUCER_TOKEN],
+    ] as const) {
+      expect((await call("GET", path)).status, path).toBe(401);
+      const res = await call("GET", path, { token });
+      expect(res.status, path).toBe(404);
+      expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+    }
+  });
+
   it("publishes the error codes a client can branch on, and only those", () => {
     const error = doc.components.schemas.Error as { properties: { error: { properties: { code: Schema } } } };
     expect(error.properties.error.properties.code.enum).toEqual([...ERROR_CODES]);

@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, expect, it, vi } from "vitest";
 import worker from "../../src/index";
 import { insertAttempts } from "../../src/store/attempts";
-import { attemptRecord, attemptsOf, jobEvent, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { attemptRecord, attemptsOf, jobEvent, logDbOf, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -51,7 +51,7 @@ it("deletes old attempts whose delivery lost its attempt 1", async () => {
   const orgId = uniqueId("org");
   const deliveryId = `dlv_${"e".repeat(32)}`;
   const old = Date.now() - 40 * DAY;
-  await insertAttempts(env.DB, [
+  await insertAttempts(await logDbOf(orgId), [
     attemptRecord({
       delivery_id: deliveryId,
       attempt: 4,

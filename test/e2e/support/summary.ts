@@ -24,7 +24,17 @@ export function formatSummary(file: string): string {
     return "";
   }
   if (facts.length === 0) return "";
-  const order = ["receivers", "schedule", "faults", "isolation", "rotation", "load", "hostile input", "console"];
+  const order = [
+    "receivers",
+    "schedule",
+    "faults",
+    "isolation",
+    "rotation",
+    "shards",
+    "load",
+    "hostile input",
+    "console",
+  ];
   facts.sort((x, y) => order.indexOf(x.area) - order.indexOf(y.area));
   const width = (k: keyof Fact) => Math.max(k.length, ...facts.map((f) => f[k].length));
   const [a, c, r] = [width("area"), width("check"), width("result")];
@@ -32,7 +42,7 @@ export function formatSummary(file: string): string {
   return [
     `Reliability summary (${new Date().toISOString().slice(0, 10)}, wrangler dev, schedule 1 s/2 s, timeout 2 s)`,
     row({ area: "area", check: "check", result: "result" }),
-    `|${"-".repeat(a + 2)}|${"-".repeat(c + 2)}|${"-".repeat(r + 2)}|`,
+    `| ${"-".repeat(a)} | ${"-".repeat(c)} | ${"-".repeat(r)} |`,
     ...facts.map(row),
   ].join("\n");
 }
