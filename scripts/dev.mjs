@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npm run dev`: the dispatcher on http://127.0.0.1:8787 with everything local.
+// `npm run dev`: the dispatcher on http://127.0.0.1:8787 with everything local
+// (another port: `npm run dev -- --port 8799`, or PORT=8799).
 //   1. .dev.vars from .dev.vars.example when missing (a dev producer token, no real secret);
 //   2. local D1 migrations applied to every database, each log shard (idempotent);
 //   3. `wrangler dev` (D1, queues and Durable Objects simulated in .wrangler/state), with
@@ -7,6 +8,7 @@
 // Extra arguments go to `wrangler dev`, e.g. `npm run dev -- --var RETRY_DELAYS_SECONDS:5,10`.
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync } from "node:fs";
+import { devArgs } from "./dev-args.mjs";
 
 if (!existsSync(".dev.vars")) {
   copyFileSync(".dev.vars.example", ".dev.vars");
@@ -15,16 +17,24 @@ if (!existsSync(".dev.vars")) {
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
 const wrangler = (args, stdio = "inherit") => spawnSync("npx", ["wrangler", ...args], { stdio, env });
 
-const migrated = spawnSync("node", ["scripts/migrate.mjs", "--local"], { stdio: "inherit", env });
+const parsed = devArgs(process.argv.slice(2), process.env);
+if ("error" in parsed) {
+  console.error(parsed.error);
+  process.exit(2);
+}
+const { port, persistTo, rest } = parsed;
+
+const migrate = ["scripts/migrate.mjs", "--local", ...(persistTo ? ["--persist-to", persistTo] : [])];
+const migrated = spawnSync("node", migrate, { stdio: "inherit", env });
 if (migrated.status !== 0) process.exit(migrated.status ?? 1);
 const dev = wrangler([
   "dev",
   "--ip",
   "127.0.0.1",
   "--port",
-  "8787",
+  port,
   "--var",
   "ALLOW_INSECURE_WEBHOOK_URLS:true",
-  ...process.argv.slice(2),
+  ...rest,
 ]);
 process.exit(dev.status ?? 0);

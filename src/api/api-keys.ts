@@ -1,15 +1,78 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { createApiKey, revokeApiKey } from "../store/api-keys";
-import { PRODUCER_401, producerRoute } from "./auth";
+import { type ApiKeySummary, createApiKey, listApiKeys, revokeApiKey } from "../store/api-keys";
+import { ORG_KEY_401, type OrgVariables, orgKeyRoute, PRODUCER_401, producerRoute } from "./auth";
+import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { IdSchema } from "./ids";
 import { type JsonBodyVariables, jsonBody } from "./json-body";
+import { strictQuery } from "./query";
+import { RATE_LIMITED_429 } from "./rate-limit";
 
-/** Operators issue and revoke org API keys (producer token). */
+/**
+ * Org API keys. Operators issue, list and revoke them (producer token, under
+ * /v1/orgs/{org_id}); an org lists and revokes its own (org key, /v1/api-keys), for the
+ * console. Minting stays an operator action: a leaked org key must not mint more.
+ */
 
 const OrgParams = z.object({
   org_id: IdSchema.openapi({ param: { name: "org_id", in: "path" }, example: "org_def456" }),
 });
+
+const KeyIdSchema = z
+  .string()
+  .max(64)
+  .openapi({ param: { name: "id", in: "path" }, example: "key_5f1c0e9a3b7d2c4e6f8a9b0c" });
+const KeyCursorSchema = z.tuple([z.number().int(), z.string().max(64)]);
+
+export const ApiKeySummarySchema = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    created_at: z.string().datetime(),
+    last_used_at: z
+      .string()
+      .datetime()
+      .nullable()
+      .openapi({ description: "The last request made with it, to within 5 minutes; null if never used" }),
+    revoked_at: z.string().datetime().nullable().openapi({ description: "When it was revoked; null while valid" }),
+    in_use: z
+      .boolean()
+      .openapi({ description: "Whether this request was made with it (never, with the producer token)" }),
+  })
+  .openapi("ApiKey");
+
+const KeyPageSchema = z
+  .object({
+    data: z.array(ApiKeySummarySchema),
+    next_cursor: z.string().nullable().openapi({ description: "Pass as `cursor` for the next page; null on the last" }),
+  })
+  .openapi("ApiKeyPage");
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function presentKey(key: ApiKeySummary, inUse: string | undefined): z.infer<typeof ApiKeySummarySchema> {
+  return {
+    id: key.id,
+    name: key.name,
+    created_at: new Date(key.created_at).toISOString(),
+    last_used_at: iso(key.last_used_at),
+    revoked_at: iso(key.revoked_at),
+    in_use: key.id === inUse,
+  };
+}
+
+const listQuery = strictQuery({ ...pageQuery });
+
+/** A page of the org's keys; `inUse` is the id of the key the request was made with. */
+async function keyPage(db: D1Database, orgId: string, query: z.infer<typeof listQuery>, inUse?: string) {
+  const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, KeyCursorSchema);
+  const rows = await listApiKeys(db, orgId, {
+    after: after && { created_at: after[0], id: after[1] },
+    limit: query.limit + 1,
+  });
+  const page = cutPage(rows, query.limit, (row) => [row.created_at, row.id]);
+  return { data: page.rows.map((row) => presentKey(row, inUse)), next_cursor: page.next_cursor };
+}
 
 const createKey = createRoute({
   method: "post",
@@ -20,6 +83,7 @@ const createKey = createRoute({
   middleware: jsonBody(4096, { optional: true }),
   request: {
     params: OrgParams,
+    query: strictQuery({}),
     body: {
       required: false,
       content: {
@@ -44,7 +108,7 @@ const createKey = createRoute({
         },
       },
     },
-    400: errorResponseSpec("Bad org id or body"),
+    400: errorResponseSpec("Bad org id, body or query"),
     401: PRODUCER_401,
     415: errorResponseSpec("Body is not `application/json`"),
   },
@@ -57,21 +121,68 @@ const deleteKey = createRoute({
   tags: ["Operator"],
   ...producerRoute,
   request: {
-    params: OrgParams.extend({
-      id: z
-        .string()
-        .max(64)
-        .openapi({ param: { name: "id", in: "path" } }),
-    }),
+    params: OrgParams.extend({ id: KeyIdSchema }),
+    query: strictQuery({}),
   },
   responses: {
     204: { description: "Revoked" },
+    400: errorResponseSpec("A query parameter this route does not take"),
     401: PRODUCER_401,
     404: errorResponseSpec("No such active key in this org"),
   },
 });
 
-export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariables }>({ defaultHook: validationHook })
+const listKeys = createRoute({
+  method: "get",
+  path: "/v1/orgs/{org_id}/api-keys",
+  summary: "An org's API keys, newest first, revoked ones included",
+  tags: ["Operator"],
+  ...producerRoute,
+  request: { params: OrgParams, query: listQuery },
+  responses: {
+    200: { description: "A page of keys", content: { "application/json": { schema: KeyPageSchema } } },
+    400: errorResponseSpec("A bad org id, limit or cursor, or a parameter this route does not take"),
+    401: PRODUCER_401,
+  },
+});
+
+const listOwnKeys = createRoute({
+  method: "get",
+  path: "/v1/api-keys",
+  summary: "This org's API keys, newest first, revoked ones included (never the keys themselves)",
+  tags: ["API keys"],
+  ...orgKeyRoute,
+  request: { query: listQuery },
+  responses: {
+    200: { description: "A page of keys", content: { "application/json": { schema: KeyPageSchema } } },
+    400: errorResponseSpec("A bad limit or cursor, or a parameter this route does not take"),
+    401: ORG_KEY_401,
+    429: RATE_LIMITED_429,
+  },
+});
+
+const revokeOwnKey = createRoute({
+  method: "delete",
+  path: "/v1/api-keys/{id}",
+  summary: "Revoke one of this org's API keys; it answers 401 from the next request on",
+  description:
+    "The key in use may revoke itself (signing out for good). Issuing keys stays an operator action: " +
+    "an org key cannot mint another.",
+  tags: ["API keys"],
+  ...orgKeyRoute,
+  request: { params: z.object({ id: KeyIdSchema }), query: strictQuery({}) },
+  responses: {
+    204: { description: "Revoked" },
+    400: errorResponseSpec("A query parameter this route does not take"),
+    401: ORG_KEY_401,
+    404: errorResponseSpec("No such active key in this org"),
+    429: RATE_LIMITED_429,
+  },
+});
+
+export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariables & OrgVariables }>({
+  defaultHook: validationHook,
+})
   .openapi(createKey, async (c) => {
     const { org_id } = c.req.valid("param");
     const key = await createApiKey(c.env.DB, org_id, c.req.valid("json").name ?? null);
@@ -80,5 +191,17 @@ export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVaria
   .openapi(deleteKey, async (c) => {
     const { org_id, id } = c.req.valid("param");
     if (!(await revokeApiKey(c.env.DB, org_id, id))) throw new ApiError(404, "not_found", "no such API key");
+    return c.body(null, 204);
+  })
+  .openapi(listKeys, async (c) =>
+    c.json(await keyPage(c.env.DB, c.req.valid("param").org_id, c.req.valid("query")), 200),
+  )
+  .openapi(listOwnKeys, async (c) =>
+    c.json(await keyPage(c.env.DB, c.var.orgId, c.req.valid("query"), c.var.keyId), 200),
+  )
+  .openapi(revokeOwnKey, async (c) => {
+    if (!(await revokeApiKey(c.env.DB, c.var.orgId, c.req.valid("param").id))) {
+      throw new ApiError(404, "not_found", "no such API key");
+    }
     return c.body(null, 204);
   });

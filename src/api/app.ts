@@ -4,6 +4,7 @@ import { requireOrgKey, requireProducer } from "./auth";
 import { deliveries } from "./deliveries";
 import { notFound, onError, validationHook } from "./errors";
 import { events } from "./events";
+import { indexPage } from "./index-page";
 import { orgLog } from "./org-log";
 import { orgApiLimit } from "./rate-limit";
 import { webhook } from "./webhook";
@@ -31,12 +32,13 @@ app.openapi(
 // a route added under these paths cannot forget it (test/workerd/openapi.test.ts walks every
 // documented route without credentials). `/v1/webhook/*` covers `/v1/webhook` too.
 for (const path of ["/v1/events/*", "/v1/orgs/*"]) app.use(path, requireProducer);
-for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*"]) {
+for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*", "/v1/api-keys/*"]) {
   app.use(path, requireOrgKey, orgApiLimit);
 }
 // The log routes read the org's shard, through a session (src/api/org-log.ts).
 for (const path of ["/v1/webhook-logs/*", "/v1/deliveries/*"]) app.use(path, orgLog);
 
+app.route("/", indexPage);
 app.route("/", events);
 app.route("/", apiKeys);
 app.route("/", webhook);

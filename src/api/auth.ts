@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
-import { findOrgIdByKey, ORG_KEY_PREFIX } from "../store/api-keys";
+import { findValidKey, lastUseIsStale, ORG_KEY_PREFIX, recordKeyUse } from "../store/api-keys";
 import { ApiError, errorResponse, errorResponseSpec } from "./errors";
 
 /**
@@ -10,13 +10,15 @@ import { ApiError, errorResponse, errorResponseSpec } from "./errors";
  *   in constant time;
  * - org API keys (`zk_…`), looked up by SHA-256 hash in D1 on every request, so a
  *   revoked key fails at once. The org of the key becomes `c.var.orgId`, and every
- *   org route scopes its queries to it: another org's ids simply do not exist.
+ *   org route scopes its queries to it: another org's ids simply do not exist. Its
+ *   `last_used_at` is written after the answer, and only when it is over 5 minutes
+ *   old: the console's key list is not worth a D1 write per request.
  *
  * Any failure is a 401 with the JSON error shape; the message says which kind of
  * credential the route takes, never whether a given key or org exists.
  */
 
-export type OrgVariables = { orgId: string };
+export type OrgVariables = { orgId: string /** The id (key_…) of the key in use. */; keyId: string };
 
 function unauthorized(message: string) {
   return () => errorResponse(401, "unauthorized", message);
@@ -59,9 +61,18 @@ export const requireProducer = bearerAuth({
 export const requireOrgKey = bearerAuth({
   verifyToken: async (token, c: Context<{ Bindings: Env; Variables: OrgVariables }>) => {
     if (!token.startsWith(ORG_KEY_PREFIX)) return false;
-    const orgId = await findOrgIdByKey(c.env.DB, token);
-    if (orgId === null) return false;
-    c.set("orgId", orgId);
+    const key = await findValidKey(c.env.DB, token);
+    if (key === null) return false;
+    c.set("orgId", key.org_id);
+    c.set("keyId", key.id);
+    const now = Date.now();
+    if (lastUseIsStale(key, now)) {
+      // After the answer, and never in its way: a lost write only leaves the time older.
+      const written = recordKeyUse(c.env.DB, key.id, now).catch((error: unknown) =>
+        console.error(JSON.stringify({ event: "api_key.last_used_unwritten", error: String(error).slice(0, 200) })),
+      );
+      c.executionCtx.waitUntil(written);
+    }
     return true;
   },
   noAuthenticationHeader: { message: unauthorized("this route needs an org API key: Authorization: Bearer zk_…") },

@@ -1,16 +1,15 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { readConfig } from "../config";
 import { enqueueDeliveries } from "../delivery/enqueue";
 import { resumeDeliveryMessage } from "../delivery/message";
-import { canRedeliver } from "../delivery/plan";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
-import { DeliveryIdSchema, IdSchema } from "./ids";
+import { DeliveryIdSchema, EventTypeSchema, IdSchema } from "./ids";
 import { deliveryFilter } from "./log-filter";
 import { DeliveryDetailSchema, DeliverySchema, page, presentAttempt, presentDelivery } from "./log-schemas";
 import { BookmarkHeaders, bookmarkResponseHeaders, type OrgLogVariables } from "./org-log";
+import { checkRange, strictQuery, timeRangeQuery } from "./query";
 import { RATE_LIMITED_429, spendSend } from "./rate-limit";
 
 /** Deliveries: one per event, with its state, its attempts, and a manual redeliver. */
@@ -25,7 +24,14 @@ const listRoute = createRoute({
   tags: ["Deliveries"],
   ...orgKeyRoute,
   request: {
-    query: z.object({ job_id: IdSchema.optional(), ...pageQuery }),
+    query: strictQuery({
+      job_id: IdSchema.optional(),
+      delivery_id: DeliveryIdSchema.optional(),
+      event_type: EventTypeSchema.optional(),
+      status: z.enum(["pending", "delivered", "failed"]).optional(),
+      ...timeRangeQuery,
+      ...pageQuery,
+    }),
     headers: BookmarkHeaders,
   },
   responses: {
@@ -34,7 +40,7 @@ const listRoute = createRoute({
       headers: bookmarkResponseHeaders,
       content: { "application/json": { schema: page(DeliverySchema, "DeliveryPage") } },
     },
-    400: errorResponseSpec("A bad filter, limit or cursor"),
+    400: errorResponseSpec("A bad filter, time range, limit or cursor, or a parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
   },
@@ -46,14 +52,14 @@ const getRoute = createRoute({
   summary: "One delivery with its payload and attempts",
   tags: ["Deliveries"],
   ...orgKeyRoute,
-  request: { params: DeliveryParams, headers: BookmarkHeaders },
+  request: { params: DeliveryParams, query: strictQuery({}), headers: BookmarkHeaders },
   responses: {
     200: {
       description: "The delivery",
       headers: bookmarkResponseHeaders,
       content: { "application/json": { schema: DeliveryDetailSchema } },
     },
-    400: errorResponseSpec("Not a delivery id"),
+    400: errorResponseSpec("Not a delivery id, or a query parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such delivery in this org (yet: a delivery appears once its first attempt is logged)"),
@@ -63,14 +69,16 @@ const getRoute = createRoute({
 const redeliverRoute = createRoute({
   method: "post",
   path: "/v1/deliveries/{id}/redeliver",
-  summary: "Make one more attempt now, with the same body, signed with the current secret",
+  summary: "Make an attempt now, with the same body, signed with the current secret",
   description:
-    "The attempt numbering continues. Success makes the delivery `delivered`; failure leaves it `failed`. " +
-    "It does not restart the retry schedule. A pending delivery overdue by more than 5 minutes (its schedule " +
-    "stopped) is taken over: the attempt is made now and the schedule goes on from it.",
+    "The attempt numbering continues. For a finished delivery it is one more attempt: success makes the " +
+    "delivery `delivered`, failure leaves it `failed`, and the retry schedule does not restart. For a " +
+    '`pending` delivery ("resend now") it is the next scheduled attempt, made now instead of at ' +
+    "`next_attempt_at`: if it succeeds, the scheduled retry is dropped; if it fails, the schedule goes on " +
+    "from it. Two redelivers of the same state make one attempt.",
   tags: ["Deliveries"],
   ...orgKeyRoute,
-  request: { params: DeliveryParams },
+  request: { params: DeliveryParams, query: strictQuery({}) },
   responses: {
     202: {
       description: "Queued",
@@ -81,14 +89,10 @@ const redeliverRoute = createRoute({
         },
       },
     },
-    400: errorResponseSpec("Not a delivery id"),
+    400: errorResponseSpec("Not a delivery id, or a query parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such delivery in this org"),
-    409: errorResponseSpec(
-      "The delivery is still pending: its schedule will make the next attempt " +
-        "(a delivery overdue by more than 5 minutes is taken over instead)",
-    ),
   },
 });
 
@@ -96,15 +100,23 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
   defaultHook: validationHook,
 })
   .openapi(listRoute, async (c) => {
-    const { job_id, limit, cursor } = c.req.valid("query");
-    const deliveryIds = await deliveryFilter(c.var.orgId, job_id);
+    const { job_id, delivery_id, event_type, status, since, until, limit, cursor } = c.req.valid("query");
+    checkRange({ since, until });
+    const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, DeliveryCursorSchema);
-    const rows = await listDeliveries(c.var.log, {
-      org_id: c.var.orgId,
-      delivery_ids: deliveryIds,
-      after: after && { created_at: after[0], delivery_id: after[1] },
-      limit: limit + 1,
-    });
+    const rows =
+      deliveryIds?.length === 0
+        ? []
+        : await listDeliveries(c.var.log, {
+            org_id: c.var.orgId,
+            delivery_ids: deliveryIds,
+            event_type,
+            status,
+            since,
+            until,
+            after: after && { created_at: after[0], delivery_id: after[1] },
+            limit: limit + 1,
+          });
     const page = cutPage(rows, limit, (row) => [row.created_at, row.delivery_id]);
     return c.json({ data: page.rows.map(presentDelivery), next_cursor: page.next_cursor }, 200);
   })
@@ -125,9 +137,6 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     const { id } = c.req.valid("param");
     const row = await getDelivery(c.var.log, c.var.orgId, id);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
-    if (!canRedeliver(row, Date.now(), readConfig(c.env).stalledAfterMs)) {
-      throw new ApiError(409, "conflict", "the delivery is pending; its next scheduled attempt is at next_attempt_at");
-    }
     await spendSend(c.env, c.var.orgId);
     await enqueueDeliveries(c.env.DELIVERIES, [
       resumeDeliveryMessage(

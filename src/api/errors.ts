@@ -19,7 +19,6 @@ export const ERROR_CODES = [
   "invalid_json",
   "unauthorized",
   "not_found",
-  "conflict",
   "payload_too_large",
   "unsupported_media_type",
   "no_webhook_url",
@@ -84,9 +83,17 @@ export function errorResponse(
   return Response.json(errorBody(code, message, details), { status });
 }
 
-/** zod issues, without the echoed input values (they may be large or sensitive). */
-export function issueDetails(error: z.ZodError): Array<{ path: PropertyKey[]; code: string; message: string }> {
-  return error.issues.map(({ path, code, message }) => ({ path, code, message }));
+/**
+ * zod issues, without the echoed input values (they may be large or sensitive); an
+ * unknown parameter keeps the names it was given (`keys`), which are the client's own.
+ */
+export function issueDetails(
+  error: z.ZodError,
+): Array<{ path: PropertyKey[]; code: string; message: string; keys?: string[] }> {
+  return error.issues.map((issue) => {
+    const { path, code, message } = issue;
+    return issue.code === "unrecognized_keys" ? { path, code, message, keys: issue.keys } : { path, code, message };
+  });
 }
 
 /** The `defaultHook` of every OpenAPIHono router: a schema miss is a 400 `invalid_request`. */

@@ -8,6 +8,7 @@ import { ApiError, ErrorSchema, errorResponseSpec, invalidWebhookUrl, issueDetai
 import { MAX_DATA_DEPTH, nestsDeeperThan } from "./exact-json";
 import { IdSchema } from "./ids";
 import { inexactNumbersError, type JsonBodyVariables, jsonBody } from "./json-body";
+import { strictQuery } from "./query";
 import { RecentDeliveries } from "./recent-deliveries";
 import { sampleJobData } from "./sample-event";
 
@@ -85,7 +86,10 @@ const postEvent = createRoute({
   tags: ["Producer"],
   ...producerRoute,
   middleware: jsonBody(MAX_BODY_BYTES),
-  request: { body: { required: true, content: { "application/json": { schema: EventInputSchema } } } },
+  request: {
+    query: strictQuery({}),
+    body: { required: true, content: { "application/json": { schema: EventInputSchema } } },
+  },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: QueuedSchema } } },
     400: errorResponseSpec("`invalid_json`, or `invalid_request` with each problem (its field and why) in `details`"),
@@ -100,7 +104,10 @@ const postEventBatch = createRoute({
   tags: ["Producer"],
   ...producerRoute,
   middleware: jsonBody(1_048_576, { inexactNumbers: "report" }),
-  request: { body: { required: true, content: { "application/json": { schema: BatchInputSchema } } } },
+  request: {
+    query: strictQuery({}),
+    body: { required: true, content: { "application/json": { schema: BatchInputSchema } } },
+  },
   responses: {
     202: {
       description: "At least one event was queued",

@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { EVENT_TYPES } from "../delivery/message";
 
 /**
  * The identifiers clients see and send back: what the job service issues (job and org
@@ -22,3 +23,6 @@ export function parseAttemptId(id: string): { delivery_id: string; attempt: numb
   const match = /^att_([0-9a-f]{32})_([1-9][0-9]{0,5})$/.exec(id);
   return match ? { delivery_id: `dlv_${match[1]}`, attempt: Number(match[2]) } : null;
 }
+
+/** The event types (a filter, a test event's choice). */
+export const EventTypeSchema = z.enum(EVENT_TYPES);

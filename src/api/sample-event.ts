@@ -33,6 +33,18 @@ export function sampleJobData(orgId: string, jobId: string, overrides: Partial<S
   };
 }
 
+/** `data` of a job.failed, as the customer doc shows it (with the `org_id` routing needs). */
+export function sampleJobFailedData(orgId: string, jobId: string) {
+  return {
+    job_id: jobId,
+    org_id: orgId,
+    status: "failed" as const,
+    error: "Vertex AI returned an unexpected response format",
+    credits_consumed: 0,
+    created_at: "2026-03-19T10:00:00.000Z",
+  };
+}
+
 /** The whole event a producer posts to /v1/events: `{type, data}` and any extra fields. */
 export function sampleJobCompleted(orgId: string, jobId: string, extra: Record<string, unknown> = {}) {
   return { type: "job.completed" as const, data: sampleJobData(orgId, jobId), ...extra };

@@ -3,10 +3,11 @@ import { getAttempt, listAttempts } from "../store/log";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
-import { DeliveryIdSchema, IdSchema, parseAttemptId } from "./ids";
+import { DeliveryIdSchema, EventTypeSchema, IdSchema, parseAttemptId } from "./ids";
 import { deliveryFilter } from "./log-filter";
 import { AttemptDetailSchema, AttemptSummarySchema, page, presentAttempt, presentAttemptDetail } from "./log-schemas";
 import { BookmarkHeaders, bookmarkResponseHeaders, type OrgLogVariables } from "./org-log";
+import { checkRange, strictQuery, timeRangeQuery } from "./query";
 import { RATE_LIMITED_429 } from "./rate-limit";
 
 /**
@@ -23,10 +24,12 @@ const listLogs = createRoute({
   tags: ["Logs"],
   ...orgKeyRoute,
   request: {
-    query: z.object({
+    query: strictQuery({
       job_id: IdSchema.optional(),
       delivery_id: DeliveryIdSchema.optional(),
+      event_type: EventTypeSchema.optional(),
       outcome: z.enum(["succeeded", "failed"]).optional(),
+      ...timeRangeQuery,
       ...pageQuery,
     }),
     headers: BookmarkHeaders,
@@ -37,7 +40,7 @@ const listLogs = createRoute({
       headers: bookmarkResponseHeaders,
       content: { "application/json": { schema: page(AttemptSummarySchema, "AttemptPage") } },
     },
-    400: errorResponseSpec("A bad filter, limit or cursor"),
+    400: errorResponseSpec("A bad filter, time range, limit or cursor, or a parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
   },
@@ -49,13 +52,14 @@ const getLog = createRoute({
   summary: "One attempt with the full request and response",
   tags: ["Logs"],
   ...orgKeyRoute,
-  request: { params: z.object({ attempt_id: z.string().max(64) }), headers: BookmarkHeaders },
+  request: { params: z.object({ attempt_id: z.string().max(64) }), query: strictQuery({}), headers: BookmarkHeaders },
   responses: {
     200: {
       description: "The attempt",
       headers: bookmarkResponseHeaders,
       content: { "application/json": { schema: AttemptDetailSchema } },
     },
+    400: errorResponseSpec("A query parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such attempt in this org"),
@@ -66,7 +70,8 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
   defaultHook: validationHook,
 })
   .openapi(listLogs, async (c) => {
-    const { job_id, delivery_id, outcome, limit, cursor } = c.req.valid("query");
+    const { job_id, delivery_id, event_type, outcome, since, until, limit, cursor } = c.req.valid("query");
+    checkRange({ since, until });
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, AttemptCursorSchema);
     const rows =
@@ -75,7 +80,10 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
         : await listAttempts(c.var.log, {
             org_id: c.var.orgId,
             delivery_ids: deliveryIds,
+            event_type,
             outcome,
+            since,
+            until,
             after: after && { attempted_at: after[0], delivery_id: after[1], attempt: after[2] },
             limit: limit + 1,
           });

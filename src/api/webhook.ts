@@ -2,16 +2,18 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { readConfig } from "../config";
 import { ATTEMPT_ERRORS } from "../delivery/attempt";
 import { enqueueDeliveries } from "../delivery/enqueue";
-import { newDeliveryMessage } from "../delivery/message";
+import { type EventType, newDeliveryMessage } from "../delivery/message";
 import { toHex } from "../encoding";
 import { RECENT_OUTCOMES } from "../org/endpoint-health";
 import { orgSettings } from "../org/org-settings";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { ApiError, errorResponseSpec, invalidWebhookUrl, validationHook } from "./errors";
+import { EventTypeSchema } from "./ids";
 import { type JsonBodyVariables, jsonBody } from "./json-body";
+import { strictQuery } from "./query";
 import { RATE_LIMITED_429, spendSend } from "./rate-limit";
-import { type SampleJobData, sampleJobData } from "./sample-event";
+import { sampleJobData, sampleJobFailedData } from "./sample-event";
 
 /**
  * The org's endpoint settings, kept in its OrgSettings Durable Object: the default
@@ -51,6 +53,16 @@ export const EndpointHealthSchema = z
       .nullable()
       .openapi({ description: "Moving average of response times (timeouts included)" }),
     recent: z.array(z.enum(RECENT_OUTCOMES)).openapi({ description: "The last outcomes, oldest first (up to 20)" }),
+    hourly: z
+      .array(
+        z.object({
+          hour: z.string().datetime().openapi({ description: "The start of the hour" }),
+          succeeded: z.number().int(),
+          failed: z.number().int(),
+          timeouts: z.number().int().openapi({ description: "Of the failed, how many timed out" }),
+        }),
+      )
+      .openapi({ description: "The last 24 hours, oldest first, one entry per hour (the current hour last)" }),
   })
   .openapi("EndpointHealth");
 
@@ -77,8 +89,10 @@ const getWebhook = createRoute({
   summary: "The org's default webhook URL, its endpoint's health, and the signing secret (created on first read)",
   tags: ["Webhook"],
   ...orgKeyRoute,
+  request: { query: strictQuery({}) },
   responses: {
     200: { description: "Settings", content: settingsContent },
+    400: errorResponseSpec("A query parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
   },
@@ -92,6 +106,7 @@ const putWebhook = createRoute({
   ...orgKeyRoute,
   middleware: jsonBody(16_384),
   request: {
+    query: strictQuery({}),
     body: {
       required: true,
       content: {
@@ -121,8 +136,10 @@ const rotateSecret = createRoute({
     "signatures with both the new and the previous secret for 24 h.",
   tags: ["Webhook"],
   ...orgKeyRoute,
+  request: { query: strictQuery({}) },
   responses: {
     200: { description: "Settings with the new secret", content: settingsContent },
+    400: errorResponseSpec("A query parameter this route does not take"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
   },
@@ -131,11 +148,12 @@ const rotateSecret = createRoute({
 const sendTest = createRoute({
   method: "post",
   path: "/v1/webhook/test",
-  summary: "Send a signed sample job.completed (its job_id starts with job_test_)",
+  summary: "Send a signed sample event (its job_id starts with job_test_)",
   tags: ["Webhook"],
   ...orgKeyRoute,
   middleware: jsonBody(16_384, { optional: true }),
   request: {
+    query: strictQuery({}),
     body: {
       required: false,
       content: {
@@ -147,6 +165,9 @@ const sendTest = createRoute({
                 .max(MAX_WEBHOOK_URL_LENGTH)
                 .optional()
                 .openapi({ description: "Defaults to the org default" }),
+              event_type: EventTypeSchema.default("job.completed").openapi({
+                description: "Which sample event to send, shaped as the docs show it",
+              }),
             })
             .openapi("WebhookTest"),
         },
@@ -171,10 +192,14 @@ const sendTest = createRoute({
   },
 });
 
+/** `data` of a test event: what routing needs, and the rest of the sample. */
+type TestEventData = { org_id: string; job_id: string } & Record<string, unknown>;
+
 /** The sample event of a test delivery: seed-shaped, marked by its job id and zero credits. */
-export function testEventData(orgId: string, now: Date): SampleJobData {
+export function testEventData(orgId: string, now: Date, type: EventType = "job.completed"): TestEventData {
   const jobId = `job_test_${toHex(crypto.getRandomValues(new Uint8Array(8)))}`;
   const at = now.toISOString();
+  if (type === "job.failed") return { ...sampleJobFailedData(orgId, jobId), created_at: at };
   return sampleJobData(orgId, jobId, {
     workspace_id: "ws_test",
     output_url: "https://storage.googleapis.com/zupertry-outputs/test.png",
@@ -196,7 +221,8 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
   })
   .openapi(rotateSecret, async (c) => c.json(await orgSettings(c.env, c.var.orgId).rotateSecret(), 200))
   .openapi(sendTest, async (c) => {
-    const webhookUrl = c.req.valid("json").webhook_url ?? null;
+    const { webhook_url, event_type } = c.req.valid("json");
+    const webhookUrl = webhook_url ?? null;
     if (webhookUrl !== null) {
       const check = checkWebhookUrl(webhookUrl, { allowInsecure: readConfig(c.env).allowInsecureWebhookUrls });
       if (!check.ok) throw invalidWebhookUrl(check.reason);
@@ -209,8 +235,8 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
     }
     await spendSend(c.env, c.var.orgId);
     const now = Date.now();
-    const data = testEventData(c.var.orgId, new Date(now));
-    const message = await newDeliveryMessage("job.completed", data, data, webhookUrl);
+    const data = testEventData(c.var.orgId, new Date(now), event_type);
+    const message = await newDeliveryMessage(event_type, data, data, webhookUrl);
     await enqueueDeliveries(c.env.DELIVERIES, [message]);
-    return c.json({ delivery_id: message.delivery_id, job_id: data.job_id, status: "queued" as const }, 202);
+    return c.json({ delivery_id: message.delivery_id, job_id: message.job_id, status: "queued" as const }, 202);
   });

@@ -15,8 +15,10 @@ import type { DeliveryMessage } from "./message";
  *   the next attempt when due, or waits out the rest of the delay if it came back
  *   early (a crash after the log was written);
  * - stalled (pending, but overdue by more than STALLED_AFTER_SECONDS, 5 minutes by
- *   default: its owner message is lost or stuck): any message of the delivery takes it over and goes on with its
- *   schedule: the stall sweep's (`take_over`), a producer's re-send, a redeliver. A
+ *   default: its owner message is lost or stuck): any message of the delivery takes it
+ *   over and goes on with its schedule: the stall sweep's (`take_over`), a producer's
+ *   re-send. A redeliver after the last attempt takes over any pending delivery,
+ *   stalled or not, by making the next attempt now ("resend now"). A
  *   take-over sends the stored event (`storedEvent`), never a re-sent body, so every
  *   attempt keeps the same bytes;
  * - leased (the fast lane handed attempt N off to finish in the background): until the
@@ -51,15 +53,6 @@ export function isStalled(state: Pick<DeliveryState, "next_attempt_at">, now: nu
   return state.next_attempt_at !== null && now - state.next_attempt_at > stalledAfterMs;
 }
 
-/** Whether a redeliver may act on a delivery in this state: finished, or stalled. */
-export function canRedeliver(
-  state: Pick<DeliveryState, "next_attempt_at">,
-  now: number,
-  stalledAfterMs: number,
-): boolean {
-  return state.next_attempt_at === null || isStalled(state, now, stalledAfterMs);
-}
-
 /** The id this message acts and logs as (see above). */
 export function ownerOf(message: { id: string; body: Pick<DeliveryMessage, "owner"> }): string {
   return message.body.owner ?? message.id;
@@ -89,11 +82,11 @@ export function planMessage(
       : { kind: "drop", reason: "stale_take_over" };
   }
   if (message.redeliver_after !== undefined && !owns) {
-    return state !== undefined &&
-      canRedeliver(state, now, stalledAfterMs) &&
-      state.last_attempt === message.redeliver_after
-      ? // A stalled delivery goes on with its schedule; a finished one gets one attempt.
-        { kind: "attempt", attempt: state.last_attempt + 1, scheduled: state.next_attempt_at !== null }
+    // A finished delivery gets one attempt. A pending one (stalled or not: "resend now")
+    // gets its next scheduled attempt now, and this message owns the schedule from then
+    // on: the old owner, when it comes, is no longer the owner and is dropped.
+    return state !== undefined && state.last_attempt === message.redeliver_after
+      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: state.next_attempt_at !== null }
       : { kind: "drop", reason: "stale_redeliver" };
   }
   if (state === undefined) return { kind: "attempt", attempt: 1, scheduled: true };

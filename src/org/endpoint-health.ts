@@ -200,6 +200,16 @@ export interface EndpointHealthSummary {
   latency_ms: number | null;
   /** The last outcomes, oldest first. */
   recent: RecentOutcome[];
+  /** The last 24 hours, oldest first, one entry per hour (the current one last, so far). */
+  hourly: HourCounts[];
+}
+
+/** One hour of an endpoint's attempts: `hour` is its start. */
+export interface HourCounts {
+  hour: string;
+  succeeded: number;
+  failed: number;
+  timeouts: number;
 }
 
 const LETTER_OUTCOMES = Object.fromEntries(Object.entries(OUTCOME_LETTERS).map(([k, v]) => [v, k])) as Record<
@@ -227,6 +237,16 @@ export function summarizeHealth(h: EndpointHealth, now: number): EndpointHealthS
     last_error: h.last_error,
     latency_ms: h.latency_ms,
     recent: [...h.recent].map((letter) => LETTER_OUTCOMES[letter]!),
+    hourly: Array.from({ length: 24 }, (_, i) => {
+      const hour = since + 1 + i;
+      const bucket = day.find(([start]) => start === hour);
+      return {
+        hour: new Date(hour * HOUR_MS).toISOString(),
+        succeeded: bucket?.[1] ?? 0,
+        failed: bucket?.[2] ?? 0,
+        timeouts: bucket?.[3] ?? 0,
+      };
+    }),
   };
 }
 

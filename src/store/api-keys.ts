@@ -34,12 +34,66 @@ export async function createApiKey(
   return { ...row, key };
 }
 
-/** The org of a valid (not revoked) key, or null. */
-export async function findOrgIdByKey(db: D1Database, key: string): Promise<string | null> {
+/** How stale `last_used_at` may be: a request writes it only when it is older than this. */
+export const LAST_USED_GRANULARITY_MS = 5 * 60 * 1000;
+
+/** A valid key as the auth check sees it. */
+export interface KeyUse {
+  id: string;
+  org_id: string;
+  last_used_at: number | null;
+}
+
+/** The valid (not revoked) key `key`, or null. */
+export async function findValidKey(db: D1Database, key: string): Promise<KeyUse | null> {
   return db
-    .prepare("SELECT org_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
+    .prepare("SELECT id, org_id, last_used_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
     .bind(await sha256Hex(key))
-    .first<string>("org_id");
+    .first<KeyUse>();
+}
+
+/** Whether a use of `key` at `now` should be written (its stored time is too old). */
+export function lastUseIsStale(key: Pick<KeyUse, "last_used_at">, now: number): boolean {
+  return key.last_used_at === null || now - key.last_used_at >= LAST_USED_GRANULARITY_MS;
+}
+
+/**
+ * Records a use of the key. The condition repeats the staleness test in SQL, so that
+ * concurrent requests that all saw a stale time write it once between them.
+ */
+export async function recordKeyUse(db: D1Database, keyId: string, now: number): Promise<void> {
+  await db
+    .prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at <= ?)")
+    .bind(now, keyId, now - LAST_USED_GRANULARITY_MS)
+    .run();
+}
+
+/** A key as listed to its org and operators: never the key or its hash. */
+export interface ApiKeySummary extends ApiKey {
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface ApiKeyPosition {
+  created_at: number;
+  id: string;
+}
+
+/** An org's keys, newest first, revoked ones included (`api_keys_by_org`). */
+export async function listApiKeys(
+  db: D1Database,
+  orgId: string,
+  q: { after?: ApiKeyPosition; limit: number },
+): Promise<ApiKeySummary[]> {
+  const after = q.after ? "AND (created_at, id) < (?, ?)" : "";
+  const { results } = await db
+    .prepare(
+      `SELECT id, org_id, name, created_at, last_used_at, revoked_at FROM api_keys
+        WHERE org_id = ? ${after} ORDER BY created_at DESC, id DESC LIMIT ?`,
+    )
+    .bind(orgId, ...(q.after ? [q.after.created_at, q.after.id] : []), q.limit)
+    .run<ApiKeySummary>();
+  return results;
 }
 
 /** Revokes a key of this org; false when the org has no such key (or it was revoked). */

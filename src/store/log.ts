@@ -43,13 +43,45 @@ export interface AttemptPosition {
   attempt: number;
 }
 
-export interface AttemptQuery {
+/** A time range, unix ms: `since` inclusive, `until` exclusive. */
+export interface TimeRange {
+  since?: number;
+  until?: number;
+}
+
+export interface AttemptQuery extends TimeRange {
   org_id: string;
   /** Only these deliveries (a delivery, or the deliveries of a job). */
   delivery_ids?: readonly string[];
+  event_type?: string;
   outcome?: AttemptOutcome;
   after?: AttemptPosition;
   limit: number;
+}
+
+/**
+ * The conditions every list shares, on the table aliased `alias`: event type and the
+ * time range of its `attempted_at` (the second column of the org indexes, so a range
+ * narrows the index search rather than filtering after it).
+ */
+function sharedConditions(
+  alias: string,
+  q: { event_type?: string } & TimeRange,
+  where: string[],
+  params: unknown[],
+): void {
+  if (q.event_type !== undefined) {
+    where.push(`${alias}event_type = ?`);
+    params.push(q.event_type);
+  }
+  if (q.since !== undefined) {
+    where.push(`${alias}attempted_at >= ?`);
+    params.push(q.since);
+  }
+  if (q.until !== undefined) {
+    where.push(`${alias}attempted_at < ?`);
+    params.push(q.until);
+  }
 }
 
 const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at,
@@ -69,6 +101,7 @@ export async function listAttempts(db: LogDb, q: AttemptQuery): Promise<AttemptS
     where.push("outcome = ?");
     params.push(q.outcome);
   }
+  sharedConditions("", q, where, params);
   if (q.after) {
     where.push("(attempted_at, delivery_id, attempt) < (?, ?, ?)");
     params.push(q.after.attempted_at, q.after.delivery_id, q.after.attempt);
@@ -144,9 +177,13 @@ export interface DeliveryPosition {
   delivery_id: string;
 }
 
-export interface DeliveryQuery {
+export type DeliveryStatus = "pending" | "delivered" | "failed";
+
+export interface DeliveryQuery extends TimeRange {
   org_id: string;
   delivery_ids?: readonly string[];
+  event_type?: string;
+  status?: DeliveryStatus;
   after?: DeliveryPosition;
   limit: number;
 }
@@ -156,12 +193,18 @@ export interface DeliveryQuery {
  * the org's attempts index keeping attempt-1 rows (most rows are), and joins each to
  * its last attempt by primary key.
  */
+const DELIVERED = `EXISTS (SELECT 1 FROM attempts AS ok
+                 WHERE ok.delivery_id = first.delivery_id AND ok.outcome = 'succeeded')`;
 const DELIVERY_COLUMNS = `first.delivery_id, first.job_id, first.event_type,
         CASE WHEN first.url_from_event = 1 THEN first.url END AS event_webhook_url,
         first.attempted_at AS created_at, last.attempt AS attempt_count, last.attempted_at AS last_attempt_at,
-        last.error AS last_error, last.next_attempt_at,
-        EXISTS (SELECT 1 FROM attempts AS ok
-                 WHERE ok.delivery_id = first.delivery_id AND ok.outcome = 'succeeded') AS delivered`;
+        last.error AS last_error, last.next_attempt_at, ${DELIVERED} AS delivered`;
+/** A delivery's status as SQL (the same rule as `deliveryStatus` in src/api/log-schemas.ts). */
+const STATUS_CONDITION: Record<DeliveryStatus, string> = {
+  delivered: DELIVERED,
+  pending: `NOT ${DELIVERED} AND last.next_attempt_at IS NOT NULL`,
+  failed: `NOT ${DELIVERED} AND last.next_attempt_at IS NULL`,
+};
 const DELIVERY_FROM = `FROM attempts AS first
    JOIN attempts AS last ON last.delivery_id = first.delivery_id
     AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)`;
@@ -173,6 +216,8 @@ export async function listDeliveries(db: LogDb, q: DeliveryQuery): Promise<Deliv
     where.push(`first.delivery_id IN (${q.delivery_ids.map(() => "?").join(", ")})`);
     params.push(...q.delivery_ids);
   }
+  sharedConditions("first.", q, where, params);
+  if (q.status) where.push(`(${STATUS_CONDITION[q.status]})`);
   if (q.after) {
     where.push("(first.attempted_at, first.delivery_id) < (?, ?)");
     params.push(q.after.created_at, q.after.delivery_id);

@@ -129,6 +129,65 @@ describe("GET /v1/deliveries", () => {
     ]);
   });
 
+  it("filters by status, event type, delivery id and a time range, and pages within the filter", async () => {
+    const { orgId, key } = await newOrg();
+    const ok = receiver(uniqueId("ok"));
+    const down = receiver(uniqueId("down"));
+    await down.script({ replies: [{ status: 500 }] });
+    const delivered = await messageFor(jobEvent(orgId, uniqueId("job")), ok.url);
+    const failedEvent = {
+      type: "job.failed" as const,
+      data: { job_id: uniqueId("job"), org_id: orgId, status: "failed" },
+    };
+    const failedType = await messageFor(failedEvent, ok.url);
+    const pending = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
+    const failed = await messageFor(jobEvent(orgId, uniqueId("job")), null);
+    await consume(delivered);
+    await consume(failedType);
+    const between = new Date(Date.now() + 1).toISOString();
+    await new Promise((r) => setTimeout(r, 5));
+    await consume(pending);
+    await consume(failed);
+
+    const ids = async (query: string) =>
+      (await getJson<{ data: Delivery[] }>(`/v1/deliveries?${query}`, key)).data.map((d) => d.id);
+    expect(await ids("status=failed")).toEqual([failed.delivery_id]);
+    expect(await ids("status=pending")).toEqual([pending.delivery_id]);
+    expect(await ids("status=delivered")).toEqual([failedType.delivery_id, delivered.delivery_id]);
+    expect(await ids("event_type=job.failed")).toEqual([failedType.delivery_id]);
+    expect(await ids("status=delivered&event_type=job.completed")).toEqual([delivered.delivery_id]);
+    expect(await ids(`delivery_id=${pending.delivery_id}`)).toEqual([pending.delivery_id]);
+    expect(await ids(`since=${between}`)).toEqual([failed.delivery_id, pending.delivery_id]);
+    expect(await ids(`until=${between}`)).toEqual([failedType.delivery_id, delivered.delivery_id]);
+    // A page of a filter holds only matching rows, and its cursor keeps the filter's order.
+    const first = await getJson<{ data: Delivery[]; next_cursor: string }>(
+      "/v1/deliveries?status=delivered&limit=1",
+      key,
+    );
+    const second = await getJson<{ data: Delivery[]; next_cursor: string | null }>(
+      `/v1/deliveries?status=delivered&limit=1&cursor=${first.next_cursor}`,
+      key,
+    );
+    expect([...first.data, ...second.data].map((d) => d.id)).toEqual([failedType.delivery_id, delivered.delivery_id]);
+    expect(second.next_cursor).toBeNull();
+  });
+
+  it.each([
+    ["status=lost", "status"],
+    ["event_type=job.started", "event_type"],
+    ["since=yesterday", "since"],
+    ["since=2026-03-19T10:00:00Z&until=2026-03-19T09:00:00Z", "until"],
+    ["stauts=failed", ""],
+  ])("answers 400 to ?%s, naming %s", async (query, field) => {
+    const { key } = await newOrg();
+    const res = await call("GET", `/v1/deliveries?${query}`, { token: key });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; details: Array<{ path: string[]; keys?: string[] }> } };
+    expect(body.error.code).toBe("invalid_request");
+    if (field) expect(body.error.details[0]!.path).toEqual([field]);
+    else expect(body.error.details[0]!.keys).toEqual(["stauts"]);
+  });
+
   it("answers 404 for an unknown delivery and 400 for something that is not an id", async () => {
     const { key } = await newOrg();
     expect((await call("GET", `/v1/deliveries/dlv_${"0".repeat(32)}`, { token: key })).status).toBe(404);
@@ -166,15 +225,67 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(second!.headers["x-zupertry-signature"]).toBe(await hmacHex(rotated.signing_secret, second!.text));
   });
 
-  it("answers 409 while the delivery is pending", async () => {
+  it("resends a pending delivery now; once it succeeds, the scheduled retry sends nothing", async () => {
+    const { orgId, key } = await newOrg();
+    const hook = receiver(uniqueId("fixed"));
+    await hook.script({ replies: [{ status: 500 }, { status: 200 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    const owner = uniqueId("msg");
+    await runConsumer([{ id: owner, body: message }]); // attempt 1 failed: attempt 2 due in 60 s
+    const before = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
+    expect(before).toMatchObject({ status: "pending", attempt_count: 1 });
+
+    const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
+    expect(res.status).toBe(202);
+    await vi.waitUntil(
+      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered",
+      { timeout: 10_000, interval: 50 },
+    );
+    const after = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
+    expect(after).toMatchObject({ attempt_count: 2, next_attempt_at: null });
+    expect(Date.parse(after.last_attempt_at)).toBeLessThan(Date.parse(before.next_attempt_at!));
+
+    // The scheduled retry's message comes back when due: it no longer owns the delivery.
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    try {
+      vi.setSystemTime(Date.now() + 61_000);
+      const run = await runConsumer([{ id: owner, body: message, attempts: 2 }]);
+      expect(run.acked).toEqual([owner]);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+    expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
+  });
+
+  it("a resend that fails moves the schedule to it: the old retry is dropped, none is made twice", async () => {
     const { orgId, key } = await newOrg();
     const down = receiver(uniqueId("down"));
     await down.script({ replies: [{ status: 500 }] });
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
-    await consume(message);
-    const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
-    expect(res.status).toBe(409);
-    expect(await res.json()).toMatchObject({ error: { code: "conflict" } });
+    const owner = uniqueId("msg");
+    await runConsumer([{ id: owner, body: message }]);
+
+    expect((await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key })).status).toBe(202);
+    await vi.waitUntil(
+      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2,
+      { timeout: 10_000, interval: 50 },
+    );
+    const delivery = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
+    // Attempt 2 was the resend; attempt 3, the last, follows it after the schedule's 300 s.
+    expect(delivery).toMatchObject({ status: "pending", last_error: "http_status" });
+    expect(Date.parse(delivery.next_attempt_at!) - Date.parse(delivery.last_attempt_at)).toBeGreaterThanOrEqual(
+      300_000,
+    );
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    try {
+      vi.setSystemTime(Date.now() + 61_000);
+      const run = await runConsumer([{ id: owner, body: message, attempts: 2 }]);
+      expect(run.acked).toEqual([owner]);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(await down.requests()).toHaveLength(2);
   });
 
   it("lets a stalled delivery (overdue > 5 min) be redelivered, which takes its schedule over", async () => {
@@ -233,6 +344,32 @@ describe("POST /v1/webhook/test", () => {
         ).data.length === 1,
       { timeout: 5_000 },
     );
+  });
+
+  it("sends a job.failed shaped as the docs show it when asked", async () => {
+    const { key, secret } = await newOrg();
+    const hook = receiver(uniqueId("test-failed"));
+    await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: hook.url } });
+    const res = await call("POST", "/v1/webhook/test", { token: key, body: { event_type: "job.failed" } });
+    expect(res.status).toBe(202);
+    const queued = (await res.json()) as { delivery_id: string; job_id: string };
+    await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
+    const [request] = await hook.requests();
+    expect(JSON.parse(request!.text)).toEqual({
+      type: "job.failed",
+      data: {
+        job_id: queued.job_id,
+        org_id: expect.any(String),
+        status: "failed",
+        error: expect.any(String),
+        credits_consumed: 0,
+        created_at: expect.any(String),
+      },
+    });
+    expect(request!.headers["x-zupertry-event"]).toBe("job.failed");
+    expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(secret, request!.text));
+    const refused = await call("POST", "/v1/webhook/test", { token: key, body: { event_type: "job.started" } });
+    expect(refused.status).toBe(400);
   });
 
   it("goes to the URL given instead of the org default", async () => {

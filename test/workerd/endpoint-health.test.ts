@@ -124,6 +124,20 @@ describe("what an org sees", () => {
     });
   });
 
+  it("an hour-by-hour chart of the last 24 hours, empty hours included, the current hour last", () => {
+    const h = run([fail(T0 - 30 * HOUR), ok(T0 - 2 * HOUR), ok(T0 - HOUR), fail(T0 - HOUR + 1, "timeout"), ok(T0 + 5)]);
+    const { hourly } = summarizeHealth(h, T0 + 10);
+    expect(hourly).toHaveLength(24);
+    expect(hourly[0]!.hour).toBe(new Date(T0 - 23 * HOUR).toISOString());
+    expect(hourly.slice(-3)).toEqual([
+      { hour: new Date(T0 - 2 * HOUR).toISOString(), succeeded: 1, failed: 0, timeouts: 0 },
+      { hour: new Date(T0 - HOUR).toISOString(), succeeded: 1, failed: 1, timeouts: 1 },
+      { hour: new Date(T0).toISOString(), succeeded: 1, failed: 0, timeouts: 0 },
+    ]);
+    // The failure 30 hours ago is in no hour of the chart.
+    expect(hourly.reduce((n, b) => n + b.succeeded + b.failed, 0)).toBe(4);
+  });
+
   it("the last outcomes, oldest first, at most 20", () => {
     const h = run([fail(T0, "network_error"), slowOk(T0 + 1), fail(T0 + 2, "timeout"), ok(T0 + 3)]);
     expect(summarizeHealth(h, T0).recent).toEqual(["network_error", "slow_ok", "timeout", "ok"]);

@@ -223,6 +223,9 @@ describe("the log queries", () => {
       `?delivery_id=${deliveryId}`,
       `?cursor=${encodeURIComponent(cursor)}`,
       `?outcome=failed&cursor=${encodeURIComponent(cursor)}`,
+      "?event_type=job.completed",
+      "?since=2026-01-01T00:00:00Z&until=2036-01-01T00:00:00Z",
+      "?outcome=failed&since=2026-01-01T00:00:00Z",
     ];
     for (const query of queries) {
       prepare.mockClear();
@@ -258,19 +261,28 @@ describe("the log queries", () => {
     const db = await logDbOf(orgId);
     const prepare = vi.spyOn(Object.getPrototypeOf(db.withSession()) as D1DatabaseSession, "prepare");
     const bind = vi.spyOn(Object.getPrototypeOf(db.prepare("SELECT 1")) as D1PreparedStatement, "bind");
-    const res = await call("GET", "/v1/deliveries?limit=5", { token: key });
-    expect(res.status).toBe(200);
-    const listSql = prepare.mock.calls.map(([sql]) => sql).filter((sql) => sql.includes("FROM attempts"));
-    expect(listSql).toHaveLength(1);
-    const plan = await db
-      .prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
-      .bind(...bind.mock.calls.at(-1)!)
-      .all<{ detail: string }>();
-    const details = plan.results.map((r) => r.detail);
-    expect(details[0]).toMatch(/^SEARCH first USING INDEX attempts_by_org \(org_id=\?\)/);
-    expect(
-      details.filter((d) => /^SCAN |TEMP B-TREE/.test(d)),
-      details.join("\n"),
-    ).toEqual([]);
+    for (const query of [
+      "",
+      "&status=failed",
+      "&status=pending&event_type=job.completed",
+      "&since=2026-01-01T00:00:00Z&until=2036-01-01T00:00:00Z",
+    ]) {
+      prepare.mockClear();
+      bind.mockClear();
+      const res = await call("GET", `/v1/deliveries?limit=5${query}`, { token: key });
+      expect(res.status).toBe(200);
+      const listSql = prepare.mock.calls.map(([sql]) => sql).filter((sql) => sql.includes("FROM attempts"));
+      expect(listSql, query).toHaveLength(1);
+      const plan = await db
+        .prepare(`EXPLAIN QUERY PLAN ${listSql[0]}`)
+        .bind(...bind.mock.calls.at(-1)!)
+        .all<{ detail: string }>();
+      const details = plan.results.map((r) => r.detail);
+      expect(details[0], query).toMatch(/^SEARCH first USING INDEX attempts_by_org \(org_id=\?/);
+      expect(
+        details.filter((d) => /^SCAN |TEMP B-TREE/.test(d)),
+        details.join("\n"),
+      ).toEqual([]);
+    }
   });
 });

@@ -12,7 +12,11 @@ interface OpenApiDoc {
     string,
     Record<
       string,
-      { responses: Record<string, { content?: Record<string, { schema: Schema }> }>; security?: unknown[] }
+      {
+        responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
+        security?: unknown[];
+        parameters?: Array<{ name: string; in: string }>;
+      }
     >
   >;
   components: { schemas: Record<string, Schema>; securitySchemes: Record<string, unknown> };
@@ -45,11 +49,15 @@ describe("/openapi.json", () => {
     );
     expect(operations.sort()).toEqual(
       [
+        "GET /",
         "GET /health",
         "POST /v1/events",
         "POST /v1/events/batch",
         "POST /v1/orgs/{org_id}/api-keys",
+        "GET /v1/orgs/{org_id}/api-keys",
         "DELETE /v1/orgs/{org_id}/api-keys/{id}",
+        "GET /v1/api-keys",
+        "DELETE /v1/api-keys/{id}",
         "GET /v1/webhook",
         "PUT /v1/webhook",
         "POST /v1/webhook/rotate-secret",
@@ -62,7 +70,7 @@ describe("/openapi.json", () => {
       ].sort(),
     );
     for (const [path, ops] of Object.entries(doc.paths)) {
-      if (path === "/health") continue;
+      if (!path.startsWith("/v1/")) continue;
       for (const [method, op] of Object.entries(ops)) {
         expect(op.security, `${method} ${path}`).toHaveLength(1);
         expect(op.responses["401"]?.content?.["application/json"]?.schema, `${method} ${path}`).toEqual({
@@ -81,7 +89,7 @@ describe("/openapi.json", () => {
         .replace("{attempt_id}", "att_00000000000000000000000000000000_1");
     let walked = 0;
     for (const [path, ops] of Object.entries(doc.paths)) {
-      if (path === "/health") continue;
+      if (!path.startsWith("/v1/")) continue;
       for (const method of Object.keys(ops)) {
         const res = await call(method.toUpperCase(), sample(path), { body: method === "get" ? undefined : {} });
         expect(res.status, `${method} ${path}`).toBe(401);
@@ -91,7 +99,42 @@ describe("/openapi.json", () => {
         walked++;
       }
     }
-    expect(walked).toBe(13);
+    expect(walked).toBe(16);
+  });
+
+  it("refuses a query parameter that a route does not take, on every /v1 route, naming it", async () => {
+    const orgId = uniqueId("org");
+    const key = await orgKey(orgId);
+    const sample = (path: string) =>
+      path
+        .replace("{org_id}", orgId)
+        .replace("{id}", path.includes("api-keys") ? "key_000000000000000000000000" : `dlv_${"0".repeat(32)}`)
+        .replace("{attempt_id}", `att_${"0".repeat(32)}_1`);
+    // A body the route takes, so that only the query is wrong.
+    const bodies: Record<string, unknown> = {
+      "/v1/events": jobEvent(orgId, uniqueId("job")),
+      "/v1/events/batch": { events: [jobEvent(orgId, uniqueId("job"))] },
+      "/v1/webhook": { webhook_url: null },
+    };
+    let walked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      if (!path.startsWith("/v1/")) continue;
+      for (const [method, op] of Object.entries(ops)) {
+        const token = JSON.stringify(op.security).includes("producerToken") ? PRODUCER_TOKEN : key;
+        const body = method === "get" || method === "delete" ? undefined : (bodies[path] ?? {});
+        // A parameter the route documents passes alongside (the lists' `limit`).
+        const known = op.parameters?.some((p) => p.in === "query" && p.name === "limit") ? "limit=5&" : "";
+        const res = await call(method.toUpperCase(), `${sample(path)}?${known}bogus=1`, { token, body });
+        const answer = (await res.json()) as { error?: { code: string; details?: Array<{ keys?: string[] }> } };
+        expect(res.status, `${method} ${path}`).toBe(400);
+        expect(answer.error?.details?.[0]?.keys, `${method} ${path}`).toEqual(["bogus"]);
+        walked++;
+      }
+    }
+    expect(walked).toBe(16);
+    // Nothing was queued or changed by the refused requests.
+    const logs = (await (await call("GET", "/v1/deliveries", { token: key })).json()) as { data: unknown[] };
+    expect(logs.data).toEqual([]);
   });
 
   it("answers an unknown path under a credential's paths 401 without it, and 404 with it", async () => {
@@ -167,6 +210,50 @@ describe("/openapi.json", () => {
       "post",
     );
     await expectConforms(await call("GET", "/v1/deliveries", { token: "zk_wrong" }), "/v1/deliveries", "get");
+    // The endpoint's health now has attempts, hour by hour.
+    const settings = await call("GET", "/v1/webhook", { token: key });
+    await expectConforms(settings.clone(), "/v1/webhook", "get");
+    expect(((await settings.json()) as { health: unknown }).health).toBeNull(); // no default URL set
+    await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: hook.url } });
+    await expectConforms(await call("GET", "/v1/webhook", { token: key }), "/v1/webhook", "get");
+    await expectConforms(
+      await call("GET", "/v1/deliveries?status=pending&event_type=job.completed&since=2026-01-01T00:00:00Z", {
+        token: key,
+      }),
+      "/v1/deliveries",
+      "get",
+    );
+    await expectConforms(await call("GET", "/v1/deliveries?stauts=failed", { token: key }), "/v1/deliveries", "get");
+    await expectConforms(await call("GET", "/v1/api-keys", { token: key }), "/v1/api-keys", "get");
+    await expectConforms(
+      await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN }),
+      "/v1/orgs/{org_id}/api-keys",
+      "get",
+    );
+    await expectConforms(await call("DELETE", "/v1/api-keys/key_nope", { token: key }), "/v1/api-keys/{id}", "delete");
+    await expectConforms(
+      await call("POST", "/v1/webhook/test", { token: key, body: { event_type: "job.failed" } }),
+      "/v1/webhook/test",
+      "post",
+    );
+  });
+});
+
+describe("GET /", () => {
+  it("answers an index: JSON for programs, a page of links for a browser", async () => {
+    const json = await call("GET", "/");
+    expect(json.status).toBe(200);
+    await expectConforms(json.clone(), "/", "get");
+    const { links } = (await json.json()) as { links: Record<string, string> };
+    for (const path of Object.values(links)) expect(path).toMatch(/^\//);
+    expect((await call("GET", links.openapi!)).status).toBe(200);
+    expect((await call("GET", links.health!)).status).toBe(200);
+
+    const html = await call("GET", "/", { headers: { Accept: "text/html,application/xhtml+xml" } });
+    expect(html.headers.get("Content-Type")).toMatch(/^text\/html/);
+    expect(html.headers.get("Content-Security-Policy")).toContain("default-src 'none'");
+    const page = await html.text();
+    for (const path of Object.values(links)) expect(page).toContain(`href="${path}"`);
   });
 });
 

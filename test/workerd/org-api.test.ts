@@ -5,6 +5,7 @@ import { call, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
 
 afterEach(() => {
   vi.useRealTimers();
+  vi.restoreAllMocks();
 });
 
 describe("POST /v1/orgs/{org_id}/api-keys", () => {
@@ -71,6 +72,107 @@ describe("DELETE /v1/orgs/{org_id}/api-keys/{id}", () => {
     const attempt = await call("DELETE", `/v1/orgs/${orgA}/api-keys/${id}`, { token: PRODUCER_TOKEN });
     expect(attempt.status).toBe(404);
     expect((await call("GET", "/v1/webhook", { token: key })).status).toBe(200);
+  });
+});
+
+/** Issues a named key for `orgId` through the operator route. */
+async function issueKey(orgId: string, name: string): Promise<{ id: string; key: string }> {
+  const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name } });
+  return (await res.json()) as { id: string; key: string };
+}
+
+interface KeySummary {
+  id: string;
+  name: string | null;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+  in_use: boolean;
+}
+
+async function ownKeys(token: string, query = ""): Promise<{ data: KeySummary[]; next_cursor: string | null }> {
+  const res = await call("GET", `/v1/api-keys${query}`, { token });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { data: KeySummary[]; next_cursor: string | null };
+}
+
+describe("the org's own keys: GET and DELETE /v1/api-keys", () => {
+  it("lists this org's keys newest first, with when each was used and revoked, never a key", async () => {
+    const orgId = uniqueId("org");
+    const ci = await issueKey(orgId, "ci");
+    const laptop = await issueKey(orgId, "laptop");
+    await issueKey(uniqueId("org"), "someone else's");
+    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${ci.id}`, { token: PRODUCER_TOKEN })).status).toBe(204);
+
+    const { data, next_cursor } = await ownKeys(laptop.key);
+    expect(next_cursor).toBeNull();
+    expect(data.map((k) => [k.id, k.name])).toEqual([
+      [laptop.id, "laptop"],
+      [ci.id, "ci"],
+    ]);
+    expect(data[0]).toMatchObject({ revoked_at: null, last_used_at: expect.any(String), in_use: true });
+    expect(data[1]).toMatchObject({ revoked_at: expect.any(String), last_used_at: null, in_use: false });
+    expect(JSON.stringify(data)).not.toMatch(/zk_|key_hash/);
+    // Operators see the same list.
+    const operator = await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN });
+    expect(((await operator.json()) as { data: KeySummary[] }).data.map((k) => k.id)).toEqual([laptop.id, ci.id]);
+    // Pages.
+    const first = await ownKeys(laptop.key, "?limit=1");
+    const second = await ownKeys(laptop.key, `?limit=1&cursor=${first.next_cursor}`);
+    expect([...first.data, ...second.data].map((k) => k.id)).toEqual([laptop.id, ci.id]);
+  });
+
+  it("revokes one of the org's keys, the one in use included; another org's key is not found", async () => {
+    const orgId = uniqueId("org");
+    const old = await issueKey(orgId, "old");
+    const current = await issueKey(orgId, "current");
+    const stranger = await issueKey(uniqueId("org"), "stranger");
+
+    expect((await call("DELETE", `/v1/api-keys/${stranger.id}`, { token: current.key })).status).toBe(404);
+    expect((await call("GET", "/v1/webhook", { token: stranger.key })).status).toBe(200);
+
+    expect((await call("DELETE", `/v1/api-keys/${old.id}`, { token: current.key })).status).toBe(204);
+    expect((await call("GET", "/v1/webhook", { token: old.key })).status).toBe(401);
+    expect((await call("DELETE", `/v1/api-keys/${old.id}`, { token: current.key })).status).toBe(404);
+
+    expect((await call("DELETE", `/v1/api-keys/${current.id}`, { token: current.key })).status).toBe(204);
+    expect((await call("GET", "/v1/api-keys", { token: current.key })).status).toBe(401);
+  });
+
+  it("cannot mint keys: an org key is refused on the operator routes", async () => {
+    const orgId = uniqueId("org");
+    const { key } = await issueKey(orgId, "leaked");
+    expect((await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: key, body: {} })).status).toBe(401);
+    expect((await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: key })).status).toBe(401);
+    expect((await call("POST", "/v1/api-keys", { token: key, body: {} })).status).toBe(404);
+    expect((await ownKeys(key)).data).toHaveLength(1);
+  });
+
+  it("writes last_used_at at most once per 5 minutes per key, not once per request", async () => {
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    const orgId = uniqueId("org");
+    const { id, key } = await issueKey(orgId, "busy");
+    const lastUsed = async () =>
+      (await env.DB.prepare("SELECT last_used_at FROM api_keys WHERE id = ?")
+        .bind(id)
+        .first<number | null>("last_used_at")) ?? null;
+    const update = vi.spyOn(Object.getPrototypeOf(env.DB) as D1Database, "prepare");
+    const writes = () => update.mock.calls.filter(([sql]) => sql.startsWith("UPDATE api_keys SET last_used_at"));
+
+    expect((await call("GET", "/v1/webhook", { token: key })).status).toBe(200);
+    await vi.waitUntil(async () => (await lastUsed()) !== null);
+    const first = (await lastUsed())!;
+    for (let i = 0; i < 20; i++) await call("GET", "/v1/webhook", { token: key });
+    vi.setSystemTime(Date.now() + 4 * 60 * 1000);
+    await call("GET", "/v1/webhook", { token: key });
+    expect(await lastUsed()).toBe(first);
+    expect(writes()).toHaveLength(1);
+
+    vi.setSystemTime(Date.now() + 2 * 60 * 1000);
+    await call("GET", "/v1/webhook", { token: key });
+    await vi.waitUntil(async () => (await lastUsed()) !== first);
+    expect((await lastUsed())! - first).toBeGreaterThanOrEqual(6 * 60 * 1000);
+    expect(writes()).toHaveLength(2);
   });
 });
 

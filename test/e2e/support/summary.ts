@@ -25,6 +25,7 @@ export function formatSummary(file: string): string {
   }
   if (facts.length === 0) return "";
   const order = [
+    "setup",
     "receivers",
     "schedule",
     "faults",

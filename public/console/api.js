@@ -1,0 +1,133 @@
+// @ts-check
+// The console's only way to the server: the public org API (/v1/...), with the org key
+// of this tab as the Authorization header, and the log bookmark sent back.
+
+/**
+ * What the org API answers (its OpenAPI document, /openapi.json, is the contract).
+ * @typedef {{ hour: string, succeeded: number, failed: number, timeouts: number }} HourCounts
+ * @typedef {{ endpoint: string, lane: "fast" | "slow", lane_reason: "timeout" | "slow" | "failing" | null,
+ *   lane_since: string | null, success_rate_24h: number | null, attempts_24h: number, timeouts_24h: number,
+ *   consecutive_failures: number, last_success_at: string | null, last_failure_at: string | null,
+ *   last_error: string | null, latency_ms: number | null, recent: RecentOutcome[], hourly: HourCounts[] }}
+ *   EndpointHealth
+ * @typedef {"ok" | "slow_ok" | "http_error" | "timeout" | "network_error"} RecentOutcome
+ * @typedef {{ webhook_url: string | null, signing_secret: string, secret_rotated_at: string | null,
+ *   health: EndpointHealth | null }} Settings
+ * @typedef {{ id: string, delivery_id: string, job_id: string, event_type: string, attempt: number,
+ *   status_code: number | null, response_time_ms: number, attempted_at: string, outcome: "succeeded" | "failed",
+ *   error: string | null, error_detail: string | null }} Attempt
+ * @typedef {Attempt & { url: string | null,
+ *   request: { headers: Record<string, string> | null, body: string },
+ *   response: { headers: Record<string, string> | null, body: string | null, truncated: boolean } }} AttemptDetail
+ * @typedef {{ id: string, job_id: string, event_type: string, status: "pending" | "delivered" | "failed",
+ *   attempt_count: number, next_attempt_at: string | null, last_error: string | null, webhook_url: string | null,
+ *   created_at: string, last_attempt_at: string }} Delivery
+ * @typedef {Delivery & { payload: unknown, attempts: Attempt[] }} DeliveryDetail
+ * @typedef {{ id: string, name: string | null, created_at: string, last_used_at: string | null,
+ *   revoked_at: string | null, in_use: boolean }} ApiKey
+ */
+
+/**
+ * A page of a list: `next_cursor` is null on the last.
+ * @template T
+ * @typedef {{ data: T[], next_cursor: string | null }} Page
+ */
+
+const KEY_STORAGE = "zupertry.orgKey";
+const BOOKMARK_HEADER = "X-Zupertry-Bookmark";
+
+/** The signed-in key (this tab's sessionStorage) and the newest log bookmark seen. */
+export const session = {
+  /** @type {string | null} */
+  key: sessionStorage.getItem(KEY_STORAGE),
+  // The log's newest bookmark this tab saw: sent back, so no read shows an older log.
+  /** @type {string | null} */
+  bookmark: null,
+};
+
+/** @param {string} key */
+export function rememberKey(key) {
+  session.key = key;
+  sessionStorage.setItem(KEY_STORAGE, key);
+}
+
+export function forgetKey() {
+  sessionStorage.removeItem(KEY_STORAGE);
+  session.key = null;
+  session.bookmark = null;
+}
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Whatever a `catch` got, as an ApiError (anything else is a bug, shown as its message).
+ * @param {unknown} error
+ * @returns {ApiError}
+ */
+export function asApiError(error) {
+  return error instanceof ApiError
+    ? error
+    : new ApiError(0, "internal", String(error instanceof Error ? error.message : error));
+}
+
+/** Called on a 401 to the signed-in key (it was revoked, or never valid). @type {(message: string) => void} */
+let onUnauthorized = () => {};
+/** @param {(message: string) => void} handler */
+export function whenUnauthorized(handler) {
+  onUnauthorized = handler;
+}
+
+/**
+ * Calls the org API. A 401 to the signed-in key signs out; network failures become a
+ * readable error.
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @param {string | null} [key]
+ * @returns {Promise<any>} the answer's JSON (its shape is the route's, see the typedefs above)
+ */
+export async function api(method, path, body, key = session.key) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: {
+        Authorization: `Bearer ${key}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        ...(session.bookmark === null ? {} : { [BOOKMARK_HEADER]: session.bookmark }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "network_error", "Couldn't reach the dispatcher. Check your connection, then try again.");
+  }
+  const bookmark = res.headers.get(BOOKMARK_HEADER);
+  // Bookmarks sort by time: keep the newest (answers may arrive out of order).
+  if (bookmark !== null && (session.bookmark === null || bookmark > session.bookmark)) session.bookmark = bookmark;
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) {
+    const error = new ApiError(
+      res.status,
+      data?.error?.code ?? "http_error",
+      res.status === 429
+        ? "Too many requests for this org right now. Wait a minute, then try again."
+        : (data?.error?.message ?? `The server answered HTTP ${res.status}.`),
+    );
+    if (res.status === 401 && key === session.key) {
+      onUnauthorized("That API key was not accepted: it is invalid or has been revoked.");
+    }
+    throw error;
+  }
+  return data;
+}

@@ -1,0 +1,79 @@
+// @ts-check
+// Settings → API keys: the org's keys (name, created, last used, revoked) and Revoke.
+// New keys are an operator's to issue (the producer token): an org key cannot mint one.
+
+import { api, asApiError } from "./api.js";
+import { $, $dialog, button, el, say, timeEl } from "./dom.js";
+
+/** @typedef {import("./api.js").ApiKey} ApiKey */
+
+/** The key that Revoke… asked about, until the dialog closes. @type {ApiKey | null} */
+let revoking = null;
+/** Signs out (set by console.js): revoking the key in use ends the session. @type {(message: string) => void} */
+let endSession = () => {};
+/** @param {(message: string) => void} handler */
+export function onOwnKeyRevoked(handler) {
+  endSession = handler;
+}
+
+export async function loadKeys() {
+  const body = $("keys-body");
+  try {
+    /** @type {import("./api.js").Page<ApiKey>} */
+    const page = await api("GET", "/v1/api-keys?limit=100");
+    body.replaceChildren(...page.data.map(keyRow));
+    say("keys-status", page.next_cursor ? "The 100 newest keys." : "");
+  } catch (error) {
+    if (asApiError(error).status !== 401) say("keys-status", asApiError(error).message, "error");
+  }
+}
+
+/** @param {ApiKey} key */
+function keyRow(key) {
+  const revoke = key.revoked_at
+    ? null
+    : button("Revoke…", { class: "danger small", "aria-label": `Revoke ${key.name ?? key.id}` });
+  revoke?.addEventListener("click", () => {
+    revoking = key;
+    $("revoke-name").textContent = key.name ?? key.id;
+    $("revoke-self").hidden = !key.in_use;
+    $dialog("revoke-dialog").showModal();
+  });
+  return el(
+    "tr",
+    { "data-id": key.id },
+    el(
+      "td",
+      { "data-label": "Name" },
+      key.name ?? el("span", { class: "muted", text: "(no name)" }),
+      key.in_use ? el("span", { class: "badge ok", text: "this session" }) : null,
+    ),
+    el("td", { "data-label": "Key ID", class: "mono", text: key.id }),
+    el("td", { "data-label": "Created" }, timeEl(key.created_at)),
+    el("td", { "data-label": "Last used" }, key.last_used_at ? timeEl(key.last_used_at) : "Never"),
+    el(
+      "td",
+      { "data-label": "Status" },
+      key.revoked_at ? el("span", {}, "Revoked ", timeEl(key.revoked_at)) : "Active",
+    ),
+    el("td", { "data-label": "Actions" }, revoke),
+  );
+}
+
+$dialog("revoke-dialog").addEventListener("close", async () => {
+  const key = revoking;
+  revoking = null;
+  if (!key || $dialog("revoke-dialog").returnValue !== "confirm") return;
+  say("keys-status", `Revoking ${key.name ?? key.id}…`);
+  try {
+    await api("DELETE", `/v1/api-keys/${encodeURIComponent(key.id)}`);
+    if (key.in_use) {
+      endSession("You revoked the key this tab was signed in with. Sign in with another key.");
+      return;
+    }
+    say("keys-status", `Revoked ${key.name ?? key.id}: requests with it fail from now on.`, "ok");
+    loadKeys();
+  } catch (error) {
+    if (asApiError(error).status !== 401) say("keys-status", asApiError(error).message, "error");
+  }
+});

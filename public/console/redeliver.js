@@ -1,0 +1,40 @@
+// @ts-check
+// The Redeliver / Resend now button of a delivery, in the Deliveries and the log views.
+
+import { api, asApiError } from "./api.js";
+import { button, exactTime, say } from "./dom.js";
+
+/**
+ * A button that makes an attempt now (POST /v1/deliveries/{id}/redeliver) and says
+ * what happened in `status`, in words: for a pending delivery, the time its scheduled
+ * retry was due (never the API's field names).
+ * @param {string} deliveryId
+ * @param {HTMLElement} status
+ * @param {{ label: string, dueAt: () => Promise<string | null>, after: () => void }} options
+ *   `dueAt`: when the delivery's next retry is due (null: it is finished); `after`: a reload, a moment later
+ */
+export function redeliverButton(deliveryId, status, { label, dueAt, after }) {
+  const node = button(label, { class: "secondary" });
+  node.addEventListener("click", async () => {
+    node.disabled = true;
+    say(status, "Sending it now…");
+    try {
+      const due = await dueAt();
+      await api("POST", `/v1/deliveries/${encodeURIComponent(deliveryId)}/redeliver`);
+      say(
+        status,
+        due
+          ? `Sent now instead of at ${exactTime(due)}. If it succeeds, that retry is dropped; ` +
+              "if it fails, the schedule goes on from it."
+          : "Redelivery queued: a new attempt is made in a moment.",
+        "ok",
+      );
+      setTimeout(after, 1500);
+    } catch (error) {
+      say(status, asApiError(error).message, "error");
+    } finally {
+      node.disabled = false;
+    }
+  });
+  return node;
+}
