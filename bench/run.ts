@@ -21,6 +21,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import WebSocket from "ws";
 import { type Dispatcher, root, startDispatcher, stopProcess } from "../scripts/wrangler-dev";
 import { sampleJobData } from "../src/api/sample-event";
 import { PRICES, PRICES_DATE } from "./prices";
@@ -45,8 +46,11 @@ const SHARD_COUNTS = [1, 2, 4] as const;
 const SHARD_EVENTS = 1000;
 const SHARD_ORGS = 20;
 const SHARDS_CONFIG = ".bench-shards.wrangler.toml";
+/** Deliveries/s with `zupertry listen` sessions connected: per burst, and bursts of each kind. */
+const LISTENER_EVENTS = 2000;
+const LISTENER_ROUNDS = 2;
 
-const PHASES = ["ingest", "delivery", "steady", "neighbour", "shards"] as const;
+const PHASES = ["ingest", "delivery", "steady", "neighbour", "shards", "listener"] as const;
 type Phase = (typeof PHASES)[number];
 
 /**
@@ -131,6 +135,7 @@ async function main() {
     }
     if (phases.has("neighbour")) measured.neighbour = await neighbourPhase(receiver);
     if (phases.has("shards")) measured.shards = await shardsPhase(receiver);
+    if (phases.has("listener")) measured.listener = await listenerPhase(receiver);
     const result = report(measured);
     mkdirSync(join(root, "bench/results"), { recursive: true });
     const complete = PHASES.every((p) => phases.has(p)) && args["batch-size"] === undefined;
@@ -170,6 +175,7 @@ interface Measured {
   steady?: { p50Ms: number; p99Ms: number };
   neighbour?: { healthy: NeighbourRun; noisy: NeighbourRun };
   shards?: ShardRun[];
+  listener?: ListenerPhase;
   peakKiB?: number;
 }
 
@@ -671,6 +677,110 @@ function shardsConfig(names: readonly string[]): string {
   return SHARDS_CONFIG;
 }
 
+// ---- zupertry listen ------------------------------------------------------------------
+
+interface ListenerPhase {
+  events: number;
+  rounds: number;
+  /** Deliveries/s of each burst, in the order run: without, with, without, with, … */
+  withoutPerSecond: number[];
+  withPerSecond: number[];
+  /** Delivery frames the listeners got in the bursts with them (one per attempt). */
+  relayed: number;
+}
+
+/**
+ * The consumer's deliveries/s with a `zupertry listen` session on every org (each
+ * delivery relayed, each answered with a result as the CLI does), against the same
+ * bursts without, alternating so that the machine's drift falls on both.
+ */
+async function listenerPhase(receiver: Receiver): Promise<ListenerPhase> {
+  const dispatcher = await startDispatcher({ ALLOW_INSECURE_WEBHOOK_URLS: "true" }, { config: PRODUCT_CONFIG });
+  const orgs = Array.from({ length: ORGS }, (_, i) => `org_listen_${i}`);
+  const result: ListenerPhase = {
+    events: LISTENER_EVENTS,
+    rounds: LISTENER_ROUNDS,
+    withoutPerSecond: [],
+    withPerSecond: [],
+    relayed: 0,
+  };
+  try {
+    const keys = await Promise.all(
+      orgs.map(async (org) => {
+        const res = await fetch(`${dispatcher.url}/v1/orgs/${org}/api-keys`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${dispatcher.producerToken}` },
+        });
+        return ((await res.json()) as { key: string }).key;
+      }),
+    );
+    const run = async () =>
+      Math.round(
+        LISTENER_EVENTS /
+          (await burst(dispatcher.url, dispatcher.producerToken, receiver, LISTENER_EVENTS, (i) => orgs[i % ORGS]!))
+            .seconds,
+      );
+    for (let r = 0; r < LISTENER_ROUNDS; r++) {
+      log(`listener: ${LISTENER_EVENTS} events, no listener`);
+      result.withoutPerSecond.push(await run());
+      await sleep(8000); // the burst's sockets close (see DELIVERY_EVENTS)
+      log(`listener: ${LISTENER_EVENTS} events, a listener on each of ${ORGS} orgs`);
+      const listeners = await Promise.all(keys.map((key) => openListener(dispatcher.url, key)));
+      result.withPerSecond.push(await run());
+      await sleep(1000); // the last relays arrive
+      for (const l of listeners) {
+        result.relayed += l.frames();
+        l.close();
+      }
+      await sleep(8000);
+    }
+  } finally {
+    await dispatcher.stop();
+  }
+  return result;
+}
+
+/**
+ * A listener as the CLI is one: it answers each delivery with a result, in `results`
+ * frames of up to 25 or after 200 ms (cli/listen.mjs), and forwards nowhere.
+ */
+async function openListener(base: string, key: string): Promise<{ frames(): number; close(): void }> {
+  const ws = new WebSocket(`${base.replace(/^http/, "ws")}/v1/listen`, { headers: { Authorization: `Bearer ${key}` } });
+  await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+  let frames = 0;
+  let results: unknown[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (results.length > 0) ws.send(JSON.stringify({ type: "results", results }));
+    results = [];
+  };
+  ws.on("message", (data) => {
+    const frame = JSON.parse(data.toString()) as { type: string; delivery_id: string; attempt: number; job_id: string };
+    if (frame.type !== "delivery") return;
+    frames++;
+    results.push({
+      delivery_id: frame.delivery_id,
+      attempt: frame.attempt,
+      job_id: frame.job_id,
+      event_type: "job.completed",
+      status_code: 200,
+      response_time_ms: 1,
+      error: null,
+    });
+    if (results.length >= 25) flush();
+    else timer ??= setTimeout(flush, 200);
+  });
+  return {
+    frames: () => frames,
+    close: () => {
+      flush();
+      ws.close();
+    },
+  };
+}
+
 // ---- memory ------------------------------------------------------------------------
 
 /** Polls the resident memory of the dispatcher's workerd process(es); keeps the peak. */
@@ -834,6 +944,21 @@ function report(m: Measured) {
       value: each((r) => `max ${r.maxWritesPerShardPerBatch}`),
     });
   }
+  if (m.listener) {
+    const l = m.listener;
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const ratio = median(l.withPerSecond) / median(l.withoutPerSecond);
+    targets.push({
+      target: "zupertry listen: deliveries/s with a listener on every org ≥ 90% of without (unchanged)",
+      ok: ratio >= 0.9,
+      value: `${Math.round(ratio * 100)}% (${l.withPerSecond.join(", ")} vs ${l.withoutPerSecond.join(", ")} /s)`,
+    });
+    targets.push({
+      target: "zupertry listen: every delivery relayed to its org's listener",
+      ok: l.relayed === l.events * l.rounds,
+      value: `${l.relayed} of ${l.events * l.rounds}`,
+    });
+  }
   if (neighbourCost) {
     targets.push({
       target: "≤ $4 per million healthy deliveries beside a hanging org (its moves counted)",
@@ -880,6 +1005,7 @@ function report(m: Measured) {
       dollarsPerMillionHealthy: neighbourCost,
     },
     shards: m.shards && { events: SHARD_EVENTS, orgs: SHARD_ORGS, batchRequestSize: BATCH, runs: m.shards },
+    listener: m.listener,
     perEvent,
     dollarsPerMillion,
     prices: { ...PRICES, date: PRICES_DATE },

@@ -49,6 +49,8 @@ export interface WranglerOptions {
   state?: string;
   /** Let `GET /__scheduled?cron=…` run the cron handler (`wrangler dev --test-scheduled`). */
   testScheduled?: boolean;
+  /** The port to listen on (a restarted dispatcher keeps its address); a free one by default. */
+  port?: number;
 }
 
 export async function startDispatcher(
@@ -66,7 +68,7 @@ export async function startDispatcher(
     await run("node", [join(root, "scripts", "migrate.mjs"), "--local", "--persist-to", state, ...configArgs], env);
   }
 
-  const [port, inspectorPort] = [await freePort(), await freePort()];
+  const [port, inspectorPort] = [options.port ?? (await freePort()), await freePort()];
   const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
   const child = spawn(
     wrangler,

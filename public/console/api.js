@@ -12,7 +12,10 @@
  *   EndpointHealth
  * @typedef {"ok" | "slow_ok" | "http_error" | "timeout" | "network_error"} RecentOutcome
  * @typedef {{ webhook_url: string | null, signing_secret: string, secret_rotated_at: string | null,
- *   health: EndpointHealth | null }} Settings
+ *   health: EndpointHealth | null, listeners: number }} Settings
+ * @typedef {{ delivery_id: string, attempt: number, job_id: string, event_type: string, listener_key_id: string,
+ *   status_code: number | null, response_time_ms: number, error: string | null, received_at: string }}
+ *   ListenerResult
  * @typedef {{ id: string, delivery_id: string, job_id: string, event_type: string, attempt: number,
  *   status_code: number | null, response_time_ms: number, attempted_at: string, outcome: "succeeded" | "failed",
  *   error: string | null, error_detail: string | null }} Attempt

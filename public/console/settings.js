@@ -53,6 +53,48 @@ function settings() {
 function renderUrl() {
   $input("webhook-url").value = settings().webhook_url ?? "";
   renderHealth();
+  loadListenerResults();
+}
+
+// ---- zupertry listen ---------------------------------------------------------------
+
+/** How many `zupertry listen` sessions are connected, and what they answered (not attempts). */
+async function loadListenerResults() {
+  const n = settings().listeners;
+  $("listeners-count").textContent = n
+    ? `${n} listener${n === 1 ? "" : "s"} connected now.`
+    : "No listener connected now.";
+  try {
+    /** @type {{ data: import("./api.js").ListenerResult[] }} */
+    const { data } = await api("GET", "/v1/listen/deliveries");
+    $("listener-body").replaceChildren(
+      ...(data.length
+        ? data.slice(0, 10).map((r) =>
+            el(
+              "tr",
+              {},
+              el("td", { "data-label": "Forwarded" }, timeEl(r.received_at)),
+              el("td", { "data-label": "Event", text: r.event_type }),
+              el("td", { "data-label": "Job ID", class: "mono", text: r.job_id }),
+              el("td", { "data-label": "Attempt", text: `#${r.attempt}` }),
+              el(
+                "td",
+                { "data-label": "Local answer" },
+                r.error === null
+                  ? el("span", {
+                      class: `badge ${r.status_code !== null && r.status_code < 300 ? "ok" : "fail"}`,
+                      text: `${r.status_code} in ${r.response_time_ms} ms`,
+                    })
+                  : el("span", { class: "badge fail", text: r.error }),
+              ),
+              el("td", { "data-label": "Listener key", class: "mono", text: r.listener_key_id }),
+            ),
+          )
+        : [el("tr", {}, el("td", { colspan: "6", class: "muted", text: "Nothing forwarded yet." }))]),
+    );
+  } catch (error) {
+    if (asApiError(error).status !== 401) say("listeners-count", asApiError(error).message, "error");
+  }
 }
 
 // ---- endpoint health ---------------------------------------------------------------

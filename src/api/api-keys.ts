@@ -1,4 +1,5 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { orgSettings } from "../org/org-settings";
 import { type ApiKeySummary, createApiKey, listApiKeys, revokeApiKey } from "../store/api-keys";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute, PRODUCER_401, producerRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
@@ -62,6 +63,15 @@ function presentKey(key: ApiKeySummary, inUse: string | undefined): z.infer<type
 }
 
 const listQuery = strictQuery({ ...pageQuery });
+
+/**
+ * Revokes a key of the org, and ends the `zupertry listen` sessions it opened: those
+ * were authenticated once, when they connected.
+ */
+async function revoke(env: Env, orgId: string, keyId: string): Promise<void> {
+  if (!(await revokeApiKey(env.DB, orgId, keyId))) throw new ApiError(404, "not_found", "no such API key");
+  await orgSettings(env, orgId).closeListeners(keyId);
+}
 
 /** A page of the org's keys; `inUse` is the id of the key the request was made with. */
 async function keyPage(db: D1Database, orgId: string, query: z.infer<typeof listQuery>, inUse?: string) {
@@ -190,7 +200,7 @@ export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVaria
   })
   .openapi(deleteKey, async (c) => {
     const { org_id, id } = c.req.valid("param");
-    if (!(await revokeApiKey(c.env.DB, org_id, id))) throw new ApiError(404, "not_found", "no such API key");
+    await revoke(c.env, org_id, id);
     return c.body(null, 204);
   })
   .openapi(listKeys, async (c) =>
@@ -200,8 +210,6 @@ export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVaria
     c.json(await keyPage(c.env.DB, c.var.orgId, c.req.valid("query"), c.var.keyId), 200),
   )
   .openapi(revokeOwnKey, async (c) => {
-    if (!(await revokeApiKey(c.env.DB, c.var.orgId, c.req.valid("param").id))) {
-      throw new ApiError(404, "not_found", "no such API key");
-    }
+    await revoke(c.env, c.var.orgId, c.req.valid("param").id);
     return c.body(null, 204);
   });

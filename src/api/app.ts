@@ -5,6 +5,7 @@ import { deliveries } from "./deliveries";
 import { notFound, onError, validationHook } from "./errors";
 import { events } from "./events";
 import { indexPage } from "./index-page";
+import { listen } from "./listen";
 import { orgLog } from "./org-log";
 import { orgApiLimit } from "./rate-limit";
 import { webhook } from "./webhook";
@@ -32,7 +33,7 @@ app.openapi(
 // a route added under these paths cannot forget it (test/workerd/openapi.test.ts walks every
 // documented route without credentials). `/v1/webhook/*` covers `/v1/webhook` too.
 for (const path of ["/v1/events/*", "/v1/orgs/*"]) app.use(path, requireProducer);
-for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*", "/v1/api-keys/*"]) {
+for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*", "/v1/api-keys/*", "/v1/listen/*"]) {
   app.use(path, requireOrgKey, orgApiLimit);
 }
 // The log routes read the org's shard, through a session (src/api/org-log.ts).
@@ -44,6 +45,7 @@ app.route("/", apiKeys);
 app.route("/", webhook);
 app.route("/", webhookLogs);
 app.route("/", deliveries);
+app.route("/", listen);
 
 app.openAPIRegistry.registerComponent("securitySchemes", "producerToken", {
   type: "http",

@@ -78,6 +78,7 @@ export const WebhookSettingsSchema = z
     health: EndpointHealthSchema.nullable().openapi({
       description: "How the default URL's endpoint has been answering; null without a default URL",
     }),
+    listeners: z.number().int().openapi({ description: "`zupertry listen` sessions connected now (GET /v1/listen)" }),
   })
   .openapi("WebhookSettings");
 
@@ -185,7 +186,9 @@ const sendTest = createRoute({
         },
       },
     },
-    400: errorResponseSpec("`no_webhook_url` (none given, no org default), or a URL the rules refuse"),
+    400: errorResponseSpec(
+      "`no_webhook_url` (none given, no org default, no listener connected), or a URL the rules refuse",
+    ),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     415: errorResponseSpec("Body is not `application/json`"),
@@ -226,12 +229,17 @@ export const webhook = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariables 
     if (webhookUrl !== null) {
       const check = checkWebhookUrl(webhookUrl, { allowInsecure: readConfig(c.env).allowInsecureWebhookUrls });
       if (!check.ok) throw invalidWebhookUrl(check.reason);
-    } else if ((await orgSettings(c.env, c.var.orgId).getWebhook()).webhook_url === null) {
-      throw new ApiError(
-        400,
-        "no_webhook_url",
-        "pass a webhook_url, or set the org default with PUT /v1/webhook first",
-      );
+    } else {
+      // With a `zupertry listen` session connected, no URL at all is fine: the listener
+      // gets the event (and the log says no_webhook_url, as it would for any event).
+      const settings = await orgSettings(c.env, c.var.orgId).getWebhook();
+      if (settings.webhook_url === null && settings.listeners === 0) {
+        throw new ApiError(
+          400,
+          "no_webhook_url",
+          "pass a webhook_url, set the org default with PUT /v1/webhook first, or connect zupertry listen",
+        );
+      }
     }
     await spendSend(c.env, c.var.orgId);
     const now = Date.now();

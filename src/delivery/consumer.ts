@@ -19,6 +19,7 @@ import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
 import { type PoolTask, runPool } from "./pool";
 import { eventColumns } from "./record";
+import { type RelayItem, relayToListeners } from "./relay";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
 import { groupByShard, type ShardGroup } from "./shard-groups";
 import { Signer } from "./signing";
@@ -221,6 +222,7 @@ export async function deliverBatch(
   const tasks: Array<
     PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
   > = [];
+  const relayed: RelayItem[] = [];
   for (const { message, plan, event } of planned) {
     const org = orgs.get(message.body.org_id)!;
     if (!org.ok) {
@@ -229,9 +231,13 @@ export async function deliverBatch(
       continue;
     }
     const target = resolveTarget(event, org.value.settings, config);
+    const moving = target.ok && lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint);
+    if (org.value.settings.listeners > 0 && !moving) {
+      relayed.push({ orgId: message.body.org_id, event, attempt: plan.attempt, signer: org.value.signer });
+    }
     if (!target.ok) {
       end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
-    } else if (lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint)) {
+    } else if (moving) {
       toSlowLane.push(moveRequest(message));
       movedMessages.push(message);
     } else {
@@ -252,6 +258,9 @@ export async function deliverBatch(
       tasks.push(task);
     }
   }
+
+  // To the org's `zupertry listen` sessions, as the attempts start; never awaited here.
+  if (relayed.length > 0) ctx.waitUntil(relayToListeners(env, relayed));
 
   const results = await runPool(tasks, {
     connections: MAX_OPEN_CONNECTIONS,

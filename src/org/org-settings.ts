@@ -9,6 +9,14 @@ import {
   newEndpointHealth,
   summarizeHealth,
 } from "./endpoint-health";
+import {
+  type DeliveryFrame,
+  KEY_ID_HEADER,
+  type ListenerResult,
+  MAX_LISTENER_RESULTS,
+  MAX_LISTENERS,
+  readClientFrame,
+} from "./listeners";
 import { placeOrg } from "./placement";
 import { migrateSchema } from "./schema";
 import { generateSigningSecret } from "./signing-secret";
@@ -39,6 +47,12 @@ import { checkWebhookUrl } from "./webhook-url";
  *     origin                      the endpoint (scheme, host, port), primary key
  *     lane, lane_reason, …        the fields of `EndpointHealth`; `hours` is JSON
  *
+ *   listener_results (the last MAX_LISTENER_RESULTS)
+ *     what `zupertry listen` sessions answered for relayed deliveries (src/org/listeners.ts)
+ *
+ * And the org's listener sessions: WebSockets accepted with the hibernation API, each
+ * tagged with the id of the key it signed in with.
+ *
  * Why a previous secret: Standard Webhooks receivers accept any of several signatures,
  * so during 24 h after a rotation deliveries carry both and receivers can switch over
  * without a gap. `X-Zupertry-Signature` has room for one value and switches at once.
@@ -52,6 +66,8 @@ export interface WebhookSettings {
   secret_rotated_at: string | null;
   /** The default URL's endpoint; null without a default URL. */
   health: EndpointHealthSummary | null;
+  /** `zupertry listen` sessions connected now. */
+  listeners: number;
 }
 
 /** What the delivery consumer needs: where to POST, what to sign with (current first), which lane, where to log. */
@@ -62,6 +78,8 @@ export interface DeliverySettings {
   slow_endpoints: string[];
   /** The org's log shard; null when its record is lost (the org's deliveries then wait, loudly). */
   log_shard: string | null;
+  /** `zupertry listen` sessions connected now: the run relays the org's attempts to them. */
+  listeners: number;
 }
 
 export type SetWebhookUrlResult = { ok: true; settings: WebhookSettings } | { ok: false; reason: string };
@@ -75,6 +93,9 @@ export const PREVIOUS_SECRET_GRACE_MS = 24 * 60 * 60 * 1000;
  * in the fast lane if it comes back).
  */
 export const MAX_ENDPOINTS = 1000;
+
+/** Listener results beyond MAX_LISTENER_RESULTS are deleted once every this many. */
+const TRIM_EVERY = 50;
 
 interface HealthRow extends Record<string, SqlStorageValue> {
   origin: string;
@@ -109,6 +130,131 @@ export class OrgSettings extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     migrateSchema(ctx.storage);
+    // A listener's keep-alive is answered by the runtime: it never wakes the object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
+  }
+
+  /**
+   * A listener session (GET /v1/listen, already authenticated by the Worker, which names
+   * the key in KEY_ID_HEADER): accepted with the hibernation API, at most MAX_LISTENERS.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const keyId = request.headers.get(KEY_ID_HEADER);
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket" || !keyId) {
+      return Response.json({ error: { code: "invalid_request", message: "a WebSocket upgrade" } }, { status: 426 });
+    }
+    if (this.ctx.getWebSockets().length >= MAX_LISTENERS) {
+      return Response.json(
+        {
+          error: {
+            code: "rate_limited",
+            message: `this org has ${MAX_LISTENERS} listeners connected already, the most it may`,
+          },
+        },
+        { status: 429 },
+      );
+    }
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [keyId]);
+    server.send(JSON.stringify({ type: "hello", listeners: this.ctx.getWebSockets().length }));
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A listener's frame: a result is kept; anything else is refused (src/org/listeners.ts). */
+  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
+    const verdict = readClientFrame(message);
+    if (!verdict.ok) {
+      if ("close" in verdict) ws.close(verdict.close.code, verdict.close.reason);
+      else ws.send(JSON.stringify({ type: "error", message: verdict.error }));
+      return;
+    }
+    const keyId = this.ctx.getTags(ws)[0] ?? "unknown";
+    this.ctx.storage.transactionSync(() => {
+      let last = 0;
+      for (const r of verdict.results) {
+        last = this.sql
+          .exec<{ id: number }>(
+            `INSERT INTO listener_results (received_at, key_id, delivery_id, attempt, job_id, event_type,
+               status_code, response_time_ms, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+            Date.now(),
+            keyId,
+            r.delivery_id,
+            r.attempt,
+            r.job_id,
+            r.event_type,
+            r.status_code,
+            r.response_time_ms,
+            r.error,
+          )
+          .one().id;
+      }
+      // Trimmed now and then, not on every result: a busy listener answers for each delivery.
+      if (Math.floor(last / TRIM_EVERY) > Math.floor((last - verdict.results.length) / TRIM_EVERY)) {
+        this.sql.exec("DELETE FROM listener_results WHERE id <= ?", last - MAX_LISTENER_RESULTS);
+      }
+    });
+  }
+
+  override webSocketClose(ws: WebSocket, code: number, reason: string): void {
+    // Complete the closing handshake (a no-op once closed).
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // already closed
+    }
+  }
+
+  /**
+   * Relays a consumer run's attempts to every listener. `send` queues the frame and
+   * returns: a slow listener holds up nothing, and one that is gone is skipped.
+   */
+  relay(frames: readonly DeliveryFrame[]): number {
+    const texts = frames.map((frame) => JSON.stringify(frame));
+    let sent = 0;
+    for (const ws of this.ctx.getWebSockets()) {
+      for (const text of texts) {
+        try {
+          ws.send(text);
+          sent++;
+        } catch {
+          break; // closing or closed
+        }
+      }
+    }
+    return sent;
+  }
+
+  /** Closes the sessions opened with a key (it was revoked): 4001, which the CLI takes as final. */
+  closeListeners(keyId: string): number {
+    const sessions = this.ctx.getWebSockets(keyId);
+    for (const ws of sessions) ws.close(4001, "API key revoked");
+    return sessions.length;
+  }
+
+  /** What the org's listeners answered, newest first. */
+  getListenerResults(limit = 100): ListenerResult[] {
+    return this.sql
+      .exec<{
+        delivery_id: string;
+        attempt: number;
+        job_id: string;
+        event_type: string;
+        key_id: string;
+        status_code: number | null;
+        response_time_ms: number;
+        error: string | null;
+        received_at: number;
+      }>(
+        `SELECT delivery_id, attempt, job_id, event_type, key_id, status_code, response_time_ms, error, received_at
+           FROM listener_results ORDER BY id DESC LIMIT ?`,
+        limit,
+      )
+      .toArray()
+      .map(({ key_id, received_at, ...r }) => ({
+        ...r,
+        listener_key_id: key_id,
+        received_at: new Date(received_at).toISOString(),
+      }));
   }
 
   /** The org's settings; the first call creates its signing secret. */
@@ -172,7 +318,13 @@ export class OrgSettings extends DurableObject<Env> {
             )
             .toArray()
             .map((r) => r.origin);
-    return { webhook_url: row.webhook_url, signing_secrets: secrets, slow_endpoints: slow, log_shard: row.log_shard };
+    return {
+      webhook_url: row.webhook_url,
+      signing_secrets: secrets,
+      slow_endpoints: slow,
+      log_shard: row.log_shard,
+      listeners: this.ctx.getWebSockets().length,
+    };
   }
 
   /**
@@ -258,6 +410,7 @@ export class OrgSettings extends DurableObject<Env> {
         endpoint === null
           ? null
           : (this.getEndpointHealth(endpoint) ?? summarizeHealth(newEndpointHealth(endpoint), Date.now())),
+      listeners: this.ctx.getWebSockets().length,
     };
   }
 

@@ -14,6 +14,9 @@
  *                     (src/org/org-settings.ts)
  *   endpoint_health   one row per endpoint (origin) the org's deliveries went to: the
  *                     state of src/org/endpoint-health.ts; at most MAX_ENDPOINTS rows
+ *   listener_results  what the org's `zupertry listen` sessions answered for relayed
+ *                     deliveries (src/org/listeners.ts); the last MAX_LISTENER_RESULTS,
+ *                     trimmed every 50 inserts
  *   schema_version    one row: the last migration applied
  */
 
@@ -50,6 +53,20 @@ const MIGRATIONS: readonly string[] = [
   // is their shard. A new org gets its shard when its settings are created.
   `ALTER TABLE org_settings ADD COLUMN log_shard TEXT;
    UPDATE org_settings SET log_shard = 'DB'`,
+  // v4: what the org's `zupertry listen` sessions answered (src/org/listeners.ts): never
+  // attempts, kept apart from the log, the last MAX_LISTENER_RESULTS only.
+  `CREATE TABLE listener_results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    job_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    status_code INTEGER,
+    response_time_ms INTEGER NOT NULL,
+    error TEXT
+  )`,
 ];
 
 /** The version an object has once `migrateSchema` ran. */

@@ -3,6 +3,7 @@ import { createRequire } from "node:module";
 import { gzipSync } from "node:zlib";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { receiver } from "../support/receiver-client";
 import { api, dispatcherUrl, newOrg, producerToken, seedEvent, until } from "./support/client";
 import { record } from "./support/summary";
@@ -530,6 +531,38 @@ describe("the console", () => {
     expect(await tab.evaluate(() => sessionStorage.getItem("zupertry.orgKey"))).toBeNull();
     expect((await api("GET", "/v1/webhook", spare.key)).status).toBe(401);
     await tab.close();
+  });
+
+  it("Local listeners: how many are connected and what they answered, apart from attempts", async () => {
+    const listener = new WebSocket(`${dispatcherUrl().replace(/^http/, "ws")}/v1/listen`, {
+      headers: { Authorization: `Bearer ${org.key}` },
+    });
+    await new Promise((resolve, reject) => listener.once("open", resolve).once("error", reject));
+    listener.send(
+      JSON.stringify({
+        type: "result",
+        delivery_id: `dlv_${"c".repeat(32)}`,
+        attempt: 1,
+        job_id: "job_on_a_laptop",
+        event_type: "job.completed",
+        status_code: 200,
+        response_time_ms: 7,
+        error: null,
+      }),
+    );
+    try {
+      await until(async () => {
+        const res = await api("GET", "/v1/listen/deliveries", org.key);
+        return ((await res.json()) as { data: unknown[] }).data.length === 1 ? true : undefined;
+      });
+      await openView("settings");
+      await expect.poll(() => page.locator("#listeners-count").textContent()).toBe("1 listener connected now.");
+      expect(await page.locator("#listener-body tr").first().textContent()).toMatch(
+        /job_on_a_laptop.*#1.*200 in 7 ms/s,
+      );
+    } finally {
+      listener.close();
+    }
   });
 
   it("looks right at 1280 px and 390 px, light and dark (screenshots)", async () => {

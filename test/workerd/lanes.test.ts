@@ -314,6 +314,7 @@ describe("the org object's storage", () => {
     // Put the object back in its pre-versioning shape: only org_settings, as v1 made it.
     await runInDurableObject(stub, (_instance: OrgSettings, state) => {
       state.storage.sql.exec("DROP TABLE endpoint_health");
+      state.storage.sql.exec("DROP TABLE listener_results");
       state.storage.sql.exec("DROP TABLE schema_version");
       toV1Settings(state.storage.sql);
     });
@@ -338,7 +339,7 @@ describe("the org object's storage", () => {
     expect(await stub.getEndpointHealth("https://before.example")).toMatchObject({ attempts_24h: 1 });
   });
 
-  it("migrates a v2 object to v3: an org with settings keeps DB as its shard, one without is placed", async () => {
+  it("migrates a v2 object on: an org with settings keeps DB as its shard, one without is placed", async () => {
     const existing = orgSettings(env, uniqueId("org"));
     const before = await existing.getWebhook();
     const unset = orgSettings(env, uniqueId("org"));
@@ -346,14 +347,30 @@ describe("the org object's storage", () => {
     for (const stub of [existing, unset]) {
       await runInDurableObject(stub, (_instance: OrgSettings, state) => {
         toV1Settings(state.storage.sql);
+        state.storage.sql.exec("DROP TABLE listener_results");
         state.storage.sql.exec("UPDATE schema_version SET version = 2");
         new OrgSettings(state, env);
-        expect(state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version).toBe(3);
+        expect(state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version).toBe(
+          SCHEMA_VERSION,
+        );
       });
     }
     expect(await existing.getWebhook()).toEqual(before);
     expect(await existing.getLogShard()).toBe("DB");
     expect(env.LOG_SHARDS.split(",")).toContain(await unset.getLogShard());
+  });
+
+  it("migrates a v3 object to v4: settings and health kept, listener results added", async () => {
+    const stub = orgSettings(env, uniqueId("org"));
+    const before = await stub.setWebhookUrl("https://v3.example/hook");
+    await runInDurableObject(stub, (_instance: OrgSettings, state) => {
+      state.storage.sql.exec("DROP TABLE listener_results");
+      state.storage.sql.exec("UPDATE schema_version SET version = 3");
+      new OrgSettings(state, env);
+      expect(state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM listener_results").one().n).toBe(0);
+    });
+    expect(await stub.getWebhook()).toEqual(before.ok && before.settings);
+    expect(await stub.getListenerResults()).toEqual([]);
   });
 
   it("keeps at most MAX_ENDPOINTS endpoints, forgetting the least recently used", async () => {

@@ -58,6 +58,8 @@ describe("/openapi.json", () => {
         "DELETE /v1/orgs/{org_id}/api-keys/{id}",
         "GET /v1/api-keys",
         "DELETE /v1/api-keys/{id}",
+        "GET /v1/listen",
+        "GET /v1/listen/deliveries",
         "GET /v1/webhook",
         "PUT /v1/webhook",
         "POST /v1/webhook/rotate-secret",
@@ -99,7 +101,7 @@ describe("/openapi.json", () => {
         walked++;
       }
     }
-    expect(walked).toBe(16);
+    expect(walked).toBe(18);
   });
 
   it("refuses a query parameter that a route does not take, on every /v1 route, naming it", async () => {
@@ -131,7 +133,7 @@ describe("/openapi.json", () => {
         walked++;
       }
     }
-    expect(walked).toBe(16);
+    expect(walked).toBe(18);
     // Nothing was queued or changed by the refused requests.
     const logs = (await (await call("GET", "/v1/deliveries", { token: key })).json()) as { data: unknown[] };
     expect(logs.data).toEqual([]);

@@ -187,6 +187,7 @@ describe("GET and PUT /v1/webhook", () => {
       signing_secret: expect.stringMatching(/^whsec_/),
       secret_rotated_at: null,
       health: null,
+      listeners: 0,
     });
     expect(await (await call("GET", "/v1/webhook", { token: key })).json()).toEqual(settings);
   });

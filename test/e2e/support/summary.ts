@@ -35,6 +35,7 @@ export function formatSummary(file: string): string {
     "load",
     "hostile input",
     "console",
+    "listen",
   ];
   facts.sort((x, y) => order.indexOf(x.area) - order.indexOf(y.area));
   const width = (k: keyof Fact) => Math.max(k.length, ...facts.map((f) => f[k].length));

@@ -1,0 +1,89 @@
+// @ts-check
+// The CLI's way to the dispatcher: its public org API, with the org key as the bearer.
+
+/** @typedef {{ apiUrl: string, apiKey: string }} Credentials */
+
+export const DEFAULT_API_URL = "http://127.0.0.1:8787";
+
+/**
+ * Where and as whom: flags first, then ZUPERTRY_API_URL / ZUPERTRY_API_KEY.
+ * @param {{ "api-url"?: string, "api-key"?: string }} flags
+ * @param {Record<string, string | undefined>} env
+ * @returns {Credentials | { error: string }}
+ */
+export function credentials(flags, env) {
+  const apiKey = flags["api-key"] ?? env.ZUPERTRY_API_KEY ?? "";
+  const apiUrl = (flags["api-url"] ?? env.ZUPERTRY_API_URL ?? DEFAULT_API_URL).replace(/\/+$/, "");
+  if (!apiKey) return { error: "No API key: pass --api-key zk_… or set ZUPERTRY_API_KEY." };
+  if (!apiKey.startsWith("zk_")) return { error: "That is not an org API key (they start with zk_)." };
+  try {
+    const url = new URL(apiUrl);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
+  } catch {
+    return { error: `Not an API URL: ${apiUrl} (e.g. ${DEFAULT_API_URL} or https://webhooks.example.com)` };
+  }
+  return { apiUrl, apiKey };
+}
+
+/** An answer of the API that is not a 2xx, with its error message. */
+export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Calls the org API; throws ApiError for a non-2xx answer, with a sentence a person can act on.
+ * @param {Credentials} creds
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<any>}
+ */
+export async function call(creds, method, path, body) {
+  let res;
+  try {
+    res = await fetch(`${creds.apiUrl}${path}`, {
+      method,
+      headers: {
+        Authorization: `Bearer ${creds.apiKey}`,
+        ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+  } catch (error) {
+    throw new ApiError(0, "network_error", `Could not reach ${creds.apiUrl}: ${describeError(error)}`);
+  }
+  /** @type {any} */
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (!res.ok) {
+    const message =
+      res.status === 401
+        ? "The API key was not accepted: it is invalid or has been revoked."
+        : (data?.error?.message ?? `The dispatcher answered HTTP ${res.status}.`);
+    throw new ApiError(res.status, data?.error?.code ?? "http_error", message);
+  }
+  return data;
+}
+
+/**
+ * A short, readable cause of a network error (Node puts the real one in `cause`).
+ * @param {unknown} error
+ */
+export function describeError(error) {
+  const cause = /** @type {{ cause?: { code?: string, message?: string } } | null} */ (error)?.cause;
+  if (cause?.code) return `${cause.code}${cause.message ? ` (${cause.message})` : ""}`;
+  if (error instanceof Error && error.name === "TimeoutError") return "no answer in time";
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** `11:02:03`, the local time of day, for one line per event. @param {Date} [date] */
+export const clock = (date = new Date()) => date.toTimeString().slice(0, 8);

@@ -1,0 +1,230 @@
+// @ts-check
+// `zupertry listen --forward-to URL`: holds a WebSocket to the dispatcher (GET /v1/listen)
+// and POSTs each of the org's deliveries to a local URL with the bytes and headers a real
+// endpoint gets, so a receiver's signature check runs unchanged.
+
+import WebSocket from "ws";
+import { ApiError, call, clock, describeError } from "./api.mjs";
+
+/** @typedef {import("./api.mjs").Credentials} Credentials */
+/**
+ * @typedef {{ type: "delivery", delivery_id: string, job_id: string, event_type: string, attempt: number,
+ *   headers: Record<string, string>, body: string }} DeliveryFrame
+ */
+
+/** A local receiver gets as long as a real one. */
+const FORWARD_TIMEOUT_MS = 10_000;
+/** Reconnect back-off: 1 s, doubling, at most 30 s. */
+const MAX_BACKOFF_MS = 30_000;
+/** A text ping this often keeps proxies from closing an idle socket (the object answers without waking). */
+const PING_EVERY_MS = 30_000;
+/**
+ * Results go back in batches (one `results` frame per 25, or after 200 ms): a burst of
+ * deliveries wakes the dispatcher's object a few times, not once per delivery.
+ */
+const RESULTS_PER_FRAME = 25;
+const RESULTS_WAIT_MS = 200;
+/** Close codes of the dispatcher that end the session for good. */
+const CLOSED_FOR_GOOD = {
+  4001: "This API key was revoked: the listener session ended.",
+};
+
+/**
+ * Runs until stopped (resolves 0) or the session cannot go on (a refused or revoked key:
+ * resolves 1).
+ * @param {Credentials} creds
+ * @param {{ forwardTo: string, out?: (line: string) => void, signal?: AbortSignal }} options
+ * @returns {Promise<number>}
+ */
+export function listen(creds, { forwardTo, out = console.log, signal }) {
+  const url = `${creds.apiUrl.replace(/^http/, "ws")}/v1/listen`;
+  let backoffMs = 1000;
+  /** When the connection was lost; null while connected (or before the first). @type {Date | null} */
+  let lostAt = null;
+  /** @type {WebSocket | null} */
+  let socket = null;
+  /** @type {NodeJS.Timeout | undefined} */
+  let retry;
+
+  return new Promise((resolve) => {
+    /** @param {number} code */
+    const finish = (code) => {
+      clearTimeout(retry);
+      socket?.removeAllListeners();
+      socket?.on("error", () => {});
+      socket?.close();
+      resolve(code);
+    };
+    signal?.addEventListener("abort", () => finish(0), { once: true });
+
+    const connect = () => {
+      const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${creds.apiKey}` }, maxPayload: 2 ** 21 });
+      socket = ws;
+      /** @type {NodeJS.Timeout | undefined} */
+      let ping;
+      ws.on("unexpected-response", async (_request, response) => {
+        let body = "";
+        for await (const chunk of response) body += chunk;
+        const message = parseError(body);
+        if (response.statusCode === 401) {
+          out("The API key was not accepted: it is invalid or has been revoked.");
+          finish(1);
+        } else if (response.statusCode === 429 && message) {
+          out(`The dispatcher refused the listener: ${message}`);
+          finish(1);
+        } else {
+          lost(`HTTP ${response.statusCode}${message ? `: ${message}` : ""}`);
+        }
+      });
+      ws.on("open", async () => {
+        backoffMs = 1000;
+        ping = setInterval(() => ws.send("ping"), PING_EVERY_MS);
+        if (lostAt) {
+          const since = lostAt;
+          lostAt = null;
+          out(await missedWindow(creds, since, new Date()));
+        }
+        out(`Ready: forwarding this org's deliveries to ${forwardTo} (Ctrl+C to stop).`);
+      });
+      ws.on("message", (data, isBinary) => {
+        if (isBinary) return;
+        const text = data.toString();
+        if (text === "pong") return;
+        /** @type {{ type?: string, message?: string } & Partial<DeliveryFrame>} */
+        let frame;
+        try {
+          frame = JSON.parse(text);
+        } catch {
+          return;
+        }
+        if (frame.type === "delivery") forward(/** @type {DeliveryFrame} */ (frame), ws);
+        else if (frame.type === "error") out(`The dispatcher says: ${frame.message}`);
+      });
+      ws.on("close", (code, reason) => {
+        clearInterval(ping);
+        if (ws !== socket) return;
+        const final = CLOSED_FOR_GOOD[/** @type {keyof typeof CLOSED_FOR_GOOD} */ (code)];
+        if (final) {
+          out(final);
+          finish(1);
+          return;
+        }
+        lost(`closed (${code}${reason.length ? `: ${reason}` : ""})`);
+      });
+      ws.on("error", (error) => {
+        // A refused connection: "close" follows and reconnects.
+        if (ws.readyState !== WebSocket.OPEN) out(`Cannot reach ${creds.apiUrl}: ${describeError(error)}`);
+      });
+    };
+
+    /** @param {string} why */
+    const lost = (why) => {
+      if (signal?.aborted) return;
+      socket?.removeAllListeners();
+      socket?.on("error", () => {});
+      socket?.terminate();
+      lostAt ??= new Date();
+      out(`Connection lost (${why}); reconnecting in ${Math.round(backoffMs / 1000)} s…`);
+      clearTimeout(retry);
+      retry = setTimeout(connect, backoffMs);
+      backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+    };
+
+    /** @type {Array<Record<string, unknown>>} */
+    let results = [];
+    /** @type {NodeJS.Timeout | undefined} */
+    let flushTimer;
+    /** @param {WebSocket} ws */
+    const flush = (ws) => {
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
+      const batch = results;
+      results = [];
+      if (batch.length > 0 && ws.readyState === WebSocket.OPEN)
+        ws.send(JSON.stringify({ type: "results", results: batch }));
+    };
+
+    /**
+     * POSTs one delivery to the local URL and tells the dispatcher how it went.
+     * @param {DeliveryFrame} frame
+     * @param {WebSocket} ws
+     */
+    const forward = async (frame, ws) => {
+      const started = performance.now();
+      /** @type {number | null} */
+      let status = null;
+      /** @type {string | null} */
+      let error = null;
+      try {
+        const res = await fetch(forwardTo, {
+          method: "POST",
+          headers: frame.headers,
+          body: frame.body,
+          redirect: "manual",
+          signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+        });
+        status = res.status;
+        await res.arrayBuffer();
+      } catch (thrown) {
+        error = describeError(thrown);
+      }
+      const ms = Math.round(performance.now() - started);
+      out(
+        [
+          clock(),
+          frame.event_type.padEnd(13),
+          frame.job_id,
+          frame.delivery_id,
+          `#${frame.attempt}`,
+          error === null ? `→ ${status} in ${ms} ms` : `→ error: ${error}`,
+        ].join("  "),
+      );
+      results.push({
+        delivery_id: frame.delivery_id,
+        attempt: frame.attempt,
+        job_id: frame.job_id,
+        event_type: frame.event_type,
+        status_code: status,
+        response_time_ms: ms,
+        error: error?.slice(0, 200) ?? null,
+      });
+      if (results.length >= RESULTS_PER_FRAME) flush(ws);
+      else flushTimer ??= setTimeout(() => flush(ws), RESULTS_WAIT_MS);
+    };
+
+    connect();
+  });
+}
+
+/** @param {string} body */
+function parseError(body) {
+  try {
+    return /** @type {{ error?: { message?: string } }} */ (JSON.parse(body)).error?.message ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * What a reconnected listener missed: the deliveries made while it was away, which it
+ * did not forward (they went to the real endpoint as always).
+ * @param {Credentials} creds
+ * @param {Date} from
+ * @param {Date} to
+ */
+async function missedWindow(creds, from, to) {
+  const window = `${clock(from)}–${clock(to)}`;
+  try {
+    const query = new URLSearchParams({ since: from.toISOString(), until: to.toISOString(), limit: "100" });
+    const page = await call(creds, "GET", `/v1/deliveries?${query}`);
+    const n = page.data.length;
+    const count = page.next_cursor ? "more than 100 deliveries were" : `${n} deliver${n === 1 ? "y was" : "ies were"}`;
+    return (
+      `Reconnected. While disconnected (${window}) ${count} made and not forwarded` +
+      (n ? `: zupertry logs --since ${from.toISOString()}` : ".")
+    );
+  } catch (error) {
+    const why = error instanceof ApiError ? error.message : describeError(error);
+    return `Reconnected. Disconnected ${window}; could not list what was missed: ${why}`;
+  }
+}

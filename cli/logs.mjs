@@ -1,0 +1,67 @@
+// @ts-check
+// `zupertry logs [--follow]`: the org's attempts, oldest first, one line each, filtered
+// like GET /v1/webhook-logs; with --follow, new ones as they are logged.
+
+import { call, clock } from "./api.mjs";
+
+/** @typedef {import("./api.mjs").Credentials} Credentials */
+/**
+ * @typedef {{ id: string, delivery_id: string, job_id: string, event_type: string, attempt: number,
+ *   status_code: number | null, response_time_ms: number, attempted_at: string, outcome: string,
+ *   error: string | null }} Attempt
+ */
+
+/** How often --follow asks. */
+const POLL_MS = 1000;
+/**
+ * A row is written when its attempt ends, up to the 10 s timeout after `attempted_at`
+ * (its start), so each poll looks this far back and skips the rows it already printed.
+ */
+const LOOK_BACK_MS = 60_000;
+
+/** @param {Attempt} a */
+export function attemptLine(a) {
+  const result = a.outcome === "succeeded" ? `✓ ${a.status_code}` : `✗ ${a.status_code ?? a.error}`;
+  return [
+    clock(new Date(a.attempted_at)),
+    a.event_type.padEnd(13),
+    a.job_id,
+    a.delivery_id,
+    `#${a.attempt}`,
+    `${result} in ${a.response_time_ms} ms`,
+  ].join("  ");
+}
+
+/**
+ * @param {Credentials} creds
+ * @param {{ filters: Record<string, string | undefined>, follow: boolean, since?: string,
+ *   out?: (line: string) => void, signal?: AbortSignal }} options
+ * @returns {Promise<number>}
+ */
+export async function logs(creds, { filters, follow, since, out = console.log, signal }) {
+  const query = (/** @type {Record<string, string>} */ extra) => {
+    const q = new URLSearchParams({ limit: "100", ...extra });
+    for (const [name, value] of Object.entries(filters)) if (value) q.set(name, value);
+    return q;
+  };
+  /** @type {Attempt[]} */
+  const first = (await call(creds, "GET", `/v1/webhook-logs?${query(since ? { since } : { limit: "20" })}`)).data;
+  const seen = new Map(first.map((a) => [a.id, Date.parse(a.attempted_at)]));
+  for (const a of first.reverse()) out(attemptLine(a));
+  if (!follow) return 0;
+  out("Following new attempts (Ctrl+C to stop)…");
+  while (!signal?.aborted) {
+    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    if (signal?.aborted) break;
+    const from = Date.now() - LOOK_BACK_MS;
+    /** @type {Attempt[]} */
+    const page = (await call(creds, "GET", `/v1/webhook-logs?${query({ since: new Date(from).toISOString() })}`)).data;
+    for (const a of page.reverse()) {
+      if (seen.has(a.id)) continue;
+      seen.set(a.id, Date.parse(a.attempted_at));
+      out(attemptLine(a));
+    }
+    for (const [id, at] of seen) if (at < from - LOOK_BACK_MS) seen.delete(id);
+  }
+  return 0;
+}

@@ -1,0 +1,255 @@
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
+import {
+  attemptsOf,
+  call,
+  hmacHex,
+  jobEvent,
+  messageFor,
+  orgKey,
+  PRODUCER_TOKEN,
+  receiver,
+  runConsumer,
+  uniqueId,
+} from "./helpers";
+
+/**
+ * `zupertry listen` sessions (src/api/listen.ts, src/org/listeners.ts): WebSockets held
+ * by the org's Durable Object, which gets every attempt of its org relayed, apart from
+ * the log.
+ */
+
+interface Session {
+  ws: WebSocket;
+  frames: Array<Record<string, unknown>>;
+  closed: Promise<{ code: number; reason: string }>;
+  /** The next frame that matches (waits for it). */
+  next(type: string): Promise<Record<string, unknown>>;
+}
+
+const open: WebSocket[] = [];
+afterEach(() => {
+  for (const ws of open.splice(0)) {
+    try {
+      ws.close(1000);
+    } catch {
+      // closed already
+    }
+  }
+  vi.restoreAllMocks();
+});
+
+async function connect(token: string): Promise<Session> {
+  const res = await call("GET", "/v1/listen", { token, headers: { Upgrade: "websocket" } });
+  expect(res.status).toBe(101);
+  const ws = res.webSocket!;
+  ws.accept();
+  open.push(ws);
+  const frames: Array<Record<string, unknown>> = [];
+  ws.addEventListener("message", (event) => {
+    if (typeof event.data === "string" && event.data !== "pong") frames.push(JSON.parse(event.data));
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.addEventListener("close", (event) => resolve({ code: event.code, reason: event.reason })),
+  );
+  const next = async (type: string) => {
+    await vi.waitUntil(() => frames.some((f) => f.type === type), { timeout: 5_000, interval: 10 });
+    const i = frames.findIndex((f) => f.type === type);
+    return frames.splice(i, 1)[0]!;
+  };
+  await next("hello");
+  return { ws, frames, closed, next };
+}
+
+async function newOrg() {
+  const orgId = uniqueId("org");
+  const key = await orgKey(orgId);
+  const { signing_secret } = (await (await call("GET", "/v1/webhook", { token: key })).json()) as {
+    signing_secret: string;
+  };
+  return { orgId, key, secret: signing_secret };
+}
+
+describe("GET /v1/listen", () => {
+  it("needs an org key and a WebSocket upgrade", async () => {
+    const { key } = await newOrg();
+    expect((await call("GET", "/v1/listen", { headers: { Upgrade: "websocket" } })).status).toBe(401);
+    expect((await call("GET", "/v1/listen", { token: PRODUCER_TOKEN, headers: { Upgrade: "websocket" } })).status).toBe(
+      401,
+    );
+    const plain = await call("GET", "/v1/listen", { token: key });
+    expect(plain.status).toBe(426);
+    expect(await plain.json()).toMatchObject({ error: { code: "invalid_request" } });
+  });
+
+  it("relays each attempt with the headers and bytes a real endpoint gets, and logs it once", async () => {
+    const { orgId, key, secret } = await newOrg();
+    const listener = await connect(key);
+    const hook = receiver(uniqueId("real"));
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    const run = await runConsumer([{ id: uniqueId("msg"), body: message }]);
+    await run.background;
+
+    const frame = await listener.next("delivery");
+    const [real] = await hook.requests();
+    expect(frame).toMatchObject({
+      delivery_id: message.delivery_id,
+      job_id: message.job_id,
+      event_type: "job.completed",
+      attempt: 1,
+      body: real!.text,
+    });
+    const headers = frame.headers as Record<string, string>;
+    expect(headers["X-Zupertry-Signature"]).toBe(real!.headers["x-zupertry-signature"]);
+    expect(headers["X-Zupertry-Signature"]).toBe(await hmacHex(secret, real!.text));
+    expect(Object.keys(headers).map((h) => h.toLowerCase())).toEqual(
+      expect.arrayContaining(["x-zupertry-delivery", "x-zupertry-attempt", "webhook-signature", "user-agent"]),
+    );
+    // The real endpoint got its attempt; the log holds it once; the relay is no attempt.
+    expect(run.acked).toHaveLength(1);
+    expect(await attemptsOf(message.delivery_id)).toHaveLength(1);
+  });
+
+  it("never waits for the relay: an object that does not answer it holds up no delivery", async () => {
+    const { orgId, key } = await newOrg();
+    await connect(key);
+    const get = env.ORG_SETTINGS.get.bind(env.ORG_SETTINGS);
+    let relays = 0;
+    vi.spyOn(env.ORG_SETTINGS, "get").mockImplementation((id) => {
+      const stub = get(id);
+      return new Proxy(stub, {
+        get: (target, name) =>
+          name === "relay"
+            ? () => {
+                relays++;
+                return new Promise(() => {}); // never settles
+              }
+            : Reflect.get(target, name),
+      });
+    });
+    const hook = receiver(uniqueId("real"));
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    const run = await runConsumer([{ id: uniqueId("msg"), body: message }]);
+    expect(relays).toBe(1);
+    expect(run.acked).toHaveLength(1);
+    expect(await hook.requests()).toHaveLength(1);
+    expect(await attemptsOf(message.delivery_id)).toHaveLength(1);
+  });
+
+  it("relays to every listener of the org, and to none of another org", async () => {
+    const a = await newOrg();
+    const b = await newOrg();
+    const [first, second, stranger] = await Promise.all([connect(a.key), connect(a.key), connect(b.key)]);
+    const message = await messageFor(jobEvent(a.orgId, uniqueId("job")), null); // no URL anywhere
+    await (await runConsumer([{ id: uniqueId("msg"), body: message }])).background;
+    for (const listener of [first, second]) {
+      expect(await listener.next("delivery")).toMatchObject({ delivery_id: message.delivery_id });
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    expect(stranger.frames).toEqual([]);
+    // The real attempt says what it was: no URL.
+    expect((await attemptsOf(message.delivery_id)).map((r) => r.error)).toEqual(["no_webhook_url"]);
+  });
+
+  it("keeps what listeners answer apart from the log, and refuses frames that are not results", async () => {
+    const { key } = await newOrg();
+    const listener = await connect(key);
+    const result = {
+      type: "result",
+      delivery_id: `dlv_${"a".repeat(32)}`,
+      attempt: 1,
+      job_id: "job_local",
+      event_type: "job.completed",
+      status_code: 200,
+      response_time_ms: 12,
+      error: null,
+    };
+    listener.ws.send(JSON.stringify(result));
+    listener.ws.send("{not json");
+    expect(await listener.next("error")).toMatchObject({ message: expect.stringContaining("not JSON") });
+    listener.ws.send(JSON.stringify({ ...result, status_code: "200" }));
+    expect(await listener.next("error")).toMatchObject({ message: expect.stringContaining("status_code") });
+
+    // Several at once, as the CLI sends them in a burst.
+    const { type: _, ...fields } = result;
+    listener.ws.send(
+      JSON.stringify({
+        type: "results",
+        results: [
+          { ...fields, job_id: "job_b", status_code: 500 },
+          { ...fields, job_id: "job_c", status_code: null, error: "ECONNREFUSED" },
+        ],
+      }),
+    );
+    await vi.waitUntil(async () => {
+      const res = await call("GET", "/v1/listen/deliveries", { token: key });
+      return ((await res.json()) as { data: unknown[] }).data.length === 3;
+    });
+    const res = await call("GET", "/v1/listen/deliveries", { token: key });
+    const { data } = (await res.json()) as { data: Array<Record<string, unknown>> };
+    expect(data.map((r) => [r.job_id, r.status_code, r.error])).toEqual([
+      ["job_c", null, "ECONNREFUSED"],
+      ["job_b", 500, null],
+      ["job_local", 200, null],
+    ]);
+    expect(data[2]).toEqual({
+      delivery_id: result.delivery_id,
+      attempt: 1,
+      job_id: "job_local",
+      event_type: "job.completed",
+      listener_key_id: expect.stringMatching(/^key_/),
+      status_code: 200,
+      response_time_ms: 12,
+      error: null,
+      received_at: expect.any(String),
+    });
+
+    listener.ws.send("x".repeat(MAX_CLIENT_FRAME_BYTES + 1));
+    expect(await listener.closed).toMatchObject({ code: 1009 });
+    const binary = await connect(key);
+    binary.ws.send(new Uint8Array([1, 2, 3]));
+    expect(await binary.closed).toMatchObject({ code: 1003 });
+  });
+
+  it(`holds at most ${MAX_LISTENERS} listeners per org`, async () => {
+    const { key } = await newOrg();
+    for (let i = 0; i < MAX_LISTENERS; i++) await connect(key);
+    const refused = await call("GET", "/v1/listen", { token: key, headers: { Upgrade: "websocket" } });
+    expect(refused.status).toBe(429);
+    expect(await refused.json()).toMatchObject({ error: { code: "rate_limited" } });
+    expect(((await (await call("GET", "/v1/webhook", { token: key })).json()) as { listeners: number }).listeners).toBe(
+      MAX_LISTENERS,
+    );
+  });
+
+  it("ends the sessions of a key when it is revoked (4001), and only those", async () => {
+    const { orgId, key } = await newOrg();
+    const created = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "b" } });
+    const other = (await created.json()) as { id: string; key: string };
+    const [mine, theirs] = await Promise.all([connect(key), connect(other.key)]);
+    expect((await call("DELETE", `/v1/api-keys/${other.id}`, { token: key })).status).toBe(204);
+    expect(await theirs.closed).toEqual({ code: 4001, reason: "API key revoked" });
+    mine.ws.send("ping");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(mine.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("lets a test event go out with no URL at all while a listener is connected", async () => {
+    const { key } = await newOrg();
+    const without = await call("POST", "/v1/webhook/test", { token: key, body: { event_type: "job.failed" } });
+    expect(without.status).toBe(400);
+    expect(await without.json()).toMatchObject({ error: { code: "no_webhook_url" } });
+
+    const listener = await connect(key);
+    const res = await call("POST", "/v1/webhook/test", { token: key, body: { event_type: "job.failed" } });
+    expect(res.status).toBe(202);
+    const { delivery_id } = (await res.json()) as { delivery_id: string };
+    // The test event goes through the real queue and consumer.
+    const frame = await vi.waitUntil(
+      () => listener.frames.find((f) => f.type === "delivery" && f.delivery_id === delivery_id),
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(JSON.parse(frame.body as string)).toMatchObject({ type: "job.failed", data: { status: "failed" } });
+  });
+});
