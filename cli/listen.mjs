@@ -16,8 +16,13 @@ import { ApiError, call, clock, describeError } from "./api.mjs";
 const FORWARD_TIMEOUT_MS = 10_000;
 /** Reconnect back-off: 1 s, doubling, at most 30 s. */
 const MAX_BACKOFF_MS = 30_000;
-/** A text ping this often keeps proxies from closing an idle socket (the object answers without waking). */
+/**
+ * A text ping this often keeps proxies from closing an idle socket (the object answers
+ * without waking); no pong for two of them means the connection is dead (a laptop that
+ * slept, a network that changed), and it is dropped and made again.
+ */
 const PING_EVERY_MS = 30_000;
+const DEAD_AFTER_MS = 2 * PING_EVERY_MS + 5_000;
 /**
  * Results go back in batches (one `results` frame per 25, or after 200 ms): a burst of
  * deliveries wakes the dispatcher's object a few times, not once per delivery.
@@ -45,13 +50,28 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
   let socket = null;
   /** @type {NodeJS.Timeout | undefined} */
   let retry;
+  /** @type {NodeJS.Timeout | undefined} */
+  let ping;
 
   return new Promise((resolve) => {
+    /** @type {Array<Record<string, unknown>>} */
+    let results = [];
+    /** @type {NodeJS.Timeout | undefined} */
+    let flushTimer;
+    /** Drops the current socket and its timers (results not yet sent go with it). */
+    const drop = () => {
+      clearInterval(ping);
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
+      results = [];
+      socket?.removeAllListeners();
+      socket?.on("error", () => {});
+    };
     /** @param {number} code */
     const finish = (code) => {
       clearTimeout(retry);
-      socket?.removeAllListeners();
-      socket?.on("error", () => {});
+      if (socket) flush(socket);
+      drop();
       socket?.close();
       resolve(code);
     };
@@ -60,8 +80,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
     const connect = () => {
       const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${creds.apiKey}` }, maxPayload: 2 ** 21 });
       socket = ws;
-      /** @type {NodeJS.Timeout | undefined} */
-      let ping;
+      let lastPong = Date.now();
       ws.on("unexpected-response", async (_request, response) => {
         let body = "";
         for await (const chunk of response) body += chunk;
@@ -69,16 +88,25 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         if (response.statusCode === 401) {
           out("The API key was not accepted: it is invalid or has been revoked.");
           finish(1);
-        } else if (response.statusCode === 429 && message) {
-          out(`The dispatcher refused the listener: ${message}`);
+        } else if (response.statusCode === 429 && !response.headers["retry-after"]) {
+          // The org's listener limit: waiting would not help.
+          out(`The dispatcher refused the listener: ${message || "too many listeners"}`);
           finish(1);
         } else {
+          // A rate limit (Retry-After) or a passing fault: try again.
+          const after = Number(response.headers["retry-after"]);
+          if (Number.isFinite(after) && after > 0) backoffMs = Math.max(backoffMs, Math.min(after, 300) * 1000);
           lost(`HTTP ${response.statusCode}${message ? `: ${message}` : ""}`);
         }
       });
       ws.on("open", async () => {
         backoffMs = 1000;
-        ping = setInterval(() => ws.send("ping"), PING_EVERY_MS);
+        lastPong = Date.now();
+        clearInterval(ping);
+        ping = setInterval(() => {
+          if (Date.now() - lastPong > DEAD_AFTER_MS) lost("no answer to pings");
+          else ws.send("ping");
+        }, PING_EVERY_MS);
         if (lostAt) {
           const since = lostAt;
           lostAt = null;
@@ -89,7 +117,10 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       ws.on("message", (data, isBinary) => {
         if (isBinary) return;
         const text = data.toString();
-        if (text === "pong") return;
+        if (text === "pong") {
+          lastPong = Date.now();
+          return;
+        }
         /** @type {{ type?: string, message?: string } & Partial<DeliveryFrame>} */
         let frame;
         try {
@@ -101,7 +132,6 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         else if (frame.type === "error") out(`The dispatcher says: ${frame.message}`);
       });
       ws.on("close", (code, reason) => {
-        clearInterval(ping);
         if (ws !== socket) return;
         const final = CLOSED_FOR_GOOD[/** @type {keyof typeof CLOSED_FOR_GOOD} */ (code)];
         if (final) {
@@ -120,8 +150,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
     /** @param {string} why */
     const lost = (why) => {
       if (signal?.aborted) return;
-      socket?.removeAllListeners();
-      socket?.on("error", () => {});
+      drop();
       socket?.terminate();
       lostAt ??= new Date();
       out(`Connection lost (${why}); reconnecting in ${Math.round(backoffMs / 1000)} s…`);
@@ -130,10 +159,6 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
     };
 
-    /** @type {Array<Record<string, unknown>>} */
-    let results = [];
-    /** @type {NodeJS.Timeout | undefined} */
-    let flushTimer;
     /** @param {WebSocket} ws */
     const flush = (ws) => {
       clearTimeout(flushTimer);
@@ -206,8 +231,9 @@ function parseError(body) {
 }
 
 /**
- * What a reconnected listener missed: the deliveries made while it was away, which it
- * did not forward (they went to the real endpoint as always).
+ * What a reconnected listener missed: the attempts made while it was away (retries of
+ * older deliveries included), which it did not forward; they went to the real endpoint
+ * as always.
  * @param {Credentials} creds
  * @param {Date} from
  * @param {Date} to
@@ -216,9 +242,9 @@ async function missedWindow(creds, from, to) {
   const window = `${clock(from)}–${clock(to)}`;
   try {
     const query = new URLSearchParams({ since: from.toISOString(), until: to.toISOString(), limit: "100" });
-    const page = await call(creds, "GET", `/v1/deliveries?${query}`);
+    const page = await call(creds, "GET", `/v1/webhook-logs?${query}`);
     const n = page.data.length;
-    const count = page.next_cursor ? "more than 100 deliveries were" : `${n} deliver${n === 1 ? "y was" : "ies were"}`;
+    const count = page.next_cursor ? "more than 100 attempts were" : `${n} attempt${n === 1 ? " was" : "s were"}`;
     return (
       `Reconnected. While disconnected (${window}) ${count} made and not forwarded` +
       (n ? `: zupertry logs --since ${from.toISOString()}` : ".")

@@ -19,6 +19,27 @@ const POLL_MS = 1000;
  */
 const LOOK_BACK_MS = 60_000;
 
+/** Pages through the attempts since a time, at most MAX_PAGES pages; says so if it stopped there. */
+const MAX_PAGES = 10;
+
+/**
+ * @param {Credentials} creds
+ * @param {URLSearchParams} query
+ * @returns {Promise<Attempt[]>} newest first
+ */
+async function allSince(creds, query) {
+  /** @type {Attempt[]} */
+  const rows = [];
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const answer = await call(creds, "GET", `/v1/webhook-logs?${query}`);
+    rows.push(...answer.data);
+    if (!answer.next_cursor) return rows;
+    query.set("cursor", answer.next_cursor);
+  }
+  console.error(`(the ${rows.length} newest attempts; narrow --since or add a filter for the rest)`);
+  return rows;
+}
+
 /** @param {Attempt} a */
 export function attemptLine(a) {
   const result = a.outcome === "succeeded" ? `✓ ${a.status_code}` : `✗ ${a.status_code ?? a.error}`;
@@ -45,7 +66,9 @@ export async function logs(creds, { filters, follow, since, out = console.log, s
     return q;
   };
   /** @type {Attempt[]} */
-  const first = (await call(creds, "GET", `/v1/webhook-logs?${query(since ? { since } : { limit: "20" })}`)).data;
+  const first = since
+    ? await allSince(creds, query({ since }))
+    : (await call(creds, "GET", `/v1/webhook-logs?${query({ limit: "20" })}`)).data;
   const seen = new Map(first.map((a) => [a.id, Date.parse(a.attempted_at)]));
   for (const a of first.reverse()) out(attemptLine(a));
   if (!follow) return 0;

@@ -30,8 +30,14 @@ export function redeliverButton(deliveryId, status, { label, dueAt, after }) {
         "ok",
       );
       setTimeout(after, 1500);
-    } catch (error) {
-      say(status, asApiError(error).message, "error");
+    } catch (thrown) {
+      const error = asApiError(thrown);
+      // 409: the scheduled attempt is due and under way; one attempt is enough.
+      const text =
+        error.code === "conflict"
+          ? "Its next attempt is due now and is being made: refresh in a moment to see how it went."
+          : error.message;
+      say(status, text, "error");
     } finally {
       node.disabled = false;
     }

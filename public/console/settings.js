@@ -363,10 +363,18 @@ async function firstAttempt(deliveryId, timeoutMs = 15000) {
   return null;
 }
 
-/** Forgets what this view showed (sign-out). */
+/** Forgets what this view showed (sign-out): nothing of one org may show to the next. */
 export function clearSettings() {
   state.settings = null;
   state.secretShown = false;
   $("secret").textContent = `whsec_${"•".repeat(16)}`;
   $input("webhook-url").value = "";
+  for (const id of ["keys-body", "listener-body", "recent-failures", "health-chart-bars", "health-recent"]) {
+    $(id).replaceChildren();
+  }
+  for (const id of ["listeners-count", "health-lane", "test-result", "keys-status", "url-status", "secret-status"]) {
+    say(id, "");
+  }
+  $("health").hidden = true;
+  $("health-chart").hidden = true;
 }

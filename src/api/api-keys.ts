@@ -66,11 +66,29 @@ const listQuery = strictQuery({ ...pageQuery });
 
 /**
  * Revokes a key of the org, and ends the `zupertry listen` sessions it opened: those
- * were authenticated once, when they connected.
+ * were authenticated once, when they connected. The key is revoked once D1 says so; if
+ * the org's object cannot close the sessions at once, that is tried again after the
+ * answer (and logged), never turned into an error for a revoke that happened.
  */
-async function revoke(env: Env, orgId: string, keyId: string): Promise<void> {
+async function revoke(env: Env, ctx: Pick<ExecutionContext, "waitUntil">, orgId: string, keyId: string): Promise<void> {
   if (!(await revokeApiKey(env.DB, orgId, keyId))) throw new ApiError(404, "not_found", "no such API key");
-  await orgSettings(env, orgId).closeListeners(keyId);
+  const close = () => orgSettings(env, orgId).closeListeners(keyId);
+  try {
+    await close();
+  } catch (error) {
+    console.error(
+      JSON.stringify({ event: "listeners.close_failed", org_id: orgId, key_id: keyId, error: String(error) }),
+    );
+    ctx.waitUntil(
+      new Promise((resolve) => setTimeout(resolve, 1000))
+        .then(close)
+        .catch((again: unknown) =>
+          console.error(
+            JSON.stringify({ event: "listeners.close_failed", org_id: orgId, key_id: keyId, error: String(again) }),
+          ),
+        ),
+    );
+  }
 }
 
 /** A page of the org's keys; `inUse` is the id of the key the request was made with. */
@@ -200,7 +218,7 @@ export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVaria
   })
   .openapi(deleteKey, async (c) => {
     const { org_id, id } = c.req.valid("param");
-    await revoke(c.env, org_id, id);
+    await revoke(c.env, c.executionCtx, org_id, id);
     return c.body(null, 204);
   })
   .openapi(listKeys, async (c) =>
@@ -210,6 +228,6 @@ export const apiKeys = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVaria
     c.json(await keyPage(c.env.DB, c.var.orgId, c.req.valid("query"), c.var.keyId), 200),
   )
   .openapi(revokeOwnKey, async (c) => {
-    await revoke(c.env, c.var.orgId, c.req.valid("param").id);
+    await revoke(c.env, c.executionCtx, c.var.orgId, c.req.valid("param").id);
     return c.body(null, 204);
   });

@@ -11,8 +11,9 @@ import { ApiError, errorResponse, errorResponseSpec } from "./errors";
  * - org API keys (`zk_…`), looked up by SHA-256 hash in D1 on every request, so a
  *   revoked key fails at once. The org of the key becomes `c.var.orgId`, and every
  *   org route scopes its queries to it: another org's ids simply do not exist. Its
- *   `last_used_at` is written after the answer, and only when it is over 5 minutes
- *   old: the console's key list is not worth a D1 write per request.
+ *   `last_used_at` is written in the background (`waitUntil`, never awaited by the
+ *   request), and only when it is over 5 minutes old: the console's key list is not
+ *   worth a D1 write per request.
  *
  * Any failure is a 401 with the JSON error shape; the message says which kind of
  * credential the route takes, never whether a given key or org exists.
@@ -67,7 +68,7 @@ export const requireOrgKey = bearerAuth({
     c.set("keyId", key.id);
     const now = Date.now();
     if (lastUseIsStale(key, now)) {
-      // After the answer, and never in its way: a lost write only leaves the time older.
+      // In the background, never in the request's way: a lost write only leaves the time older.
       const written = recordKeyUse(c.env.DB, key.id, now).catch((error: unknown) =>
         console.error(JSON.stringify({ event: "api_key.last_used_unwritten", error: String(error).slice(0, 200) })),
       );

@@ -1,6 +1,9 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { readConfig } from "../config";
 import { enqueueDeliveries } from "../delivery/enqueue";
 import { resumeDeliveryMessage } from "../delivery/message";
+import { canResendNow } from "../delivery/plan";
+import { orgSettings } from "../org/org-settings";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
@@ -75,7 +78,8 @@ const redeliverRoute = createRoute({
     "delivery `delivered`, failure leaves it `failed`, and the retry schedule does not restart. For a " +
     '`pending` delivery ("resend now") it is the next scheduled attempt, made now instead of at ' +
     "`next_attempt_at`: if it succeeds, the scheduled retry is dropped; if it fails, the schedule goes on " +
-    "from it. Two redelivers of the same state make one attempt.",
+    "from it; within the attempt timeout + 5 s of `next_attempt_at` the scheduled attempt is being made, and " +
+    "this answers 409. Two redelivers of the same state make one attempt.",
   tags: ["Deliveries"],
   ...orgKeyRoute,
   request: { params: DeliveryParams, query: strictQuery({}) },
@@ -93,6 +97,7 @@ const redeliverRoute = createRoute({
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such delivery in this org"),
+    409: errorResponseSpec("The delivery's next scheduled attempt is due now and is being made"),
   },
 });
 
@@ -137,12 +142,20 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     const { id } = c.req.valid("param");
     const row = await getDelivery(c.var.log, c.var.orgId, id);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
+    if (!canResendNow(row, Date.now(), readConfig(c.env))) {
+      const due = new Date(row.next_attempt_at!).toISOString();
+      throw new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
+    }
+    // One attempt per state of the delivery, however many clicks; the claim is spent
+    // only once the send allowance was.
     await spendSend(c.env, c.var.orgId);
-    await enqueueDeliveries(c.env.DELIVERIES, [
-      resumeDeliveryMessage(
-        { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url },
-        { redeliver_after: row.attempt_count },
-      ),
-    ]);
+    if (await orgSettings(c.env, c.var.orgId).claimRedeliver(row.delivery_id, row.attempt_count)) {
+      await enqueueDeliveries(c.env.DELIVERIES, [
+        resumeDeliveryMessage(
+          { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url },
+          { redeliver_after: row.attempt_count },
+        ),
+      ]);
+    }
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });

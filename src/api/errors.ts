@@ -19,6 +19,7 @@ export const ERROR_CODES = [
   "invalid_json",
   "unauthorized",
   "not_found",
+  "conflict",
   "payload_too_large",
   "unsupported_media_type",
   "no_webhook_url",

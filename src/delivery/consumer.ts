@@ -156,13 +156,7 @@ export async function deliverBatch(
   const planned: Planned[] = [];
   const claimed = new Set<string>();
   for (const message of readable) {
-    const plan = planMessage(
-      ownerOf(message),
-      message.body,
-      states.get(message.body.delivery_id),
-      now,
-      config.stalledAfterMs,
-    );
+    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now, config);
     if (plan.kind === "wait") {
       message.retry({ delaySeconds: plan.delaySeconds });
       summary.waiting++;

@@ -53,6 +53,31 @@ export function isStalled(state: Pick<DeliveryState, "next_attempt_at">, now: nu
   return state.next_attempt_at !== null && now - state.next_attempt_at > stalledAfterMs;
 }
 
+/**
+ * How close to its due time a pending delivery stops taking "resend now": from then on
+ * its owner message may be making that very attempt (it runs up to the attempt timeout
+ * before it is logged), and a resend would send it twice. The timeout plus 5 s.
+ */
+export function resendMarginMs(attemptTimeoutMs: number): number {
+  return attemptTimeoutMs + 5_000;
+}
+
+/**
+ * Whether a pending delivery takes "resend now" at `now`: its next attempt is not due
+ * within the margin (then the schedule is about to make it anyway), or it is stalled
+ * (its owner is gone: a redeliver takes it over).
+ */
+export function canResendNow(
+  state: Pick<DeliveryState, "next_attempt_at">,
+  now: number,
+  rules: { stalledAfterMs: number; attemptTimeoutMs: number },
+): boolean {
+  if (state.next_attempt_at === null) return true;
+  return (
+    isStalled(state, now, rules.stalledAfterMs) || state.next_attempt_at - now > resendMarginMs(rules.attemptTimeoutMs)
+  );
+}
+
 /** The id this message acts and logs as (see above). */
 export function ownerOf(message: { id: string; body: Pick<DeliveryMessage, "owner"> }): string {
   return message.body.owner ?? message.id;
@@ -63,8 +88,9 @@ export function planMessage(
   message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over">,
   state: DeliveryState | undefined,
   now: number,
-  stalledAfterMs: number,
+  rules: { stalledAfterMs: number; attemptTimeoutMs: number },
 ): Plan {
+  const { stalledAfterMs } = rules;
   const lease = message.lease;
   if (lease !== undefined && (state?.last_attempt ?? 0) < lease.attempt) {
     const remainingMs = lease.until - now;
@@ -84,8 +110,9 @@ export function planMessage(
   if (message.redeliver_after !== undefined && !owns) {
     // A finished delivery gets one attempt. A pending one (stalled or not: "resend now")
     // gets its next scheduled attempt now, and this message owns the schedule from then
-    // on: the old owner, when it comes, is no longer the owner and is dropped.
-    return state !== undefined && state.last_attempt === message.redeliver_after
+    // on: the old owner, when it comes, is no longer the owner and is dropped. Unless the
+    // scheduled attempt is due by now: its owner is making it, and one is enough.
+    return state !== undefined && state.last_attempt === message.redeliver_after && canResendNow(state, now, rules)
       ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: state.next_attempt_at !== null }
       : { kind: "drop", reason: "stale_redeliver" };
   }

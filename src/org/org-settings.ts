@@ -97,6 +97,15 @@ export const MAX_ENDPOINTS = 1000;
 /** Listener results beyond MAX_LISTENER_RESULTS are deleted once every this many. */
 const TRIM_EVERY = 50;
 
+/**
+ * A redeliver claimed for one state of a delivery holds this long: a second click (or a
+ * client's retry) in the meantime queues nothing more. Longer than a queued message
+ * takes to be made, short enough to forget.
+ */
+const REDELIVER_CLAIM_MS = 10 * 60 * 1000;
+/** Sessions silent (no ping, no frame) this long are dead (a laptop asleep) and make room. */
+const LISTENER_DEAD_AFTER_MS = 90_000;
+
 interface HealthRow extends Record<string, SqlStorageValue> {
   origin: string;
   lane: string;
@@ -125,6 +134,16 @@ interface SettingsRow extends Record<string, SqlStorageValue> {
 
 export class OrgSettings extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /**
+   * Redelivers claimed lately, `delivery_id:after_attempt` → when. In memory: it only
+   * has to outlive a double click, and the object lives that long.
+   */
+  private readonly redelivers = new Map<string, number>();
+  /**
+   * Keys revoked while this object lives: a session whose upgrade passed the key check
+   * just before the revoke, and reaches the object just after it, is refused all the same.
+   */
+  private readonly revokedKeys = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -143,7 +162,11 @@ export class OrgSettings extends DurableObject<Env> {
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket" || !keyId) {
       return Response.json({ error: { code: "invalid_request", message: "a WebSocket upgrade" } }, { status: 426 });
     }
-    if (this.ctx.getWebSockets().length >= MAX_LISTENERS) {
+    if (this.revokedKeys.has(keyId)) {
+      return Response.json({ error: { code: "unauthorized", message: "this API key was revoked" } }, { status: 401 });
+    }
+    this.closeDeadListeners();
+    if (this.listeners().length >= MAX_LISTENERS) {
       return Response.json(
         {
           error: {
@@ -156,7 +179,8 @@ export class OrgSettings extends DurableObject<Env> {
     }
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [keyId]);
-    server.send(JSON.stringify({ type: "hello", listeners: this.ctx.getWebSockets().length }));
+    server.serializeAttachment({ connectedAt: Date.now() });
+    server.send(JSON.stringify({ type: "hello", listeners: this.listeners().length }));
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -211,7 +235,7 @@ export class OrgSettings extends DurableObject<Env> {
   relay(frames: readonly DeliveryFrame[]): number {
     const texts = frames.map((frame) => JSON.stringify(frame));
     let sent = 0;
-    for (const ws of this.ctx.getWebSockets()) {
+    for (const ws of this.listeners()) {
       for (const text of texts) {
         try {
           ws.send(text);
@@ -224,8 +248,48 @@ export class OrgSettings extends DurableObject<Env> {
     return sent;
   }
 
+  /** The open listener sessions (one being closed still shows in `getWebSockets` for a moment). */
+  private listeners(): WebSocket[] {
+    return this.ctx.getWebSockets().filter((ws) => ws.readyState === WebSocket.OPEN);
+  }
+
+  /**
+   * Closes sessions that have been silent for LISTENER_DEAD_AFTER_MS: the CLI pings
+   * every 30 s (answered by the runtime, which keeps the time), so a session that stopped
+   * is gone, whatever TCP still believes. Without this, dead sessions would fill the cap.
+   */
+  private closeDeadListeners(): void {
+    const now = Date.now();
+    for (const ws of this.ctx.getWebSockets()) {
+      const attachment = ws.deserializeAttachment() as { connectedAt?: number } | null;
+      const lastPing = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
+      const lastHeard = Math.max(lastPing, attachment?.connectedAt ?? 0);
+      if (now - lastHeard > LISTENER_DEAD_AFTER_MS) {
+        try {
+          ws.close(1001, "no ping for 90 s");
+        } catch {
+          // closed already
+        }
+      }
+    }
+  }
+
+  /**
+   * Claims a redeliver of `deliveryId` after its attempt `afterAttempt`; false when one
+   * was claimed for that same state lately (a double click queues one attempt, not two).
+   */
+  claimRedeliver(deliveryId: string, afterAttempt: number): boolean {
+    const now = Date.now();
+    for (const [key, at] of this.redelivers) if (now - at > REDELIVER_CLAIM_MS) this.redelivers.delete(key);
+    const key = `${deliveryId}:${afterAttempt}`;
+    if (this.redelivers.has(key)) return false;
+    this.redelivers.set(key, now);
+    return true;
+  }
+
   /** Closes the sessions opened with a key (it was revoked): 4001, which the CLI takes as final. */
   closeListeners(keyId: string): number {
+    this.revokedKeys.add(keyId);
     const sessions = this.ctx.getWebSockets(keyId);
     for (const ws of sessions) ws.close(4001, "API key revoked");
     return sessions.length;
@@ -323,7 +387,7 @@ export class OrgSettings extends DurableObject<Env> {
       signing_secrets: secrets,
       slow_endpoints: slow,
       log_shard: row.log_shard,
-      listeners: this.ctx.getWebSockets().length,
+      listeners: this.listeners().length,
     };
   }
 
@@ -410,7 +474,7 @@ export class OrgSettings extends DurableObject<Env> {
         endpoint === null
           ? null
           : (this.getEndpointHealth(endpoint) ?? summarizeHealth(newEndpointHealth(endpoint), Date.now())),
-      listeners: this.ctx.getWebSockets().length,
+      listeners: this.listeners().length,
     };
   }
 

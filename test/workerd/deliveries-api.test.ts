@@ -258,6 +258,45 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
   });
 
+  it("answers 409 once the next attempt is due: the schedule is making it", async () => {
+    const { orgId, key } = await newOrg();
+    const down = receiver(uniqueId("down"));
+    await down.script({ replies: [{ status: 500 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
+    await runConsumer([{ id: uniqueId("msg"), body: message }]); // attempt 2 due in 60 s
+    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+    try {
+      vi.setSystemTime(Date.now() + 57_000); // 3 s before it: within the attempt timeout (1 s here) + 5 s
+      const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
+      expect(res.status).toBe(409);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error).toMatchObject({ code: "conflict", message: expect.stringMatching(/is due now \(20/) });
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(await down.requests()).toHaveLength(1);
+  });
+
+  it("makes one attempt for two redelivers of the same state (a double click)", async () => {
+    const { orgId, key } = await newOrg();
+    const hook = receiver(uniqueId("twice"));
+    await hook.script({ replies: [{ status: 500 }, { status: 200 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
+    const [first, second] = await Promise.all([
+      call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }),
+      call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }),
+    ]);
+    expect([first.status, second.status]).toEqual([202, 202]);
+    await vi.waitUntil(
+      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered",
+      { timeout: 10_000, interval: 50 },
+    );
+    await new Promise((r) => setTimeout(r, 1500)); // a second message would have been made by now
+    expect(await hook.requests()).toHaveLength(2);
+    expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
+  });
+
   it("a resend that fails moves the schedule to it: the old retry is dropped, none is made twice", async () => {
     const { orgId, key } = await newOrg();
     const down = receiver(uniqueId("down"));

@@ -1,6 +1,8 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
+import { KEY_ID_HEADER, MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
+import { type OrgSettings, orgSettings } from "../../src/org/org-settings";
 import {
   attemptsOf,
   call,
@@ -221,6 +223,31 @@ describe("GET /v1/listen", () => {
     expect(((await (await call("GET", "/v1/webhook", { token: key })).json()) as { listeners: number }).listeners).toBe(
       MAX_LISTENERS,
     );
+  });
+
+  it("makes room for new listeners by closing sessions silent for 90 s (a laptop asleep)", async () => {
+    const { orgId, key } = await newOrg();
+    const asleep = [];
+    for (let i = 0; i < MAX_LISTENERS; i++) asleep.push(await connect(key));
+    // Their last sign of life, 100 s ago (no ping since they connected).
+    await runInDurableObject(orgSettings(env, orgId), (_instance: OrgSettings, state) => {
+      for (const ws of state.getWebSockets()) ws.serializeAttachment({ connectedAt: Date.now() - 100_000 });
+    });
+    const awake = await connect(key); // accepted: the silent ones were closed
+    for (const session of asleep) expect(await session.closed).toMatchObject({ code: 1001 });
+    expect(awake.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("refuses a session of a key revoked while its upgrade was on the way", async () => {
+    const { orgId } = await newOrg();
+    const stub = orgSettings(env, orgId);
+    await stub.closeListeners("key_revoked_meanwhile");
+    const upgrade = new Request("https://org-settings/listen", {
+      headers: { Upgrade: "websocket", [KEY_ID_HEADER]: "key_revoked_meanwhile" },
+    });
+    const res = await stub.fetch(upgrade);
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "unauthorized" } });
   });
 
   it("ends the sessions of a key when it is revoked (4001), and only those", async () => {

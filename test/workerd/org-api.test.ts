@@ -103,6 +103,12 @@ describe("the org's own keys: GET and DELETE /v1/api-keys", () => {
     const laptop = await issueKey(orgId, "laptop");
     await issueKey(uniqueId("org"), "someone else's");
     expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${ci.id}`, { token: PRODUCER_TOKEN })).status).toBe(204);
+    // The laptop key is used once; its use is written in the background.
+    expect((await call("GET", "/v1/webhook", { token: laptop.key })).status).toBe(200);
+    await vi.waitUntil(async () => {
+      const row = await env.DB.prepare("SELECT last_used_at FROM api_keys WHERE id = ?").bind(laptop.id).first();
+      return row?.last_used_at !== null;
+    });
 
     const { data, next_cursor } = await ownKeys(laptop.key);
     expect(next_cursor).toBeNull();
