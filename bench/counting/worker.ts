@@ -21,6 +21,7 @@
 
 import type { DeliveryMessage } from "../../src/delivery/message";
 import product, { OrgSettings as ProductOrgSettings } from "../../src/index";
+import { allLogShards } from "../../src/store/shards";
 
 /**
  * The product's Durable Object, counting the rows its SQLite writes (billed like D1's).
@@ -206,22 +207,10 @@ function database(db: D1Database, name: string, run: BatchStats | null): D1Datab
   } as unknown as D1Database;
 }
 
-/** The log shards' binding names (LOG_SHARDS), DB always among the counted ones (the API keys). */
-function d1Bindings(env: Env): string[] {
-  const names = (env.LOG_SHARDS ?? "")
-    .split(",")
-    .map((name) => name.trim())
-    .filter(Boolean);
-  return [...new Set(["DB", ...names])];
-}
-
-/** Every bound D1 database of `d1Bindings`, by name. */
+/** Every bound log shard (the product's own list), and DB among them always: it holds the API keys. */
 function boundDatabases(env: Env): Array<[string, D1Database]> {
-  const bindings = env as unknown as Record<string, D1Database | undefined>;
-  return d1Bindings(env).flatMap((name) => {
-    const db = bindings[name];
-    return db && typeof db.prepare === "function" ? [[name, db] as [string, D1Database]] : [];
-  });
+  const shards = allLogShards(env).map(({ name, db }): [string, D1Database] => [name, db]);
+  return shards.some(([name]) => name === "DB") ? shards : [["DB", env.DB], ...shards];
 }
 
 /** Reads every database's current size (uncounted: not the product's). */

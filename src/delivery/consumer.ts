@@ -12,7 +12,7 @@ import {
 } from "../store/attempts";
 import { readStoredEvents } from "../store/stalled";
 import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
-import { attemptHeaders } from "./headers";
+import { signedAttemptHeaders } from "./headers";
 import { handOffLeaseMarginMs, laneOfQueue, slowLane } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
 import type { DeliveryMessage } from "./message";
@@ -463,14 +463,7 @@ async function makeAttempt(
 ): Promise<Attempted> {
   const attemptedAt = Date.now();
   const timestamp = Math.floor(attemptedAt / 1000);
-  const signatures = await org.signer.sign(event.delivery_id, timestamp, event.body);
-  const headers = attemptHeaders({
-    deliveryId: event.delivery_id,
-    eventType: event.event_type,
-    attempt: plan.attempt,
-    timestamp,
-    signatures,
-  });
+  const { signatures, headers } = await signedAttemptHeaders(org.signer, event, plan.attempt, timestamp);
   const { retry_after_seconds, ...response } = await postWebhook(url, headers, event.body, {
     timeoutMs: config.attemptTimeoutMs,
     responseBodyLimitBytes: config.responseBodyLimitBytes,

@@ -1,6 +1,6 @@
 import type { DeliveryFrame } from "../org/listeners";
 import { orgSettings } from "../org/org-settings";
-import { attemptHeaders } from "./headers";
+import { signedAttemptHeaders } from "./headers";
 import type { DeliveryMessage } from "./message";
 import type { Signer } from "./signing";
 
@@ -34,13 +34,7 @@ export async function relayToListeners(env: Pick<Env, "ORG_SETTINGS">, items: re
               job_id: event.job_id,
               event_type: event.event_type,
               attempt,
-              headers: attemptHeaders({
-                deliveryId: event.delivery_id,
-                eventType: event.event_type,
-                attempt,
-                timestamp,
-                signatures: await signer.sign(event.delivery_id, timestamp, event.body),
-              }),
+              headers: (await signedAttemptHeaders(signer, event, attempt, timestamp)).headers,
               body: decoder.decode(event.body),
             }),
           ),

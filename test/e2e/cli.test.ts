@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Dispatcher, freePort, root, startDispatcher, stopProcess } from "../../scripts/wrangler-dev";
 import { sampleJobCompleted } from "../../src/api/sample-event";
 import { receiver } from "../support/receiver-client";
+import { until as waitUntil } from "./support/client";
 import { type ReceiverProcess, startExpressSeed } from "./support/seed-receivers";
 import { record } from "./support/summary";
 
@@ -82,13 +83,9 @@ async function sendEvent(jobId: string): Promise<string> {
   return ((await res.json()) as { delivery_id: string }).delivery_id;
 }
 
-const until = async (probe: () => boolean | Promise<boolean>, timeoutMs = 20_000) => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-};
+/** support/client's `until`, for a yes/no condition. */
+const until = (probe: () => boolean | Promise<boolean>) =>
+  waitUntil(async () => ((await probe()) ? true : undefined), 20_000);
 
 beforeAll(async () => {
   state = mkdtempSync(join(tmpdir(), "zupertry-cli-"));

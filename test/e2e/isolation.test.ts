@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Dispatcher, startDispatcher } from "../../scripts/wrangler-dev";
 import { type ReceivedRequest, Receiver, type Reply } from "../support/receiver";
+import { until as waitUntil } from "./support/client";
 import { record } from "./support/summary";
 
 /**
@@ -76,15 +77,9 @@ async function send(events: unknown[]): Promise<string[]> {
   return ((await res.json()) as { results: Array<{ delivery_id: string }> }).results.map((r) => r.delivery_id);
 }
 
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 40_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Waits as support/client's `until` does, with room for this file's hanging attempts and lanes. */
+const until = <T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 40_000) =>
+  waitUntil(probe, timeoutMs);
 
 type Attempt = {
   attempt: number;

@@ -47,6 +47,30 @@ async function getJson<T>(path: string, token: string, status = 200): Promise<T>
   return (await res.json()) as T;
 }
 
+/** Runs `f` with the clock moved by `seconds` (Date only: timers and I/O stay real). */
+async function atOffset<T>(seconds: number, f: () => Promise<T>): Promise<T> {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+  try {
+    vi.setSystemTime(Date.now() + seconds * 1000);
+    return await f();
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+/** Asks for a redeliver, as the console's button does. */
+function redeliver(deliveryId: string, token: string): Promise<Response> {
+  return call("POST", `/v1/deliveries/${deliveryId}/redeliver`, { token });
+}
+
+/** Waits until the delivery (made through the real queue) is as `done` says. */
+async function deliveryWhen(deliveryId: string, token: string, done: (d: Delivery) => boolean): Promise<void> {
+  await vi.waitUntil(async () => done(await getJson<Delivery>(`/v1/deliveries/${deliveryId}`, token)), {
+    timeout: 10_000,
+    interval: 50,
+  });
+}
+
 /** Runs a delivery's first attempts through the consumer (one run per attempt). */
 async function consume(message: Awaited<ReturnType<typeof messageFor>>, runs = 1) {
   const id = uniqueId("msg");
@@ -209,14 +233,11 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     const rotated = (await (await call("POST", "/v1/webhook/rotate-secret", { token: key })).json()) as {
       signing_secret: string;
     };
-    const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
+    const res = await redeliver(message.delivery_id, key);
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ delivery_id: message.delivery_id, status: "queued" });
 
-    await vi.waitUntil(
-      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered",
-      { timeout: 10_000, interval: 50 },
-    );
+    await deliveryWhen(message.delivery_id, key, (d) => d.status === "delivered");
     const detail = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     expect(detail).toMatchObject({ attempt_count: 2, last_error: null, next_attempt_at: null });
     const [first, second] = await hook.requests();
@@ -235,25 +256,16 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     const before = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     expect(before).toMatchObject({ status: "pending", attempt_count: 1 });
 
-    const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
+    const res = await redeliver(message.delivery_id, key);
     expect(res.status).toBe(202);
-    await vi.waitUntil(
-      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered",
-      { timeout: 10_000, interval: 50 },
-    );
+    await deliveryWhen(message.delivery_id, key, (d) => d.status === "delivered");
     const after = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     expect(after).toMatchObject({ attempt_count: 2, next_attempt_at: null });
     expect(Date.parse(after.last_attempt_at)).toBeLessThan(Date.parse(before.next_attempt_at!));
 
     // The scheduled retry's message comes back when due: it no longer owns the delivery.
-    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
-    try {
-      vi.setSystemTime(Date.now() + 61_000);
-      const run = await runConsumer([{ id: owner, body: message, attempts: 2 }]);
-      expect(run.acked).toEqual([owner]);
-    } finally {
-      vi.useRealTimers();
-    }
+    const run = await atOffset(61, () => runConsumer([{ id: owner, body: message, attempts: 2 }]));
+    expect(run.acked).toEqual([owner]);
     expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
   });
@@ -264,16 +276,11 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     await down.script({ replies: [{ status: 500 }] });
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
     await runConsumer([{ id: uniqueId("msg"), body: message }]); // attempt 2 due in 60 s
-    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
-    try {
-      vi.setSystemTime(Date.now() + 57_000); // 3 s before it: within the attempt timeout (1 s here) + 5 s
-      const res = await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key });
-      expect(res.status).toBe(409);
-      const body = (await res.json()) as { error: { code: string; message: string } };
-      expect(body.error).toMatchObject({ code: "conflict", message: expect.stringMatching(/is due now \(20/) });
-    } finally {
-      vi.useRealTimers();
-    }
+    // 3 s before it: within the attempt timeout (1 s here) + 5 s.
+    const res = await atOffset(57, () => redeliver(message.delivery_id, key));
+    expect(res.status).toBe(409);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error).toMatchObject({ code: "conflict", message: expect.stringMatching(/is due now \(20/) });
     expect(await down.requests()).toHaveLength(1);
   });
 
@@ -284,14 +291,11 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
     await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
     const [first, second] = await Promise.all([
-      call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }),
-      call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key }),
+      redeliver(message.delivery_id, key),
+      redeliver(message.delivery_id, key),
     ]);
     expect([first.status, second.status]).toEqual([202, 202]);
-    await vi.waitUntil(
-      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status === "delivered",
-      { timeout: 10_000, interval: 50 },
-    );
+    await deliveryWhen(message.delivery_id, key, (d) => d.status === "delivered");
     await new Promise((r) => setTimeout(r, 1500)); // a second message would have been made by now
     expect(await hook.requests()).toHaveLength(2);
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
@@ -305,25 +309,16 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     const owner = uniqueId("msg");
     await runConsumer([{ id: owner, body: message }]);
 
-    expect((await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key })).status).toBe(202);
-    await vi.waitUntil(
-      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2,
-      { timeout: 10_000, interval: 50 },
-    );
+    expect((await redeliver(message.delivery_id, key)).status).toBe(202);
+    await deliveryWhen(message.delivery_id, key, (d) => d.attempt_count === 2);
     const delivery = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     // Attempt 2 was the resend; attempt 3, the last, follows it after the schedule's 300 s.
     expect(delivery).toMatchObject({ status: "pending", last_error: "http_status" });
     expect(Date.parse(delivery.next_attempt_at!) - Date.parse(delivery.last_attempt_at)).toBeGreaterThanOrEqual(
       300_000,
     );
-    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
-    try {
-      vi.setSystemTime(Date.now() + 61_000);
-      const run = await runConsumer([{ id: owner, body: message, attempts: 2 }]);
-      expect(run.acked).toEqual([owner]);
-    } finally {
-      vi.useRealTimers();
-    }
+    const run = await atOffset(61, () => runConsumer([{ id: owner, body: message, attempts: 2 }]));
+    expect(run.acked).toEqual([owner]);
     expect(await down.requests()).toHaveLength(2);
   });
 
@@ -332,19 +327,11 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     const down = receiver(uniqueId("down"));
     await down.script({ replies: [{ status: 500 }] });
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
-    vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
-    try {
-      vi.setSystemTime(Date.now() - 10 * 60 * 1000);
-      await consume(message); // attempt 1 failed, attempt 2 due in 60 s... and its message is lost
-    } finally {
-      vi.useRealTimers();
-    }
+    // Ten minutes ago: attempt 1 failed, attempt 2 was due 60 s later... and its message is lost.
+    await atOffset(-10 * 60, () => consume(message));
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("pending");
-    expect((await call("POST", `/v1/deliveries/${message.delivery_id}/redeliver`, { token: key })).status).toBe(202);
-    await vi.waitUntil(
-      async () => (await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count === 2,
-      { timeout: 10_000, interval: 50 },
-    );
+    expect((await redeliver(message.delivery_id, key)).status).toBe(202);
+    await deliveryWhen(message.delivery_id, key, (d) => d.attempt_count === 2);
     // Attempt 2 failed too; the schedule goes on: attempt 3 in 300 s.
     const delivery = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
     expect(delivery).toMatchObject({ status: "pending", attempt_count: 2 });
@@ -353,7 +340,7 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
 
   it("answers 404 for a delivery that does not exist", async () => {
     const { key } = await newOrg();
-    const res = await call("POST", `/v1/deliveries/dlv_${"a".repeat(32)}/redeliver`, { token: key });
+    const res = await redeliver(`dlv_${"a".repeat(32)}`, key);
     expect(res.status).toBe(404);
   });
 });
