@@ -61,7 +61,16 @@ export async function startDispatcher(
   const state = options.state ?? mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
   // A caller that restarts a dispatcher on the same state passes the same PRODUCER_TOKEN.
   const producerToken = vars.PRODUCER_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
-  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", CI: "true" };
+  // Wrangler appends a debug log for every message of its inspector, four per outbound
+  // fetch (~8 MB per 4,000 deliveries): it goes into the state directory, which `stop`
+  // deletes, and not into ~/.config/.wrangler/logs (4 GB there after a day of runs).
+  const env = {
+    ...process.env,
+    WRANGLER_SEND_METRICS: "false",
+    NO_COLOR: "1",
+    CI: "true",
+    WRANGLER_LOG_PATH: join(state, "wrangler-debug.log"),
+  };
   const configArgs = config ? ["--config", config] : [];
   if (migrate) {
     // Every D1 database of the config: each log shard.
