@@ -62,8 +62,9 @@ export async function startDispatcher(
   // A caller that restarts a dispatcher on the same state passes the same PRODUCER_TOKEN.
   const producerToken = vars.PRODUCER_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
   // Wrangler appends a debug log for every message of its inspector, four per outbound
-  // fetch (~8 MB per 4,000 deliveries): it goes into the state directory, which `stop`
-  // deletes, and not into ~/.config/.wrangler/logs (4 GB there after a day of runs).
+  // fetch (~8 MB per 4,000 deliveries): it goes into the state directory (deleted by
+  // `stop`, or by a caller that passed its own), not ~/.config/.wrangler/logs (4 GB there
+  // after a day of runs).
   const env = {
     ...process.env,
     WRANGLER_SEND_METRICS: "false",
