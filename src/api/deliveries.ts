@@ -109,19 +109,16 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     checkRange({ since, until });
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, DeliveryCursorSchema);
-    const rows =
-      deliveryIds?.length === 0
-        ? []
-        : await listDeliveries(c.var.log, {
-            org_id: c.var.orgId,
-            delivery_ids: deliveryIds,
-            event_type,
-            status,
-            since,
-            until,
-            after: after && { created_at: after[0], delivery_id: after[1] },
-            limit: limit + 1,
-          });
+    const rows = await listDeliveries(c.var.log, {
+      org_id: c.var.orgId,
+      delivery_ids: deliveryIds,
+      event_type,
+      status,
+      since,
+      until,
+      after: after && { created_at: after[0], delivery_id: after[1] },
+      limit: limit + 1,
+    });
     const page = cutPage(rows, limit, (row) => [row.created_at, row.delivery_id]);
     return c.json({ data: page.rows.map(presentDelivery), next_cursor: page.next_cursor }, 200);
   })

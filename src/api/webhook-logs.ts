@@ -74,19 +74,16 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
     checkRange({ since, until });
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, AttemptCursorSchema);
-    const rows =
-      deliveryIds?.length === 0
-        ? []
-        : await listAttempts(c.var.log, {
-            org_id: c.var.orgId,
-            delivery_ids: deliveryIds,
-            event_type,
-            outcome,
-            since,
-            until,
-            after: after && { attempted_at: after[0], delivery_id: after[1], attempt: after[2] },
-            limit: limit + 1,
-          });
+    const rows = await listAttempts(c.var.log, {
+      org_id: c.var.orgId,
+      delivery_ids: deliveryIds,
+      event_type,
+      outcome,
+      since,
+      until,
+      after: after && { attempted_at: after[0], delivery_id: after[1], attempt: after[2] },
+      limit: limit + 1,
+    });
     const page = cutPage(rows, limit, (row) => [row.attempted_at, row.delivery_id, row.attempt]);
     return c.json({ data: page.rows.map(presentAttempt), next_cursor: page.next_cursor }, 200);
   })

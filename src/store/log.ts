@@ -60,6 +60,25 @@ export interface AttemptQuery extends TimeRange {
 }
 
 /**
+ * The org, and the deliveries when the query names them, on the table aliased `alias`.
+ * With a delivery filter the primary key finds the few rows; `+org_id` keeps SQLite
+ * from preferring the org index (it matches the ORDER BY) and filtering the whole org.
+ */
+function orgConditions(
+  alias: string,
+  q: { org_id: string; delivery_ids?: readonly string[] },
+  where: string[],
+  params: unknown[],
+): void {
+  where.push(q.delivery_ids ? `+${alias}org_id = ?` : `${alias}org_id = ?`);
+  params.push(q.org_id);
+  if (q.delivery_ids) {
+    where.push(`${alias}delivery_id IN (${q.delivery_ids.map(() => "?").join(", ")})`);
+    params.push(...q.delivery_ids);
+  }
+}
+
+/**
  * The conditions every list shares, on the table aliased `alias`: event type and the
  * time range of its `attempted_at` (the second column of the org indexes, so a range
  * narrows the index search rather than filtering after it).
@@ -89,14 +108,10 @@ const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, 
 
 /** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
 export async function listAttempts(db: LogDb, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
-  // With a delivery filter the primary key finds the few rows; `+org_id` keeps SQLite
-  // from preferring the org index (it matches the ORDER BY) and filtering the whole org.
-  const where = [q.delivery_ids ? "+org_id = ?" : "org_id = ?"];
-  const params: unknown[] = [q.org_id];
-  if (q.delivery_ids) {
-    where.push(`delivery_id IN (${q.delivery_ids.map(() => "?").join(", ")})`);
-    params.push(...q.delivery_ids);
-  }
+  if (q.delivery_ids?.length === 0) return []; // a filter nothing matches: no round trip
+  const where: string[] = [];
+  const params: unknown[] = [];
+  orgConditions("", q, where, params);
   if (q.outcome) {
     where.push("outcome = ?");
     params.push(q.outcome);
@@ -210,12 +225,10 @@ const DELIVERY_FROM = `FROM attempts AS first
     AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)`;
 
 export async function listDeliveries(db: LogDb, q: DeliveryQuery): Promise<DeliveryRow[]> {
-  const where = [q.delivery_ids ? "+first.org_id = ?" : "first.org_id = ?", "first.attempt = 1"];
-  const params: unknown[] = [q.org_id];
-  if (q.delivery_ids) {
-    where.push(`first.delivery_id IN (${q.delivery_ids.map(() => "?").join(", ")})`);
-    params.push(...q.delivery_ids);
-  }
+  if (q.delivery_ids?.length === 0) return []; // a filter nothing matches: no round trip
+  const where = ["first.attempt = 1"];
+  const params: unknown[] = [];
+  orgConditions("first.", q, where, params);
   sharedConditions("first.", q, where, params);
   if (q.status) where.push(`(${STATUS_CONDITION[q.status]})`);
   if (q.after) {
