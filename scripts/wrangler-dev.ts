@@ -78,56 +78,73 @@ export async function startDispatcher(
     await run("node", [join(root, "scripts", "migrate.mjs"), "--local", "--persist-to", state, ...configArgs], env);
   }
 
-  const [port, inspectorPort] = [options.port ?? (await freePort()), await freePort()];
   const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
-  const child = spawn(
-    wrangler,
-    [
-      "dev",
-      ...(script ? [script] : []),
-      ...configArgs,
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(inspectorPort),
-      "--persist-to",
-      state,
-      "--show-interactive-dev-session=false",
-      ...(testScheduled ? ["--test-scheduled"] : []),
-      ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
-    ],
-    // Its own process group: stopping it stops its workerd too, even one too busy to exit.
-    { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
-  );
-  // The last megabyte of what wrangler printed (a long run prints a line per queue batch).
-  let log = "";
-  const keep = (d: Buffer) => {
-    log += d.toString();
-    if (log.length > 2_000_000) log = log.slice(-1_000_000);
-  };
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
+  const launch = async (port: number) => {
+    const child = spawn(
+      wrangler,
+      [
+        "dev",
+        ...(script ? [script] : []),
+        ...configArgs,
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        String(port),
+        "--inspector-port",
+        String(await freePort()),
+        "--persist-to",
+        state,
+        "--show-interactive-dev-session=false",
+        ...(testScheduled ? ["--test-scheduled"] : []),
+        ...Object.entries(allVars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
+      ],
+      // Its own process group: stopping it stops its workerd too, even one too busy to exit.
+      { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
+    );
+    // The last megabyte of what wrangler printed (a long run prints a line per queue batch).
+    let log = "";
+    const keep = (d: Buffer) => {
+      log += d.toString();
+      if (log.length > 2_000_000) log = log.slice(-1_000_000);
+    };
+    child.stdout!.on("data", keep);
+    child.stderr!.on("data", keep);
 
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${log}`);
-    try {
-      // Any HTTP answer means it listens (the control Worker has no /health).
-      if ((await fetch(`${url}/health`)).status < 500) break;
-    } catch {
-      // not listening yet
+    const url = `http://127.0.0.1:${port}`;
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (child.exitCode !== null) {
+        await stopProcess(child); // its workerd, if one outlived it
+        return { ok: false as const, log };
+      }
+      try {
+        // Any HTTP answer means it listens (the control Worker has no /health).
+        if ((await fetch(`${url}/health`)).status < 500) return { ok: true as const, child, url, log: () => log };
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`wrangler dev did not start in 60 s:\n${log}`);
+      await new Promise((r) => setTimeout(r, 250));
     }
-    if (Date.now() > deadline) throw new Error(`wrangler dev did not start in 60 s:\n${log}`);
-    await new Promise((r) => setTimeout(r, 250));
+  };
+
+  // A free port can be taken between `freePort` and workerd's bind (e2e files run in
+  // parallel): a launch that lost a port it chose is tried again with new ones, twice at
+  // most. A port the caller asked for is never replaced.
+  const lostChosenPort = (log: string) =>
+    /Address already in use/.test(log) &&
+    !(options.port !== undefined && log.includes(`Address already in use (127.0.0.1:${options.port})`));
+  let started = await launch(options.port ?? (await freePort()));
+  for (let retry = 0; retry < 2 && !started.ok && lostChosenPort(started.log); retry++) {
+    started = await launch(options.port ?? (await freePort()));
   }
+  if (!started.ok) throw new Error(`wrangler dev exited:\n${started.log}`);
+  const { child, url, log } = started;
   return {
     url,
     producerToken,
     pid: child.pid!,
-    output: () => log,
+    output: log,
     async stop() {
       await stopProcess(child);
       if (options.state === undefined) rmSync(state, { recursive: true, force: true });
