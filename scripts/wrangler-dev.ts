@@ -16,6 +16,8 @@ export interface Dispatcher {
   producerToken: string;
   /** The `wrangler dev` process (its workerd is a descendant). */
   pid: number;
+  /** Where wrangler's DevTools inspector listens, when it is on (`--inspector-port`). */
+  inspectorPort: number;
   stop(): Promise<void>;
   /** Everything wrangler printed so far. */
   output(): string;
@@ -80,6 +82,7 @@ export async function startDispatcher(
 
   const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
   const launch = async (port: number) => {
+    const inspectorPort = await freePort();
     const child = spawn(
       wrangler,
       [
@@ -91,7 +94,7 @@ export async function startDispatcher(
         "--port",
         String(port),
         "--inspector-port",
-        String(await freePort()),
+        String(inspectorPort),
         "--persist-to",
         state,
         "--show-interactive-dev-session=false",
@@ -119,7 +122,8 @@ export async function startDispatcher(
       }
       try {
         // Any HTTP answer means it listens (the control Worker has no /health).
-        if ((await fetch(`${url}/health`)).status < 500) return { ok: true as const, child, url, log: () => log };
+        if ((await fetch(`${url}/health`)).status < 500)
+          return { ok: true as const, child, url, inspectorPort, log: () => log };
       } catch {
         // not listening yet
       }
@@ -139,11 +143,12 @@ export async function startDispatcher(
     started = await launch(options.port ?? (await freePort()));
   }
   if (!started.ok) throw new Error(`wrangler dev exited:\n${started.log}`);
-  const { child, url, log } = started;
+  const { child, url, inspectorPort, log } = started;
   return {
     url,
     producerToken,
     pid: child.pid!,
+    inspectorPort,
     output: log,
     async stop() {
       await stopProcess(child);
