@@ -28,8 +28,9 @@ import { PRICES, PRICES_DATE } from "./prices";
 
 /**
  * Events in the delivery burst. Local workerd keeps ~4 file descriptors per outbound
- * fetch for ~6.5 s after it ends (measured), and a process may hold 20,000: a burst
- * much longer than this at the control's ~900/s would run the control out of them.
+ * fetch for ~6.5 s after it ends (measured), and a process may hold 20,000: one burst
+ * of 4,000 holds ~16,000 of them at the control's pace (900–4,400/s), so a Worker's
+ * next burst waits 8 s after its last.
  */
 const DELIVERY_EVENTS = 4000;
 /**
@@ -81,7 +82,8 @@ const args = parseArgs({
  * VSCODE_INSPECTOR_OPTIONS, so the bench sets that variable. Each start is checked.
  */
 const INSPECTOR = args["no-inspector"] !== true;
-if (!INSPECTOR) process.env.VSCODE_INSPECTOR_OPTIONS = "{}";
+if (INSPECTOR) delete process.env.VSCODE_INSPECTOR_OPTIONS;
+else process.env.VSCODE_INSPECTOR_OPTIONS = "{}";
 
 /** `wrangler dev`, checked to run with or without its inspector as INSPECTOR says. */
 async function startDispatcher(...params: Parameters<typeof startWranglerDev>): Promise<Dispatcher> {
@@ -162,8 +164,8 @@ async function main() {
           const delivery = await deliver(dispatcher, receiver);
           log(`delivery ceiling ${pair}/${DELIVERY_PAIRS}: the same events through the control's queue and fetch`);
           pairs.push({ delivery, ceiling: await deliverControl(control, receiver) });
+          await sleep(8000); // the bursts' lingering sockets close (see DELIVERY_EVENTS)
         }
-        await sleep(8000); // the burst's lingering sockets close (see DELIVERY_EVENTS)
         measured.delivery = { pairs, fetchOnlyPerSecond: await outboundFetchCeiling(control, receiver) };
       }
       if (phases.has("steady")) {
@@ -378,6 +380,7 @@ function seedEvent(orgId: string, webhookUrl: string, size?: number): Record<str
 }
 
 async function ingest(url: string, headers: Record<string, string>): Promise<IngestResult> {
+  await quiet(); // the last round's leftovers (with the inspector on: the D1 writes' network events)
   // One body template; autocannon gives each request its own job id ([<id>]).
   const body = JSON.stringify({
     ...seedEvent("org_bench_ingest", "http://127.0.0.1:9/unused", 1024),
@@ -418,7 +421,6 @@ function mean(rounds: IngestResult[]): IngestResult & { rounds: number[] } {
   };
 }
 
-/** Waits until the consumer has taken every queued message (reads stop changing). */
 /**
  * Waits until this machine's CPUs are under 10% busy over half a second (at most
  * `maxMs`; then it measures anyway and says so). Linux only: elsewhere it returns at once.
@@ -450,6 +452,7 @@ async function quiet(maxMs = 60_000): Promise<void> {
   }
 }
 
+/** Waits until the consumer has taken every queued message (reads stop changing). */
 async function drained(dispatcher: Dispatcher, timeoutMs = 10 * 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
@@ -944,15 +947,22 @@ function dollarsPerMillionOf(perEvent: ReturnType<typeof perEventOf>) {
 const pct = (ratio: number) => `${Math.round(100 * ratio)}%`;
 
 function report(m: Measured) {
-  // The pair with the median ratio: deliveries/s and drain time are the same ratio (one
-  // burst size), so one pair stands for both targets.
+  // Speed from the pair with the median ratio: deliveries/s and drain time are the same
+  // ratio (one burst size), so one pair stands for both targets. What a delivery costs
+  // (counters, D1 bytes) from the first pair, the one with new orgs, as every run starts.
   const ratioOf = (p: DeliveryPair) => p.delivery.deliveriesPerSecond / p.ceiling.deliveriesPerSecond;
   const pairs = m.delivery && [...m.delivery.pairs].sort((a, b) => ratioOf(a) - ratioOf(b));
   const median = pairs?.[Math.floor(pairs.length / 2)];
-  const d = median && {
-    delivery: median.delivery,
-    ceiling: { ...median.ceiling, fetchOnlyPerSecond: m.delivery!.fetchOnlyPerSecond },
-  };
+  const first = m.delivery?.pairs[0];
+  const d = median &&
+    first && {
+      delivery: {
+        ...median.delivery,
+        counters: first.delivery.counters,
+        d1BytesPerDelivery: first.delivery.d1BytesPerDelivery,
+      },
+      ceiling: { ...median.ceiling, fetchOnlyPerSecond: m.delivery!.fetchOnlyPerSecond },
+    };
   const pairRatios = m.delivery?.pairs.map((p) => pct(ratioOf(p))).join(", ");
   const perEvent = d && perEventOf(d.delivery.counters, d.delivery.events);
   const dollarsPerMillion = perEvent && dollarsPerMillionOf(perEvent);
@@ -1091,7 +1101,7 @@ function report(m: Measured) {
       ceiling: d.ceiling,
       ratioToCeiling: d.delivery.deliveriesPerSecond / d.ceiling.deliveriesPerSecond,
       drainRatio: d.delivery.seconds / d.ceiling.seconds,
-      /** Every pair, in the order run; the figures above are the median pair's. */
+      /** Every pair, in the order run. The speeds above are the median pair's; counters and D1 bytes the first's. */
       pairs: m.delivery!.pairs.map((p) => ({
         dispatcherSeconds: p.delivery.seconds,
         controlSeconds: p.ceiling.seconds,
@@ -1261,7 +1271,8 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
   console.log(`\nzupertry-webhooks bench, ${r.date}\n`);
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v}`);
   if (r.shards) printShards(r.shards);
-  const written = complete ? "bench/results/latest.json" : "bench/results/partial.tmp.json (a partial run)";
+  const why = INSPECTOR ? "a partial run" : "inspector off: not a run of the targets";
+  const written = complete ? "bench/results/latest.json" : `bench/results/partial.tmp.json (${why})`;
   console.log(`\nwritten to ${written}\n`);
 }
 
