@@ -48,13 +48,22 @@ export const session = {
   bookmark: null,
 };
 
+/**
+ * Counts sign-ins and sign-outs. An answer to a request made before the last one is
+ * dropped: signing out and in as another org while a request is on its way must not
+ * show the first org's settings, keys or log, nor carry its bookmark.
+ */
+let sessionNumber = 0;
+
 /** @param {string} key */
 export function rememberKey(key) {
+  sessionNumber++;
   session.key = key;
   sessionStorage.setItem(KEY_STORAGE, key);
 }
 
 export function forgetKey() {
+  sessionNumber++;
   sessionStorage.removeItem(KEY_STORAGE);
   session.key = null;
   session.bookmark = null;
@@ -71,6 +80,19 @@ export class ApiError extends Error {
     this.status = status;
     this.code = code;
   }
+}
+
+/** The error of an answer that came after a sign-out: the view it was for is gone. */
+const SIGNED_OUT = "signed_out";
+
+/**
+ * Whether an error is one to keep quiet about: a 401 signs out (the sign-in form says
+ * why), and an answer after a sign-out belongs to no view.
+ * @param {unknown} error
+ */
+export function isQuiet(error) {
+  const apiError = asApiError(error);
+  return apiError.status === 401 || apiError.code === SIGNED_OUT;
 }
 
 /**
@@ -101,6 +123,8 @@ export function whenUnauthorized(handler) {
  * @returns {Promise<any>} the answer's JSON (its shape is the route's, see the typedefs above)
  */
 export async function api(method, path, body, key = session.key) {
+  const asked = sessionNumber;
+  const stale = () => new ApiError(0, SIGNED_OUT, "Signed out before the answer came.");
   let res;
   try {
     res = await fetch(path, {
@@ -113,12 +137,15 @@ export async function api(method, path, body, key = session.key) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
+    if (asked !== sessionNumber) throw stale();
     throw new ApiError(0, "network_error", "Couldn't reach the dispatcher. Check your connection, then try again.");
   }
+  if (asked !== sessionNumber) throw stale();
   const bookmark = res.headers.get(BOOKMARK_HEADER);
   // Bookmarks sort by time: keep the newest (answers may arrive out of order).
   if (bookmark !== null && (session.bookmark === null || bookmark > session.bookmark)) session.bookmark = bookmark;
   const data = res.status === 204 ? null : await res.json().catch(() => null);
+  if (asked !== sessionNumber) throw stale();
   if (!res.ok) {
     const error = new ApiError(
       res.status,

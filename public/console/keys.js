@@ -2,7 +2,7 @@
 // Settings → API keys: the org's keys (name, created, last used, revoked) and Revoke.
 // New keys are an operator's to issue (the producer token): an org key cannot mint one.
 
-import { api, asApiError } from "./api.js";
+import { api, asApiError, isQuiet } from "./api.js";
 import { $, $dialog, button, el, say, timeEl } from "./dom.js";
 
 /** @typedef {import("./api.js").ApiKey} ApiKey */
@@ -24,7 +24,7 @@ export async function loadKeys() {
     body.replaceChildren(...page.data.map(keyRow));
     say("keys-status", page.next_cursor ? "The 100 newest keys." : "");
   } catch (error) {
-    if (asApiError(error).status !== 401) say("keys-status", asApiError(error).message, "error");
+    if (!isQuiet(error)) say("keys-status", asApiError(error).message, "error");
   }
 }
 
@@ -74,6 +74,6 @@ $dialog("revoke-dialog").addEventListener("close", async () => {
     say("keys-status", `Revoked ${key.name ?? key.id}: requests with it fail from now on.`, "ok");
     loadKeys();
   } catch (error) {
-    if (asApiError(error).status !== 401) say("keys-status", asApiError(error).message, "error");
+    if (!isQuiet(error)) say("keys-status", asApiError(error).message, "error");
   }
 });

@@ -3,7 +3,7 @@
 // filters, each row expanding into a detail row below it. Which rows are open is kept
 // by id, so a refresh of the list shows them open again.
 
-import { api, asApiError } from "./api.js";
+import { api, asApiError, isQuiet } from "./api.js";
 import { $, $input, el, say } from "./dom.js";
 import { params } from "./nav.js";
 
@@ -163,7 +163,7 @@ export class ListView {
       say(ids.status, n ? `${n} ${noun[n === 1 ? 0 : 1]}${cursor ? " (older page)" : ""}, newest first.` : "");
     } catch (thrown) {
       const error = asApiError(thrown);
-      if (error.status === 401 || load !== this.loads) return;
+      if (isQuiet(error) || load !== this.loads) return;
       $(ids.body).replaceChildren();
       showEmpty($(ids.empty), error.message, () => this.load());
       say(ids.status, "");

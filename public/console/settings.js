@@ -2,7 +2,7 @@
 // Settings: the default webhook URL and its endpoint's health (a 24-hour chart, recent
 // failures), the signing secret, and test events.
 
-import { api, asApiError } from "./api.js";
+import { api, asApiError, isQuiet } from "./api.js";
 import { $, $button, $control, $dialog, $input, $select, copyText, el, exactTime, say, timeEl } from "./dom.js";
 import { loadKeys } from "./keys.js";
 import { attemptStatus } from "./logs.js";
@@ -33,7 +33,7 @@ export async function loadSettings() {
     for (const id of SETTINGS_CONTROLS) $control(id).disabled = false;
   } catch (thrown) {
     const error = asApiError(thrown);
-    if (error.status !== 401) say("url-status", error.message, "error");
+    if (!isQuiet(error)) say("url-status", error.message, "error");
   } finally {
     $("view-settings").removeAttribute("aria-busy");
   }
@@ -93,7 +93,7 @@ async function loadListenerResults() {
         : [el("tr", {}, el("td", { colspan: "6", class: "muted", text: "Nothing forwarded yet." }))]),
     );
   } catch (error) {
-    if (asApiError(error).status !== 401) say("listeners-count", asApiError(error).message, "error");
+    if (!isQuiet(error)) say("listeners-count", asApiError(error).message, "error");
   }
 }
 
@@ -241,8 +241,7 @@ async function loadRecentFailures() {
       }),
     );
   } catch (error) {
-    if (asApiError(error).status !== 401)
-      list.replaceChildren(el("li", { class: "error", text: asApiError(error).message }));
+    if (!isQuiet(error)) list.replaceChildren(el("li", { class: "error", text: asApiError(error).message }));
   }
 }
 
@@ -275,7 +274,7 @@ $("url-form").addEventListener("submit", async (event) => {
     );
   } catch (thrown) {
     const error = asApiError(thrown);
-    if (error.status !== 401) say("url-status", `Not saved: ${error.message}`, "error");
+    if (!isQuiet(error)) say("url-status", `Not saved: ${error.message}`, "error");
   }
 });
 
@@ -310,7 +309,7 @@ $dialog("rotate-dialog").addEventListener("close", async () => {
     );
   } catch (thrown) {
     const error = asApiError(thrown);
-    if (error.status !== 401) say("secret-status", error.message, "error");
+    if (!isQuiet(error)) say("secret-status", error.message, "error");
   }
 });
 
@@ -340,7 +339,7 @@ $("send-test").addEventListener("click", async () => {
     }
   } catch (thrown) {
     const error = asApiError(thrown);
-    if (error.status !== 401) say("test-result", error.message, "error");
+    if (!isQuiet(error)) say("test-result", error.message, "error");
   } finally {
     sendButton.disabled = false;
   }

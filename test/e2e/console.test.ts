@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { gzipSync } from "node:zlib";
-import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, chromium, type Page, type Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { receiver } from "../support/receiver-client";
@@ -708,6 +708,56 @@ describe("the console", () => {
     ).toBe("blocked");
     expect(await tab.locator(".try-out__btn").count()).toBe(0); // read-only: no "Try it out"
     await tab.close();
+  });
+
+  it("drops answers that come after a sign-out: another org's settings and keys never show", async () => {
+    // Org A's settings and keys are asked for, then held until the tab has signed out and
+    // in as org B, who has a URL of its own. A's answers arrive last and must change nothing.
+    const b = await newOrg();
+    const bUrl = receiver(`console-b-${Date.now()}`).url;
+    expect((await api("PUT", "/v1/webhook", b.key, { webhook_url: bUrl })).status).toBe(200);
+    expect((await settings()).webhook_url).toBe(hook.url);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const held: string[] = [];
+    const holdOrgA = async (route: Route) => {
+      if (route.request().headers().authorization === `Bearer ${org.key}`) {
+        held.push(route.request().url());
+        await released;
+      }
+      await route.continue();
+    };
+    await page.route("**/v1/webhook", holdOrgA);
+    await page.route("**/v1/api-keys?*", holdOrgA);
+    await page.getByRole("link", { name: /Deliveries/ }).click();
+    await page.getByRole("link", { name: /Settings/ }).click();
+    await expect.poll(() => held.length).toBe(2);
+
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Org API key").fill(b.key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const url = page.getByLabel("Default webhook URL");
+    await expect.poll(() => url.inputValue()).toBe(bUrl);
+    const keyRows = page.locator("#keys-body tr");
+    await expect.poll(() => keyRows.count()).toBe(1);
+
+    const answeredLate = Promise.all(
+      ["/v1/webhook", "/v1/api-keys"].map((path) =>
+        page.waitForResponse(
+          (r) => r.request().headers().authorization === `Bearer ${org.key}` && new URL(r.url()).pathname === path,
+        ),
+      ),
+    );
+    release();
+    await answeredLate;
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 200)));
+    await page.unroute("**/v1/webhook");
+    await page.unroute("**/v1/api-keys?*");
+    expect(await url.inputValue()).toBe(bUrl);
+    expect(await url.isEnabled()).toBe(true);
+    expect(await keyRows.count()).toBe(1);
+    expect(await page.locator("#keys-body").textContent()).not.toContain("ci-runner");
+    expect(await page.locator("#url-status").textContent()).toBe("");
   });
 
   it("signs out and forgets the key", async () => {
