@@ -140,12 +140,11 @@ export async function api(method, path, body, key = session.key) {
     if (asked !== sessionNumber) throw stale();
     throw new ApiError(0, "network_error", "Couldn't reach the dispatcher. Check your connection, then try again.");
   }
+  const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (asked !== sessionNumber) throw stale();
   const bookmark = res.headers.get(BOOKMARK_HEADER);
   // Bookmarks sort by time: keep the newest (answers may arrive out of order).
   if (bookmark !== null && (session.bookmark === null || bookmark > session.bookmark)) session.bookmark = bookmark;
-  const data = res.status === 204 ? null : await res.json().catch(() => null);
-  if (asked !== sessionNumber) throw stale();
   if (!res.ok) {
     const error = new ApiError(
       res.status,
