@@ -219,14 +219,23 @@ describe("GET /v1/deliveries", () => {
   });
 });
 
+/**
+ * A delivery that failed for good to an endpoint that answers 200 from now on: what a
+ * customer redelivers once the endpoint is fixed. With no retries configured, one
+ * failed attempt ends the delivery as failed.
+ */
+async function failedToFixedEndpoint(name: string) {
+  const { orgId, key } = await newOrg();
+  const hook = receiver(uniqueId(name));
+  await hook.script({ replies: [{ status: 500 }, { status: 200 }] });
+  const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+  await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
+  return { key, hook, message };
+}
+
 describe("POST /v1/deliveries/{id}/redeliver", () => {
   it("makes one more attempt of a failed delivery: numbering continues, same bytes, current secret", async () => {
-    const { orgId, key } = await newOrg();
-    const hook = receiver(uniqueId("fixed"));
-    await hook.script({ replies: [{ status: 500 }, { status: 200 }] });
-    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
-    // With no retries configured, one failed attempt ends the delivery as failed.
-    await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
+    const { key, hook, message } = await failedToFixedEndpoint("fixed");
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).status).toBe("failed");
 
     // The customer rotates the secret after fixing their endpoint, then redelivers.
@@ -285,11 +294,7 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
   });
 
   it("makes one attempt for two redelivers of the same state (a double click)", async () => {
-    const { orgId, key } = await newOrg();
-    const hook = receiver(uniqueId("twice"));
-    await hook.script({ replies: [{ status: 500 }, { status: 200 }] });
-    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
-    await runConsumer([{ id: uniqueId("msg"), body: message }], "deliveries", { ...env, RETRY_DELAYS_SECONDS: "" });
+    const { key, hook, message } = await failedToFixedEndpoint("twice");
     const [first, second] = await Promise.all([
       redeliver(message.delivery_id, key),
       redeliver(message.delivery_id, key),
