@@ -73,21 +73,15 @@ const listQuery = strictQuery({ ...pageQuery });
 async function revoke(env: Env, ctx: Pick<ExecutionContext, "waitUntil">, orgId: string, keyId: string): Promise<void> {
   if (!(await revokeApiKey(env.DB, orgId, keyId))) throw new ApiError(404, "not_found", "no such API key");
   const close = () => orgSettings(env, orgId).closeListeners(keyId);
-  try {
-    await close();
-  } catch (error) {
+  const logFailure = (error: unknown) =>
     console.error(
       JSON.stringify({ event: "listeners.close_failed", org_id: orgId, key_id: keyId, error: String(error) }),
     );
-    ctx.waitUntil(
-      new Promise((resolve) => setTimeout(resolve, 1000))
-        .then(close)
-        .catch((again: unknown) =>
-          console.error(
-            JSON.stringify({ event: "listeners.close_failed", org_id: orgId, key_id: keyId, error: String(again) }),
-          ),
-        ),
-    );
+  try {
+    await close();
+  } catch (error) {
+    logFailure(error);
+    ctx.waitUntil(new Promise((resolve) => setTimeout(resolve, 1000)).then(close).catch(logFailure));
   }
 }
 
