@@ -19,7 +19,7 @@ import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
 import { type PoolTask, runPool } from "./pool";
 import { eventColumns } from "./record";
-import { type RelayItem, relayToListeners } from "./relay";
+import { RunRelay } from "./relay";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
 import { groupByShard, type ShardGroup } from "./shard-groups";
 import { Signer } from "./signing";
@@ -216,7 +216,7 @@ export async function deliverBatch(
   const tasks: Array<
     PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
   > = [];
-  const relayed: RelayItem[] = [];
+  const relay = new RunRelay(env, ctx);
   for (const { message, plan, event } of planned) {
     const org = orgs.get(message.body.org_id)!;
     if (!org.ok) {
@@ -226,10 +226,11 @@ export async function deliverBatch(
     }
     const target = resolveTarget(event, org.value.settings, config);
     const moving = target.ok && lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint);
-    if (org.value.settings.listeners > 0 && !moving) {
-      relayed.push({ orgId: message.body.org_id, event, attempt: plan.attempt, signer: org.value.signer });
-    }
+    // To the org's `zupertry listen` sessions, as each attempt starts (src/delivery/relay.ts).
+    const listening = org.value.settings.listeners > 0;
+    const relayItem = { orgId: message.body.org_id, event, attempt: plan.attempt };
     if (!target.ok) {
+      if (listening) relay.add({ ...relayItem, signer: org.value.signer });
       end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
     } else if (moving) {
       toSlowLane.push(moveRequest(message));
@@ -242,8 +243,9 @@ export async function deliverBatch(
         attempt: plan.attempt,
         startedAt: 0,
         start: () => {
+          const relayed = listening ? (headers: Record<string, string>) => relay.add({ ...relayItem, headers }) : null;
           task.startedAt = Date.now();
-          return makeAttempt(message, event, plan, target.url, target.endpoint, org.value, config).then(
+          return makeAttempt(message, event, plan, target.url, target.endpoint, org.value, config, relayed).then(
             (attempted): TaskValue => ({ ok: true, attempted }),
             (error: unknown): TaskValue => ({ ok: false, message, error }),
           );
@@ -253,15 +255,13 @@ export async function deliverBatch(
     }
   }
 
-  // To the org's `zupertry listen` sessions, as the attempts start; never awaited here.
-  if (relayed.length > 0) ctx.waitUntil(relayToListeners(env, relayed));
-
   const results = await runPool(tasks, {
     connections: MAX_OPEN_CONNECTIONS,
     perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
     handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
     onDone: (value) => value.ok && end(value.attempted),
   });
+  relay.flush();
   const handedOff: Array<(typeof tasks)[number] & { value: Promise<TaskValue> }> = [];
   const released: BatchMessage[] = [];
   results.forEach((result, i) => {
@@ -460,10 +460,12 @@ async function makeAttempt(
   endpoint: string,
   org: OrgContext,
   config: Config,
+  relayed: ((headers: Record<string, string>) => void) | null,
 ): Promise<Attempted> {
   const attemptedAt = Date.now();
   const timestamp = Math.floor(attemptedAt / 1000);
   const { signatures, headers } = await signedAttemptHeaders(org.signer, event, plan.attempt, timestamp);
+  relayed?.(headers);
   const { retry_after_seconds, ...response } = await postWebhook(url, headers, event.body, {
     timeoutMs: config.attemptTimeoutMs,
     responseBodyLimitBytes: config.responseBodyLimitBytes,

@@ -64,6 +64,9 @@ async function connect(token: string): Promise<Session> {
   return { ws, frames, closed, next };
 }
 
+/** Attempts still running after 300 ms are handed off (ATTEMPT_TIMEOUT_MS is 1000 in these tests). */
+const laneEnv = { ...env, SLOW_ATTEMPT_MS: "300" };
+
 async function newOrg() {
   const orgId = uniqueId("org");
   const key = await orgKey(orgId);
@@ -111,6 +114,76 @@ describe("GET /v1/listen", () => {
     // The real endpoint got its attempt; the log holds it once; the relay is no attempt.
     expect(run.acked).toHaveLength(1);
     expect(await attemptsOf(message.delivery_id)).toHaveLength(1);
+  });
+
+  it("relays a delivery the fast lane moves aside once, when the slow lane makes its attempt", async () => {
+    const { orgId, key } = await newOrg();
+    const listener = await connect(key);
+    const hanging = receiver(uniqueId("hanging"));
+    await hanging.script({ replies: [{ delayMs: 3000 }] });
+    const quick = receiver(uniqueId("quick"), { origin: "second" });
+    await quick.script({ replies: [{ delayMs: 120 }] });
+    const message = async (org: string, url: string) => ({
+      id: uniqueId("msg"),
+      body: await messageFor(jobEvent(org, uniqueId("job")), url),
+    });
+    // As in lanes.test.ts: three attempts hang past the 300 ms hand-off while another
+    // org's deliveries keep the run going; the fourth never starts and is moved aside.
+    const stuck = await Promise.all(Array.from({ length: 3 }, () => message(orgId, hanging.url)));
+    const moved = await message(orgId, hanging.url);
+    const other = uniqueId("org");
+    const healthy = await Promise.all(Array.from({ length: 15 }, () => message(other, quick.url)));
+    const fast = await runConsumer([...stuck, moved, ...healthy], "deliveries", laneEnv);
+    await fast.background;
+    const followUp = fast.toSlowLane.find((r) => r.body.delivery_id === moved.body.delivery_id)!;
+    expect(await hanging.requests()).toHaveLength(3);
+    // The three attempts made were relayed; the moved delivery was not.
+    expect(
+      listener.frames
+        .splice(0)
+        .map((f) => f.delivery_id)
+        .sort(),
+    ).toEqual(stuck.map((m) => m.body.delivery_id).sort());
+
+    await (await runConsumer([{ id: uniqueId("msg"), body: followUp.body }], "deliveries-slow", laneEnv)).background;
+    const frame = await listener.next("delivery");
+    const sent = (await hanging.requests()).at(-1)!;
+    expect(frame).toMatchObject({ delivery_id: moved.body.delivery_id, attempt: 1, body: sent.text });
+    // The attempt's own headers: its signatures and its second.
+    const headers = frame.headers as Record<string, string>;
+    for (const name of ["X-Zupertry-Signature", "webhook-signature", "webhook-timestamp"]) {
+      expect(headers[name]).toBe(sent.headers[name.toLowerCase()]);
+    }
+    expect(await attemptsOf(moved.body.delivery_id)).toMatchObject([{ attempt: 1, error: "timeout" }]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(listener.frames).toEqual([]);
+  });
+
+  it("relays a released delivery once, when the run that makes its attempt starts it", async () => {
+    const { orgId, key } = await newOrg();
+    const listener = await connect(key);
+    const [hangingA, hangingB] = [receiver(uniqueId("hanging")), receiver(uniqueId("hanging"), { origin: "second" })];
+    for (const h of [hangingA, hangingB]) await h.script({ replies: [{ delayMs: 3000 }] });
+    const ok = receiver(uniqueId("ok"));
+    const other = uniqueId("org");
+    // Another org's six hanging attempts hold every connection past the hand-off.
+    const stuck = await Promise.all(
+      [hangingA, hangingA, hangingA, hangingB, hangingB, hangingB].map(async (h) => ({
+        id: uniqueId("msg"),
+        body: await messageFor(jobEvent(other, uniqueId("job")), h.url),
+      })),
+    );
+    const waiting = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), ok.url) };
+    const first = await runConsumer([...stuck, waiting], "deliveries", laneEnv);
+    expect(first.retried.get(waiting.id)).toBe(0);
+    await first.background;
+    expect(listener.frames).toEqual([]);
+
+    await (await runConsumer([{ ...waiting, attempts: 2 }], "deliveries", laneEnv)).background;
+    expect(await listener.next("delivery")).toMatchObject({ delivery_id: waiting.body.delivery_id, attempt: 1 });
+    expect(await ok.requests()).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(listener.frames).toEqual([]);
   });
 
   it("never waits for the relay: an object that does not answer it holds up no delivery", async () => {
