@@ -12,6 +12,7 @@ import {
 } from "../store/attempts";
 import { readStoredEvents } from "../store/stalled";
 import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
+import { inSendLimits } from "./enqueue";
 import { signedAttemptHeaders } from "./headers";
 import { handOffLeaseMarginMs, laneOfQueue, slowLane } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
@@ -211,8 +212,7 @@ export async function deliverBatch(
     const writer = writers.get(shardOfOrg.get(attempted.message.body.org_id)!.name)!;
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
-  const toSlowLane: MessageSendRequest<DeliveryMessage>[] = [];
-  const movedMessages: BatchMessage[] = [];
+  const toSlowLane: SlowLaneMove[] = [];
   const tasks: Array<
     PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
   > = [];
@@ -233,8 +233,7 @@ export async function deliverBatch(
       if (listening) relay.add({ ...relayItem, signer: org.value.signer });
       end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
     } else if (moving) {
-      toSlowLane.push(moveRequest(message));
-      movedMessages.push(message);
+      toSlowLane.push(moveOf(message));
     } else {
       const task = {
         endpoint: `${message.body.org_id} ${target.endpoint}`,
@@ -274,8 +273,7 @@ export async function deliverBatch(
     } else if (result.kind === "handed_off") {
       handedOff.push({ ...task, value: result.value });
     } else if (result.kind === "moved") {
-      toSlowLane.push(moveRequest(task.message));
-      movedMessages.push(task.message);
+      toSlowLane.push(moveOf(task.message));
     } else {
       released.push(task.message);
     }
@@ -288,9 +286,13 @@ export async function deliverBatch(
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
   for (const h of handedOff) {
     toSlowLane.push({
-      body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until: leaseUntil(h) } },
-      contentType: "v8",
-      delaySeconds: secondsUntil(leaseUntil(h)),
+      request: {
+        body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until: leaseUntil(h) } },
+        contentType: "v8",
+        delaySeconds: secondsUntil(leaseUntil(h)),
+      },
+      message: h.message,
+      leaseUntil: leaseUntil(h),
     });
   }
   if (handedOff.length > 0) {
@@ -345,19 +347,29 @@ export async function deliverBatch(
   defer(unwritten, "write_log", writeError);
   summary.deferred += unwritten.length;
 
-  // Moved and handed-off deliveries go on in the slow lane as new messages.
-  if (toSlowLane.length > 0) {
+  // Moved and handed-off deliveries go on in the slow lane as new messages, in as many
+  // sends as the queue's limits take (a batch of large events is more than one send's
+  // 256 KB). A send that fails keeps its own messages in this lane: moved ones come back
+  // after a back-off; handed-off ones once their attempt has surely ended (the plan then
+  // finds it logged, or makes it).
+  for (const chunk of inSendLimits(toSlowLane, (move) => move.request.body)) {
     try {
-      await slowLane(env).sendBatch(toSlowLane);
-      for (const message of [...movedMessages, ...handedOff.map((h) => h.message)]) message.ack();
-      summary.moved += movedMessages.length;
-      summary.handed_off += handedOff.length;
+      await slowLane(env).sendBatch(chunk.map((move) => move.request));
+      for (const move of chunk) {
+        move.message.ack();
+        summary[move.leaseUntil === null ? "moved" : "handed_off"]++;
+      }
     } catch (error) {
-      // They stay in this lane: moved ones come back after a back-off; handed-off ones
-      // once their attempt has surely ended (the plan then finds it logged, or makes it).
-      defer(movedMessages, "move", error);
-      for (const h of handedOff) h.message.retry({ delaySeconds: secondsUntil(leaseUntil(h)) });
-      summary.deferred += movedMessages.length + handedOff.length;
+      const moved = chunk.filter((move) => move.leaseUntil === null);
+      defer(
+        moved.map((move) => move.message),
+        "move",
+        error,
+      );
+      for (const { message, leaseUntil } of chunk) {
+        if (leaseUntil !== null) message.retry({ delaySeconds: secondsUntil(leaseUntil) });
+      }
+      summary.deferred += chunk.length;
     }
   }
   for (const message of released) message.retry({ delaySeconds: 0 });
@@ -498,51 +510,57 @@ async function makeAttempt(
   };
 }
 
+/** A delivery going on in the slow lane: its new message, and the message it replaces. */
+interface SlowLaneMove {
+  request: MessageSendRequest<DeliveryMessage>;
+  message: BatchMessage;
+  /** A handed-off attempt's lease end (unix ms); null for a delivery moved unattempted. */
+  leaseUntil: number | null;
+}
+
 /** The same delivery as a new slow-lane message that keeps its owner. */
-function moveRequest(message: BatchMessage): MessageSendRequest<DeliveryMessage> {
-  return { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" };
+function moveOf(message: BatchMessage): SlowLaneMove {
+  return {
+    request: { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" },
+    message,
+    leaseUntil: null,
+  };
 }
 
 /**
- * The background end of handed-off attempts: their log rows in one write, their
- * outcomes to their orgs' health. A failure here loses nothing: the slow-lane message
- * that follows each attempt makes it again when its lease ends and finds it unlogged.
+ * The background end of handed-off attempts: each one's log row is written as soon as
+ * that attempt ends, then its outcome goes to its org's health. Not once they all have:
+ * the slow-lane message that follows each attempt waits only until its own timeout + 5 s
+ * (its lease), and must find the row there, or it makes the attempt again. A failure here
+ * loses nothing: that message makes the attempt again when its lease ends and finds it
+ * unlogged.
  */
 async function finishHandedOff(
   values: readonly Promise<TaskValue>[],
   env: Env,
   shardOfOrg: ReadonlyMap<string, ShardGroup<BatchMessage>>,
 ): Promise<void> {
-  const settled = await Promise.all(values);
   const written: Attempted[] = [];
   await Promise.all(
-    [
-      ...Map.groupBy(
-        settled.flatMap((v) => (v.ok ? [v.attempted] : [])),
-        (a) => shardOfOrg.get(a.message.body.org_id)!,
-      ),
-    ].map(async ([shard, list]) => {
+    values.map(async (value) => {
+      const settled = await value;
+      if (!settled.ok) return; // an internal fault: the lease's message makes the attempt again
+      const { attempted } = settled;
       try {
-        await writeAttempts(
-          shard.db,
-          list.map((a) => a.row),
-        );
-        written.push(...list);
+        await writeAttempts(shardOfOrg.get(attempted.message.body.org_id)!.db, [attempted.row]);
       } catch (error) {
-        logFault("handed_off_write", list.length, error);
+        logFault("handed_off_write", 1, error);
+        return;
       }
+      written.push(attempted);
+      if (attempted.report) await reportHealth(env, [{ org: attempted.row.record.org_id, report: attempted.report }]);
     }),
-  );
-  const attempted = written;
-  await reportHealth(
-    env,
-    attempted.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])),
   );
   console.log(
     JSON.stringify({
       event: "deliveries.handed_off_ended",
-      attempts: attempted.length,
-      succeeded: attempted.filter((a) => a.row.record.outcome === "succeeded").length,
+      attempts: written.length,
+      succeeded: written.filter((a) => a.row.record.outcome === "succeeded").length,
     }),
   );
 }

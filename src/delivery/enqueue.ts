@@ -5,9 +5,31 @@ const MAX_MESSAGES_PER_SEND = 100;
 const MAX_BYTES_PER_SEND = 256_000;
 
 /**
- * Puts deliveries on the queue in as few `sendBatch` calls as the limits allow
- * (100 messages, 256 KB). A failure part-way throws; what was sent stays sent, and a
- * producer that retries the whole request creates no second delivery (same ids).
+ * Splits `items` into groups that one `sendBatch` call takes (100 messages, 256 KB by
+ * `messageSizeEstimate`), in order.
+ */
+export function inSendLimits<T>(items: readonly T[], bodyOf: (item: T) => DeliveryMessage): T[][] {
+  const chunks: T[][] = [];
+  let chunk: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = messageSizeEstimate(bodyOf(item));
+    if (chunk.length === MAX_MESSAGES_PER_SEND || (chunk.length > 0 && bytes + size > MAX_BYTES_PER_SEND)) {
+      chunks.push(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(item);
+    bytes += size;
+  }
+  if (chunk.length > 0) chunks.push(chunk);
+  return chunks;
+}
+
+/**
+ * Puts deliveries on the queue in as few `sendBatch` calls as the limits allow. A
+ * failure part-way throws; what was sent stays sent, and a producer that retries the
+ * whole request creates no second delivery (same ids).
  */
 export async function enqueueDeliveries(queue: Queue, messages: readonly DeliveryMessage[]): Promise<void> {
   // One event (POST /v1/events, the hot path): `send` costs less than a batch of one.
@@ -15,17 +37,7 @@ export async function enqueueDeliveries(queue: Queue, messages: readonly Deliver
     await queue.send(messages[0], { contentType: DELIVERY_MESSAGE_CONTENT_TYPE });
     return;
   }
-  let chunk: MessageSendRequest<DeliveryMessage>[] = [];
-  let bytes = 0;
-  for (const body of messages) {
-    const size = messageSizeEstimate(body);
-    if (chunk.length === MAX_MESSAGES_PER_SEND || (chunk.length > 0 && bytes + size > MAX_BYTES_PER_SEND)) {
-      await queue.sendBatch(chunk);
-      chunk = [];
-      bytes = 0;
-    }
-    chunk.push({ body, contentType: DELIVERY_MESSAGE_CONTENT_TYPE });
-    bytes += size;
+  for (const chunk of inSendLimits(messages, (body) => body)) {
+    await queue.sendBatch(chunk.map((body) => ({ body, contentType: DELIVERY_MESSAGE_CONTENT_TYPE })));
   }
-  if (chunk.length > 0) await queue.sendBatch(chunk);
 }

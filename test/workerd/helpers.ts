@@ -127,7 +127,11 @@ export async function runConsumer(
   }
   const toSlowLane: ConsumerRun["toSlowLane"] = [];
   const send = vi.spyOn(runEnv.DELIVERIES_SLOW, "sendBatch").mockImplementation(async (requests) => {
-    for (const r of requests) toSlowLane.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
+    // What Queues refuses: more than 100 messages, or 256 KB, in one call.
+    const list = [...requests];
+    const bytes = list.reduce((sum, r) => sum + (r.body as DeliveryMessage).body.byteLength, 0);
+    if (list.length > 100 || bytes > 256_000) throw new Error(`sendBatch: ${list.length} messages, ${bytes} B`);
+    for (const r of list) toSlowLane.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
     return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
   });
   const ctx = createExecutionContext();

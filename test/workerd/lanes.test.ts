@@ -1,6 +1,6 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { handOffLeaseMarginMs } from "../../src/delivery/lanes";
 import type { DeliveryMessage } from "../../src/delivery/message";
 import { endpointOf } from "../../src/org/endpoint-health";
@@ -84,6 +84,28 @@ describe("the fast lane", () => {
     expect(results).toEqual([{ message_id: m.id }]);
   });
 
+  it("moves a batch of large events in as many sends as the queue's 256 KB take", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    await markSlow(orgId, h.url);
+    // Ten 60 KB events: 600 KB, three sends' worth.
+    const output_url = `https://storage.example/${"x".repeat(60_000)}`;
+    const messages = await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const event = jobEvent(orgId, uniqueId("job"));
+        Object.assign(event.data, { output_url });
+        return { id: uniqueId("msg"), body: await messageFor(event, h.url) };
+      }),
+    );
+    expect(messages[0]!.body.body.byteLength).toBeGreaterThan(60_000);
+
+    const { fast, slow } = await runLanes(messages);
+    expect(fast.acked.sort()).toEqual(messages.map((m) => m.id).sort());
+    expect(fast.retried.size).toBe(0);
+    expect(slow!.acked).toHaveLength(10);
+    expect(await h.requests()).toHaveLength(10);
+  });
+
   it("moves a pending delivery whose endpoint turned slow; the slow lane makes attempt 2, for its owner", async () => {
     const orgId = uniqueId("org");
     const h = await hook([{ status: 500 }, { status: 200 }]);
@@ -158,6 +180,31 @@ describe("the fast lane", () => {
       [2, "timeout"],
     ]);
     expect(await hanging.requests()).toHaveLength(4);
+  });
+
+  it("logs each handed-off attempt as it ends, not when the run's last one does", async () => {
+    const orgId = uniqueId("org");
+    const early = await hook([{ delayMs: 3000 }]);
+    // Another endpoint answers 30 times in 150 ms, then hangs: its last attempt starts
+    // ~0.9 s after the first one above, and both are handed off.
+    const late = await hook([...Array.from({ length: 30 }, () => ({ delayMs: 150 })), { delayMs: 3000 }], "second");
+    const first = await message(orgId, early.url);
+    const toLate = await Promise.all(Array.from({ length: 31 }, () => message(uniqueId("org"), late.url)));
+    const run = await runConsumer([first, ...toLate], "deliveries", laneEnv);
+    const handedOff = run.toSlowLane.map((r) => r.body.delivery_id);
+    expect(handedOff).toHaveLength(2);
+    expect(handedOff).toContain(first.body.delivery_id);
+    const last = handedOff.find((id) => id !== first.body.delivery_id)!;
+
+    // The first attempt times out (1 s) well before the last one does: its row is
+    // there while the last attempt still runs, for the lease that follows it.
+    await vi.waitUntil(async () => (await attemptsOf(first.body.delivery_id)).length > 0, {
+      timeout: 3_000,
+      interval: 20,
+    });
+    expect(await attemptsOf(last)).toEqual([]);
+    await run.background;
+    expect(await attemptsOf(last)).toMatchObject([{ attempt: 1, error: "timeout" }]);
   });
 
   it("releases the rest of the batch when every connection is held by handed-off attempts", async () => {
