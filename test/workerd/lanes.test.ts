@@ -420,6 +420,14 @@ describe("the org object's storage", () => {
     expect(await stub.getListenerResults()).toEqual([]);
   });
 
+  it("answers which of a batch's endpoints are slow, however many it asks about", async () => {
+    const orgId = uniqueId("org");
+    const origins = Array.from({ length: 150 }, (_, i) => `https://h${i}.example.com`);
+    await markSlow(orgId, `${origins[120]}/hook`);
+    const settings = await orgSettings(env, orgId).getDeliverySettings(origins);
+    expect(settings.slow_endpoints).toEqual([origins[120]]);
+  });
+
   it("keeps at most MAX_ENDPOINTS endpoints, forgetting the least recently used", async () => {
     const stub = orgSettings(env, uniqueId("org"));
     const report = (i: number) => ({
