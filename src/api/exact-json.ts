@@ -26,8 +26,11 @@ export interface InexactNumber {
 
 const INEXACT = Symbol("inexact number");
 
-/** Digits long enough, or exponents large enough, to possibly lose a number's value. */
-const MIGHT_BE_INEXACT = /\d{16}|[eE][+-]?\d{3}/;
+/**
+ * Sixteen digits or more (a double keeps 15 for sure; a decimal point may split them, as
+ * in `12345678.123456789`), or exponents large enough: a number that might lose its value.
+ */
+const MIGHT_BE_INEXACT = /(?:\d\.?){16}|[eE][+-]?\d{3}/;
 
 /** Valid JSON that nests too deep to be read through (thousands of levels). */
 export class TooDeepJson extends Error {
@@ -36,8 +39,9 @@ export class TooDeepJson extends Error {
 
 /**
  * Parses like `JSON.parse` (throws `SyntaxError` the same way, or `TooDeepJson`) and lists the numbers
- * whose value would change, with where they are. Bodies without a long digit run or a
- * 3-digit exponent cannot hold one and skip the reviver (the hot path).
+ * whose value would change, with where they are. Bodies without 16 digits in a row (a
+ * decimal point among them allowed) or a 3-digit exponent cannot hold one and skip the
+ * reviver (the hot path).
  */
 export function parseExactJson(text: string): { value: unknown; inexact: InexactNumber[] } {
   if (!MIGHT_BE_INEXACT.test(text)) return { value: JSON.parse(text), inexact: [] };
