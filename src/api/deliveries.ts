@@ -143,16 +143,24 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
       const due = new Date(row.next_attempt_at!).toISOString();
       throw new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
     }
-    // One attempt per state of the delivery, however many clicks; the claim is spent
-    // only once the send allowance was.
-    await spendSend(c.env, c.var.orgId);
-    if (await orgSettings(c.env, c.var.orgId).claimRedeliver(row.delivery_id, row.attempt_count)) {
-      await enqueueDeliveries(c.env.DELIVERIES, [
-        resumeDeliveryMessage(
-          { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url },
-          { redeliver_after: row.attempt_count },
-        ),
-      ]);
+    // One attempt per state of the delivery, however many clicks: a click that finds this
+    // state claimed queues nothing and spends nothing. A claim whose send the allowance
+    // refuses, or whose queue write fails, is given back, so that trying again can work.
+    const org = orgSettings(c.env, c.var.orgId);
+    if (await org.claimRedeliver(row.delivery_id, row.attempt_count)) {
+      try {
+        await spendSend(c.env, c.var.orgId);
+        await enqueueDeliveries(c.env.DELIVERIES, [
+          resumeDeliveryMessage(
+            { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url },
+            { redeliver_after: row.attempt_count },
+          ),
+        ]);
+      } catch (error) {
+        // Unreachable object: the claim lapses after its 10 minutes instead.
+        await org.releaseRedeliver(row.delivery_id, row.attempt_count).catch(() => {});
+        throw error;
+      }
     }
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });

@@ -287,6 +287,11 @@ export class OrgSettings extends DurableObject<Env> {
     return true;
   }
 
+  /** Gives back a claim whose redeliver was not queued (refused by the send limit, or the queue failed). */
+  releaseRedeliver(deliveryId: string, afterAttempt: number): void {
+    this.redelivers.delete(`${deliveryId}:${afterAttempt}`);
+  }
+
   /** Closes the sessions opened with a key (it was revoked): 4001, which the CLI takes as final. */
   closeListeners(keyId: string): number {
     this.revokedKeys.add(keyId);

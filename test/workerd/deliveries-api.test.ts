@@ -306,6 +306,18 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
   });
 
+  it("gives the claim of a redeliver that could not be queued back: trying again makes it", async () => {
+    const { key, hook, message } = await failedToFixedEndpoint("retried");
+    vi.spyOn(env.DELIVERIES, "send").mockRejectedValueOnce(new Error("Queue send failed: simulated outage"));
+    const failed = await redeliver(message.delivery_id, key);
+    expect(failed.status).toBe(500);
+    expect(await failed.json()).toEqual({ error: { code: "internal", message: "internal error" } });
+
+    expect((await redeliver(message.delivery_id, key)).status).toBe(202);
+    await deliveryWhen(message.delivery_id, key, (d) => d.status === "delivered");
+    expect(await hook.requests()).toHaveLength(2);
+  });
+
   it("a resend that fails moves the schedule to it: the old retry is dropped, none is made twice", async () => {
     const { orgId, key } = await newOrg();
     const down = receiver(uniqueId("down"));

@@ -1,5 +1,6 @@
-import { describe, expect, it } from "vitest";
-import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId } from "./helpers";
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId, watchQueue } from "./helpers";
 
 /**
  * The org API's rate limits (src/api/rate-limit.ts, `[[ratelimits]]` in wrangler.toml):
@@ -16,6 +17,10 @@ async function freshWindow(needMs: number, periodMs = 60_000): Promise<void> {
   const left = periodMs - (Date.now() % periodMs);
   if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
 }
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 async function orgWithUrl() {
   const orgId = uniqueId("org");
@@ -66,6 +71,32 @@ describe("sending on behalf of an org", () => {
 
     const other = await orgWithUrl();
     expect((await call("POST", "/v1/webhook/test", { token: other.key })).status).toBe(202);
+  });
+
+  it("spends one send for a double click on redeliver: the second queues nothing", async () => {
+    const { orgId, key, hook } = await orgWithUrl();
+    const message = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) };
+    await runConsumer([message]);
+    await freshWindow(5_000);
+    const path = `/v1/deliveries/${message.body.delivery_id}/redeliver`;
+    for (let i = 0; i < 2; i++) expect((await call("POST", path, { token: key })).status).toBe(202);
+    const statuses: number[] = [];
+    for (let i = 0; i < 10; i++) statuses.push((await call("POST", "/v1/webhook/test", { token: key })).status);
+    expect(statuses).toEqual([...Array(9).fill(202), 429]);
+  });
+
+  it("keeps no claim for a redeliver the limit refused: once sends are allowed, it is made", async () => {
+    const { orgId, key, hook } = await orgWithUrl();
+    const message = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) };
+    await runConsumer([message]);
+    const path = `/v1/deliveries/${message.body.delivery_id}/redeliver`;
+    const limit = vi.spyOn(env.ORG_SEND_LIMIT, "limit").mockResolvedValueOnce({ success: false });
+    expect((await call("POST", path, { token: key })).status).toBe(429);
+
+    limit.mockResolvedValueOnce({ success: true });
+    const queue = watchQueue();
+    expect((await call("POST", path, { token: key })).status).toBe(202);
+    expect(queue.messages().map((m) => m.delivery_id)).toEqual([message.body.delivery_id]);
   });
 });
 
