@@ -32,7 +32,12 @@ const listenRoute = createRoute({
     400: errorResponseSpec("A query parameter this route does not take"),
     401: ORG_KEY_401,
     426: errorResponseSpec("Not a WebSocket upgrade"),
-    429: RATE_LIMITED_429,
+    429: {
+      ...RATE_LIMITED_429,
+      description:
+        "`rate_limited`: the org API's rate limit (`Retry-After` says when to try again), or the org has " +
+        `${MAX_LISTENERS} sessions open already: then without \`Retry-After\`, as only a session ending makes room`,
+    },
   },
 });
 

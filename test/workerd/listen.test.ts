@@ -292,6 +292,8 @@ describe("GET /v1/listen", () => {
     for (let i = 0; i < MAX_LISTENERS; i++) await connect(key);
     const refused = await call("GET", "/v1/listen", { token: key, headers: { Upgrade: "websocket" } });
     expect(refused.status).toBe(429);
+    // No Retry-After: waiting alone frees no room, and the CLI stops rather than retry.
+    expect(refused.headers.get("retry-after")).toBeNull();
     expect(await refused.json()).toMatchObject({ error: { code: "rate_limited" } });
     expect(((await (await call("GET", "/v1/webhook", { token: key })).json()) as { listeners: number }).listeners).toBe(
       MAX_LISTENERS,
