@@ -5,7 +5,7 @@ import { ORG_KEY_401, type OrgVariables, orgKeyRoute, PRODUCER_401, producerRout
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { IdSchema } from "./ids";
-import { type JsonBodyVariables, jsonBody } from "./json-body";
+import { JSON_BODY_ERRORS, type JsonBodyVariables, jsonBody } from "./json-body";
 import { strictQuery } from "./query";
 import { RATE_LIMITED_429 } from "./rate-limit";
 
@@ -132,7 +132,7 @@ const createKey = createRoute({
     },
     400: errorResponseSpec("Bad org id, body or query"),
     401: PRODUCER_401,
-    415: errorResponseSpec("Body is not `application/json`"),
+    ...JSON_BODY_ERRORS,
   },
 });
 

@@ -7,7 +7,7 @@ import { PRODUCER_401, producerRoute } from "./auth";
 import { ApiError, ErrorSchema, errorResponseSpec, invalidWebhookUrl, issueDetails, validationHook } from "./errors";
 import { MAX_DATA_DEPTH, nestsDeeperThan } from "./exact-json";
 import { IdSchema } from "./ids";
-import { inexactNumbersError, type JsonBodyVariables, jsonBody } from "./json-body";
+import { inexactNumbersError, JSON_BODY_ERRORS, type JsonBodyVariables, jsonBody } from "./json-body";
 import { strictQuery } from "./query";
 import { RecentDeliveries } from "./recent-deliveries";
 import { sampleJobData } from "./sample-event";
@@ -75,8 +75,7 @@ const BatchOutputSchema = z.object({ results: z.array(BatchResultSchema) }).open
 
 const ingestErrors = {
   401: PRODUCER_401,
-  413: errorResponseSpec("Body too large"),
-  415: errorResponseSpec("Body is not `application/json`"),
+  ...JSON_BODY_ERRORS,
 };
 
 const postEvent = createRoute({

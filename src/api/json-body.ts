@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { createMiddleware } from "hono/factory";
-import { ApiError } from "./errors";
+import { ApiError, errorResponseSpec } from "./errors";
 import { type InexactNumber, MAX_DATA_DEPTH, parseExactJson, TooDeepJson } from "./exact-json";
 
 /**
@@ -21,6 +21,12 @@ import { type InexactNumber, MAX_DATA_DEPTH, parseExactJson, TooDeepJson } from 
  */
 
 export type JsonBodyVariables = { json: unknown; inexact: InexactNumber[] };
+
+/** What `jsonBody` answers before the route's own handler: every route that uses it documents these. */
+export const JSON_BODY_ERRORS = {
+  413: errorResponseSpec("Body too large"),
+  415: errorResponseSpec("Body is not `application/json`"),
+};
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 

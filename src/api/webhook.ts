@@ -10,7 +10,7 @@ import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { ApiError, errorResponseSpec, invalidWebhookUrl, validationHook } from "./errors";
 import { EventTypeSchema } from "./ids";
-import { type JsonBodyVariables, jsonBody } from "./json-body";
+import { JSON_BODY_ERRORS, type JsonBodyVariables, jsonBody } from "./json-body";
 import { strictQuery } from "./query";
 import { RATE_LIMITED_429, spendSend } from "./rate-limit";
 import { sampleJobData, sampleJobFailedData } from "./sample-event";
@@ -124,7 +124,7 @@ const putWebhook = createRoute({
     400: errorResponseSpec("Not JSON, not the schema, or a URL the rules refuse"),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
-    415: errorResponseSpec("Body is not `application/json`"),
+    ...JSON_BODY_ERRORS,
   },
 });
 
@@ -191,7 +191,7 @@ const sendTest = createRoute({
     ),
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
-    415: errorResponseSpec("Body is not `application/json`"),
+    ...JSON_BODY_ERRORS,
   },
 });
 

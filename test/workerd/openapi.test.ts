@@ -16,6 +16,7 @@ interface OpenApiDoc {
         responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
         security?: unknown[];
         parameters?: Array<{ name: string; in: string }>;
+        requestBody?: unknown;
       }
     >
   >;
@@ -137,6 +138,32 @@ describe("/openapi.json", () => {
     // Nothing was queued or changed by the refused requests.
     const logs = (await (await call("GET", "/v1/deliveries", { token: key })).json()) as { data: unknown[] };
     expect(logs.data).toEqual([]);
+  });
+
+  it("documents the 413 and 415 of every route that takes a JSON body, and answers them so", async () => {
+    const orgId = uniqueId("org");
+    const key = await orgKey(orgId);
+    const huge = JSON.stringify({ pad: "x".repeat(2_000_000) });
+    let walked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (!op.requestBody) continue;
+        const token = JSON.stringify(op.security).includes("producerToken") ? PRODUCER_TOKEN : key;
+        const url = path.replace("{org_id}", orgId);
+        const tooLarge = await call(method.toUpperCase(), url, { token, body: huge });
+        expect(tooLarge.status, `${method} ${path}`).toBe(413);
+        await expectConforms(tooLarge, path, method);
+        const notJson = await call(method.toUpperCase(), url, {
+          token,
+          body: "webhook_url=x",
+          headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        });
+        expect(notJson.status, `${method} ${path}`).toBe(415);
+        await expectConforms(notJson, path, method);
+        walked++;
+      }
+    }
+    expect(walked).toBe(5);
   });
 
   it("answers an unknown path under a credential's paths 401 without it, and 404 with it", async () => {
