@@ -368,12 +368,7 @@ describe("data arrives as sent, or is refused", () => {
       ["data", "price"],
       "1.00000000000000000001",
     ],
-    [
-      "17 digits split by the decimal point",
-      '{"amount":12345678.123456789}',
-      ["data", "amount"],
-      "12345678.123456789",
-    ],
+    ["17 digits split by the decimal point", '{"amount":12345678.123456789}', ["data", "amount"], "12345678.123456789"],
   ])("refuses %s, naming the field, and queues nothing", async (_, extra, path, literal) => {
     const data = `{"job_id":"${uniqueId("job")}","org_id":"org_ingest",${extra.slice(1, -1)}}`;
     const body = `{"type":"job.completed","data":${data},"webhook_url":"${hook.url}"}`;
