@@ -66,6 +66,12 @@ const encoder = new TextEncoder();
 /** Of those, what one endpoint may hold while others wait (src/delivery/pool.ts). */
 export const MAX_CONNECTIONS_PER_ENDPOINT = 3;
 
+/**
+ * And what one org may hold while other orgs' attempts wait: its events may go to many
+ * endpoints (per-event URLs), each under its own share, and all of them may hang.
+ */
+export const MAX_CONNECTIONS_PER_ORG = 4;
+
 interface OrgContext {
   settings: DeliverySettings;
   signer: Signer;
@@ -241,6 +247,7 @@ export async function deliverBatch(
     } else {
       const task = {
         endpoint: `${message.body.org_id} ${target.endpoint}`,
+        org: message.body.org_id,
         origin: target.endpoint,
         message,
         attempt: plan.attempt,
@@ -261,6 +268,7 @@ export async function deliverBatch(
   const results = await runPool(tasks, {
     connections: MAX_OPEN_CONNECTIONS,
     perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
+    perOrg: MAX_CONNECTIONS_PER_ORG,
     handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
     onDone: (value) => value.ok && end(value.attempted),
   });

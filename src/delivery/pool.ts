@@ -5,9 +5,10 @@
  * wait in the runtime for one, with their timeout already running. So at most that many
  * attempts run at once, each timed from the moment it can actually connect.
  *
- * One endpoint gets at most `perEndpoint` of the connections while attempts to another
- * endpoint wait for one, and all of them when nothing else waits: an endpoint that
- * hangs cannot hold every connection of a run that has other work.
+ * One endpoint gets at most `perEndpoint` of the connections, and one org at most
+ * `perOrg`, while attempts to another endpoint or of another org wait for one, and all of
+ * them when nothing else waits: an endpoint that hangs, or an org whose events go to
+ * many hanging endpoints, cannot hold every connection of a run that has other work.
  *
  * With `handOffAfterMs` (the fast lane), the pool also stops waiting for an attempt
  * that is still running after that long: the attempt is *handed off* (its promise is
@@ -22,6 +23,8 @@
 export interface PoolTask<R> {
   /** Names the endpoint the attempt goes to (its org's and origin's, as health is kept). */
   endpoint: string;
+  /** The org the attempt is made for. */
+  org: string;
   start: () => Promise<R>;
 }
 
@@ -35,6 +38,8 @@ export interface PoolOptions<R> {
   connections: number;
   /** Connections one endpoint may hold while others have attempts waiting. */
   perEndpoint: number;
+  /** Connections one org's attempts may hold while other orgs' attempts wait. */
+  perOrg: number;
   /** Null: wait for every attempt to end (the slow lane). */
   handOffAfterMs: number | null;
   /** Called as each task ends while the run still waits for it (not for handed-off ones). */
@@ -44,19 +49,24 @@ export interface PoolOptions<R> {
 export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOptions<R>): Promise<PoolResult<R>[]> {
   const results = new Array<PoolResult<R>>(tasks.length);
   const slow = new Set<string>();
-  const held = new Map<string, number>(); // connections per endpoint, handed-off ones included
+  const held = new Map<string, number>(); // connections per endpoint and per org, handed-off ones included
   let running = 0; // started, still awaited by the run
   let handedOff = 0; // started, handed off, still holding a connection
   let pending = tasks.map((_, i) => i); // not started yet, in order
   let wake: () => void = () => {};
-  const hold = (endpoint: string, n: number) => held.set(endpoint, (held.get(endpoint) ?? 0) + n);
+  const hold = (task: PoolTask<R>, n: number) => {
+    held.set(task.endpoint, (held.get(task.endpoint) ?? 0) + n);
+    held.set(orgKey(task.org), (held.get(orgKey(task.org)) ?? 0) + n);
+  };
+  const withinShare = (task: PoolTask<R>) =>
+    (held.get(task.endpoint) ?? 0) < options.perEndpoint && (held.get(orgKey(task.org)) ?? 0) < options.perOrg;
 
   const start = (i: number) => {
     const task = tasks[i]!;
     const promise = task.start();
     let gone = false;
     running++;
-    hold(task.endpoint, 1);
+    hold(task, 1);
     const timer =
       options.handOffAfterMs === null
         ? null
@@ -70,7 +80,7 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
           }, options.handOffAfterMs);
     void promise.then((value) => {
       if (timer !== null) clearTimeout(timer);
-      hold(task.endpoint, -1);
+      hold(task, -1);
       if (gone) handedOff--;
       else {
         running--;
@@ -88,7 +98,7 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
       return false;
     });
     while (pending.length > 0 && running + handedOff < options.connections) {
-      const within = pending.findIndex((i) => (held.get(tasks[i]!.endpoint) ?? 0) < options.perEndpoint);
+      const within = pending.findIndex((i) => withinShare(tasks[i]!));
       const [i] = pending.splice(within === -1 ? 0 : within, 1);
       start(i!);
     }
@@ -100,4 +110,9 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
     if (running === 0 && pending.length === 0) return results;
     await new Promise<void>((resolve) => (wake = resolve));
   }
+}
+
+/** An org's key in the connection counts, apart from any endpoint's (`org origin`). */
+function orgKey(org: string): string {
+  return `org:${org}`;
 }

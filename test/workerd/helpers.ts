@@ -222,6 +222,19 @@ export interface AttemptRow {
   stored_bytes: number;
 }
 
+/**
+ * `n` new org ids whose logs live on `shard` (placed as every org is, by hash). A run
+ * reads each shard's messages apart, so only orgs on one shard keep the batch's order.
+ */
+export async function orgsOnShard(shard: string, n: number): Promise<string[]> {
+  const orgs: string[] = [];
+  while (orgs.length < n) {
+    const orgId = uniqueId("org");
+    if ((await orgSettings(env, orgId).getLogShard()) === shard) orgs.push(orgId);
+  }
+  return orgs;
+}
+
 /** The database of an org's log shard (creating the org, and so placing it, if it is new). */
 export async function logDbOf(orgId: string): Promise<D1Database> {
   return logShard(env, await orgSettings(env, orgId).getLogShard());

@@ -14,6 +14,7 @@ import {
   logDbOf,
   messageFor,
   orgKey,
+  orgsOnShard,
   receiver,
   runConsumer,
   runLanes,
@@ -211,12 +212,14 @@ describe("the fast lane", () => {
     const hangingA = await hook([{ delayMs: 3000 }]);
     const hangingC = await hook([{ delayMs: 3000 }], "second");
     const ok = await hook();
-    const orgId = uniqueId("org");
+    // Two orgs, three hanging attempts each (an org alone holds at most four connections),
+    // then a third org's delivery, in that order.
+    const [orgA, orgC, third] = await orgsOnShard("DB", 3);
     const stuck = [
-      ...(await Promise.all(Array.from({ length: 3 }, () => message(orgId, hangingA.url)))),
-      ...(await Promise.all(Array.from({ length: 3 }, () => message(orgId, hangingC.url)))),
+      ...(await Promise.all(Array.from({ length: 3 }, () => message(orgA!, hangingA.url)))),
+      ...(await Promise.all(Array.from({ length: 3 }, () => message(orgC!, hangingC.url)))),
     ];
-    const waiting = await message(uniqueId("org"), ok.url);
+    const waiting = await message(third!, ok.url);
     const run = await runConsumer([...stuck, waiting], "deliveries", laneEnv);
     expect(run.retried.get(waiting.id)).toBe(0);
     expect(await ok.requests()).toHaveLength(0);

@@ -10,6 +10,7 @@ import {
   jobEvent,
   messageFor,
   orgKey,
+  orgsOnShard,
   PRODUCER_TOKEN,
   receiver,
   runConsumer,
@@ -165,12 +166,13 @@ describe("GET /v1/listen", () => {
     const [hangingA, hangingB] = [receiver(uniqueId("hanging")), receiver(uniqueId("hanging"), { origin: "second" })];
     for (const h of [hangingA, hangingB]) await h.script({ replies: [{ delayMs: 3000 }] });
     const ok = receiver(uniqueId("ok"));
-    const other = uniqueId("org");
-    // Another org's six hanging attempts hold every connection past the hand-off.
+    // Two other orgs' six hanging attempts hold every connection past the hand-off (on
+    // this org's shard, so that the run takes the batch in its order).
+    const [otherA, otherB] = await orgsOnShard((await orgSettings(env, orgId).getLogShard())!, 2);
     const stuck = await Promise.all(
       [hangingA, hangingA, hangingA, hangingB, hangingB, hangingB].map(async (h) => ({
         id: uniqueId("msg"),
-        body: await messageFor(jobEvent(other, uniqueId("job")), h.url),
+        body: await messageFor(jobEvent((h === hangingA ? otherA : otherB)!, uniqueId("job")), h.url),
       })),
     );
     const waiting = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), ok.url) };

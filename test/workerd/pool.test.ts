@@ -9,6 +9,8 @@ function tasks(spec: Array<[endpoint: string, ms: number]>) {
   const started: string[] = [];
   const list: PoolTask<string>[] = spec.map(([endpoint, ms], i) => ({
     endpoint,
+    // "A x" is endpoint x of org A; a bare name is an org of its own.
+    org: endpoint.split(" ")[0]!,
     start: async () => {
       started.push(`${endpoint}${i}`);
       peak = Math.max(peak, ++running);
@@ -23,7 +25,7 @@ function tasks(spec: Array<[endpoint: string, ms: number]>) {
 describe("runPool", () => {
   it("runs every task, at most `connections` at once, and waits for all without a hand-off budget", async () => {
     const t = tasks(Array.from({ length: 9 }, (_, i) => [`e${i % 3}`, 30] as [string, number]));
-    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, handOffAfterMs: null });
+    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, perOrg: 6, handOffAfterMs: null });
     expect(t.peak()).toBe(6);
     expect(results.map((r) => r.kind)).toEqual(Array(9).fill("done"));
     expect(results.map((r) => (r.kind === "done" ? r.value : null))).toEqual(t.list.map((_, i) => `e${i % 3}${i}`));
@@ -35,7 +37,7 @@ describe("runPool", () => {
     // handed off. The order of timers decides it, not how fast this machine is.
     const quick = (name: string, ms: number) => Array.from({ length: 5 }, () => [name, ms] as [string, number]);
     const t = tasks([["h", 1200], ...quick("a", 150), ...quick("b", 250), ["h", 10], ["c", 10]]);
-    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, handOffAfterMs: 300 });
+    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, perOrg: 6, handOffAfterMs: 300 });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", ...Array(10).fill("done"), "moved", "done"]);
     expect(t.started).not.toContain("h11");
     const first = results[0]!;
@@ -49,7 +51,7 @@ describe("runPool", () => {
       ["a", 10],
       ["b", 10],
     ]);
-    const results = await runPool(t.list, { connections: 2, perEndpoint: 2, handOffAfterMs: 50 });
+    const results = await runPool(t.list, { connections: 2, perEndpoint: 2, perOrg: 6, handOffAfterMs: 50 });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", "handed_off", "released", "released"]);
     expect(t.started).toEqual(["h10", "h21"]);
   });
@@ -63,7 +65,7 @@ describe("runPool", () => {
       ["a", 10],
       ["a", 10],
     ]);
-    await runPool(t.list, { connections: 4, perEndpoint: 2, handOffAfterMs: null });
+    await runPool(t.list, { connections: 4, perEndpoint: 2, perOrg: 6, handOffAfterMs: null });
     // h2 and h3 waited while a's tasks could use a connection: a went first.
     expect(t.started.slice(0, 4)).toEqual(["h0", "h1", "a4", "a5"]);
     const alone = tasks([
@@ -72,8 +74,19 @@ describe("runPool", () => {
       ["h", 20],
       ["h", 20],
     ]);
-    await runPool(alone.list, { connections: 4, perEndpoint: 2, handOffAfterMs: null });
+    await runPool(alone.list, { connections: 4, perEndpoint: 2, perOrg: 6, handOffAfterMs: null });
     expect(alone.peak()).toBe(4);
+  });
+
+  it("gives an org at most its share while other orgs wait, however many endpoints it uses", async () => {
+    // Org A's events go to six endpoints that all hang; org B's three quick ones still run.
+    const hanging = Array.from({ length: 6 }, (_, i) => [`A h${i}`, 400] as [string, number]);
+    const t = tasks([...hanging, ["B ok", 10], ["B ok", 10], ["B ok", 10]]);
+    const results = await runPool(t.list, { connections: 6, perEndpoint: 3, perOrg: 4, handOffAfterMs: 100 });
+    expect(results.slice(6).map((r) => r.kind)).toEqual(["done", "done", "done"]);
+    expect(t.started.slice(0, 6)).toEqual(["A h00", "A h11", "A h22", "A h33", "B ok6", "B ok7"]);
+    // With nothing else waiting, A's last two take the free connections after all.
+    expect(results.slice(0, 6).map((r) => r.kind)).toEqual(Array(6).fill("handed_off"));
   });
 
   it("keeps a handed-off attempt's connection counted until it really ends", async () => {
@@ -83,7 +96,7 @@ describe("runPool", () => {
       ["b", 150],
       ["c", 150],
     ]);
-    await runPool(t.list, { connections: 2, perEndpoint: 2, handOffAfterMs: 50 });
+    await runPool(t.list, { connections: 2, perEndpoint: 2, perOrg: 6, handOffAfterMs: 50 });
     // h holds one connection for its whole 200 ms: the other three ran one at a time beside it.
     expect(t.peak()).toBe(2);
   });
