@@ -4,6 +4,7 @@ import { unsentResponse } from "./attempt";
 import type { DeliveryMessage } from "./message";
 import { ownerOf } from "./plan";
 import { eventColumns } from "./record";
+import { crashBackoffSeconds } from "./retry-policy";
 import { groupByShard, type ShardRecord } from "./shard-groups";
 
 /** The queue whose messages ran out of retries (wrangler.toml `dead_letter_queue`). */
@@ -22,9 +23,16 @@ export const DEAD_LETTER_QUEUE = "deliveries-dlq";
  * a redelivered dead letter from logging the row twice.
  *
  * The row goes to the org's log shard. A shard that cannot be written, or an org whose
- * shard is unknown, keeps its messages here for another try a minute later (the DLQ has
- * retries of its own), with a log line for the operator; the other shards go on.
+ * shard is unknown, keeps its messages here for another try (the DLQ has retries of its
+ * own: 90, backing off from 30 s to an hour, about 3.5 days, within the queue's 4-day
+ * message retention), with a log line for the operator each time; the other shards go on.
+ * Past those, the message is gone: an outage that long is the operator's to repair.
  */
+
+/** A dead letter's back-off: the crash back-off, capped at an hour (see above). */
+export function deadLetterBackoffSeconds(queueAttempts: number): number {
+  return Math.min(crashBackoffSeconds(queueAttempts), 3600);
+}
 export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
   // Each org's shard, from this isolate's memory or its object; then each shard on its own,
   // so one that fails keeps only its own messages for another try.
@@ -46,12 +54,13 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
         failed += await failInShard(group.db, group.messages);
         for (const message of group.messages) message.ack();
       } catch (error) {
-        for (const message of group.messages) message.retry({ delaySeconds: 60 });
+        for (const message of group.messages)
+          message.retry({ delaySeconds: deadLetterBackoffSeconds(message.attempts) });
         logDeadLetterFault("write_log", group.messages.length, error);
       }
     }),
   );
-  for (const { message } of unplaced) message.retry({ delaySeconds: 60 });
+  for (const { message } of unplaced) message.retry({ delaySeconds: deadLetterBackoffSeconds(message.attempts) });
   if (unplaced.length > 0) logDeadLetterFault("log_shard", unplaced.length, unplaced[0]!.error);
   console.error(JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed }));
 }

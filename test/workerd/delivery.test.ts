@@ -472,6 +472,16 @@ describe("the dead-letter queue", () => {
     ]);
   });
 
+  it("keeps a dead letter whose shard cannot take the row, backing off up to an hour", async () => {
+    const { message } = await setup();
+    vi.spyOn(await logDbOf(message.body.org_id), "batch").mockRejectedValue(new Error("D1_ERROR: down"));
+    const first = await runConsumer([message], "deliveries-dlq");
+    const later = await runConsumer([{ ...message, attempts: 30 }], "deliveries-dlq");
+    expect(first.retried.get(message.id)).toBe(30);
+    expect(later.retried.get(message.id)).toBe(3600);
+    expect([...first.acked, ...later.acked]).toEqual([]);
+  });
+
   it("leaves a pending delivery whose next attempt is still ahead to its live schedule", async () => {
     const { message } = await setup({ replies: [{ status: 500 }] });
     await runConsumer([message]);
