@@ -58,8 +58,9 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
     held.set(task.endpoint, (held.get(task.endpoint) ?? 0) + n);
     held.set(orgKey(task.org), (held.get(orgKey(task.org)) ?? 0) + n);
   };
-  const withinShare = (task: PoolTask<R>) =>
-    (held.get(task.endpoint) ?? 0) < options.perEndpoint && (held.get(orgKey(task.org)) ?? 0) < options.perOrg;
+  const withinEndpointShare = (task: PoolTask<R>) => (held.get(task.endpoint) ?? 0) < options.perEndpoint;
+  const withinShares = (task: PoolTask<R>) =>
+    withinEndpointShare(task) && (held.get(orgKey(task.org)) ?? 0) < options.perOrg;
 
   const start = (i: number) => {
     const task = tasks[i]!;
@@ -98,8 +99,11 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
       return false;
     });
     while (pending.length > 0 && running + handedOff < options.connections) {
-      const within = pending.findIndex((i) => withinShare(tasks[i]!));
-      const [i] = pending.splice(within === -1 ? 0 : within, 1);
+      // Within both shares if any waits so; else within its endpoint's (only this org's
+      // attempts wait); else the first (only this endpoint's do).
+      let next = pending.findIndex((i) => withinShares(tasks[i]!));
+      if (next === -1) next = pending.findIndex((i) => withinEndpointShare(tasks[i]!));
+      const [i] = pending.splice(next === -1 ? 0 : next, 1);
       start(i!);
     }
     if (pending.length > 0 && running === 0) {

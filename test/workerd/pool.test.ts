@@ -89,6 +89,18 @@ describe("runPool", () => {
     expect(results.slice(0, 6).map((r) => r.kind)).toEqual(Array(6).fill("handed_off"));
   });
 
+  it("keeps an endpoint's share when one org's attempts fill the org's share", async () => {
+    // One org: eight attempts to a hanging endpoint first, then eight to a healthy one.
+    const t = tasks([
+      ...Array.from({ length: 8 }, () => ["A hang", 400] as [string, number]),
+      ...Array.from({ length: 8 }, () => ["A ok", 10] as [string, number]),
+    ]);
+    const results = await runPool(t.list, { connections: 6, perEndpoint: 3, perOrg: 4, handOffAfterMs: 100 });
+    expect(results.slice(8).map((r) => r.kind)).toEqual(Array(8).fill("done"));
+    // The hanging endpoint kept to its 3 until every healthy attempt had started.
+    expect(t.started.slice(0, 11).filter((name) => name.startsWith("A hang"))).toHaveLength(3);
+  });
+
   it("keeps a handed-off attempt's connection counted until it really ends", async () => {
     const t = tasks([
       ["h", 200],
