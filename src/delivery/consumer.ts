@@ -179,7 +179,8 @@ export async function deliverBatch(
 
   const takeOvers = planned.filter((p) => p.plan.storedEvent);
   if (takeOvers.length > 0) {
-    // Rare (a stalled delivery taken over by a re-sent event): one more read per shard, for the stored event.
+    // Rare (a message that did not make attempt 1: a take-over, a redeliver, and the
+    // attempts each owns after it): one more read per shard, for the stored event.
     const failed = new Set<Planned>();
     await Promise.all(
       [...Map.groupBy(takeOvers, (p) => shardOfOrg.get(p.message.body.org_id)!)].map(async ([shard, list]) => {
@@ -205,10 +206,6 @@ export async function deliverBatch(
     );
     planned.splice(0, planned.length, ...planned.filter((p) => !failed.has(p)));
   }
-  // What each message sends. Where that is not its own body (a take-over sends the
-  // stored event), the messages that carry the schedule on carry that event too.
-  const eventOf = new Map(planned.map((p) => [p.message, p.event] as const));
-  const carried = (message: BatchMessage) => eventOf.get(message) ?? message.body;
 
   const orgs = await orgsLoading;
   // Rows are written while the batch's other attempts go on (src/delivery/log-writer.ts),
@@ -222,7 +219,7 @@ export async function deliverBatch(
     const writer = writers.get(shardOfOrg.get(attempted.message.body.org_id)!.name)!;
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
-  const toSlowLane: Successor[] = [];
+  const toSlowLane: SlowLaneMove[] = [];
   const tasks: Array<
     PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
   > = [];
@@ -299,7 +296,7 @@ export async function deliverBatch(
   for (const h of handedOff) {
     toSlowLane.push({
       request: {
-        body: { ...carried(h.message), owner: ownerOf(h.message), lease: { attempt: h.attempt, until: leaseUntil(h) } },
+        body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until: leaseUntil(h) } },
         contentType: "v8",
         delaySeconds: secondsUntil(leaseUntil(h)),
       },
@@ -334,7 +331,6 @@ export async function deliverBatch(
   ]);
   const unwritten: BatchMessage[] = [];
   let writeError: unknown;
-  const replaced: Successor[] = [];
   for (const {
     message,
     row: { record },
@@ -350,8 +346,7 @@ export async function deliverBatch(
       message.ack();
       summary.dropped++;
     } else if (retryDelaySeconds !== null) {
-      if (carried(message) === message.body) message.retry({ delaySeconds: retryDelaySeconds });
-      else replaced.push(carryOn(message, carried(message), retryDelaySeconds));
+      message.retry({ delaySeconds: retryDelaySeconds });
       summary.retrying++;
     } else {
       message.ack();
@@ -360,22 +355,6 @@ export async function deliverBatch(
   }
   defer(unwritten, "write_log", writeError);
   summary.deferred += unwritten.length;
-
-  // A take-over that will retry goes on as a new message of this lane with the stored
-  // event: retried as it is, it would send its own (re-sent) body at the next attempt.
-  // Should that send fail, it is retried as it is: late bytes rather than none.
-  if (replaced.length > 0) {
-    const queue = lane === "fast" ? (env.DELIVERIES as Queue<DeliveryMessage>) : slowLane(env);
-    for (const chunk of inSendLimits(replaced, (move) => move.request.body)) {
-      try {
-        await queue.sendBatch(chunk.map((move) => move.request));
-        for (const move of chunk) move.message.ack();
-      } catch (error) {
-        logFault("carry_on", chunk.length, error);
-        for (const move of chunk) move.message.retry({ delaySeconds: move.request.delaySeconds });
-      }
-    }
-  }
 
   // Moved and handed-off deliveries go on in the slow lane as new messages, in as many
   // sends as the queue's limits take (a batch of large events is more than one send's
@@ -540,28 +519,16 @@ async function makeAttempt(
   };
 }
 
-/**
- * A delivery going on as a new message (in the slow lane, or carrying its stored event):
- * the request, and the message it replaces.
- */
-interface Successor {
+/** A delivery going on as a new slow-lane message: the request, and the message it replaces. */
+interface SlowLaneMove {
   request: MessageSendRequest<DeliveryMessage>;
   message: BatchMessage;
   /** A handed-off attempt's lease end (unix ms); null otherwise. */
   leaseUntil: number | null;
 }
 
-/** The message that makes the next attempt with `event`, after `delaySeconds`, as `message`'s owner. */
-function carryOn(message: BatchMessage, event: DeliveryMessage, delaySeconds: number): Successor {
-  return {
-    request: { body: { ...event, owner: ownerOf(message) }, contentType: "v8", delaySeconds },
-    message,
-    leaseUntil: null,
-  };
-}
-
 /** The same delivery as a new slow-lane message that keeps its owner. */
-function moveOf(message: BatchMessage): Successor {
+function moveOf(message: BatchMessage): SlowLaneMove {
   return {
     request: { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" },
     message,

@@ -18,13 +18,15 @@ import type { DeliveryMessage } from "./message";
  *   default: its owner message is lost or stuck): any message of the delivery takes it
  *   over and goes on with its schedule: the stall sweep's (`take_over`), a producer's
  *   re-send. A redeliver after the last attempt takes over any pending delivery,
- *   stalled or not, by making the next attempt now ("resend now"). A
- *   take-over sends the stored event (`storedEvent`), never a re-sent body, and the
- *   consumer carries that event on to the attempts after, so every attempt keeps the
- *   same bytes;
+ *   stalled or not, by making the next attempt now ("resend now");
  * - leased (the fast lane handed attempt N off to finish in the background): until the
  *   lease ends the message waits; if attempt N is logged by then it goes on as above,
  *   otherwise (the background work died) it makes attempt N itself.
+ *
+ * Every attempt sends the same bytes: those of the message that made attempt 1, stored
+ * with it. Any other message that makes an attempt (a re-send that took a stalled
+ * delivery over, at its take-over and at every attempt it owns after) sends the stored
+ * event (`storedEvent`), never its own body.
  *
  * A message's identity is its `owner` when it carries one (it was moved between lanes
  * and is a new queue message), else its queue id: that is what `message_id` records.
@@ -35,7 +37,7 @@ export type Plan =
       attempt: number;
       /** false for a redeliver of a finished delivery: one attempt, no retries */
       scheduled: boolean;
-      /** Send the delivery's stored event, not this message's (a take-over by another message). */
+      /** Send the delivery's stored event, not this message's (it did not make attempt 1). */
       storedEvent?: true;
     }
   | { kind: "wait"; delaySeconds: number }
@@ -91,6 +93,19 @@ export function planMessage(
   now: number,
   rules: { stalledAfterMs: number; attemptTimeoutMs: number },
 ): Plan {
+  const plan = planFromState(messageId, message, state, now, rules);
+  return plan.kind === "attempt" && state !== undefined && state.first_message_id !== messageId
+    ? { ...plan, storedEvent: true }
+    : plan;
+}
+
+function planFromState(
+  messageId: string,
+  message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over">,
+  state: DeliveryState | undefined,
+  now: number,
+  rules: { stalledAfterMs: number; attemptTimeoutMs: number },
+): Plan {
   const { stalledAfterMs } = rules;
   const lease = message.lease;
   if (lease !== undefined && (state?.last_attempt ?? 0) < lease.attempt) {
@@ -121,7 +136,7 @@ export function planMessage(
   if (state.next_attempt_at === null) return { kind: "drop", reason: "finished" };
   if (state.last_message_id !== messageId) {
     return isStalled(state, now, stalledAfterMs)
-      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: true, storedEvent: true }
+      ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: true }
       : { kind: "drop", reason: "not_owner" };
   }
   const remainingMs = state.next_attempt_at - now;

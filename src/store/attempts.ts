@@ -65,6 +65,8 @@ export interface DeliveryState {
   last_attempt: number;
   /** The queue message that made the last attempt (it owns the schedule). */
   last_message_id: string;
+  /** The queue message that made attempt 1: its body is the stored event. */
+  first_message_id: string;
   /** When the next scheduled attempt is due; null when the delivery is finished. */
   next_attempt_at: number | null;
 }
@@ -87,6 +89,7 @@ export async function readDeliveryStates(
     states.set(row.delivery_id, {
       last_attempt: row.attempt,
       last_message_id: row.message_id,
+      first_message_id: states.get(row.delivery_id)?.first_message_id ?? row.message_id,
       next_attempt_at: row.next_attempt_at,
     });
   }

@@ -133,27 +133,21 @@ describe("taking a stalled delivery over", () => {
     expect(requests[1]!.body).toBe(requests[0]!.body);
   });
 
-  it("a re-send that took it over keeps sending the stored event at the attempts after", async () => {
+  it("a re-send that took it over keeps sending the stored event at the attempts it owns after", async () => {
     const { hook, event, message } = await stalledAfterAttempt1([{ status: 500 }]);
     advance(60 + 6 * 60);
     const changed = { ...event, data: { ...event.data, output_url: "https://changed.example/x.png" } };
     const resent = { id: uniqueId("msg"), body: await messageFor(changed, message.body.webhook_url) };
-    const queued: Array<{ body: DeliveryMessage; delaySeconds?: number }> = [];
-    vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(async (requests) => {
-      for (const r of requests) queued.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
-      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
-    });
-    // Attempt 2 fails too: the re-sent message owns the schedule now, and goes on as a
-    // message that carries the stored event, not its own body.
-    const run = await runConsumer([resent]);
-    vi.mocked(env.DELIVERIES.sendBatch).mockRestore();
-    expect(run.acked).toEqual([resent.id]);
-    expect(queued).toEqual([{ body: { ...message.body, owner: resent.id }, delaySeconds: 300 }]);
-
+    // Attempt 2 fails too: the re-sent message owns the schedule now, and makes attempt 3.
+    expect((await runConsumer([resent])).retried.get(resent.id)).toBe(300);
     advance(301);
-    await runConsumer([{ id: uniqueId("msg"), body: queued[0]!.body }]);
-    // Made as the owner (any other message would be dropped: the delivery is not stalled).
-    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.attempt)).toEqual([1, 2, 3]);
+    const last = await runConsumer([{ ...resent, attempts: 2 }]);
+    expect(last.acked).toEqual([resent.id]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, "failed"],
+      [2, "failed"],
+      [3, "failed"],
+    ]);
     const bodies = (await hook.requests()).map((r) => r.body);
     expect(bodies).toEqual([bodies[0], bodies[0], bodies[0]]);
   });
