@@ -186,11 +186,13 @@ describe("the fast lane", () => {
   it("logs each handed-off attempt as it ends, not when the run's last one does", async () => {
     const orgId = uniqueId("org");
     const early = await hook([{ delayMs: 3000 }]);
-    // Another endpoint answers 30 times in 150 ms, then hangs: its last attempt starts
-    // ~0.9 s after the first one above, and both are handed off.
-    const late = await hook([...Array.from({ length: 30 }, () => ({ delayMs: 150 })), { delayMs: 3000 }], "second");
+    // Another org's endpoint answers 60 times in 50 ms (far under the 300 ms hand-off),
+    // then hangs: its last attempt starts ~0.6 s after the first one above, and both are
+    // handed off.
+    const late = await hook([...Array.from({ length: 60 }, () => ({ delayMs: 50 })), { delayMs: 3000 }], "second");
     const first = await message(orgId, early.url);
-    const toLate = await Promise.all(Array.from({ length: 31 }, () => message(uniqueId("org"), late.url)));
+    const other = uniqueId("org");
+    const toLate = await Promise.all(Array.from({ length: 61 }, () => message(other, late.url)));
     const run = await runConsumer([first, ...toLate], "deliveries", laneEnv);
     const handedOff = run.toSlowLane.map((r) => r.body.delivery_id);
     expect(handedOff).toHaveLength(2);
