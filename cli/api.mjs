@@ -41,15 +41,18 @@ export class ApiError extends Error {
 
 /**
  * Calls the org API; throws ApiError for a non-2xx answer, with a sentence a person can act on.
+ * `signal` (Ctrl+C) stops the call at once: ApiError with code `aborted`.
  * @param {Credentials} creds
  * @param {string} method
  * @param {string} path
  * @param {unknown} [body]
+ * @param {AbortSignal} [signal]
  * @returns {Promise<any>}
  */
-export async function call(creds, method, path, body) {
+export async function call(creds, method, path, body, signal) {
   let res;
   try {
+    const timeout = AbortSignal.timeout(15_000);
     res = await fetch(`${creds.apiUrl}${path}`, {
       method,
       headers: {
@@ -57,9 +60,10 @@ export async function call(creds, method, path, body) {
         ...(body === undefined ? {} : { "Content-Type": "application/json" }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(15_000),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
     });
   } catch (error) {
+    if (signal?.aborted) throw new ApiError(0, "aborted", "Stopped.");
     throw new ApiError(0, "network_error", `Could not reach ${creds.apiUrl}: ${describeError(error)}`);
   }
   /** @type {any} */

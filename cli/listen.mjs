@@ -29,6 +29,10 @@ const DEAD_AFTER_MS = 2 * PING_EVERY_MS + 5_000;
  */
 const RESULTS_PER_FRAME = 25;
 const RESULTS_WAIT_MS = 200;
+/** The dispatcher closes on a frame over 8 KiB (src/org/listeners.ts); a batch stays under it. */
+const MAX_FRAME_BYTES = 8192 - 256;
+/** Deliveries forwarded lately, remembered so that a reconnect does not count them as missed. */
+const REMEMBER_FORWARDED = 1000;
 /** Close codes of the dispatcher that end the session for good. */
 const CLOSED_FOR_GOOD = {
   4001: "This API key was revoked: the listener session ended.",
@@ -44,8 +48,17 @@ const CLOSED_FOR_GOOD = {
 export function listen(creds, { forwardTo, out = console.log, signal }) {
   const url = `${creds.apiUrl.replace(/^http/, "ws")}/v1/listen`;
   let backoffMs = 1000;
-  /** When the connection was lost; null while connected (or before the first). @type {Date | null} */
+  /**
+   * When the connection was last known to work (it opened, a frame or a pong came); null
+   * before the first. A connection that died unnoticed (a laptop asleep) is found dead
+   * only later, so what it missed is counted from here.
+   * @type {number | null}
+   */
+  let lastHeard = null;
+  /** Since when the listener has been disconnected; null while connected (or before the first). @type {Date | null} */
   let lostAt = null;
+  /** `delivery_id#attempt` of deliveries forwarded lately. @type {Set<string>} */
+  const forwarded = new Set();
   /** @type {WebSocket | null} */
   let socket = null;
   /** @type {NodeJS.Timeout | undefined} */
@@ -56,6 +69,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
   return new Promise((resolve) => {
     /** @type {Array<Record<string, unknown>>} */
     let results = [];
+    let resultsBytes = 0;
     /** @type {NodeJS.Timeout | undefined} */
     let flushTimer;
     /** Drops the current socket and its timers (results not yet sent go with it). */
@@ -64,6 +78,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       clearTimeout(flushTimer);
       flushTimer = undefined;
       results = [];
+      resultsBytes = 0;
       socket?.removeAllListeners();
       socket?.on("error", () => {});
     };
@@ -92,6 +107,13 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
           // The org's listener limit: waiting would not help.
           out(`The dispatcher refused the listener: ${message || "too many listeners"}`);
           finish(1);
+        } else if (response.statusCode >= 400 && response.statusCode < 500 && response.statusCode !== 429) {
+          // Not a passing fault (a wrong --api-url, say): trying again would not help either.
+          out(
+            `The dispatcher at ${creds.apiUrl} refused the listener: HTTP ${response.statusCode}` +
+              `${message ? `: ${message}` : ""}`,
+          );
+          finish(1);
         } else {
           // A rate limit (Retry-After) or a passing fault: try again.
           const after = Number(response.headers["retry-after"]);
@@ -102,6 +124,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       ws.on("open", async () => {
         backoffMs = 1000;
         lastPong = Date.now();
+        lastHeard = Date.now();
         clearInterval(ping);
         ping = setInterval(() => {
           if (Date.now() - lastPong > DEAD_AFTER_MS) lost("no answer to pings");
@@ -110,11 +133,12 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         if (lostAt) {
           const since = lostAt;
           lostAt = null;
-          out(await missedWindow(creds, since, new Date()));
+          out(await missedWindow(creds, since, new Date(), forwarded));
         }
         out(`Ready: forwarding this org's deliveries to ${forwardTo} (Ctrl+C to stop).`);
       });
       ws.on("message", (data, isBinary) => {
+        lastHeard = Date.now();
         if (isBinary) return;
         const text = data.toString();
         if (text === "pong") {
@@ -152,7 +176,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       if (signal?.aborted) return;
       drop();
       socket?.terminate();
-      lostAt ??= new Date();
+      if (lastHeard !== null) lostAt ??= new Date(lastHeard);
       out(`Connection lost (${why}); reconnecting in ${Math.round(backoffMs / 1000)} s…`);
       clearTimeout(retry);
       retry = setTimeout(connect, backoffMs);
@@ -165,6 +189,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       flushTimer = undefined;
       const batch = results;
       results = [];
+      resultsBytes = 0;
       if (batch.length > 0 && ws.readyState === WebSocket.OPEN)
         ws.send(JSON.stringify({ type: "results", results: batch }));
     };
@@ -175,6 +200,8 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
      * @param {WebSocket} ws
      */
     const forward = async (frame, ws) => {
+      forwarded.add(`${frame.delivery_id}#${frame.attempt}`);
+      if (forwarded.size > REMEMBER_FORWARDED) forwarded.delete(forwarded.values().next().value ?? "");
       const started = performance.now();
       /** @type {number | null} */
       let status = null;
@@ -204,7 +231,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
           error === null ? `→ ${status} in ${ms} ms` : `→ error: ${error}`,
         ].join("  "),
       );
-      results.push({
+      const result = {
         delivery_id: frame.delivery_id,
         attempt: frame.attempt,
         job_id: frame.job_id,
@@ -212,7 +239,11 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         status_code: status,
         response_time_ms: ms,
         error: error?.slice(0, 200) ?? null,
-      });
+      };
+      const bytes = Buffer.byteLength(JSON.stringify(result)) + 1;
+      if (resultsBytes + bytes > MAX_FRAME_BYTES) flush(ws);
+      results.push(result);
+      resultsBytes += bytes;
       if (results.length >= RESULTS_PER_FRAME) flush(ws);
       else flushTimer ??= setTimeout(() => flush(ws), RESULTS_WAIT_MS);
     };
@@ -233,18 +264,22 @@ function parseError(body) {
 /**
  * What a reconnected listener missed: the attempts made while it was away (retries of
  * older deliveries included), which it did not forward; they went to the real endpoint
- * as always.
+ * as always. The window starts when the connection was last heard from, so attempts it
+ * did forward in it are left out.
  * @param {Credentials} creds
  * @param {Date} from
  * @param {Date} to
+ * @param {ReadonlySet<string>} forwarded `delivery_id#attempt`
  */
-async function missedWindow(creds, from, to) {
+async function missedWindow(creds, from, to, forwarded) {
   const window = `${clock(from)}–${clock(to)}`;
   try {
     const query = new URLSearchParams({ since: from.toISOString(), until: to.toISOString(), limit: "100" });
     const page = await call(creds, "GET", `/v1/webhook-logs?${query}`);
-    const n = page.data.length;
-    const count = page.next_cursor ? "more than 100 attempts were" : `${n} attempt${n === 1 ? " was" : "s were"}`;
+    /** @type {Array<{ delivery_id: string, attempt: number }>} */
+    const attempts = page.data;
+    const n = attempts.filter((a) => !forwarded.has(`${a.delivery_id}#${a.attempt}`)).length;
+    const count = `${page.next_cursor ? "at least " : ""}${n} attempt${n === 1 ? " was" : "s were"}`;
     return (
       `Reconnected. While disconnected (${window}) ${count} made and not forwarded` +
       (n ? `: zupertry logs --since ${from.toISOString()}` : ".")

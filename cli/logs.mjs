@@ -25,13 +25,14 @@ const MAX_PAGES = 10;
 /**
  * @param {Credentials} creds
  * @param {URLSearchParams} query
+ * @param {AbortSignal} [signal]
  * @returns {Promise<Attempt[]>} newest first
  */
-async function allSince(creds, query) {
+async function allSince(creds, query, signal) {
   /** @type {Attempt[]} */
   const rows = [];
   for (let page = 0; page < MAX_PAGES; page++) {
-    const answer = await call(creds, "GET", `/v1/webhook-logs?${query}`);
+    const answer = await call(creds, "GET", `/v1/webhook-logs?${query}`, undefined, signal);
     rows.push(...answer.data);
     if (!answer.next_cursor) return rows;
     query.set("cursor", answer.next_cursor);
@@ -65,26 +66,41 @@ export async function logs(creds, { filters, follow, since, out = console.log, s
     for (const [name, value] of Object.entries(filters)) if (value) q.set(name, value);
     return q;
   };
-  /** @type {Attempt[]} */
-  const first = since
-    ? await allSince(creds, query({ since }))
-    : (await call(creds, "GET", `/v1/webhook-logs?${query({ limit: "20" })}`)).data;
+  const get = async (/** @type {URLSearchParams} */ q) =>
+    /** @type {Attempt[]} */ ((await call(creds, "GET", `/v1/webhook-logs?${q}`, undefined, signal)).data);
+  const first = since ? await allSince(creds, query({ since }), signal) : await get(query({ limit: "20" }));
   const seen = new Map(first.map((a) => [a.id, Date.parse(a.attempted_at)]));
   for (const a of first.reverse()) out(attemptLine(a));
   if (!follow) return 0;
-  out("Following new attempts (Ctrl+C to stop)…");
-  while (!signal?.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    if (signal?.aborted) break;
-    const from = Date.now() - LOOK_BACK_MS;
-    /** @type {Attempt[]} */
-    const page = (await call(creds, "GET", `/v1/webhook-logs?${query({ since: new Date(from).toISOString() })}`)).data;
-    for (const a of page.reverse()) {
+  /** The attempts logged since `from` (unix ms), oldest first. */
+  const window = async (/** @type {number} */ from) =>
+    (await get(query({ since: new Date(from).toISOString() }))).reverse();
+  if (!since) {
+    // The first screen showed the newest 20; the others of the look-back window are
+    // older history, not new attempts: only what is newer than that screen is printed.
+    const newest = Math.max(0, ...[...seen.values()]);
+    for (const a of await window(Date.now() - LOOK_BACK_MS)) {
       if (seen.has(a.id)) continue;
       seen.set(a.id, Date.parse(a.attempted_at));
-      out(attemptLine(a));
+      if (Date.parse(a.attempted_at) > newest) out(attemptLine(a));
     }
-    for (const [id, at] of seen) if (at < from - LOOK_BACK_MS) seen.delete(id);
+  }
+  out("Following new attempts (Ctrl+C to stop)…");
+  try {
+    while (!signal?.aborted) {
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      if (signal?.aborted) break;
+      const from = Date.now() - LOOK_BACK_MS;
+      for (const a of await window(from)) {
+        if (seen.has(a.id)) continue;
+        seen.set(a.id, Date.parse(a.attempted_at));
+        out(attemptLine(a));
+      }
+      for (const [id, at] of seen) if (at < from - LOOK_BACK_MS) seen.delete(id);
+    }
+  } catch (error) {
+    // Ctrl+C during a poll: following ends as asked.
+    if (!signal?.aborted) throw error;
   }
   return 0;
 }

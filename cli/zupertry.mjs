@@ -87,7 +87,7 @@ export async function main(argv, { env = process.env, out = console.log, signal 
           out(`trigger takes ${EVENT_TYPES.join(" or ")}, not ${type}`);
           return 2;
         }
-        const queued = await call(creds, "POST", "/v1/webhook/test", { event_type: type });
+        const queued = await call(creds, "POST", "/v1/webhook/test", { event_type: type }, signal);
         out(`Triggered ${type}: delivery ${queued.delivery_id}, job ${queued.job_id}.`);
         return 0;
       }
@@ -111,7 +111,8 @@ export async function main(argv, { env = process.env, out = console.log, signal 
   } catch (error) {
     if (error instanceof ApiError) {
       out(error.message);
-      return 1;
+      // Ctrl+C: the shell's code for a stop by SIGINT.
+      return error.code === "aborted" ? 130 : 1;
     }
     throw error;
   }
