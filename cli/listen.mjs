@@ -100,25 +100,23 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         let body = "";
         for await (const chunk of response) body += chunk;
         const message = parseError(body);
-        if (response.statusCode === 401) {
+        const status = response.statusCode ?? 0;
+        if (status === 401) {
           out("The API key was not accepted: it is invalid or has been revoked.");
           finish(1);
-        } else if (response.statusCode === 429 && !response.headers["retry-after"]) {
+        } else if (status === 429 && !response.headers["retry-after"]) {
           // The org's listener limit: waiting would not help.
           out(`The dispatcher refused the listener: ${message || "too many listeners"}`);
           finish(1);
-        } else if (response.statusCode >= 400 && response.statusCode < 500 && response.statusCode !== 429) {
+        } else if (status >= 400 && status < 500 && status !== 429) {
           // Not a passing fault (a wrong --api-url, say): trying again would not help either.
-          out(
-            `The dispatcher at ${creds.apiUrl} refused the listener: HTTP ${response.statusCode}` +
-              `${message ? `: ${message}` : ""}`,
-          );
+          out(`The dispatcher at ${creds.apiUrl} refused the listener: HTTP ${status}${message ? `: ${message}` : ""}`);
           finish(1);
         } else {
           // A rate limit (Retry-After) or a passing fault: try again.
           const after = Number(response.headers["retry-after"]);
           if (Number.isFinite(after) && after > 0) backoffMs = Math.max(backoffMs, Math.min(after, 300) * 1000);
-          lost(`HTTP ${response.statusCode}${message ? `: ${message}` : ""}`);
+          lost(`HTTP ${status}${message ? `: ${message}` : ""}`);
         }
       });
       ws.on("open", async () => {
