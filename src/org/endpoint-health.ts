@@ -51,6 +51,8 @@ export interface EndpointHealth {
   lane_reason: SlowReason | null;
   /** When it last changed lanes (unix ms); null if it never left the fast lane. */
   lane_changed_at: number | null;
+  /** When it last moved to the slow lane (unix ms); null if it never did (or before schema v5). */
+  demoted_at: number | null;
   /** Moves to the slow lane within a day of each other: sets the streak needed to return. */
   demotions: number;
   /** Good answers in a row. */
@@ -90,6 +92,7 @@ export function newEndpointHealth(origin: string): EndpointHealth {
     lane: "fast",
     lane_reason: null,
     lane_changed_at: null,
+    demoted_at: null,
     demotions: 0,
     good_streak: 0,
     consecutive_failures: 0,
@@ -159,10 +162,13 @@ function demote(h: EndpointHealth, reason: SlowReason, at: number): EndpointHeal
   h.good_streak = 0;
   h.lane_reason = reason;
   if (h.lane === "slow") return h;
-  const sameDay = h.lane_changed_at !== null && at - h.lane_changed_at < DAY_MS;
+  // Flapping is moves to the slow lane within a day of each other: an endpoint down an
+  // hour every night is not flapping, however soon after coming back it goes down again.
+  const sameDay = h.demoted_at !== null && at - h.demoted_at < DAY_MS;
   h.demotions = (sameDay ? h.demotions : 0) + 1;
   h.lane = "slow";
   h.lane_changed_at = at;
+  h.demoted_at = at;
   return h;
 }
 

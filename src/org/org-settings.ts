@@ -38,8 +38,11 @@ import { checkWebhookUrl } from "./webhook-url";
  *     webhook_url                 the org default, or NULL
  *     signing_secret              the current `whsec_…` secret
  *     secret_rotated_at           unix ms of the last rotation, NULL if never rotated
- *     previous_secret             the secret before the last rotation, or NULL
- *     previous_secret_expires_at  unix ms until which it still signs `webhook-signature`
+ *     previous_secrets            JSON `[{secret, expires_at}]`, newest first: the secrets
+ *                                 replaced in the last 24 h, each signing `webhook-signature`
+ *                                 until its `expires_at` (unix ms); at most MAX_PREVIOUS_SECRETS
+ *     previous_secret, previous_secret_expires_at
+ *                                 before schema v5, the one previous secret; no longer written
  *     log_shard                   the D1 binding that holds the org's log (src/store/shards.ts),
  *                                 chosen with the row and never changed; NULL only if lost
  *
@@ -53,9 +56,10 @@ import { checkWebhookUrl } from "./webhook-url";
  * And the org's listener sessions: WebSockets accepted with the hibernation API, each
  * tagged with the id of the key it signed in with.
  *
- * Why a previous secret: Standard Webhooks receivers accept any of several signatures,
- * so during 24 h after a rotation deliveries carry both and receivers can switch over
- * without a gap. `X-Zupertry-Signature` has room for one value and switches at once.
+ * Why previous secrets: Standard Webhooks receivers accept any of several signatures,
+ * so during 24 h after a rotation deliveries carry the old secret's too and receivers can
+ * switch over without a gap, however many rotations that day brought (a double click
+ * rotates twice). `X-Zupertry-Signature` has room for one value and switches at once.
  */
 
 /** What an org sees of its endpoint settings (GET/PUT /v1/webhook). */
@@ -86,6 +90,18 @@ export type SetWebhookUrlResult = { ok: true; settings: WebhookSettings } | { ok
 
 /** How long the secret before a rotation keeps signing `webhook-signature`. */
 export const PREVIOUS_SECRET_GRACE_MS = 24 * 60 * 60 * 1000;
+/** Replaced secrets that still sign at once: each is one more HMAC and signature per delivery. */
+export const MAX_PREVIOUS_SECRETS = 4;
+
+interface PreviousSecret {
+  secret: string;
+  expires_at: number;
+}
+
+/** The replaced secrets that still sign at `now`, newest first. */
+function previousSecrets(row: Pick<SettingsRow, "previous_secrets">, now: number): PreviousSecret[] {
+  return (JSON.parse(row.previous_secrets) as PreviousSecret[]).filter((p) => p.expires_at > now);
+}
 
 /**
  * Endpoints whose health an org keeps. Per-event URLs can name any number of hosts;
@@ -111,6 +127,7 @@ interface HealthRow extends Record<string, SqlStorageValue> {
   lane: string;
   lane_reason: string | null;
   lane_changed_at: number | null;
+  demoted_at: number | null;
   demotions: number;
   good_streak: number;
   consecutive_failures: number;
@@ -127,8 +144,8 @@ interface SettingsRow extends Record<string, SqlStorageValue> {
   webhook_url: string | null;
   signing_secret: string;
   secret_rotated_at: number | null;
-  previous_secret: string | null;
-  previous_secret_expires_at: number | null;
+  /** JSON `PreviousSecret[]`, newest first. */
+  previous_secrets: string;
   log_shard: string | null;
 }
 
@@ -342,24 +359,28 @@ export class OrgSettings extends DurableObject<Env> {
     return { ok: true, settings: this.present({ ...row, webhook_url: webhookUrl }) };
   }
 
-  /** Replaces the current secret; the old one keeps signing `webhook-signature` for 24 h. */
+  /**
+   * Replaces the current secret; the old one keeps signing `webhook-signature` for 24 h,
+   * beside those replaced earlier that day (the newest MAX_PREVIOUS_SECRETS).
+   */
   rotateSecret(): WebhookSettings {
     const row = this.row();
     const now = Date.now();
+    const previous = [
+      { secret: row.signing_secret, expires_at: now + PREVIOUS_SECRET_GRACE_MS },
+      ...previousSecrets(row, now),
+    ].slice(0, MAX_PREVIOUS_SECRETS);
     const next: SettingsRow = {
       ...row,
       signing_secret: generateSigningSecret(),
       secret_rotated_at: now,
-      previous_secret: row.signing_secret,
-      previous_secret_expires_at: now + PREVIOUS_SECRET_GRACE_MS,
+      previous_secrets: JSON.stringify(previous),
     };
     this.sql.exec(
-      `UPDATE org_settings SET signing_secret = ?, secret_rotated_at = ?, previous_secret = ?,
-         previous_secret_expires_at = ? WHERE id = 1`,
+      "UPDATE org_settings SET signing_secret = ?, secret_rotated_at = ?, previous_secrets = ? WHERE id = 1",
       next.signing_secret,
       next.secret_rotated_at,
-      next.previous_secret,
-      next.previous_secret_expires_at,
+      next.previous_secrets,
     );
     return this.present(next);
   }
@@ -370,10 +391,7 @@ export class OrgSettings extends DurableObject<Env> {
    */
   getDeliverySettings(endpoints: readonly string[] = []): DeliverySettings {
     const row = this.row();
-    const secrets = [row.signing_secret];
-    if (row.previous_secret !== null && (row.previous_secret_expires_at ?? 0) > Date.now()) {
-      secrets.push(row.previous_secret);
-    }
+    const secrets = [row.signing_secret, ...previousSecrets(row, Date.now()).map((p) => p.secret)];
     const defaultEndpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
     const asked = [...new Set(defaultEndpoint === null ? endpoints : [defaultEndpoint, ...endpoints])];
     const slow =
@@ -425,7 +443,8 @@ export class OrgSettings extends DurableObject<Env> {
       if (count > MAX_ENDPOINTS) {
         this.sql.exec(
           `DELETE FROM endpoint_health
-            WHERE origin IN (SELECT origin FROM endpoint_health ORDER BY last_attempt_at LIMIT ?)`,
+            WHERE origin IN (SELECT origin FROM endpoint_health
+                              ORDER BY COALESCE(last_attempt_at, lane_changed_at) LIMIT ?)`,
           count - MAX_ENDPOINTS,
         );
       }
@@ -445,11 +464,12 @@ export class OrgSettings extends DurableObject<Env> {
 
   private saveHealth(h: EndpointHealth): void {
     this.sql.exec(
-      `INSERT INTO endpoint_health (origin, lane, lane_reason, lane_changed_at, demotions, good_streak,
+      `INSERT INTO endpoint_health (origin, lane, lane_reason, lane_changed_at, demoted_at, demotions, good_streak,
          consecutive_failures, last_attempt_at, last_success_at, last_failure_at, last_error, latency_ms, recent, hours)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (origin) DO UPDATE SET lane = excluded.lane, lane_reason = excluded.lane_reason,
-         lane_changed_at = excluded.lane_changed_at, demotions = excluded.demotions, good_streak = excluded.good_streak,
+         lane_changed_at = excluded.lane_changed_at, demoted_at = excluded.demoted_at,
+         demotions = excluded.demotions, good_streak = excluded.good_streak,
          consecutive_failures = excluded.consecutive_failures, last_attempt_at = excluded.last_attempt_at,
          last_success_at = excluded.last_success_at, last_failure_at = excluded.last_failure_at,
          last_error = excluded.last_error, latency_ms = excluded.latency_ms, recent = excluded.recent,
@@ -458,6 +478,7 @@ export class OrgSettings extends DurableObject<Env> {
       h.lane,
       h.lane_reason,
       h.lane_changed_at,
+      h.demoted_at,
       h.demotions,
       h.good_streak,
       h.consecutive_failures,
@@ -492,8 +513,7 @@ export class OrgSettings extends DurableObject<Env> {
       webhook_url: null,
       signing_secret: generateSigningSecret(),
       secret_rotated_at: null,
-      previous_secret: null,
-      previous_secret_expires_at: null,
+      previous_secrets: "[]",
       // The org's shard, for good (src/org/placement.ts). The object's id stands for the
       // org: `idFromName(org_id)` derives it from the org id, always the same.
       log_shard: placeOrg(this.ctx.id.toString(), readConfig(this.env).openLogShards),

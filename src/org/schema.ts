@@ -67,6 +67,17 @@ const MIGRATIONS: readonly string[] = [
     response_time_ms INTEGER NOT NULL,
     error TEXT
   )`,
+  // v5: every secret replaced in the last 24 h keeps signing `webhook-signature` until
+  // 24 h after it was replaced: two rotations in a day kept only the newer one, and cut
+  // off the secret receivers still had. `previous_secret*` are no longer written. And an
+  // endpoint's flapping is counted from its moves to the slow lane (`demoted_at`), not
+  // from its last change of lane either way.
+  `ALTER TABLE org_settings ADD COLUMN previous_secrets TEXT NOT NULL DEFAULT '[]';
+   UPDATE org_settings
+      SET previous_secrets = json_array(json_object('secret', previous_secret, 'expires_at', previous_secret_expires_at))
+    WHERE previous_secret IS NOT NULL AND previous_secret_expires_at IS NOT NULL;
+   ALTER TABLE endpoint_health ADD COLUMN demoted_at INTEGER;
+   UPDATE endpoint_health SET demoted_at = lane_changed_at WHERE lane = 'slow'`,
 ];
 
 /** The version an object has once `migrateSchema` ran. */

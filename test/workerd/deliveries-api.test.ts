@@ -459,6 +459,24 @@ describe("POST /v1/webhook/rotate-secret", () => {
   });
 });
 
+describe("two rotations in a day (a double click)", () => {
+  it("keep both replaced secrets signing webhook-signature: no receiver is cut off", async () => {
+    const { orgId, key, secret: first } = await newOrg();
+    const rotate = async () =>
+      ((await (await call("POST", "/v1/webhook/rotate-secret", { token: key })).json()) as { signing_secret: string })
+        .signing_secret;
+    const second = await rotate();
+    const third = await rotate();
+    const hook = receiver(uniqueId("rotations"));
+    await consume(await messageFor(jobEvent(orgId, uniqueId("job")), hook.url));
+    const [request] = await hook.requests();
+    expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(third, request!.text));
+    for (const secret of [third, second, first]) {
+      expect(() => new Webhook(secret).verify(request!.text, request!.headers)).not.toThrow();
+    }
+  });
+});
+
 describe("reading what is already stored", () => {
   it("answers for an event stored before the nesting limit, however deep it is", async () => {
     const { orgId, key } = await newOrg();

@@ -99,6 +99,18 @@ describe("an endpoint comes back to the fast lane", () => {
     h = run([fail(T0 + 25 * HOUR, "timeout"), ...goods(T0 + 25 * HOUR + 1, 3)], h);
     expect(h).toMatchObject({ lane: "fast", demotions: 1 });
   });
+
+  it("counts flapping from its moves to the slow lane: down an hour a night is not flapping", () => {
+    const goods = (from: number, n: number) => Array.from({ length: n }, (_, i) => ok(from + i));
+    let h = newEndpointHealth("https://a.example");
+    // Down at 02:00 each night, back at 03:00: each move aside comes 24 h after the last
+    // one, though only 23 h after the endpoint came back.
+    for (let night = 0; night < 5; night++) {
+      const down = T0 + night * 24 * HOUR;
+      h = run([fail(down, "timeout"), ...goods(down + HOUR, 3)], h);
+      expect(h).toMatchObject({ lane: "fast", demotions: 1, demoted_at: down });
+    }
+  });
 });
 
 describe("what an org sees", () => {

@@ -400,6 +400,7 @@ describe("the org object's storage", () => {
       await runInDurableObject(stub, (_instance: OrgSettings, state) => {
         toV1Settings(state.storage.sql);
         state.storage.sql.exec("DROP TABLE listener_results");
+        state.storage.sql.exec("ALTER TABLE endpoint_health DROP COLUMN demoted_at");
         state.storage.sql.exec("UPDATE schema_version SET version = 2");
         new OrgSettings(state, env);
         expect(state.storage.sql.exec<{ version: number }>("SELECT version FROM schema_version").one().version).toBe(
@@ -417,12 +418,40 @@ describe("the org object's storage", () => {
     const before = await stub.setWebhookUrl("https://v3.example/hook");
     await runInDurableObject(stub, (_instance: OrgSettings, state) => {
       state.storage.sql.exec("DROP TABLE listener_results");
+      toV4Columns(state.storage.sql);
       state.storage.sql.exec("UPDATE schema_version SET version = 3");
       new OrgSettings(state, env);
       expect(state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM listener_results").one().n).toBe(0);
     });
     expect(await stub.getWebhook()).toEqual(before.ok && before.settings);
     expect(await stub.getListenerResults()).toEqual([]);
+  });
+
+  it("migrates a v4 object to v5: its previous secret still signs, a slow endpoint keeps its demotion", async () => {
+    const orgId = uniqueId("org");
+    const stub = orgSettings(env, orgId);
+    const { signing_secret: previous } = await stub.getWebhook();
+    await markSlow(orgId, "https://v4.example/hook");
+    const current = "whsec_dGhlIGN1cnJlbnQgc2VjcmV0IG9mIGEgdjQgb2JqZWN0IQ==";
+    const slowSince = await runInDurableObject(stub, (_instance: OrgSettings, state) => {
+      toV4Columns(state.storage.sql);
+      // A v4 rotation an hour ago: the old secret signs for 23 h more.
+      state.storage.sql.exec(
+        "UPDATE org_settings SET signing_secret = ?, previous_secret = ?, previous_secret_expires_at = ?",
+        current,
+        previous,
+        Date.now() + 23 * 3600_000,
+      );
+      state.storage.sql.exec("UPDATE schema_version SET version = 4");
+      new OrgSettings(state, env);
+      return state.storage.sql
+        .exec<{ lane_changed_at: number; demoted_at: number }>(
+          "SELECT lane_changed_at, demoted_at FROM endpoint_health",
+        )
+        .one();
+    });
+    expect(slowSince.demoted_at).toBe(slowSince.lane_changed_at);
+    expect((await stub.getDeliverySettings()).signing_secrets).toEqual([current, previous]);
   });
 
   it("answers which of a batch's endpoints are slow, however many it asks about", async () => {
@@ -447,10 +476,20 @@ describe("the org object's storage", () => {
     expect(await stub.getEndpointHealth("https://h0.example")).toBeNull();
     expect(await stub.getEndpointHealth("https://h1.example")).not.toBeNull();
     expect(await stub.getEndpointHealth("https://h1000.example")).not.toBeNull();
+    // A new endpoint whose first attempt is still hanging is the most recent, not the least.
+    await stub.reportAttempts([{ ...report(2000), outcome: "in_flight", at: 2_000_000, slow: true }]);
+    expect(await stub.getEndpointHealth("https://h2000.example")).toMatchObject({ lane: "slow" });
+    expect(await stub.getEndpointHealth("https://h1.example")).toBeNull();
   });
 });
 
 /** Rebuilds org_settings as schema v1 made it (before the log shard column), keeping its row. */
+/** Drops what schema v5 added, as a v4 object has none of it. */
+function toV4Columns(sql: SqlStorage): void {
+  sql.exec("ALTER TABLE org_settings DROP COLUMN previous_secrets");
+  sql.exec("ALTER TABLE endpoint_health DROP COLUMN demoted_at");
+}
+
 function toV1Settings(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE v1_settings (
     id INTEGER PRIMARY KEY CHECK (id = 1),
