@@ -4,7 +4,7 @@ import { deliverBatch } from "./delivery/consumer";
 import { DEAD_LETTER_QUEUE, failDeadLetters } from "./delivery/dead-letter";
 import type { DeliveryMessage } from "./delivery/message";
 import { SWEEP_CRON, sweepStalledDeliveries } from "./delivery/sweep";
-import { deleteExpiredDeliveries } from "./store/retention";
+import { deleteExpiredDeliveries, RETENTION_STATEMENTS_PER_RUN } from "./store/retention";
 import { allLogShards } from "./store/shards";
 
 export { OrgSettings } from "./org/org-settings";
@@ -23,11 +23,14 @@ export default {
       return;
     }
     const cutoff = controller.scheduledTime - readConfig(env).logRetentionDays * 86_400_000;
-    // Every shard on its own: one that fails is logged and the others are swept.
+    // Every shard on its own, with its share of the run's statements: one that fails is
+    // logged and the others are swept.
+    const shards = allLogShards(env);
+    const budget = Math.floor(RETENTION_STATEMENTS_PER_RUN / shards.length);
     await Promise.all(
-      allLogShards(env).map(async ({ name, db }) => {
+      shards.map(async ({ name, db }) => {
         try {
-          const deleted = await deleteExpiredDeliveries(db, cutoff);
+          const deleted = await deleteExpiredDeliveries(db, cutoff, budget);
           console.log(
             JSON.stringify({
               event: "retention.swept",

@@ -1,30 +1,40 @@
 import type { LogDb } from "./shards";
 
 /**
- * The daily retention sweep: a delivery is deleted, all its attempts together, once
+ * The retention sweep (hourly): a delivery is deleted, all its attempts together, once
  * its newest attempt is older than the cutoff and nothing is scheduled after it.
  * Deleting whole deliveries (never single attempts) keeps the invariant that every
  * delivery in the log has its attempt 1, which holds the body.
  *
  * It walks org by org so that every statement is an index search on
  * `attempts_by_org`: the orgs themselves are found with a skip scan (one index seek
- * per org), and each org is cleared in chunks so no statement runs long.
+ * per org), and each org is cleared in chunks so no statement runs long. A run spends
+ * at most a budget of statements on a shard and records the org it stopped at
+ * (`retention_progress`); the next run goes on from there, and after the shard's last
+ * org starts over. D1 takes a limited number of queries per invocation: a shard with
+ * many orgs, or a day with many expired deliveries, takes several runs, never a failed one.
  */
 
 const CHUNK = 500;
 
-const ORGS = `WITH RECURSIVE orgs(org_id) AS (
-    SELECT MIN(org_id) FROM attempts
+/** Statements one run may spend in all (D1 allows 1,000 queries per Worker invocation). */
+export const RETENTION_STATEMENTS_PER_RUN = 800;
+
+/** Up to ?2 orgs of the shard, from ?1 on, one index seek each. */
+const ORGS_FROM = `WITH RECURSIVE orgs(org_id, n) AS (
+    SELECT (SELECT MIN(org_id) FROM attempts WHERE org_id >= ?1), 1
     UNION ALL
-    SELECT (SELECT MIN(org_id) FROM attempts WHERE org_id > orgs.org_id) FROM orgs WHERE orgs.org_id IS NOT NULL
+    SELECT (SELECT MIN(org_id) FROM attempts WHERE org_id > orgs.org_id), n + 1 FROM orgs
+     WHERE orgs.org_id IS NOT NULL AND n < ?2
   ) SELECT org_id FROM orgs WHERE org_id IS NOT NULL`;
 
+/** A delivery is finished when no attempt of it is recent and none has a next attempt scheduled. */
 const DELETE_EXPIRED = `DELETE FROM attempts WHERE delivery_id IN (
     SELECT first.delivery_id FROM attempts AS first
      WHERE first.org_id = ?1 AND first.attempted_at < ?2 AND first.attempt = 1
        AND NOT EXISTS (SELECT 1 FROM attempts AS later
                         WHERE later.delivery_id = first.delivery_id
-                          AND (later.attempted_at >= ?2 OR later.next_attempt_at >= ?2))
+                          AND (later.attempted_at >= ?2 OR later.next_attempt_at IS NOT NULL))
      LIMIT ${CHUNK})`;
 
 /**
@@ -36,21 +46,53 @@ const DELETE_ORPHANS = `DELETE FROM attempts WHERE org_id = ?1 AND attempted_at 
     AND NOT EXISTS (SELECT 1 FROM attempts AS first
                      WHERE first.delivery_id = attempts.delivery_id AND first.attempt = 1)`;
 
-export async function deleteExpiredDeliveries(
-  db: LogDb,
-  cutoff: number,
-): Promise<{ orgs: number; attempts_deleted: number }> {
-  const { results: orgs } = await db.prepare(ORGS).run<{ org_id: string }>();
+const READ_PROGRESS = "SELECT next_org_id FROM retention_progress WHERE id = 1";
+const WRITE_PROGRESS = `INSERT INTO retention_progress (id, next_org_id) VALUES (1, ?)
+  ON CONFLICT (id) DO UPDATE SET next_org_id = excluded.next_org_id`;
+
+export interface RetentionRun {
+  /** Orgs cleared in this run. */
+  orgs: number;
+  attempts_deleted: number;
+  /** True when the run reached the shard's last org (the next one starts over). */
+  complete: boolean;
+}
+
+/** One run on one shard, within `budget` statements (at least 5). */
+export async function deleteExpiredDeliveries(db: LogDb, cutoff: number, budget: number): Promise<RetentionRun> {
+  const from = (await db.prepare(READ_PROGRESS).first<{ next_org_id: string }>())?.next_org_id ?? "";
+  // Each org costs two statements at least, so the budget never reaches the list's end
+  // unless the shard's orgs end first.
+  const { results: orgs } = await db.prepare(ORGS_FROM).bind(from, budget).run<{ org_id: string }>();
+  let spent = 3; // the progress read, the org list, the progress write
   const expired = db.prepare(DELETE_EXPIRED);
   const orphans = db.prepare(DELETE_ORPHANS);
   let deleted = 0;
+  let cleared = 0;
+  let stoppedAt: string | null = null;
   for (const { org_id } of orgs) {
-    for (;;) {
+    if (spent + 2 > budget) {
+      stoppedAt = org_id;
+      break;
+    }
+    let more = true;
+    while (more && spent + 1 < budget) {
       const { meta } = await expired.bind(org_id, cutoff).run();
+      spent++;
       deleted += meta.changes;
-      if (meta.changes === 0) break;
+      more = meta.changes === CHUNK;
+    }
+    if (more) {
+      stoppedAt = org_id; // the rest of this org's expired deliveries, next run
+      break;
     }
     deleted += (await orphans.bind(org_id, cutoff).run()).meta.changes;
+    spent++;
+    cleared++;
   }
-  return { orgs: orgs.length, attempts_deleted: deleted };
+  await db
+    .prepare(WRITE_PROGRESS)
+    .bind(stoppedAt ?? "")
+    .run();
+  return { orgs: cleared, attempts_deleted: deleted, complete: stoppedAt === null };
 }

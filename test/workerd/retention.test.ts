@@ -3,7 +3,19 @@ import { env } from "cloudflare:workers";
 import { afterEach, expect, it, vi } from "vitest";
 import worker from "../../src/index";
 import { insertAttempts } from "../../src/store/attempts";
-import { attemptRecord, attemptsOf, jobEvent, logDbOf, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { deleteExpiredDeliveries, type RetentionRun } from "../../src/store/retention";
+import type { LogDb } from "../../src/store/shards";
+import {
+  attemptRecord,
+  attemptsOf,
+  jobEvent,
+  logDbOf,
+  messageFor,
+  orgsOnShard,
+  receiver,
+  runConsumer,
+  uniqueId,
+} from "./helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -34,11 +46,11 @@ it("deletes finished deliveries past LOG_RETENTION_DAYS, all their attempts, and
   vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
   const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
   const old = await deliveredDaysAgo(31, orgA);
-  const oldFailed = await deliveredDaysAgo(45, orgB, [{ status: 500 }]);
+  const oldFailed = await deliveredDaysAgo(45, orgB, [], null); // failed: no_webhook_url
   const recent = await deliveredDaysAgo(29, orgA);
   const today = await deliveredDaysAgo(0, orgB);
 
-  const controller = createScheduledController({ scheduledTime: Date.now(), cron: "17 3 * * *" });
+  const controller = createScheduledController({ scheduledTime: Date.now(), cron: "17 * * * *" });
   await worker.scheduled(controller, env);
 
   expect(await attemptsOf(old.body.delivery_id)).toHaveLength(0);
@@ -78,4 +90,55 @@ it("keeps an old delivery whose latest attempt is recent", async () => {
 
   await worker.scheduled(createScheduledController({ scheduledTime: Date.now() }), env);
   expect(await attemptsOf(message.body.delivery_id)).toHaveLength(2);
+});
+
+it("keeps a delivery still pending, however long ago its next attempt was due", async () => {
+  const orgId = uniqueId("org");
+  const deliveryId = `dlv_${"f".repeat(32)}`;
+  const old = Date.now() - 40 * DAY;
+  // Its schedule was lost and the sweep could not take it for a month: still not finished.
+  await insertAttempts(await logDbOf(orgId), [
+    attemptRecord({
+      delivery_id: deliveryId,
+      org_id: orgId,
+      attempted_at: old,
+      outcome: "failed",
+      status_code: 500,
+      error: "http_status",
+      next_attempt_at: old + 60_000,
+    }),
+  ]);
+  await worker.scheduled(createScheduledController({ scheduledTime: Date.now() }), env);
+  expect(await attemptsOf(deliveryId)).toHaveLength(1);
+});
+
+/** A shard's database that counts the statements run through it. */
+function counted(db: D1Database): { db: LogDb; statements: () => number } {
+  let n = 0;
+  const wrap = (statement: D1PreparedStatement): D1PreparedStatement =>
+    ({
+      bind: (...values: unknown[]) => wrap(statement.bind(...values)),
+      run: () => (n++, statement.run()),
+      first: () => (n++, statement.first()),
+    }) as unknown as D1PreparedStatement;
+  return { db: { prepare: (sql: string) => wrap(db.prepare(sql)), batch: db.batch.bind(db) }, statements: () => n };
+}
+
+it("spends at most its budget of statements a run, and goes on where the last one stopped", async () => {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
+  const orgs = await orgsOnShard("DB", 4);
+  const expired = [];
+  for (const orgId of orgs) expired.push(await deliveredDaysAgo(31, orgId));
+  await env.DB.prepare("DELETE FROM retention_progress").run(); // from the shard's first org
+  const cutoff = Date.now() - 30 * DAY;
+  const runs: RetentionRun[] = [];
+  while (!runs.at(-1)?.complete) {
+    const shard = counted(env.DB);
+    runs.push(await deleteExpiredDeliveries(shard.db, cutoff, 6));
+    expect(shard.statements()).toBeLessThanOrEqual(6);
+    expect(runs.length).toBeLessThan(50);
+  }
+  // Six statements clear one org a run at most: four orgs took four runs or more.
+  expect(runs.length).toBeGreaterThanOrEqual(4);
+  for (const message of expired) expect(await attemptsOf(message.body.delivery_id)).toHaveLength(0);
 });
