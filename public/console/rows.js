@@ -156,7 +156,13 @@ export class ListView {
       const n = page.data.length;
       if (n === 0) {
         $(ids.body).replaceChildren();
-        showEmpty($(ids.empty), filtered ? emptyText.filtered : emptyText.none);
+        // A filtered page reads a bounded stretch of the log: older ones may still match.
+        const text = !filtered
+          ? emptyText.none
+          : page.next_cursor
+            ? `${emptyText.filtered.replace(/\.$/, " in this stretch of the log")}; older ones may: see the next page.`
+            : emptyText.filtered;
+        showEmpty($(ids.empty), text);
       } else {
         renderRows($(ids.body), rows(page.data), this.open, columns);
       }

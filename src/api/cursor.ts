@@ -26,10 +26,13 @@ export function cutPage<Row>(
   rows: readonly Row[],
   limit: number,
   position: (row: Row) => readonly (string | number)[],
+  /** Where the read stopped, when its scan budget ended it before `limit + 1` rows (src/store/log.ts). */
+  scannedTo?: readonly (string | number)[],
 ): { rows: Row[]; next_cursor: string | null } {
   const kept = rows.slice(0, limit);
   const last = kept.at(-1);
-  return { rows: kept, next_cursor: rows.length > limit && last !== undefined ? encodeCursor(position(last)) : null };
+  if (rows.length > limit && last !== undefined) return { rows: kept, next_cursor: encodeCursor(position(last)) };
+  return { rows: kept, next_cursor: scannedTo ? encodeCursor(scannedTo) : null };
 }
 
 export function decodeCursor<T>(cursor: string, schema: z.ZodType<T>): T {

@@ -109,7 +109,7 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     checkRange({ since, until });
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, DeliveryCursorSchema);
-    const rows = await listDeliveries(c.var.log, {
+    const { rows, scannedTo } = await listDeliveries(c.var.log, {
       org_id: c.var.orgId,
       delivery_ids: deliveryIds,
       event_type,
@@ -119,14 +119,19 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
       after: after && { created_at: after[0], delivery_id: after[1] },
       limit: limit + 1,
     });
-    const page = cutPage(rows, limit, (row) => [row.created_at, row.delivery_id]);
+    const page = cutPage(
+      rows,
+      limit,
+      (row) => [row.created_at, row.delivery_id],
+      scannedTo && [scannedTo.created_at, scannedTo.delivery_id],
+    );
     return c.json({ data: page.rows.map(presentDelivery), next_cursor: page.next_cursor }, 200);
   })
   .openapi(getRoute, async (c) => {
     const { id } = c.req.valid("param");
     const [row, attempts] = await Promise.all([
       getDelivery(c.var.log, c.var.orgId, id),
-      listAttempts(c.var.log, { org_id: c.var.orgId, delivery_ids: [id], limit: 1000 }),
+      listAttempts(c.var.log, { org_id: c.var.orgId, delivery_ids: [id], limit: 1000 }).then((page) => page.rows),
     ]);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
     // The payload is the stored body itself, spliced in as it is: valid JSON (it was

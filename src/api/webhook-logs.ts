@@ -74,7 +74,7 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
     checkRange({ since, until });
     const deliveryIds = await deliveryFilter(c.var.orgId, job_id, delivery_id);
     const after = cursor === undefined ? undefined : decodeCursor(cursor, AttemptCursorSchema);
-    const rows = await listAttempts(c.var.log, {
+    const { rows, scannedTo } = await listAttempts(c.var.log, {
       org_id: c.var.orgId,
       delivery_ids: deliveryIds,
       event_type,
@@ -84,7 +84,12 @@ export const webhookLogs = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariab
       after: after && { attempted_at: after[0], delivery_id: after[1], attempt: after[2] },
       limit: limit + 1,
     });
-    const page = cutPage(rows, limit, (row) => [row.attempted_at, row.delivery_id, row.attempt]);
+    const page = cutPage(
+      rows,
+      limit,
+      (row) => [row.attempted_at, row.delivery_id, row.attempt],
+      scannedTo && [scannedTo.attempted_at, scannedTo.delivery_id, scannedTo.attempt],
+    );
     return c.json({ data: page.rows.map(presentAttempt), next_cursor: page.next_cursor }, 200);
   })
   .openapi(getLog, async (c) => {

@@ -37,6 +37,22 @@ export interface AttemptDetailRow extends AttemptSummaryRow {
 }
 
 /** Where a page of attempts ends: the sort key of its last row. */
+/**
+ * Index rows one page may read when a filter is not in the index (a delivery's status,
+ * the event type, `outcome=succeeded`). Without a bound, a filter that matches little
+ * would read an org's whole log in one query, and D1 runs one query at a time per
+ * database: every org of the shard would wait. A page that reads its budget before it
+ * fills up ends there, with `scannedTo` (the last row read) for the next page's cursor.
+ */
+export const SCAN_BUDGET = 2000;
+
+/** A page of a list: its rows, and where the read stopped when the budget ended it first. */
+export interface ListPage<Row, Position> {
+  rows: Row[];
+  /** Set when the page read SCAN_BUDGET index rows: more may match after this position. */
+  scannedTo?: Position;
+}
+
 export interface AttemptPosition {
   attempted_at: number;
   delivery_id: string;
@@ -79,20 +95,10 @@ function orgConditions(
 }
 
 /**
- * The conditions every list shares, on the table aliased `alias`: event type and the
- * time range of its `attempted_at` (the second column of the org indexes, so a range
- * narrows the index search rather than filtering after it).
+ * The time range of `attempted_at` on the table aliased `alias` (the second column of
+ * the org indexes, so a range narrows the index search rather than filtering after it).
  */
-function sharedConditions(
-  alias: string,
-  q: { event_type?: string } & TimeRange,
-  where: string[],
-  params: unknown[],
-): void {
-  if (q.event_type !== undefined) {
-    where.push(`${alias}event_type = ?`);
-    params.push(q.event_type);
-  }
+function rangeConditions(alias: string, q: TimeRange, where: string[], params: unknown[]): void {
   if (q.since !== undefined) {
     where.push(`${alias}attempted_at >= ?`);
     params.push(q.since);
@@ -107,28 +113,64 @@ const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, 
   outcome, error, error_detail`;
 
 /** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
-export async function listAttempts(db: LogDb, q: AttemptQuery): Promise<AttemptSummaryRow[]> {
-  if (q.delivery_ids?.length === 0) return []; // a filter nothing matches: no round trip
+export async function listAttempts(
+  db: LogDb,
+  q: AttemptQuery,
+  budget = SCAN_BUDGET,
+): Promise<ListPage<AttemptSummaryRow, AttemptPosition>> {
+  if (q.delivery_ids?.length === 0) return { rows: [] }; // a filter nothing matches: no round trip
   const where: string[] = [];
   const params: unknown[] = [];
   orgConditions("", q, where, params);
-  if (q.outcome) {
-    where.push("outcome = ?");
-    params.push(q.outcome);
-  }
-  sharedConditions("", q, where, params);
+  // `outcome = 'failed'` has an index of its own (attempts_failed_by_org).
+  if (q.outcome === "failed") where.push("outcome = 'failed'");
+  rangeConditions("", q, where, params);
   if (q.after) {
     where.push("(attempted_at, delivery_id, attempt) < (?, ?, ?)");
     params.push(q.after.attempted_at, q.after.delivery_id, q.after.attempt);
   }
-  const { results } = await db
-    .prepare(
-      `SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${where.join(" AND ")}
-        ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC LIMIT ?`,
-    )
-    .bind(...params, q.limit)
-    .run<AttemptSummaryRow>();
-  return results;
+  const post: string[] = [];
+  const postParams: unknown[] = [];
+  if (q.outcome === "succeeded") post.push("a.outcome = 'succeeded'");
+  if (q.event_type !== undefined) {
+    post.push("a.event_type = ?");
+    postParams.push(q.event_type);
+  }
+  const order = "ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC";
+  if (post.length === 0 || q.delivery_ids) {
+    // Every row the index finds is one of the page's (or a few, by primary key).
+    const filters = [...where, ...post.map((p) => p.replace("a.", ""))];
+    const { results } = await db
+      .prepare(`SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${filters.join(" AND ")} ${order} LIMIT ?`)
+      .bind(...params, ...postParams, q.limit)
+      .run<AttemptSummaryRow>();
+    return { rows: results };
+  }
+  const scanned = `WITH scanned AS (SELECT delivery_id, attempt, attempted_at FROM attempts
+      WHERE ${where.join(" AND ")} ${order} LIMIT ${budget})`;
+  const [page, end] = await db.batch([
+    db
+      .prepare(
+        `${scanned} SELECT ${SUMMARY_COLUMNS.split(",")
+          .map((c) => `a.${c.trim()}`)
+          .join(", ")}
+           FROM scanned JOIN attempts AS a ON a.delivery_id = scanned.delivery_id AND a.attempt = scanned.attempt
+          WHERE ${post.join(" AND ")}
+          ORDER BY scanned.attempted_at DESC, scanned.delivery_id DESC, scanned.attempt DESC LIMIT ?`,
+      )
+      .bind(...params, ...postParams, q.limit),
+    db
+      .prepare(
+        `${scanned} SELECT attempted_at, delivery_id, attempt, (SELECT COUNT(*) FROM scanned) AS n
+           FROM scanned ORDER BY attempted_at, delivery_id, attempt LIMIT 1`,
+      )
+      .bind(...params),
+  ]);
+  const last = (end!.results as Array<AttemptPosition & { n: number }>)[0];
+  const rows = page!.results as AttemptSummaryRow[];
+  return last && last.n >= budget
+    ? { rows, scannedTo: { attempted_at: last.attempted_at, delivery_id: last.delivery_id, attempt: last.attempt } }
+    : { rows };
 }
 
 type StoredBlob = number[] | ArrayBuffer;
@@ -224,25 +266,62 @@ const DELIVERY_FROM = `FROM attempts AS first
    JOIN attempts AS last ON last.delivery_id = first.delivery_id
     AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)`;
 
-export async function listDeliveries(db: LogDb, q: DeliveryQuery): Promise<DeliveryRow[]> {
-  if (q.delivery_ids?.length === 0) return []; // a filter nothing matches: no round trip
+export async function listDeliveries(
+  db: LogDb,
+  q: DeliveryQuery,
+  budget = SCAN_BUDGET,
+): Promise<ListPage<DeliveryRow, DeliveryPosition>> {
+  if (q.delivery_ids?.length === 0) return { rows: [] }; // a filter nothing matches: no round trip
   const where = ["first.attempt = 1"];
   const params: unknown[] = [];
   orgConditions("first.", q, where, params);
-  sharedConditions("first.", q, where, params);
-  if (q.status) where.push(`(${STATUS_CONDITION[q.status]})`);
+  rangeConditions("first.", q, where, params);
   if (q.after) {
     where.push("(first.attempted_at, first.delivery_id) < (?, ?)");
     params.push(q.after.created_at, q.after.delivery_id);
   }
-  const { results } = await db
-    .prepare(
-      `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${where.join(" AND ")}
-        ORDER BY first.attempted_at DESC, first.delivery_id DESC LIMIT ?`,
-    )
-    .bind(...params, q.limit)
-    .run<DeliveryRow>();
-  return results;
+  const post: string[] = [];
+  const postParams: unknown[] = [];
+  if (q.event_type !== undefined) {
+    post.push("first.event_type = ?");
+    postParams.push(q.event_type);
+  }
+  if (q.status) post.push(`(${STATUS_CONDITION[q.status]})`);
+  const order = "ORDER BY first.attempted_at DESC, first.delivery_id DESC";
+  if (post.length === 0 || q.delivery_ids) {
+    const { results } = await db
+      .prepare(
+        `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${[...where, ...post].join(" AND ")} ${order} LIMIT ?`,
+      )
+      .bind(...params, ...postParams, q.limit)
+      .run<DeliveryRow>();
+    return { rows: results };
+  }
+  // The org's attempt-1 rows, at most `budget` of them (index only), then the filters.
+  const scanned = `WITH scanned AS (SELECT first.delivery_id, first.attempted_at FROM attempts AS first
+      WHERE ${where.join(" AND ")} ${order} LIMIT ${budget})`;
+  const [page, end] = await db.batch([
+    db
+      .prepare(
+        `${scanned} SELECT ${DELIVERY_COLUMNS} FROM scanned
+           JOIN attempts AS first ON first.delivery_id = scanned.delivery_id AND first.attempt = 1
+           JOIN attempts AS last ON last.delivery_id = first.delivery_id
+            AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)
+          WHERE ${post.join(" AND ")} ${order} LIMIT ?`,
+      )
+      .bind(...params, ...postParams, q.limit),
+    db
+      .prepare(
+        `${scanned} SELECT attempted_at AS created_at, delivery_id, (SELECT COUNT(*) FROM scanned) AS n
+           FROM scanned ORDER BY attempted_at, delivery_id LIMIT 1`,
+      )
+      .bind(...params),
+  ]);
+  const last = (end!.results as Array<DeliveryPosition & { n: number }>)[0];
+  const rows = page!.results as DeliveryRow[];
+  return last && last.n >= budget
+    ? { rows, scannedTo: { created_at: last.created_at, delivery_id: last.delivery_id } }
+    : { rows };
 }
 
 /** One delivery of this org with its body, or null. */
