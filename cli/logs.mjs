@@ -37,8 +37,31 @@ async function allSince(creds, query, signal) {
     if (!answer.next_cursor) return rows;
     query.set("cursor", answer.next_cursor);
   }
-  console.error(`(the ${rows.length} newest attempts; narrow --since or add a filter for the rest)`);
+  console.error(`(the ${rows.length} newest attempts, ${MAX_PAGES} pages; narrow --since for the rest)`);
   return rows;
+}
+
+/**
+ * The newest `n` attempts that match, newest first. A filtered page reads a bounded
+ * stretch of the log and may come back short, even empty, with a `next_cursor`: follow
+ * it until `n` are found, at most MAX_PAGES pages.
+ * @param {Credentials} creds
+ * @param {URLSearchParams} query
+ * @param {number} n
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<Attempt[]>}
+ */
+async function newest(creds, query, n, signal) {
+  /** @type {Attempt[]} */
+  const rows = [];
+  for (let page = 0; page < MAX_PAGES && rows.length < n; page++) {
+    const answer = await call(creds, "GET", `/v1/webhook-logs?${query}`, undefined, signal);
+    rows.push(...answer.data);
+    if (!answer.next_cursor) return rows.slice(0, n);
+    query.set("cursor", answer.next_cursor);
+  }
+  if (rows.length < n) console.error(`(${rows.length} found in the newest part of the log; --since reads further)`);
+  return rows.slice(0, n);
 }
 
 /** @param {Attempt} a */
@@ -68,7 +91,9 @@ export async function logs(creds, { filters, follow, since, out = console.log, s
   };
   const get = async (/** @type {URLSearchParams} */ q) =>
     /** @type {Attempt[]} */ ((await call(creds, "GET", `/v1/webhook-logs?${q}`, undefined, signal)).data);
-  const first = since ? await allSince(creds, query({ since }), signal) : await get(query({ limit: "20" }));
+  const first = since
+    ? await allSince(creds, query({ since }), signal)
+    : await newest(creds, query({ limit: "20" }), 20, signal);
   const seen = new Map(first.map((a) => [a.id, Date.parse(a.attempted_at)]));
   for (const a of first.reverse()) out(attemptLine(a));
   if (!follow) return 0;

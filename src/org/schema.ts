@@ -72,12 +72,15 @@ const MIGRATIONS: readonly string[] = [
   // off the secret receivers still had. `previous_secret*` are no longer written. And an
   // endpoint's flapping is counted from its moves to the slow lane (`demoted_at`), not
   // from its last change of lane either way.
+  // (An endpoint back in the fast lane with demotions keeps them: its last change of lane,
+  // a return, came after its last move aside, so the day is counted from no earlier.)
   `ALTER TABLE org_settings ADD COLUMN previous_secrets TEXT NOT NULL DEFAULT '[]';
    UPDATE org_settings
-      SET previous_secrets = json_array(json_object('secret', previous_secret, 'expires_at', previous_secret_expires_at))
+      SET previous_secrets = json_array(
+            json_object('secret', previous_secret, 'expires_at', previous_secret_expires_at))
     WHERE previous_secret IS NOT NULL AND previous_secret_expires_at IS NOT NULL;
    ALTER TABLE endpoint_health ADD COLUMN demoted_at INTEGER;
-   UPDATE endpoint_health SET demoted_at = lane_changed_at WHERE lane = 'slow'`,
+   UPDATE endpoint_health SET demoted_at = lane_changed_at WHERE lane = 'slow' OR demotions > 0`,
 ];
 
 /** The version an object has once `migrateSchema` ran. */

@@ -36,13 +36,13 @@ export interface AttemptDetailRow extends AttemptSummaryRow {
   request_body: string;
 }
 
-/** Where a page of attempts ends: the sort key of its last row. */
 /**
  * Index rows one page may read when a filter is not in the index (a delivery's status,
  * the event type, `outcome=succeeded`). Without a bound, a filter that matches little
  * would read an org's whole log in one query, and D1 runs one query at a time per
- * database: every org of the shard would wait. A page that reads its budget before it
- * fills up ends there, with `scannedTo` (the last row read) for the next page's cursor.
+ * database: every org of the shard would wait. Such a page reads the index from its
+ * cursor down to the budget-th entry at most (a range, so it stops there); one that ends
+ * there before it fills up gives `scannedTo`, that entry, for the next page's cursor.
  */
 export const SCAN_BUDGET = 2000;
 
@@ -53,6 +53,7 @@ export interface ListPage<Row, Position> {
   scannedTo?: Position;
 }
 
+/** Where a page of attempts ends: the sort key of its last row. */
 export interface AttemptPosition {
   attempted_at: number;
   delivery_id: string;
@@ -146,31 +147,26 @@ export async function listAttempts(
       .run<AttemptSummaryRow>();
     return { rows: results };
   }
-  const scanned = `WITH scanned AS (SELECT delivery_id, attempt, attempted_at FROM attempts
-      WHERE ${where.join(" AND ")} ${order} LIMIT ${budget})`;
+  // The budget as a range: the page follows the index from the cursor down to the
+  // budget-th entry (the floor, read from the index alone) and stops there, or as soon as
+  // it holds `limit` rows.
+  const floorSql = `SELECT attempted_at, delivery_id, attempt FROM attempts WHERE ${where.join(" AND ")}
+      ${order} LIMIT 1 OFFSET ${budget - 1}`;
   const [page, end] = await db.batch([
     db
       .prepare(
-        `${scanned} SELECT ${SUMMARY_COLUMNS.split(",")
-          .map((c) => `a.${c.trim()}`)
-          .join(", ")}
-           FROM scanned JOIN attempts AS a ON a.delivery_id = scanned.delivery_id AND a.attempt = scanned.attempt
-          WHERE ${post.join(" AND ")}
-          ORDER BY scanned.attempted_at DESC, scanned.delivery_id DESC, scanned.attempt DESC LIMIT ?`,
+        `WITH floor(a, d, n) AS (SELECT * FROM (${floorSql}) UNION ALL SELECT 0, '', 0 LIMIT 1)
+         SELECT ${SUMMARY_COLUMNS} FROM attempts
+          WHERE ${[...where, ...post.map((p) => p.replace("a.", ""))].join(" AND ")}
+            AND (attempted_at, delivery_id, attempt) >= (SELECT a, d, n FROM floor)
+          ${order} LIMIT ?`,
       )
-      .bind(...params, ...postParams, q.limit),
-    db
-      .prepare(
-        `${scanned} SELECT attempted_at, delivery_id, attempt, (SELECT COUNT(*) FROM scanned) AS n
-           FROM scanned ORDER BY attempted_at, delivery_id, attempt LIMIT 1`,
-      )
-      .bind(...params),
+      .bind(...params, ...params, ...postParams, q.limit),
+    db.prepare(floorSql).bind(...params),
   ]);
-  const last = (end!.results as Array<AttemptPosition & { n: number }>)[0];
   const rows = page!.results as AttemptSummaryRow[];
-  return last && last.n >= budget
-    ? { rows, scannedTo: { attempted_at: last.attempted_at, delivery_id: last.delivery_id, attempt: last.attempt } }
-    : { rows };
+  const floor = (end!.results as AttemptPosition[])[0];
+  return floor ? { rows, scannedTo: floor } : { rows };
 }
 
 type StoredBlob = number[] | ArrayBuffer;
@@ -297,31 +293,25 @@ export async function listDeliveries(
       .run<DeliveryRow>();
     return { rows: results };
   }
-  // The org's attempt-1 rows, at most `budget` of them (index only), then the filters.
-  const scanned = `WITH scanned AS (SELECT first.delivery_id, first.attempted_at FROM attempts AS first
-      WHERE ${where.join(" AND ")} ${order} LIMIT ${budget})`;
+  // The budget as a range, as for attempts: the org's attempt-1 entries from the cursor
+  // down to the budget-th (read from the index alone), where the page stops at the latest.
+  const floorSql = `SELECT first.attempted_at AS created_at, first.delivery_id FROM attempts AS first
+      WHERE ${where.join(" AND ")} ${order} LIMIT 1 OFFSET ${budget - 1}`;
   const [page, end] = await db.batch([
     db
       .prepare(
-        `${scanned} SELECT ${DELIVERY_COLUMNS} FROM scanned
-           JOIN attempts AS first ON first.delivery_id = scanned.delivery_id AND first.attempt = 1
-           JOIN attempts AS last ON last.delivery_id = first.delivery_id
-            AND last.attempt = (SELECT MAX(attempt) FROM attempts AS m WHERE m.delivery_id = first.delivery_id)
-          WHERE ${post.join(" AND ")} ${order} LIMIT ?`,
+        `WITH floor(c, d) AS (SELECT * FROM (${floorSql}) UNION ALL SELECT 0, '' LIMIT 1)
+         SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM}
+          WHERE ${[...where, ...post].join(" AND ")}
+            AND (first.attempted_at, first.delivery_id) >= (SELECT c, d FROM floor)
+          ${order} LIMIT ?`,
       )
-      .bind(...params, ...postParams, q.limit),
-    db
-      .prepare(
-        `${scanned} SELECT attempted_at AS created_at, delivery_id, (SELECT COUNT(*) FROM scanned) AS n
-           FROM scanned ORDER BY attempted_at, delivery_id LIMIT 1`,
-      )
-      .bind(...params),
+      .bind(...params, ...params, ...postParams, q.limit),
+    db.prepare(floorSql).bind(...params),
   ]);
-  const last = (end!.results as Array<DeliveryPosition & { n: number }>)[0];
   const rows = page!.results as DeliveryRow[];
-  return last && last.n >= budget
-    ? { rows, scannedTo: { created_at: last.created_at, delivery_id: last.delivery_id } }
-    : { rows };
+  const floor = (end!.results as DeliveryPosition[])[0];
+  return floor ? { rows, scannedTo: floor } : { rows };
 }
 
 /** One delivery of this org with its body, or null. */

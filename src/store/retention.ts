@@ -80,7 +80,8 @@ export async function deleteExpiredDeliveries(db: LogDb, cutoff: number, budget:
       const { meta } = await expired.bind(org_id, cutoff).run();
       spent++;
       deleted += meta.changes;
-      more = meta.changes === CHUNK;
+      // `changes` counts attempts: a chunk of CHUNK deliveries deleted CHUNK rows or more.
+      more = meta.changes >= CHUNK;
     }
     if (more) {
       stoppedAt = org_id; // the rest of this org's expired deliveries, next run

@@ -94,6 +94,22 @@ describe("zupertry against a dispatcher that misbehaves", () => {
     ]);
   });
 
+  it("`logs` with a filter follows next_cursor past pages the filter left empty", async () => {
+    const now = Date.now();
+    const url = await serve((req, res) => {
+      const cursor = new URL(req.url!, "http://x").searchParams.get("cursor");
+      // The first page read its budget and found nothing; the second finds two.
+      const page = cursor
+        ? { data: [attempt(2, now - 1000), attempt(1, now - 2000)], next_cursor: null }
+        : { data: [], next_cursor: "c1" };
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify(page));
+    });
+    const { code, lines } = await run(["logs", "--event-type", "job.failed"], url);
+    expect(code).toBe(0);
+    expect(lines.map((line) => line.match(/job_\d+/)?.[0])).toEqual(["job_1", "job_2"]);
+  });
+
   it("counts what `listen` missed from the last frame it heard, leaving out what it forwarded", async () => {
     const forwardedTo: string[] = [];
     const receiver = await serve((req, res) => {

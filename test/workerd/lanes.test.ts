@@ -427,11 +427,15 @@ describe("the org object's storage", () => {
     expect(await stub.getListenerResults()).toEqual([]);
   });
 
-  it("migrates a v4 object to v5: its previous secret still signs, a slow endpoint keeps its demotion", async () => {
+  it("migrates a v4 object to v5: its previous secret still signs, endpoints keep their demotions", async () => {
     const orgId = uniqueId("org");
     const stub = orgSettings(env, orgId);
     const { signing_secret: previous } = await stub.getWebhook();
     await markSlow(orgId, "https://v4.example/hook");
+    // Another endpoint went aside and came back: its demotion counts on after v5 too.
+    await markSlow(orgId, "https://back.example/hook");
+    const good = { origin: "https://back.example", outcome: "succeeded" as const, error: null, response_time_ms: 5 };
+    await stub.reportAttempts([1, 2, 3].map((i) => ({ ...good, at: Date.now() + i, slow: false })));
     const current = "whsec_dGhlIGN1cnJlbnQgc2VjcmV0IG9mIGEgdjQgb2JqZWN0IQ==";
     const slowSince = await runInDurableObject(stub, (_instance: OrgSettings, state) => {
       toV4Columns(state.storage.sql);
@@ -445,12 +449,13 @@ describe("the org object's storage", () => {
       state.storage.sql.exec("UPDATE schema_version SET version = 4");
       new OrgSettings(state, env);
       return state.storage.sql
-        .exec<{ lane_changed_at: number; demoted_at: number }>(
-          "SELECT lane_changed_at, demoted_at FROM endpoint_health",
+        .exec<{ lane: string; lane_changed_at: number; demoted_at: number }>(
+          "SELECT lane, lane_changed_at, demoted_at FROM endpoint_health ORDER BY origin",
         )
-        .one();
+        .toArray();
     });
-    expect(slowSince.demoted_at).toBe(slowSince.lane_changed_at);
+    expect(slowSince.map((h) => h.lane)).toEqual(["fast", "slow"]);
+    for (const h of slowSince) expect(h.demoted_at).toBe(h.lane_changed_at);
     expect((await stub.getDeliverySettings()).signing_secrets).toEqual([current, previous]);
   });
 

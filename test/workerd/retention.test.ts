@@ -118,8 +118,14 @@ function counted(db: D1Database): { db: LogDb; statements: () => number } {
   const wrap = (statement: D1PreparedStatement): D1PreparedStatement =>
     ({
       bind: (...values: unknown[]) => wrap(statement.bind(...values)),
-      run: () => (n++, statement.run()),
-      first: () => (n++, statement.first()),
+      run: () => {
+        n++;
+        return statement.run();
+      },
+      first: () => {
+        n++;
+        return statement.first();
+      },
     }) as unknown as D1PreparedStatement;
   return { db: { prepare: (sql: string) => wrap(db.prepare(sql)), batch: db.batch.bind(db) }, statements: () => n };
 }
@@ -141,4 +147,37 @@ it("spends at most its budget of statements a run, and goes on where the last on
   // Six statements clear one org a run at most: four orgs took four runs or more.
   expect(runs.length).toBeGreaterThanOrEqual(4);
   for (const message of expired) expect(await attemptsOf(message.body.delivery_id)).toHaveLength(0);
+});
+
+it("clears an org past one chunk in a run, when its deliveries were retried", async () => {
+  const [orgId] = await orgsOnShard("DB", 1);
+  const db = await logDbOf(orgId!);
+  const old = Date.now() - 40 * DAY;
+  // 700 expired deliveries, every tenth with a second attempt: a chunk of 500 deletes
+  // more than 500 rows.
+  const records = Array.from({ length: 700 }, (_, i) => {
+    const delivery_id = `dlv_${String(i).padStart(32, "c")}`;
+    const first = attemptRecord({ delivery_id, org_id: orgId!, attempted_at: old + i });
+    return i % 10 === 0
+      ? [
+          { ...first, outcome: "failed" as const, status_code: 500, error: "http_status" as const },
+          attemptRecord({
+            delivery_id,
+            org_id: orgId!,
+            attempt: 2,
+            attempted_at: old + i + 60_000,
+            url_from_event: null,
+            request_body: null,
+          }),
+        ]
+      : [first];
+  });
+  for (let i = 0; i < records.length; i += 100) await insertAttempts(db, records.slice(i, i + 100).flat());
+  await env.DB.prepare("INSERT OR REPLACE INTO retention_progress (id, next_org_id) VALUES (1, ?)").bind(orgId!).run();
+  await deleteExpiredDeliveries(db, Date.now() - 30 * DAY, 100);
+  const left = await db
+    .prepare("SELECT COUNT(*) AS n FROM attempts WHERE org_id = ?")
+    .bind(orgId!)
+    .first<{ n: number }>();
+  expect(left!.n).toBe(0);
 });
