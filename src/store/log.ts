@@ -132,41 +132,67 @@ export async function listAttempts(
   }
   const post: string[] = [];
   const postParams: unknown[] = [];
-  if (q.outcome === "succeeded") post.push("a.outcome = 'succeeded'");
+  if (q.outcome === "succeeded") post.push("outcome = 'succeeded'");
   if (q.event_type !== undefined) {
-    post.push("a.event_type = ?");
+    post.push("event_type = ?");
     postParams.push(q.event_type);
   }
   const order = "ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC";
+  const select = (filters: string[]) =>
+    `SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${filters.join(" AND ")} ${order} LIMIT ?`;
   if (post.length === 0 || q.delivery_ids) {
     // Every row the index finds is one of the page's (or a few, by primary key).
-    const filters = [...where, ...post.map((p) => p.replace("a.", ""))];
     const { results } = await db
-      .prepare(`SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${filters.join(" AND ")} ${order} LIMIT ?`)
+      .prepare(select([...where, ...post]))
       .bind(...params, ...postParams, q.limit)
       .run<AttemptSummaryRow>();
     return { rows: results };
   }
-  // The budget as a range: the page follows the index from the cursor down to the
-  // budget-th entry (the floor, read from the index alone) and stops there, or as soon as
-  // it holds `limit` rows.
-  const floorSql = `SELECT attempted_at, delivery_id, attempt FROM attempts WHERE ${where.join(" AND ")}
-      ${order} LIMIT 1 OFFSET ${budget - 1}`;
+  return boundedPage<AttemptSummaryRow, AttemptPosition>(db, {
+    floor: `SELECT attempted_at, delivery_id, attempt FROM attempts WHERE ${where.join(" AND ")} ${order}`,
+    key: ["attempted_at", "delivery_id", "attempt"],
+    select: (bound) => select([...where, ...post, bound]),
+    params,
+    postParams,
+    limit: q.limit,
+    budget,
+  });
+}
+
+/**
+ * A page under a filter the index does not hold (see SCAN_BUDGET), in one round trip:
+ * the page, bounded below by the budget-th entry of its index walk (the floor: `floor`
+ * with an OFFSET, read from the index alone), so that it stops there at the latest; and
+ * that entry, for the next page's cursor when the page ends there.
+ */
+async function boundedPage<Row, Position>(
+  db: LogDb,
+  o: {
+    /** The page's index walk, selecting its sort key: `SELECT <key> FROM … WHERE … ORDER BY …`. */
+    floor: string;
+    /** The sort key's columns, as the page's query names them. */
+    key: readonly string[];
+    /** The page's query, given the condition that bounds it below. */
+    select: (bound: string) => string;
+    params: readonly unknown[];
+    postParams: readonly unknown[];
+    limit: number;
+    budget: number;
+  },
+): Promise<ListPage<Row, Position>> {
+  const floorSql = `${o.floor} LIMIT 1 OFFSET ${o.budget - 1}`;
+  const names = o.key.map((_, i) => `k${i}`).join(", ");
+  // With fewer entries than the budget, a row below every real one (numbers sort first).
+  const lowest = o.key.map(() => "0").join(", ");
+  const floorCte = `WITH floor(${names}) AS (SELECT * FROM (${floorSql}) UNION ALL SELECT ${lowest} LIMIT 1)`;
+  const bound = `(${o.key.join(", ")}) >= (SELECT ${names} FROM floor)`;
   const [page, end] = await db.batch([
-    db
-      .prepare(
-        `WITH floor(a, d, n) AS (SELECT * FROM (${floorSql}) UNION ALL SELECT 0, '', 0 LIMIT 1)
-         SELECT ${SUMMARY_COLUMNS} FROM attempts
-          WHERE ${[...where, ...post.map((p) => p.replace("a.", ""))].join(" AND ")}
-            AND (attempted_at, delivery_id, attempt) >= (SELECT a, d, n FROM floor)
-          ${order} LIMIT ?`,
-      )
-      .bind(...params, ...params, ...postParams, q.limit),
-    db.prepare(floorSql).bind(...params),
+    db.prepare(`${floorCte} ${o.select(bound)}`).bind(...o.params, ...o.params, ...o.postParams, o.limit),
+    db.prepare(floorSql).bind(...o.params),
   ]);
-  const rows = page!.results as AttemptSummaryRow[];
-  const floor = (end!.results as AttemptPosition[])[0];
-  return floor ? { rows, scannedTo: floor } : { rows };
+  const rows = page!.results as Row[];
+  const last = (end!.results as Position[])[0];
+  return last ? { rows, scannedTo: last } : { rows };
 }
 
 type StoredBlob = number[] | ArrayBuffer;
@@ -284,34 +310,26 @@ export async function listDeliveries(
   }
   if (q.status) post.push(`(${STATUS_CONDITION[q.status]})`);
   const order = "ORDER BY first.attempted_at DESC, first.delivery_id DESC";
+  const select = (filters: string[]) =>
+    `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${filters.join(" AND ")} ${order} LIMIT ?`;
   if (post.length === 0 || q.delivery_ids) {
     const { results } = await db
-      .prepare(
-        `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${[...where, ...post].join(" AND ")} ${order} LIMIT ?`,
-      )
+      .prepare(select([...where, ...post]))
       .bind(...params, ...postParams, q.limit)
       .run<DeliveryRow>();
     return { rows: results };
   }
-  // The budget as a range, as for attempts: the org's attempt-1 entries from the cursor
-  // down to the budget-th (read from the index alone), where the page stops at the latest.
-  const floorSql = `SELECT first.attempted_at AS created_at, first.delivery_id FROM attempts AS first
-      WHERE ${where.join(" AND ")} ${order} LIMIT 1 OFFSET ${budget - 1}`;
-  const [page, end] = await db.batch([
-    db
-      .prepare(
-        `WITH floor(c, d) AS (SELECT * FROM (${floorSql}) UNION ALL SELECT 0, '' LIMIT 1)
-         SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM}
-          WHERE ${[...where, ...post].join(" AND ")}
-            AND (first.attempted_at, first.delivery_id) >= (SELECT c, d FROM floor)
-          ${order} LIMIT ?`,
-      )
-      .bind(...params, ...params, ...postParams, q.limit),
-    db.prepare(floorSql).bind(...params),
-  ]);
-  const rows = page!.results as DeliveryRow[];
-  const floor = (end!.results as DeliveryPosition[])[0];
-  return floor ? { rows, scannedTo: floor } : { rows };
+  // The org's attempt-1 entries, as many as the budget.
+  return boundedPage<DeliveryRow, DeliveryPosition>(db, {
+    floor: `SELECT first.attempted_at AS created_at, first.delivery_id FROM attempts AS first
+      WHERE ${where.join(" AND ")} ${order}`,
+    key: ["first.attempted_at", "first.delivery_id"],
+    select: (bound) => select([...where, ...post, bound]),
+    params,
+    postParams,
+    limit: q.limit,
+    budget,
+  });
 }
 
 /** One delivery of this org with its body, or null. */
