@@ -49,7 +49,10 @@ export const SCAN_BUDGET = 2000;
 /** A page of a list: its rows, and where the read stopped when the budget ended it first. */
 export interface ListPage<Row, Position> {
   rows: Row[];
-  /** Set when the page read SCAN_BUDGET index rows: more may match after this position. */
+  /**
+   * The budget-th index entry from the cursor, when there is one: a page that came back
+   * short of its limit read down to it, and the next page goes on after it.
+   */
   scannedTo?: Position;
 }
 
