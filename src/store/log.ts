@@ -141,48 +141,55 @@ export async function listAttempts(
     postParams.push(q.event_type);
   }
   const order = "ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC";
-  const select = (filters: string[]) =>
-    `SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${filters.join(" AND ")} ${order} LIMIT ?`;
-  if (post.length === 0 || q.delivery_ids) {
-    // Every row the index finds is one of the page's (or a few, by primary key).
-    const { results } = await db
-      .prepare(select([...where, ...post]))
-      .bind(...params, ...postParams, q.limit)
-      .run<AttemptSummaryRow>();
-    return { rows: results };
-  }
-  return boundedPage<AttemptSummaryRow, AttemptPosition>(db, {
+  return readPage<AttemptSummaryRow, AttemptPosition>(db, {
+    select: (filters) => `SELECT ${SUMMARY_COLUMNS} FROM attempts WHERE ${filters.join(" AND ")} ${order} LIMIT ?`,
     floor: `SELECT attempted_at, delivery_id, attempt FROM attempts WHERE ${where.join(" AND ")} ${order}`,
     key: ["attempted_at", "delivery_id", "attempt"],
-    select: (bound) => select([...where, ...post, bound]),
+    where,
     params,
+    post,
     postParams,
+    byPrimaryKey: q.delivery_ids !== undefined,
     limit: q.limit,
     budget,
   });
 }
 
 /**
- * A page under a filter the index does not hold (see SCAN_BUDGET), in one round trip:
- * the page, bounded below by the budget-th entry of its index walk (the floor: `floor`
- * with an OFFSET, read from the index alone), so that it stops there at the latest; and
- * that entry, for the next page's cursor when the page ends there.
+ * One page of a list. When every row the index finds is one of the page's (no filter
+ * beyond the index), or the rows are a few found by primary key, it is one query. Under
+ * a filter the index does not hold (see SCAN_BUDGET) it is two in one round trip: the
+ * page, bounded below by the budget-th entry of its index walk (the floor: `floor` with an
+ * OFFSET, read from the index alone), so that it stops there at the latest; and that
+ * entry, for the next page's cursor when the page ends there.
  */
-async function boundedPage<Row, Position>(
+async function readPage<Row, Position>(
   db: LogDb,
   o: {
+    /** The page's query, given its conditions: `SELECT … WHERE <conditions> ORDER BY … LIMIT ?`. */
+    select: (conditions: string[]) => string;
     /** The page's index walk, selecting its sort key: `SELECT <key> FROM … WHERE … ORDER BY …`. */
     floor: string;
     /** The sort key's columns, as the page's query names them. */
     key: readonly string[];
-    /** The page's query, given the condition that bounds it below. */
-    select: (bound: string) => string;
+    /** Conditions the index holds, and their values. */
+    where: readonly string[];
     params: readonly unknown[];
+    /** Conditions it does not, and their values. */
+    post: readonly string[];
     postParams: readonly unknown[];
+    byPrimaryKey: boolean;
     limit: number;
     budget: number;
   },
 ): Promise<ListPage<Row, Position>> {
+  if (o.post.length === 0 || o.byPrimaryKey) {
+    const { results } = await db
+      .prepare(o.select([...o.where, ...o.post]))
+      .bind(...o.params, ...o.postParams, o.limit)
+      .run<Row>();
+    return { rows: results };
+  }
   const floorSql = `${o.floor} LIMIT 1 OFFSET ${o.budget - 1}`;
   const names = o.key.map((_, i) => `k${i}`).join(", ");
   // With fewer entries than the budget, a row below every real one (numbers sort first).
@@ -190,7 +197,9 @@ async function boundedPage<Row, Position>(
   const floorCte = `WITH floor(${names}) AS (SELECT * FROM (${floorSql}) UNION ALL SELECT ${lowest} LIMIT 1)`;
   const bound = `(${o.key.join(", ")}) >= (SELECT ${names} FROM floor)`;
   const [page, end] = await db.batch([
-    db.prepare(`${floorCte} ${o.select(bound)}`).bind(...o.params, ...o.params, ...o.postParams, o.limit),
+    db
+      .prepare(`${floorCte} ${o.select([...o.where, ...o.post, bound])}`)
+      .bind(...o.params, ...o.params, ...o.postParams, o.limit),
     db.prepare(floorSql).bind(...o.params),
   ]);
   const rows = page!.results as Row[];
@@ -313,23 +322,17 @@ export async function listDeliveries(
   }
   if (q.status) post.push(`(${STATUS_CONDITION[q.status]})`);
   const order = "ORDER BY first.attempted_at DESC, first.delivery_id DESC";
-  const select = (filters: string[]) =>
-    `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${filters.join(" AND ")} ${order} LIMIT ?`;
-  if (post.length === 0 || q.delivery_ids) {
-    const { results } = await db
-      .prepare(select([...where, ...post]))
-      .bind(...params, ...postParams, q.limit)
-      .run<DeliveryRow>();
-    return { rows: results };
-  }
-  // The org's attempt-1 entries, as many as the budget.
-  return boundedPage<DeliveryRow, DeliveryPosition>(db, {
+  return readPage<DeliveryRow, DeliveryPosition>(db, {
+    select: (filters) => `SELECT ${DELIVERY_COLUMNS} ${DELIVERY_FROM} WHERE ${filters.join(" AND ")} ${order} LIMIT ?`,
+    // The walk is over the org's attempt-1 entries (`where` holds `first.attempt = 1`).
     floor: `SELECT first.attempted_at AS created_at, first.delivery_id FROM attempts AS first
       WHERE ${where.join(" AND ")} ${order}`,
     key: ["first.attempted_at", "first.delivery_id"],
-    select: (bound) => select([...where, ...post, bound]),
+    where,
     params,
+    post,
     postParams,
+    byPrimaryKey: q.delivery_ids !== undefined,
     limit: q.limit,
     budget,
   });
