@@ -10,6 +10,9 @@ import { groupByShard, type ShardRecord } from "./shard-groups";
 /** The queue whose messages ran out of retries (wrangler.toml `dead_letter_queue`). */
 export const DEAD_LETTER_QUEUE = "deliveries-dlq";
 
+/** The longest a dead letter waits between its tries (see below). */
+const DEAD_LETTER_MAX_BACKOFF_SECONDS = 3600;
+
 /**
  * The dead-letter consumer: a message lands here after `max_retries` runs that could
  * not finish it (a D1 outage that outlasted the back-off, or a bug). Nothing may
@@ -28,11 +31,6 @@ export const DEAD_LETTER_QUEUE = "deliveries-dlq";
  * message retention), with a log line for the operator each time; the other shards go on.
  * Past those, the message is gone: an outage that long is the operator's to repair.
  */
-
-/** A dead letter's back-off: the crash back-off, capped at an hour (see above). */
-export function deadLetterBackoffSeconds(queueAttempts: number): number {
-  return Math.min(crashBackoffSeconds(queueAttempts), 3600);
-}
 export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
   // Each org's shard, from this isolate's memory or its object; then each shard on its own,
   // so one that fails keeps only its own messages for another try.
@@ -47,6 +45,8 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
     }),
   ).then((entries) => new Map(entries));
   const { groups, unplaced } = await groupByShard(env, batch.messages, records);
+  const tryAgain = (message: Message<DeliveryMessage>) =>
+    message.retry({ delaySeconds: crashBackoffSeconds(message.attempts, DEAD_LETTER_MAX_BACKOFF_SECONDS) });
   let failed = 0;
   await Promise.all(
     groups.map(async (group) => {
@@ -54,13 +54,12 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
         failed += await failInShard(group.db, group.messages);
         for (const message of group.messages) message.ack();
       } catch (error) {
-        for (const message of group.messages)
-          message.retry({ delaySeconds: deadLetterBackoffSeconds(message.attempts) });
+        for (const message of group.messages) tryAgain(message);
         logDeadLetterFault("write_log", group.messages.length, error);
       }
     }),
   );
-  for (const { message } of unplaced) message.retry({ delaySeconds: deadLetterBackoffSeconds(message.attempts) });
+  for (const { message } of unplaced) tryAgain(message);
   if (unplaced.length > 0) logDeadLetterFault("log_shard", unplaced.length, unplaced[0]!.error);
   console.error(JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed }));
 }

@@ -26,8 +26,9 @@ export function retryDelayAfter(
 /**
  * Back-off for a message whose run could not finish (D1 or the org's Durable Object
  * unreachable, an unexpected error): 30 s, doubling with each queue delivery, capped
- * at the queue's 12 h. The delivery's own schedule is not touched: nothing was logged.
+ * at the queue's 12 h, or at `capSeconds` (the dead-letter queue's hour). The
+ * delivery's own schedule is not touched: nothing was logged.
  */
-export function crashBackoffSeconds(queueAttempts: number): number {
-  return Math.min(30 * 2 ** Math.max(0, queueAttempts - 1), MAX_QUEUE_DELAY_SECONDS);
+export function crashBackoffSeconds(queueAttempts: number, capSeconds = MAX_QUEUE_DELAY_SECONDS): number {
+  return Math.min(30 * 2 ** Math.max(0, queueAttempts - 1), capSeconds);
 }
