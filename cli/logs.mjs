@@ -19,49 +19,31 @@ const POLL_MS = 1000;
  */
 const LOOK_BACK_MS = 60_000;
 
-/** Pages through the attempts since a time, at most MAX_PAGES pages; says so if it stopped there. */
+/** The most pages a listing follows (`collect`). */
 const MAX_PAGES = 10;
 
 /**
+ * The newest `want` attempts that match, newest first, following `next_cursor` (a
+ * filtered page reads a bounded stretch of the log, and may come back short, even empty,
+ * with one), at most MAX_PAGES pages; says so when it stopped there short of `want`.
  * @param {Credentials} creds
  * @param {URLSearchParams} query
- * @param {AbortSignal} [signal]
- * @returns {Promise<Attempt[]>} newest first
- */
-async function allSince(creds, query, signal) {
-  /** @type {Attempt[]} */
-  const rows = [];
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const answer = await call(creds, "GET", `/v1/webhook-logs?${query}`, undefined, signal);
-    rows.push(...answer.data);
-    if (!answer.next_cursor) return rows;
-    query.set("cursor", answer.next_cursor);
-  }
-  console.error(`(the ${rows.length} newest attempts, ${MAX_PAGES} pages; narrow --since for the rest)`);
-  return rows;
-}
-
-/**
- * The newest `n` attempts that match, newest first. A filtered page reads a bounded
- * stretch of the log and may come back short, even empty, with a `next_cursor`: follow
- * it until `n` are found, at most MAX_PAGES pages.
- * @param {Credentials} creds
- * @param {URLSearchParams} query
- * @param {number} n
+ * @param {number} want
+ * @param {string} stoppedHint what to do for the rest, when the pages ran out
  * @param {AbortSignal} [signal]
  * @returns {Promise<Attempt[]>}
  */
-async function newest(creds, query, n, signal) {
+async function collect(creds, query, want, stoppedHint, signal) {
   /** @type {Attempt[]} */
   const rows = [];
-  for (let page = 0; page < MAX_PAGES && rows.length < n; page++) {
+  for (let page = 0; page < MAX_PAGES && rows.length < want; page++) {
     const answer = await call(creds, "GET", `/v1/webhook-logs?${query}`, undefined, signal);
     rows.push(...answer.data);
-    if (!answer.next_cursor) return rows.slice(0, n);
+    if (!answer.next_cursor) return rows.slice(0, want);
     query.set("cursor", answer.next_cursor);
   }
-  if (rows.length < n) console.error(`(${rows.length} found in the newest part of the log; --since reads further)`);
-  return rows.slice(0, n);
+  if (rows.length < want) console.error(`(${rows.length} attempts in ${MAX_PAGES} pages; ${stoppedHint})`);
+  return rows.slice(0, want);
 }
 
 /** @param {Attempt} a */
@@ -92,22 +74,24 @@ export async function logs(creds, { filters, follow, since, out = console.log, s
   const get = async (/** @type {URLSearchParams} */ q) =>
     /** @type {Attempt[]} */ ((await call(creds, "GET", `/v1/webhook-logs?${q}`, undefined, signal)).data);
   const first = since
-    ? await allSince(creds, query({ since }), signal)
-    : await newest(creds, query({ limit: "20" }), 20, signal);
+    ? await collect(creds, query({ since }), Number.POSITIVE_INFINITY, "narrow --since for the rest", signal)
+    : await collect(creds, query({ limit: "20" }), 20, "--since reads further", signal);
   const seen = new Map(first.map((a) => [a.id, Date.parse(a.attempted_at)]));
   for (const a of first.reverse()) out(attemptLine(a));
   if (!follow) return 0;
-  /** The attempts logged since `from` (unix ms), oldest first. */
-  const window = async (/** @type {number} */ from) =>
-    (await get(query({ since: new Date(from).toISOString() }))).reverse();
+  /** The attempts logged since `from` (unix ms), oldest first, not seen before (now seen). */
+  const unseenSince = async (/** @type {number} */ from) =>
+    (await get(query({ since: new Date(from).toISOString() }))).reverse().filter((a) => {
+      if (seen.has(a.id)) return false;
+      seen.set(a.id, Date.parse(a.attempted_at));
+      return true;
+    });
   if (!since) {
     // The first screen showed the newest 20; the others of the look-back window are
     // older history, not new attempts: only what is newer than that screen is printed.
-    const newest = Math.max(0, ...[...seen.values()]);
-    for (const a of await window(Date.now() - LOOK_BACK_MS)) {
-      if (seen.has(a.id)) continue;
-      seen.set(a.id, Date.parse(a.attempted_at));
-      if (Date.parse(a.attempted_at) > newest) out(attemptLine(a));
+    const newestShown = Math.max(0, ...[...seen.values()]);
+    for (const a of await unseenSince(Date.now() - LOOK_BACK_MS)) {
+      if (Date.parse(a.attempted_at) > newestShown) out(attemptLine(a));
     }
   }
   out("Following new attempts (Ctrl+C to stop)…");
@@ -116,11 +100,7 @@ export async function logs(creds, { filters, follow, since, out = console.log, s
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       if (signal?.aborted) break;
       const from = Date.now() - LOOK_BACK_MS;
-      for (const a of await window(from)) {
-        if (seen.has(a.id)) continue;
-        seen.set(a.id, Date.parse(a.attempted_at));
-        out(attemptLine(a));
-      }
+      for (const a of await unseenSince(from)) out(attemptLine(a));
       for (const [id, at] of seen) if (at < from - LOOK_BACK_MS) seen.delete(id);
     }
   } catch (error) {
