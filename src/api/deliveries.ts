@@ -149,10 +149,11 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
       throw new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
     }
     // One attempt per state of the delivery, however many clicks: a click that finds this
-    // state claimed queues nothing and spends nothing. A claim whose send the allowance
-    // refuses, or whose queue write fails, is given back, so that trying again can work.
+    // state queued queues nothing and spends nothing. A claim whose send the allowance
+    // refuses, or whose queue write fails, is given back, so that trying again can work
+    // (and a click waiting on it makes it instead: src/org/org-settings.ts).
     const org = orgSettings(c.env, c.var.orgId);
-    if (await org.claimRedeliver(row.delivery_id, row.attempt_count)) {
+    if ((await org.claimRedeliver(row.delivery_id, row.attempt_count)) === "claimed") {
       try {
         await spendSend(c.env, c.var.orgId);
         await enqueueDeliveries(c.env.DELIVERIES, [
@@ -162,10 +163,13 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
           ),
         ]);
       } catch (error) {
-        // Unreachable object: the claim lapses after its 10 minutes instead.
+        // Unreachable object: the claim lapses after its 10 seconds instead.
         await org.releaseRedeliver(row.delivery_id, row.attempt_count).catch(() => {});
         throw error;
       }
+      // Unreachable object: the claim lapses, and a later click may queue a second
+      // message, which the consumer drops (it finds this state's attempt logged).
+      await org.confirmRedeliver(row.delivery_id, row.attempt_count).catch(() => {});
     }
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });

@@ -114,11 +114,28 @@ export const MAX_ENDPOINTS = 1000;
 const TRIM_EVERY = 50;
 
 /**
- * A redeliver claimed for one state of a delivery holds this long: a second click (or a
- * client's retry) in the meantime queues nothing more. Longer than a queued message
+ * A redeliver queued for one state of a delivery is remembered this long: a second click
+ * (or a client's retry) in the meantime queues nothing more. Longer than a queued message
  * takes to be made, short enough to forget.
  */
 const REDELIVER_CLAIM_MS = 10 * 60 * 1000;
+/**
+ * A claim neither confirmed nor given back this long belongs to a request that died
+ * between the claim and the queue write: a click waiting on it takes it over.
+ */
+const REDELIVER_CLAIMING_MS = 10_000;
+
+/** A redeliver claimed for one state of a delivery: being queued, then queued. */
+interface RedeliverClaim {
+  at: number;
+  queued: boolean;
+  /** Resolves when the claim is confirmed or given back. */
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+/** What a redeliver request is to do: queue it (its claim), or nothing (it is queued). */
+export type RedeliverClaimResult = "claimed" | "queued";
 /** Sessions silent (no ping, no frame) this long are dead (a laptop asleep) and make room. */
 const LISTENER_DEAD_AFTER_MS = 90_000;
 
@@ -152,10 +169,10 @@ interface SettingsRow extends Record<string, SqlStorageValue> {
 export class OrgSettings extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /**
-   * Redelivers claimed lately, `delivery_id:after_attempt` → when. In memory: it only
-   * has to outlive a double click, and the object lives that long.
+   * Redelivers claimed lately, by `delivery_id:after_attempt`. In memory: it only has to
+   * outlive a double click, and the object lives that long.
    */
-  private readonly redelivers = new Map<string, number>();
+  private readonly redelivers = new Map<string, RedeliverClaim>();
   /**
    * Keys revoked while this object lives: a session whose upgrade passed the key check
    * just before the revoke, and reaches the object just after it, is refused all the same.
@@ -292,21 +309,55 @@ export class OrgSettings extends DurableObject<Env> {
   }
 
   /**
-   * Claims a redeliver of `deliveryId` after its attempt `afterAttempt`; false when one
-   * was claimed for that same state lately (a double click queues one attempt, not two).
+   * Claims a redeliver of `deliveryId` after its attempt `afterAttempt`: `claimed` (the
+   * caller queues it, then confirms or gives the claim back), or `queued` when one was
+   * queued for that same state lately (a double click queues one attempt, not two). A
+   * click that finds another still being queued waits for it: if that one is given back
+   * (the send limit refused it, the queue write failed), this click claims it instead,
+   * so that its 202 always means an attempt is queued.
    */
-  claimRedeliver(deliveryId: string, afterAttempt: number): boolean {
-    const now = Date.now();
-    for (const [key, at] of this.redelivers) if (now - at > REDELIVER_CLAIM_MS) this.redelivers.delete(key);
+  async claimRedeliver(deliveryId: string, afterAttempt: number): Promise<RedeliverClaimResult> {
     const key = `${deliveryId}:${afterAttempt}`;
-    if (this.redelivers.has(key)) return false;
-    this.redelivers.set(key, now);
-    return true;
+    for (;;) {
+      const now = Date.now();
+      for (const [k, claim] of this.redelivers) {
+        if (now - claim.at > (claim.queued ? REDELIVER_CLAIM_MS : REDELIVER_CLAIMING_MS)) {
+          this.redelivers.delete(k);
+          claim.settle();
+        }
+      }
+      const claim = this.redelivers.get(key);
+      if (claim === undefined) {
+        const { promise, resolve } = Promise.withResolvers<void>();
+        this.redelivers.set(key, { at: now, queued: false, settled: promise, settle: resolve });
+        return "claimed";
+      }
+      if (claim.queued) return "queued";
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        claim.settled,
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, claim.at + REDELIVER_CLAIMING_MS + 1 - now);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+  }
+
+  /** The claimed redeliver is queued: clicks for the same state now queue nothing. */
+  confirmRedeliver(deliveryId: string, afterAttempt: number): void {
+    const claim = this.redelivers.get(`${deliveryId}:${afterAttempt}`);
+    if (claim === undefined) return;
+    claim.queued = true;
+    claim.at = Date.now();
+    claim.settle();
   }
 
   /** Gives back a claim whose redeliver was not queued (refused by the send limit, or the queue failed). */
   releaseRedeliver(deliveryId: string, afterAttempt: number): void {
-    this.redelivers.delete(`${deliveryId}:${afterAttempt}`);
+    const key = `${deliveryId}:${afterAttempt}`;
+    this.redelivers.get(key)?.settle();
+    this.redelivers.delete(key);
   }
 
   /** Closes the sessions opened with a key (it was revoked): 4001, which the CLI takes as final. */

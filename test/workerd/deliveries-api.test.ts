@@ -2,6 +2,7 @@ import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../../src/delivery/message";
+import { orgSettings } from "../../src/org/org-settings";
 import { insertAttempts } from "../../src/store/attempts";
 import {
   attemptRecord,
@@ -304,6 +305,22 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     await new Promise((r) => setTimeout(r, 1500)); // a second message would have been made by now
     expect(await hook.requests()).toHaveLength(2);
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
+  });
+
+  it("holds a click that finds the same state being queued until the first is queued or given back", async () => {
+    const org = orgSettings(env, uniqueId("org"));
+    const [queued, givenBack] = [uniqueId("dlv"), uniqueId("dlv")];
+    for (const id of [queued, givenBack]) expect(await org.claimRedeliver(id, 1)).toBe("claimed");
+
+    const waitingOnQueued = org.claimRedeliver(queued, 1);
+    const waitingOnGivenBack = org.claimRedeliver(givenBack, 1);
+    await org.confirmRedeliver(queued, 1);
+    await org.releaseRedeliver(givenBack, 1);
+    // Queued: the second click queues nothing. Given back: the second click makes it.
+    expect(await waitingOnQueued).toBe("queued");
+    expect(await waitingOnGivenBack).toBe("claimed");
+    // Another state of the same delivery (after attempt 2) is a redeliver of its own.
+    expect(await org.claimRedeliver(queued, 2)).toBe("claimed");
   });
 
   it("gives the claim of a redeliver that could not be queued back: trying again makes it", async () => {

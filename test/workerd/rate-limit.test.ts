@@ -98,6 +98,28 @@ describe("sending on behalf of an org", () => {
     expect((await call("POST", path, { token: key })).status).toBe(202);
     expect(queue.messages().map((m) => m.delivery_id)).toEqual([message.body.delivery_id]);
   });
+
+  it("answers a second click, made while the first is refused, only once its own redeliver is queued", async () => {
+    const { orgId, key, hook } = await orgWithUrl();
+    const message = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), hook.url) };
+    await runConsumer([message]);
+    const path = `/v1/deliveries/${message.body.delivery_id}/redeliver`;
+    // The first click's send check hangs until the test refuses it; the second's passes.
+    const { promise: refusal, resolve: refuse } = Promise.withResolvers<RateLimitOutcome>();
+    const limit = vi.spyOn(env.ORG_SEND_LIMIT, "limit").mockReturnValueOnce(refusal);
+    const queue = watchQueue();
+    const first = call("POST", path, { token: key });
+    await vi.waitFor(() => expect(limit).toHaveBeenCalledTimes(1));
+    limit.mockResolvedValueOnce({ success: true });
+    const second = call("POST", path, { token: key });
+    await new Promise((r) => setTimeout(r, 200)); // the second click reaches the org's object
+    refuse({ success: false });
+
+    expect((await first).status).toBe(429);
+    expect((await second).status).toBe(202);
+    expect(queue.messages().map((m) => m.delivery_id)).toEqual([message.body.delivery_id]);
+    expect(limit).toHaveBeenCalledTimes(2);
+  });
 });
 
 describe("the org API as a whole", () => {
