@@ -25,7 +25,7 @@
  * @typedef {{ id: string, job_id: string, event_type: string, status: "pending" | "delivered" | "failed",
  *   attempt_count: number, next_attempt_at: string | null, last_error: string | null, webhook_url: string | null,
  *   created_at: string, last_attempt_at: string }} Delivery
- * @typedef {Delivery & { payload: unknown, attempts: Attempt[] }} DeliveryDetail
+ * @typedef {Delivery & { payload: unknown, attempts: Attempt[], attempts_truncated: boolean }} DeliveryDetail
  * @typedef {{ id: string, name: string | null, created_at: string, last_used_at: string | null,
  *   revoked_at: string | null, in_use: boolean }} ApiKey
  */

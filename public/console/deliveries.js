@@ -131,7 +131,10 @@ function renderDetail(d) {
     ),
     el("div", { class: "actions" }, redeliver, toLog),
     status,
-    el("h4", { text: `Attempts (${d.attempts.length})` }),
+    el("h4", { text: `Attempts (${d.attempt_count})` }),
+    d.attempts_truncated
+      ? el("p", { class: "muted", text: `The newest ${d.attempts.length} are listed here; the log has them all.` })
+      : null,
     el(
       "ol",
       { class: "attempts" },

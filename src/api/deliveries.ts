@@ -49,6 +49,12 @@ const listRoute = createRoute({
   },
 });
 
+/**
+ * A delivery's page lists at most this many attempts, the newest: only redelivering it
+ * again and again makes more, and the log routes page through any number.
+ */
+export const MAX_DETAIL_ATTEMPTS = 1000;
+
 const getRoute = createRoute({
   method: "get",
   path: "/v1/deliveries/{id}",
@@ -129,15 +135,22 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
   })
   .openapi(getRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const [row, attempts] = await Promise.all([
+    const [row, newest] = await Promise.all([
       getDelivery(c.var.log, c.var.orgId, id),
-      listAttempts(c.var.log, { org_id: c.var.orgId, delivery_ids: [id], limit: 1000 }).then((page) => page.rows),
+      listAttempts(c.var.log, { org_id: c.var.orgId, delivery_ids: [id], limit: MAX_DETAIL_ATTEMPTS + 1 }).then(
+        (page) => page.rows,
+      ),
     ]);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
+    const attempts = newest.slice(0, MAX_DETAIL_ATTEMPTS).reverse().map(presentAttempt);
     // The payload is the stored body itself, spliced in as it is: valid JSON (it was
     // serialised at ingest), never parsed here, so no stored event can make this read
     // fail, however it nests.
-    const head = JSON.stringify({ ...presentDelivery(row), attempts: attempts.reverse().map(presentAttempt) });
+    const head = JSON.stringify({
+      ...presentDelivery(row),
+      attempts,
+      attempts_truncated: newest.length > MAX_DETAIL_ATTEMPTS,
+    });
     return c.body(`${head.slice(0, -1)},"payload":${row.body}}`, 200, { "Content-Type": "application/json" }) as never;
   })
   .openapi(redeliverRoute, async (c) => {

@@ -75,7 +75,12 @@ export const DeliverySchema = z
 
 export const DeliveryDetailSchema = DeliverySchema.extend({
   payload: z.unknown().openapi({ description: "The delivered body, parsed" }),
-  attempts: z.array(AttemptSummarySchema).openapi({ description: "Oldest first" }),
+  attempts: z.array(AttemptSummarySchema).openapi({ description: "Oldest first; the newest 1,000 at most" }),
+  attempts_truncated: z.boolean().openapi({
+    description:
+      "True when the delivery has more than 1,000 attempts (it was redelivered again and again): `attempts` " +
+      "holds the newest 1,000, and `GET /v1/webhook-logs?delivery_id=` pages through them all",
+  }),
 }).openapi("DeliveryDetail");
 
 export function page<T extends z.ZodTypeAny>(item: T, name: string) {

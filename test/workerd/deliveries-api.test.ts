@@ -146,7 +146,7 @@ describe("GET /v1/deliveries", () => {
     const detail = await getJson<
       Delivery & { payload: unknown; attempts: Array<{ attempt: number; status_code: number }> }
     >(`/v1/deliveries/${listed!.id}`, key);
-    expect(detail).toMatchObject({ id: listed!.id, status: "delivered", attempt_count: 2 });
+    expect(detail).toMatchObject({ id: listed!.id, status: "delivered", attempt_count: 2, attempts_truncated: false });
     expect(detail.payload).toMatchObject({ type: "job.completed", data: { job_id: listed!.job_id, org_id: orgId } });
     expect(detail.attempts.map((a) => [a.attempt, a.status_code])).toEqual([
       [1, 502],
@@ -514,5 +514,37 @@ describe("reading what is already stored", () => {
     expect(attempt.status).toBe(200);
     expect(((await attempt.json()) as { request: { body: string } }).request.body).toBe(body);
     expect((await call("GET", "/v1/deliveries", { token: key })).status).toBe(200);
+  });
+
+  it("lists the newest 1,000 attempts of a delivery redelivered past that; the log has the rest", async () => {
+    const orgId = uniqueId("org");
+    const key = await orgKey(orgId);
+    const jobId = uniqueId("job");
+    const deliveryId = await deliveryIdFor(orgId, "job.completed", jobId);
+    const start = Date.now() - 2_000_000;
+    await insertAttempts(
+      await logDbOf(orgId),
+      Array.from({ length: 1001 }, (_, i) =>
+        attemptRecord({
+          delivery_id: deliveryId,
+          org_id: orgId,
+          job_id: jobId,
+          attempt: i + 1,
+          attempted_at: start + i * 1000,
+          ...(i === 0 ? {} : { request_body: null, url_from_event: null }),
+          ...(i === 1000 ? {} : { outcome: "failed", status_code: 500, error: "http_status" }),
+        }),
+      ),
+    );
+    const delivery = await getJson<Delivery & { attempts: Array<{ attempt: number }>; attempts_truncated: boolean }>(
+      `/v1/deliveries/${deliveryId}`,
+      key,
+    );
+    expect(delivery).toMatchObject({ status: "delivered", attempt_count: 1001, attempts_truncated: true });
+    expect(delivery.attempts).toHaveLength(1000);
+    expect([delivery.attempts[0]!.attempt, delivery.attempts.at(-1)!.attempt]).toEqual([2, 1001]);
+
+    const log = await getJson<{ data: unknown[] }>(`/v1/webhook-logs?delivery_id=${deliveryId}&limit=100`, key);
+    expect(log.data).toHaveLength(100);
   });
 });
