@@ -1,5 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import { readConfig } from "../config";
+import { liveKeyIds } from "../store/api-keys";
 import {
   applyReport,
   type EndpointHealth,
@@ -138,6 +139,12 @@ interface RedeliverClaim {
 export type RedeliverClaimResult = "claimed" | "queued";
 /** Sessions silent (no ping, no frame) this long are dead (a laptop asleep) and make room. */
 const LISTENER_DEAD_AFTER_MS = 90_000;
+/**
+ * While sessions are open, their keys are checked against D1 this often (an alarm): a
+ * revoke closes its sessions at once, unless the object could not be reached then, or
+ * forgot the revoke (it was evicted); this check closes them within a minute all the same.
+ */
+export const LISTENER_KEY_CHECK_MS = 60_000;
 
 interface HealthRow extends Record<string, SqlStorageValue> {
   origin: string;
@@ -214,6 +221,9 @@ export class OrgSettings extends DurableObject<Env> {
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [keyId]);
     server.serializeAttachment({ connectedAt: Date.now() });
+    if ((await this.ctx.storage.getAlarm()) === null) {
+      await this.ctx.storage.setAlarm(Date.now() + LISTENER_KEY_CHECK_MS);
+    }
     server.send(JSON.stringify({ type: "hello", listeners: this.listeners().length }));
     return new Response(null, { status: 101, webSocket: client });
   }
@@ -366,6 +376,23 @@ export class OrgSettings extends DurableObject<Env> {
     const sessions = this.ctx.getWebSockets(keyId);
     for (const ws of sessions) ws.close(4001, "API key revoked");
     return sessions.length;
+  }
+
+  /**
+   * The listener key check (LISTENER_KEY_CHECK_MS): closes the sessions of keys D1 no
+   * longer holds valid, and comes back while any session is open. A check that cannot
+   * reach D1 is made again at the next one.
+   */
+  override async alarm(): Promise<void> {
+    const keyIds = [...new Set(this.listeners().flatMap((ws) => this.ctx.getTags(ws)))];
+    if (keyIds.length === 0) return;
+    try {
+      const live = await liveKeyIds(this.env.DB, keyIds);
+      for (const keyId of keyIds) if (!live.has(keyId)) this.closeListeners(keyId);
+    } catch (error) {
+      console.error(JSON.stringify({ event: "listeners.key_check_failed", error: String(error).slice(0, 200) }));
+    }
+    if (this.listeners().length > 0) await this.ctx.storage.setAlarm(Date.now() + LISTENER_KEY_CHECK_MS);
   }
 
   /** What the org's listeners answered, newest first. */

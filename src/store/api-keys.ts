@@ -96,6 +96,15 @@ export async function listApiKeys(
   return results;
 }
 
+/** Of these key ids, the ones not revoked (a listener's keys, checked again now and then). */
+export async function liveKeyIds(db: D1Database, keyIds: readonly string[]): Promise<Set<string>> {
+  const { results } = await db
+    .prepare("SELECT id FROM api_keys WHERE id IN (SELECT value FROM json_each(?)) AND revoked_at IS NULL")
+    .bind(JSON.stringify(keyIds))
+    .run<{ id: string }>();
+  return new Set(results.map((r) => r.id));
+}
+
 /** Revokes a key of this org; false when the org has no such key (or it was revoked). */
 export async function revokeApiKey(db: D1Database, orgId: string, keyId: string): Promise<boolean> {
   const { meta } = await db

@@ -1,8 +1,9 @@
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { KEY_ID_HEADER, MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
-import { type OrgSettings, orgSettings } from "../../src/org/org-settings";
+import { LISTENER_KEY_CHECK_MS, type OrgSettings, orgSettings } from "../../src/org/org-settings";
+import { revokeApiKey } from "../../src/store/api-keys";
 import {
   attemptsOf,
   call,
@@ -337,6 +338,28 @@ describe("GET /v1/listen", () => {
     mine.ws.send("ping");
     await new Promise((r) => setTimeout(r, 100));
     expect(mine.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("closes a revoked key's sessions at its next key check, when the revoke could not reach the object", async () => {
+    const { orgId, key } = await newOrg();
+    const created = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "b" } });
+    const other = (await created.json()) as { id: string; key: string };
+    const [mine, theirs] = await Promise.all([connect(key), connect(other.key)]);
+    // The revoke reaches D1, but not the org's object (unreachable, or evicted since).
+    expect(await revokeApiKey(env.DB, orgId, other.id)).toBe(true);
+    expect(theirs.ws.readyState).toBe(WebSocket.OPEN);
+
+    const stub = orgSettings(env, orgId);
+    expect(await runInDurableObject(stub, (_i: OrgSettings, state) => state.storage.getAlarm())).toBeGreaterThan(
+      Date.now(),
+    );
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await theirs.closed).toEqual({ code: 4001, reason: "API key revoked" });
+    expect(mine.ws.readyState).toBe(WebSocket.OPEN);
+    // Checked again while a session is open.
+    expect(await runInDurableObject(stub, (_i: OrgSettings, state) => state.storage.getAlarm())).toBeGreaterThan(
+      Date.now() + LISTENER_KEY_CHECK_MS - 5_000,
+    );
   });
 
   it("lets a test event go out with no URL at all while a listener is connected", async () => {
