@@ -66,6 +66,12 @@ describe("the README and wrangler.toml", () => {
     expect(config.d1_databases.map((d) => d.binding)).toEqual(shards);
     expect(new Set(config.d1_databases.map((d) => d.migrations_dir))).toEqual(new Set(["migrations"]));
   });
+
+  it("deploys with Cloudflare's SSRF guard: webhook POSTs never take a zone's private path to its origin", () => {
+    // Local workerd has no zones, so only the deployed Worker shows the difference.
+    const config = parse(read("wrangler.toml")) as { compatibility_flags: string[] };
+    expect(config.compatibility_flags).toContain("global_fetch_strictly_public");
+  });
 });
 
 describe("the D1 schema", () => {
