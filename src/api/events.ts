@@ -109,12 +109,19 @@ const postEventBatch = createRoute({
   },
   responses: {
     202: {
-      description: "At least one event was queued",
+      description: "At least one event was queued (or is a duplicate of one queued)",
       content: { "application/json": { schema: BatchOutputSchema } },
     },
     400: {
-      description: "No event was queued; `results` says why for each",
-      content: { "application/json": { schema: ErrorSchema.extend(BatchOutputSchema.shape) } },
+      description:
+        "Nothing was queued: every event was refused (`invalid_request`, and `results` says why for each), or " +
+        "the request is not a batch at all (`invalid_json`, no `events` or more than 100, an unknown query " +
+        "parameter), when the error comes alone",
+      content: {
+        "application/json": {
+          schema: z.union([ErrorSchema.extend(BatchOutputSchema.shape).openapi("EventBatchRefused"), ErrorSchema]),
+        },
+      },
     },
     ...ingestErrors,
   },

@@ -22,7 +22,10 @@ export interface AttemptResponse {
   response_headers: Record<string, string> | null;
   response_body: string | null;
   response_truncated: boolean;
-  /** Why it failed, in a few words of ours (never a raw runtime message); null when it succeeded. */
+  /**
+   * Why it failed, in a few words of ours (never a raw runtime message); null when it
+   * succeeded, and when the endpoint's own status says it (only Cloudflare's 52x get one).
+   */
   error_detail: string | null;
   /** A 429 or 503's `Retry-After`, in seconds from the answer; null otherwise. */
   retry_after_seconds: number | null;

@@ -128,6 +128,7 @@ describe("/openapi.json", () => {
         // A parameter the route documents passes alongside (the lists' `limit`).
         const known = op.parameters?.some((p) => p.in === "query" && p.name === "limit") ? "limit=5&" : "";
         const res = await call(method.toUpperCase(), `${sample(path)}?${known}bogus=1`, { token, body });
+        await expectConforms(res.clone(), path, method);
         const answer = (await res.json()) as { error?: { code: string; details?: Array<{ keys?: string[] }> } };
         expect(res.status, `${method} ${path}`).toBe(400);
         expect(answer.error?.details?.[0]?.keys, `${method} ${path}`).toEqual(["bogus"]);
@@ -140,7 +141,7 @@ describe("/openapi.json", () => {
     expect(logs.data).toEqual([]);
   });
 
-  it("documents the 413 and 415 of every route that takes a JSON body, and answers them so", async () => {
+  it("documents the 400, 413 and 415 of every route that takes a JSON body, and answers them so", async () => {
     const orgId = uniqueId("org");
     const key = await orgKey(orgId);
     const huge = JSON.stringify({ pad: "x".repeat(2_000_000) });
@@ -160,6 +161,9 @@ describe("/openapi.json", () => {
         });
         expect(notJson.status, `${method} ${path}`).toBe(415);
         await expectConforms(notJson, path, method);
+        const broken = await call(method.toUpperCase(), url, { token, body: '{"events": [' });
+        expect(broken.status, `${method} ${path}`).toBe(400);
+        await expectConforms(broken, path, method);
         walked++;
       }
     }
@@ -212,6 +216,12 @@ describe("/openapi.json", () => {
       "/v1/events/batch",
       "post",
     );
+    // Every event refused (results), and a batch that is not one at all (the error alone).
+    for (const events of [[{}], Array.from({ length: 101 }, () => jobEvent(orgId, uniqueId("job")))]) {
+      const refused = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
+      expect(refused.status).toBe(400);
+      await expectConforms(refused, "/v1/events/batch", "post");
+    }
     await expectConforms(await call("GET", "/v1/webhook", { token: key }), "/v1/webhook", "get");
     await expectConforms(
       await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: "https://10.0.0.1/" } }),
