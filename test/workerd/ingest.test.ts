@@ -55,6 +55,19 @@ describe("POST /v1/events", () => {
     );
   });
 
+  it("keeps the last value of a key sent twice, as the receiver's JSON.parse reads the original", async () => {
+    const jobId = uniqueId("job");
+    const data = `{"job_id":"${jobId}","org_id":"org_ingest","status":"failed","status":"completed"}`;
+    const text = `{"type":"job.completed","data":${data},"webhook_url":"${hook.url}"}`;
+    const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: text });
+    expect(res.status).toBe(202);
+    const sent = new TextDecoder().decode(sentMessages()[0]!.body);
+    expect(sent).toBe(
+      `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"org_ingest","status":"completed"}}`,
+    );
+    expect(JSON.parse(sent).data).toEqual(JSON.parse(text).data);
+  });
+
   it("gives a retried event the same delivery id and sends it only once", async () => {
     const event = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
     const first = (await (await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: event })).json()) as {
