@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
-import { findValidKey, lastUseIsStale, ORG_KEY_PREFIX, recordKeyUse } from "../store/api-keys";
+import { findValidKey, isOrgKeyShaped, lastUseIsStale, recordKeyUse } from "../store/api-keys";
 import { ApiError, errorResponse, errorResponseSpec } from "./errors";
 
 /**
@@ -61,7 +61,7 @@ export const requireProducer = bearerAuth({
 
 export const requireOrgKey = bearerAuth({
   verifyToken: async (token, c: Context<{ Bindings: Env; Variables: OrgVariables }>) => {
-    if (!token.startsWith(ORG_KEY_PREFIX)) return false;
+    if (!isOrgKeyShaped(token)) return false;
     const key = await findValidKey(c.env.DB, token);
     if (key === null) return false;
     c.set("orgId", key.org_id);

@@ -8,6 +8,17 @@ import { sha256Hex, toBase64Url, toHex } from "../encoding";
 
 export const ORG_KEY_PREFIX = "zk_";
 
+/** Every key this code issues: the prefix and 32 bytes in base64url (43 characters). */
+const ORG_KEY_SHAPE = /^zk_[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Whether `token` could be a key at all. Anything else is refused without a D1 query:
+ * `DB` serves every org's key checks, and a flood of made-up tokens must not queue there.
+ */
+export function isOrgKeyShaped(token: string): boolean {
+  return ORG_KEY_SHAPE.test(token);
+}
+
 export interface ApiKey {
   id: string;
   org_id: string;

@@ -260,6 +260,21 @@ describe("GET and PUT /v1/webhook", () => {
   });
 });
 
+describe("made-up keys", () => {
+  it("are refused without a D1 query, like a key D1 does not hold", async () => {
+    const prepare = vi.spyOn(env.DB, "prepare");
+    for (const token of ["zk_garbage", `zk_${"a".repeat(44)}`, `zk_${"a".repeat(42)}!`]) {
+      const res = await call("GET", "/v1/webhook", { token });
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ error: { code: "unauthorized" } });
+    }
+    expect(prepare).not.toHaveBeenCalled();
+    // A key of the issued shape is looked up.
+    expect((await call("GET", "/v1/webhook", { token: `zk_${"a".repeat(43)}` })).status).toBe(401);
+    expect(prepare).toHaveBeenCalledTimes(1);
+  });
+});
+
 describe("the OrgSettings Durable Object", () => {
   it("rotates the secret and keeps the previous one valid for webhook-signature for 24 h", async () => {
     vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
