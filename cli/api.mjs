@@ -16,13 +16,27 @@ export function credentials(flags, env) {
   const apiUrl = (flags["api-url"] ?? env.ZUPERTRY_API_URL ?? DEFAULT_API_URL).replace(/\/+$/, "");
   if (!apiKey) return { error: "No API key: pass --api-key zk_… or set ZUPERTRY_API_KEY." };
   if (!apiKey.startsWith("zk_")) return { error: "That is not an org API key (they start with zk_)." };
+  let url;
   try {
-    const url = new URL(apiUrl);
+    url = new URL(apiUrl);
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
   } catch {
     return { error: `Not an API URL: ${apiUrl} (e.g. ${DEFAULT_API_URL} or https://webhooks.example.com)` };
   }
+  // The key goes in every request's Authorization header: in the clear only to this machine.
+  if (url.protocol === "http:" && !isLoopback(url.hostname)) {
+    return {
+      error:
+        `Refusing to send the API key over plain http:// to ${url.hostname}: ` +
+        "use https:// (http:// is for a dispatcher on this machine).",
+    };
+  }
   return { apiUrl, apiKey };
+}
+
+/** @param {string} hostname as `URL` gives it (IPv6 in brackets) */
+function isLoopback(hostname) {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
 /** An answer of the API that is not a 2xx, with its error message. */

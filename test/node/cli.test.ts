@@ -47,6 +47,15 @@ describe("zupertry", () => {
     expect(credentials({ "api-key": "zk_x", "api-url": "ftp://x" }, {})).toEqual({
       error: expect.stringContaining("Not an API URL"),
     });
+    // The key travels in the clear over http://: only to this machine.
+    for (const local of ["http://localhost:8787", "http://127.0.0.1:8787", "http://[::1]:8787"]) {
+      expect(credentials({ "api-key": "zk_x", "api-url": local }, {})).toEqual({ apiKey: "zk_x", apiUrl: local });
+    }
+    for (const remote of ["http://hooks.example.com", "http://10.0.0.5:8787", "http://127.0.0.1.example.com"]) {
+      expect(credentials({ "api-key": "zk_x", "api-url": remote }, {})).toEqual({
+        error: expect.stringContaining("Refusing to send the API key over plain http://"),
+      });
+    }
   });
 
   it("an unreachable dispatcher is exit code 1 with the reason, not a stack trace", async () => {
