@@ -106,6 +106,48 @@ export function asApiError(error) {
     : new ApiError(0, "internal", String(error instanceof Error ? error.message : error));
 }
 
+/**
+ * An error's message with what its `details` say about each field: "the request does not
+ * match the schema" alone does not tell a customer which filter to fix.
+ * @param {string} message
+ * @param {unknown} details `[{path, message}]` from a 400 (src/api/errors.ts)
+ */
+function withDetails(message, details) {
+  if (!Array.isArray(details)) return message;
+  const parts = details.flatMap((d) =>
+    d && typeof d.message === "string"
+      ? [`${Array.isArray(d.path) && d.path.length ? `${d.path.join(".")}: ` : ""}${d.message}`]
+      : [],
+  );
+  return parts.length ? `${message} (${parts.slice(0, 3).join("; ")})` : message;
+}
+
+/**
+ * Whether trying the same request again can help: not for a request the API refused as
+ * it is (a bad filter value), only for a fault, a lost connection or a busy moment.
+ * @param {ApiError} error
+ */
+export function worthRetrying(error) {
+  return error.status === 0 || error.status === 429 || error.status >= 500;
+}
+
+/**
+ * For work that spans several calls or a timer (a poll, a reload a moment later): its
+ * calls, and whether the session it started in still holds. Once that session ends (a
+ * sign-out, or a sign-in as another org), every further call throws `signed_out`, so
+ * nothing of one org lands in the next one's view.
+ */
+export function thisSession() {
+  const started = sessionNumber;
+  const active = () => started === sessionNumber;
+  return {
+    active,
+    /** @type {typeof api} */
+    api: (method, path, body) =>
+      active() ? api(method, path, body) : Promise.reject(new ApiError(0, SIGNED_OUT, "Signed out.")),
+  };
+}
+
 /** Called on a 401 to the signed-in key (it was revoked, or never valid). @type {(message: string) => void} */
 let onUnauthorized = () => {};
 /** @param {(message: string) => void} handler */
@@ -125,6 +167,8 @@ export function whenUnauthorized(handler) {
 export async function api(method, path, body, key = session.key) {
   const asked = sessionNumber;
   const stale = () => new ApiError(0, SIGNED_OUT, "Signed out before the answer came.");
+  // Signed out: nothing to send (a "Bearer null" would come back 401 and sign out again).
+  if (key === null) throw stale();
   let res;
   try {
     res = await fetch(path, {
@@ -151,7 +195,7 @@ export async function api(method, path, body, key = session.key) {
       data?.error?.code ?? "http_error",
       res.status === 429
         ? "Too many requests for this org right now. Wait a minute, then try again."
-        : (data?.error?.message ?? `The server answered HTTP ${res.status}.`),
+        : withDetails(data?.error?.message ?? `The server answered HTTP ${res.status}.`, data?.error?.details),
     );
     if (res.status === 401 && key === session.key) {
       onUnauthorized("That API key was not accepted: it is invalid or has been revoked.");

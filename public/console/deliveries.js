@@ -37,7 +37,6 @@ function isoToLocal(iso) {
 
 $("delivery-filters").addEventListener("submit", (event) => {
   event.preventDefault();
-  pager.reset();
   /** @type {Record<string, string>} */
   const next = { view: "deliveries" };
   for (const [name, id] of Object.entries(FILTERS)) {
@@ -47,7 +46,6 @@ $("delivery-filters").addEventListener("submit", (event) => {
   navigate(next);
 });
 $("clear-delivery-filters").addEventListener("click", () => {
-  pager.reset();
   for (const id of Object.values(FILTERS)) $input(id).value = "";
   navigate({ view: "deliveries" });
 });

@@ -26,6 +26,18 @@ export const $control = (id) => /** @type {HTMLInputElement | HTMLButtonElement}
 export const $dialog = (id) => /** @type {HTMLDialogElement} */ ($(id));
 
 /**
+ * Opens a confirmation dialog with no answer yet. Esc closes a dialog without touching
+ * its `returnValue` in some browsers, so the last "confirm" would count again: a second
+ * rotation, or a revoke, on Esc.
+ * @param {string} id
+ */
+export function askToConfirm(id) {
+  const dialog = $dialog(id);
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+/**
  * A new element: `attrs.class` and `attrs.text` set className and textContent, the rest
  * are attributes (true: present, false/null/undefined: left out).
  * @param {string} tag

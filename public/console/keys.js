@@ -3,7 +3,7 @@
 // New keys are an operator's to issue (the producer token): an org key cannot mint one.
 
 import { api, asApiError, isQuiet } from "./api.js";
-import { $, $dialog, button, el, say, timeEl } from "./dom.js";
+import { $, $dialog, askToConfirm, button, el, say, timeEl } from "./dom.js";
 
 /** @typedef {import("./api.js").ApiKey} ApiKey */
 
@@ -37,7 +37,7 @@ function keyRow(key) {
     revoking = key;
     $("revoke-name").textContent = key.name ?? key.id;
     $("revoke-self").hidden = !key.in_use;
-    $dialog("revoke-dialog").showModal();
+    askToConfirm("revoke-dialog");
   });
   return el(
     "tr",

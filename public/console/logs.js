@@ -19,7 +19,6 @@ const details = new Map();
 
 $("filters").addEventListener("submit", (event) => {
   event.preventDefault();
-  pager.reset();
   /** @type {Record<string, string>} */
   const next = { view: "logs" };
   for (const [name, id] of Object.entries(FILTERS)) next[name] = $input(id).value.trim();

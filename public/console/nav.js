@@ -17,12 +17,12 @@ export function params() {
 
 /**
  * @param {Record<string, string | null | undefined>} next the URL's query (empty values are left out)
- * @param {{ replace?: boolean }} [options]
+ * @param {{ replace?: boolean, state?: unknown }} [options] `state`: kept with this history entry
  */
-export function navigate(next, { replace = false } = {}) {
+export function navigate(next, { replace = false, state = null } = {}) {
   const query = new URLSearchParams(/** @type {Array<[string, string]>} */ (Object.entries(next).filter(([, v]) => v)));
   const url = `${location.pathname}${query.size ? `?${query}` : ""}`;
-  history[replace ? "replaceState" : "pushState"](null, "", url);
+  history[replace ? "replaceState" : "pushState"](state, "", url);
   route();
 }
 
@@ -42,9 +42,10 @@ export function viewLink(text, query) {
 }
 
 /**
- * Previous / Next over keyset pages. The API's cursors only go forward, so the cursors
- * of the pages before this one are kept here (and a page opened from a link, with no
- * history, goes back to the first page).
+ * Previous / Next over keyset pages. The API's cursors only go forward, so each page's
+ * history entry keeps the cursors of the pages before it: the browser's Back and
+ * Forward and this Previous agree (a page opened from a link, with no history, goes
+ * back to the first page).
  */
 export class Pager {
   /**
@@ -52,28 +53,28 @@ export class Pager {
    */
   constructor(ids) {
     this.ids = ids;
-    /** @type {string[]} */
-    this.before = [];
     /** @type {string | null} */
     this.nextCursor = null;
     $button(ids.next).addEventListener("click", () => {
       if (!this.nextCursor) return;
-      this.before.push(params().get("cursor") ?? "");
-      this.go(this.nextCursor);
+      this.go(this.nextCursor, [...pagesBefore(), params().get("cursor") ?? ""]);
     });
-    $button(ids.previous).addEventListener("click", () => this.go(this.before.pop() ?? ""));
+    $button(ids.previous).addEventListener("click", () => {
+      const before = pagesBefore();
+      this.go(before.at(-1) ?? "", before.slice(0, -1));
+    });
   }
 
-  /** @param {string} cursor */
-  go(cursor) {
-    navigate({ ...Object.fromEntries(params()), cursor });
+  /**
+   * @param {string} cursor
+   * @param {string[]} before the cursors of the pages before that one
+   */
+  go(cursor, before) {
+    // Until the page answers, its Next is unknown: a click now would page the old list.
+    this.show(null);
+    navigate({ ...Object.fromEntries(params()), cursor }, { state: { before } });
     // A new page starts at its top, not where the last one was scrolled to.
     document.getElementById(this.ids.top)?.scrollIntoView({ block: "start" });
-  }
-
-  /** Forgets the pages before: the filters changed. */
-  reset() {
-    this.before = [];
   }
 
   /** @param {string | null} nextCursor */
@@ -82,4 +83,10 @@ export class Pager {
     $button(this.ids.next).disabled = !nextCursor;
     $button(this.ids.previous).disabled = !params().get("cursor");
   }
+}
+
+/** The cursors of the pages before the one shown, as its history entry keeps them. */
+function pagesBefore() {
+  const state = /** @type {{ before?: unknown } | null} */ (history.state);
+  return Array.isArray(state?.before) ? state.before.filter((c) => typeof c === "string") : [];
 }

@@ -1,7 +1,7 @@
 // @ts-check
 // The Redeliver / Resend now button of a delivery, in the Deliveries and the log views.
 
-import { api, asApiError } from "./api.js";
+import { asApiError, isQuiet, thisSession } from "./api.js";
 import { button, exactTime, say } from "./dom.js";
 
 /**
@@ -18,9 +18,10 @@ export function redeliverButton(deliveryId, status, { label, dueAt, after }) {
   node.addEventListener("click", async () => {
     node.disabled = true;
     say(status, "Sending it now…");
+    const scope = thisSession();
     try {
       const due = await dueAt();
-      await api("POST", `/v1/deliveries/${encodeURIComponent(deliveryId)}/redeliver`);
+      await scope.api("POST", `/v1/deliveries/${encodeURIComponent(deliveryId)}/redeliver`);
       say(
         status,
         due
@@ -29,9 +30,10 @@ export function redeliverButton(deliveryId, status, { label, dueAt, after }) {
           : "Redelivery queued: a new attempt is made in a moment.",
         "ok",
       );
-      setTimeout(after, 1500);
+      setTimeout(() => scope.active() && after(), 1500);
     } catch (thrown) {
       const error = asApiError(thrown);
+      if (isQuiet(error)) return;
       // 409: the scheduled attempt is due and under way; one attempt is enough.
       const text =
         error.code === "conflict"

@@ -3,7 +3,7 @@
 // filters, each row expanding into a detail row below it. Which rows are open is kept
 // by id, so a refresh of the list shows them open again.
 
-import { api, asApiError, isQuiet } from "./api.js";
+import { api, asApiError, isQuiet, worthRetrying } from "./api.js";
 import { $, $input, el, say } from "./dom.js";
 import { params } from "./nav.js";
 
@@ -132,7 +132,12 @@ export class ListView {
     // Open rows stay open when the same list is loaded again (Refresh), not on another list.
     const list = new URLSearchParams(p);
     list.delete("view");
-    if (list.toString() !== this.shown) this.open.clear();
+    if (list.toString() !== this.shown) {
+      this.open.clear();
+      // Until this list answers, Next has no cursor of it: the last list's would page
+      // these filters from where that one stopped (a Refresh keeps it: the same list).
+      pager.show(null);
+    }
     this.shown = list.toString();
     const query = new URLSearchParams({ limit: "20" });
     for (const [name, id] of Object.entries(filters)) {
@@ -171,7 +176,8 @@ export class ListView {
       const error = asApiError(thrown);
       if (isQuiet(error) || load !== this.loads) return;
       $(ids.body).replaceChildren();
-      showEmpty($(ids.empty), error.message, () => this.load());
+      showEmpty($(ids.empty), error.message, worthRetrying(error) ? () => this.load() : null);
+      $(ids.empty).dataset.kind = "error";
       say(ids.status, "");
     } finally {
       if (load === this.loads) table.removeAttribute("aria-busy");
@@ -182,7 +188,6 @@ export class ListView {
   clear() {
     this.open.clear();
     this.shown = "";
-    this.spec.pager.reset();
     $(this.spec.ids.body).replaceChildren();
   }
 }

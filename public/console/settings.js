@@ -2,8 +2,21 @@
 // Settings: the default webhook URL and its endpoint's health (a 24-hour chart, recent
 // failures), the signing secret, and test events.
 
-import { api, asApiError, isQuiet } from "./api.js";
-import { $, $button, $control, $dialog, $input, $select, copyText, el, exactTime, say, timeEl } from "./dom.js";
+import { api, asApiError, isQuiet, thisSession } from "./api.js";
+import {
+  $,
+  $button,
+  $control,
+  $dialog,
+  $input,
+  $select,
+  askToConfirm,
+  copyText,
+  el,
+  exactTime,
+  say,
+  timeEl,
+} from "./dom.js";
 import { loadKeys } from "./keys.js";
 import { attemptStatus } from "./logs.js";
 import { viewLink } from "./nav.js";
@@ -294,7 +307,7 @@ $("copy").addEventListener("click", async () => {
   say("secret-status", "Copying is blocked here: the secret is selected, press Ctrl+C / ⌘C.", "error");
 });
 
-$("rotate").addEventListener("click", () => $dialog("rotate-dialog").showModal());
+$("rotate").addEventListener("click", () => askToConfirm("rotate-dialog"));
 $dialog("rotate-dialog").addEventListener("close", async () => {
   if ($dialog("rotate-dialog").returnValue !== "confirm") return;
   say("secret-status", "Rotating…");
@@ -321,9 +334,10 @@ $("send-test").addEventListener("click", async () => {
   const result = $("test-result");
   const eventType = $select("test-event-type").value;
   say("test-result", `Sending a test ${eventType}…`);
+  const scope = thisSession();
   try {
-    const queued = await api("POST", "/v1/webhook/test", { event_type: eventType });
-    const attempt = await firstAttempt(queued.delivery_id);
+    const queued = await scope.api("POST", "/v1/webhook/test", { event_type: eventType });
+    const attempt = await firstAttempt(scope.api, queued.delivery_id);
     const link = viewLink("See its delivery", { view: "deliveries", delivery_id: queued.delivery_id });
     if (!attempt) {
       result.replaceChildren(`Queued ${queued.job_id}; no attempt yet. `, link);
@@ -347,15 +361,16 @@ $("send-test").addEventListener("click", async () => {
 
 /**
  * Waits for a delivery's first attempt to be logged (a second or so).
+ * @param {typeof api} call the session's calls: the wait ends with it
  * @param {string} deliveryId
  * @param {number} [timeoutMs]
  * @returns {Promise<import("./api.js").Attempt | null>}
  */
-async function firstAttempt(deliveryId, timeoutMs = 15000) {
+async function firstAttempt(call, deliveryId, timeoutMs = 15000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     /** @type {import("./api.js").Page<import("./api.js").Attempt>} */
-    const page = await api("GET", `/v1/webhook-logs?delivery_id=${encodeURIComponent(deliveryId)}&limit=1`);
+    const page = await call("GET", `/v1/webhook-logs?delivery_id=${encodeURIComponent(deliveryId)}&limit=1`);
     if (page.data.length) return page.data[0] ?? null;
     await new Promise((r) => setTimeout(r, 400));
   }

@@ -242,6 +242,14 @@ describe("the console", () => {
     const after = (await settings()).signing_secret;
     expect(after).not.toBe(before);
     expect(await page.locator("#secret").textContent()).toBe(after);
+
+    // Backing out after a confirmed rotation rotates nothing. Firefox and Safari close on
+    // Esc as `close()` does, leaving the dialog's last answer ("confirm") in place.
+    await page.getByRole("button", { name: "Rotate secret…" }).click();
+    await page.evaluate(() => (document.getElementById("rotate-dialog") as HTMLDialogElement).close());
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await settings()).signing_secret).toBe(after);
   });
 
   it("Logs: the test event's row is first, and Enter expands it with the payload and the response", async () => {
@@ -367,9 +375,23 @@ describe("the console", () => {
     expect(await ids()).toEqual(firstPage);
     expect(await page.locator("#view-logs").getByRole("button", { name: "Previous" }).isDisabled()).toBe(true);
 
+    // While the filtered list loads, Next has no cursor: the unfiltered list's would skip its newest.
+    const next = page.locator("#view-logs").getByRole("button", { name: "Next page" });
+    expect(await next.isDisabled()).toBe(false);
+    let releaseFiltered!: () => void;
+    const heldFiltered = new Promise<void>((resolve) => (releaseFiltered = resolve));
+    await page.route(/\/v1\/webhook-logs\?.*outcome=failed/, async (route) => {
+      await heldFiltered;
+      await route.continue();
+    });
     await logFilters().getByLabel("Outcome").selectOption("failed");
     await logFilters().getByRole("button", { name: "Apply filters" }).click();
     await expect.poll(() => page.url()).toContain("outcome=failed");
+    expect(await next.isDisabled()).toBe(true);
+    const filtered = page.waitForResponse(/\/v1\/webhook-logs\?.*outcome=failed/);
+    releaseFiltered();
+    await filtered;
+    await page.unroute(/\/v1\/webhook-logs\?.*outcome=failed/);
     await page.reload({ waitUntil: "domcontentloaded" });
     expect(await logFilters().getByLabel("Outcome").inputValue()).toBe("failed");
     await expect.poll(() => rows().count()).toBe(20);
@@ -385,6 +407,11 @@ describe("the console", () => {
     await logFilters().getByLabel("Job ID").fill("job_never_sent");
     await logFilters().getByRole("button", { name: "Apply filters" }).click();
     await expect.poll(() => page.locator("#logs-empty").textContent()).toContain("No attempts match");
+    // A value the API refuses says which field and why, with no "Try again" of the same request.
+    await logFilters().getByLabel("Job ID").fill('"job_abc123"');
+    await logFilters().getByRole("button", { name: "Apply filters" }).click();
+    await expect.poll(() => page.locator("#logs-empty").textContent()).toContain("job_id: 1-128 characters");
+    expect(await page.locator("#logs-empty").getByRole("button", { name: "Try again" }).count()).toBe(0);
     await logFilters().getByLabel("Job ID").fill("");
     await logFilters().getByRole("button", { name: "Apply filters" }).click();
   });
@@ -758,6 +785,29 @@ describe("the console", () => {
     expect(await keyRows.count()).toBe(1);
     expect(await page.locator("#keys-body").textContent()).not.toContain("ci-runner");
     expect(await page.locator("#url-status").textContent()).toBe("");
+  });
+
+  it("ends a test event's wait at sign-out: nothing of it is asked for or shown after", async () => {
+    // Signed in as org B (the test before). Its test event's first attempt is kept from
+    // showing up, so the console is still waiting for it when the tab signs out and in as A.
+    const bKey = await page.evaluate(() => sessionStorage.getItem("zupertry.orgKey"));
+    const polls: string[] = [];
+    await page.route("**/v1/webhook-logs?delivery_id=*", async (route) => {
+      polls.push(route.request().headers().authorization ?? "");
+      await route.fulfill({ json: { data: [], next_cursor: null } });
+    });
+    await page.getByRole("button", { name: "Send test event" }).click();
+    await expect.poll(() => polls.length).toBeGreaterThan(0);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Org API key").fill(org.key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect.poll(() => page.getByLabel("Default webhook URL").inputValue()).toBe(hook.url);
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 1200))); // three polls' time
+    await page.unroute("**/v1/webhook-logs?delivery_id=*");
+    // Every poll was B's, none went out signed out ("Bearer null") or as A, and A's view is A's.
+    expect(new Set(polls)).toEqual(new Set([`Bearer ${bKey}`]));
+    expect(await page.locator("#test-result").textContent()).toBe("");
+    expect(await page.getByLabel("Org API key").isVisible()).toBe(false);
   });
 
   it("signs out and forgets the key", async () => {
