@@ -4,6 +4,7 @@ import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
 import { CONFIG_DEFAULTS } from "../../src/config";
+import { SWEEP_CRON } from "../../src/delivery/sweep";
 import { ATTEMPT_ERRORS } from "../../src/store/attempts";
 
 /**
@@ -65,6 +66,15 @@ describe("the README and wrangler.toml", () => {
     expect(shards.length).toBeGreaterThanOrEqual(2);
     expect(config.d1_databases.map((d) => d.binding)).toEqual(shards);
     expect(new Set(config.d1_databases.map((d) => d.migrations_dir))).toEqual(new Set(["migrations"]));
+  });
+
+  it("schedules the stall sweep every minute as the code names it, and retention as the other cron", () => {
+    // The scheduled handler runs the sweep for SWEEP_CRON and retention for any other:
+    // a sweep cron spelled differently here would run retention every minute, and no sweep.
+    const { triggers } = parse(read("wrangler.toml")) as { triggers: { crons: string[] } };
+    expect(triggers.crons).toHaveLength(2);
+    expect(triggers.crons.filter((cron) => cron === SWEEP_CRON)).toHaveLength(1);
+    expect(triggers.crons.find((cron) => cron !== SWEEP_CRON)).toMatch(/^\d+ \* \* \* \*$/); // hourly
   });
 
   it("deploys with Cloudflare's SSRF guard: webhook POSTs never take a zone's private path to its origin", () => {

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
-import { describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../../src/delivery/message";
 import { orgSettings } from "../../src/org/org-settings";
 import { insertAttempts } from "../../src/store/attempts";
@@ -15,7 +15,12 @@ import {
   receiver,
   runConsumer,
   uniqueId,
+  watchQueue,
 } from "./helpers";
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 /**
  * Deliveries, redeliver, the test event and secret rotation, through the HTTP API,
@@ -294,13 +299,43 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(await down.requests()).toHaveLength(1);
   });
 
+  it("keeps a delivery delivered when a redeliver after its success fails: the receiver had it", async () => {
+    const { orgId, key } = await newOrg();
+    const hook = receiver(uniqueId("then-down"));
+    await hook.script({ replies: [{ status: 200 }, { status: 500 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    await runConsumer([{ id: uniqueId("msg"), body: message }]);
+    expect((await redeliver(message.delivery_id, key)).status).toBe(202);
+    await deliveryWhen(message.delivery_id, key, (d) => d.attempt_count === 2);
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+    const delivery = await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key);
+    expect(delivery).toMatchObject({ status: "delivered", attempt_count: 2, next_attempt_at: null });
+    const listed = await getJson<{ data: Delivery[] }>(`/v1/deliveries?status=delivered&job_id=${message.job_id}`, key);
+    expect(listed.data.map((d) => d.id)).toEqual([message.delivery_id]);
+  });
+
+  it("drops a resend queued just before the next attempt came due: the schedule makes it, once", async () => {
+    const { orgId } = await newOrg();
+    const down = receiver(uniqueId("down"));
+    await down.script({ replies: [{ status: 500 }] });
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), down.url);
+    await runConsumer([{ id: uniqueId("msg"), body: message }]); // attempt 2 due in 60 s
+    // The resend was queued in time, but its run comes 3 s before attempt 2 is due.
+    const resend = { id: uniqueId("msg"), body: { ...message, redeliver_after: 1 } };
+    const run = await atOffset(57, () => runConsumer([resend]));
+    expect(run.acked).toEqual([resend.id]);
+    expect(await down.requests()).toHaveLength(1);
+  });
+
   it("makes one attempt for two redelivers of the same state (a double click)", async () => {
     const { key, hook, message } = await failedToFixedEndpoint("twice");
+    const queue = watchQueue();
     const [first, second] = await Promise.all([
       redeliver(message.delivery_id, key),
       redeliver(message.delivery_id, key),
     ]);
     expect([first.status, second.status]).toEqual([202, 202]);
+    expect(queue.messages().map((m) => m.delivery_id)).toEqual([message.delivery_id]); // one message, not two
     await deliveryWhen(message.delivery_id, key, (d) => d.status === "delivered");
     await new Promise((r) => setTimeout(r, 1500)); // a second message would have been made by now
     expect(await hook.requests()).toHaveLength(2);

@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type DeliveryMessage, deliveryIdFor } from "../../src/delivery/message";
 import { call, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId, watchQueue } from "./helpers";
@@ -66,6 +67,28 @@ describe("POST /v1/events", () => {
       `{"type":"job.completed","data":{"job_id":"${jobId}","org_id":"org_ingest","status":"completed"}}`,
     );
     expect(JSON.parse(sent).data).toEqual(JSON.parse(text).data);
+  });
+
+  it("answers from the request alone: no D1 query and no Durable Object call on the producer's path", async () => {
+    const storage = [
+      vi.spyOn(env.DB, "prepare"),
+      vi.spyOn(env.DB_1, "prepare"),
+      vi.spyOn(env.DB, "batch"),
+      vi.spyOn(env.DB_1, "batch"),
+      vi.spyOn(env.ORG_SETTINGS, "get"),
+      vi.spyOn(env.ORG_SETTINGS, "idFromName"),
+    ];
+    const one = await call("POST", "/v1/events", {
+      token: PRODUCER_TOKEN,
+      body: jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url }),
+    });
+    const batch = await call("POST", "/v1/events/batch", {
+      token: PRODUCER_TOKEN,
+      body: { events: [jobEvent("org_ingest", uniqueId("job")), jobEvent("org_other", uniqueId("job"))] },
+    });
+    expect([one.status, batch.status]).toEqual([202, 202]);
+    expect(sentMessages()).toHaveLength(3);
+    for (const spy of storage) expect(spy).not.toHaveBeenCalled();
   });
 
   it("gives a retried event the same delivery id and sends it only once", async () => {

@@ -1,5 +1,6 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { KEY_ID_HEADER, MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
 import { LISTENER_KEY_CHECK_MS, type OrgSettings, orgSettings } from "../../src/org/org-settings";
@@ -222,7 +223,13 @@ describe("GET /v1/listen", () => {
     const message = await messageFor(jobEvent(a.orgId, uniqueId("job")), null); // no URL anywhere
     await (await runConsumer([{ id: uniqueId("msg"), body: message }])).background;
     for (const listener of [first, second]) {
-      expect(await listener.next("delivery")).toMatchObject({ delivery_id: message.delivery_id });
+      const frame = await listener.next("delivery");
+      expect(frame).toMatchObject({ delivery_id: message.delivery_id });
+      // Nothing was sent, yet the laptop gets what a real endpoint would: signed headers the
+      // docs' snippets and a Standard Webhooks library verify.
+      const headers = frame.headers as Record<string, string>;
+      expect(headers["X-Zupertry-Signature"]).toBe(await hmacHex(a.secret, frame.body as string));
+      expect(new Webhook(a.secret).verify(frame.body as string, headers)).toMatchObject({ type: "job.completed" });
     }
     await new Promise((r) => setTimeout(r, 100));
     expect(stranger.frames).toEqual([]);
@@ -303,6 +310,37 @@ describe("GET /v1/listen", () => {
     );
   });
 
+  it("lists the newest 200 answers, however many came", async () => {
+    const { key } = await newOrg();
+    const listener = await connect(key);
+    const answer = (n: number) => ({
+      delivery_id: `dlv_${n.toString(16).padStart(32, "0")}`,
+      attempt: 1,
+      job_id: `job_${n}`,
+      event_type: "job.completed",
+      status_code: 200,
+      response_time_ms: 3,
+      error: null,
+    });
+    const listed = async () =>
+      (
+        (await (await call("GET", "/v1/listen/deliveries", { token: key })).json()) as {
+          data: Array<{ job_id: string }>;
+        }
+      ).data;
+    // 9 frames of 25, the most a frame holds: 225 answers, each frame kept before the next
+    // is sent (so that "newest" is the order they were sent in).
+    for (let frame = 0; frame < 9; frame++) {
+      const results = Array.from({ length: 25 }, (_, i) => answer(frame * 25 + i + 1));
+      listener.ws.send(JSON.stringify({ type: "results", results }));
+      const last = `job_${frame * 25 + 25}`;
+      await vi.waitUntil(async () => (await listed())[0]?.job_id === last, { timeout: 5_000, interval: 20 });
+    }
+    const data = await listed();
+    expect(data).toHaveLength(200);
+    expect([data[0]!.job_id, data.at(-1)!.job_id]).toEqual(["job_225", "job_26"]);
+  });
+
   it("makes room for new listeners by closing sessions silent for 90 s (a laptop asleep)", async () => {
     const { orgId, key } = await newOrg();
     const asleep = [];
@@ -314,6 +352,22 @@ describe("GET /v1/listen", () => {
     const awake = await connect(key); // accepted: the silent ones were closed
     for (const session of asleep) expect(await session.closed).toMatchObject({ code: 1001 });
     expect(awake.ws.readyState).toBe(WebSocket.OPEN);
+  });
+
+  it("keeps a session that pings, however long ago it connected, when a new one connects", async () => {
+    const { orgId, key } = await newOrg();
+    const old = await connect(key);
+    await runInDurableObject(orgSettings(env, orgId), (_instance: OrgSettings, state) => {
+      for (const ws of state.getWebSockets()) ws.serializeAttachment({ connectedAt: Date.now() - 100_000 });
+    });
+    const pong = new Promise<string>((resolve) =>
+      old.ws.addEventListener("message", (event) => event.data === "pong" && resolve(event.data)),
+    );
+    old.ws.send("ping"); // answered by the runtime, which keeps the time
+    expect(await pong).toBe("pong");
+    const fresh = await connect(key);
+    await new Promise((r) => setTimeout(r, 200));
+    expect([old.ws.readyState, fresh.ws.readyState]).toEqual([WebSocket.OPEN, WebSocket.OPEN]);
   });
 
   it("refuses a session of a key revoked while its upgrade was on the way", async () => {

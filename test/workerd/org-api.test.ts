@@ -291,6 +291,14 @@ describe("the OrgSettings Durable Object", () => {
     expect(await org.getDeliverySettings()).toMatchObject({ signing_secrets: [rotated.signing_secret] });
   });
 
+  it("keeps the newest 4 replaced secrets of a day, however many rotations", async () => {
+    const org = orgSettings(env, uniqueId("org"));
+    const secrets = [(await org.getWebhook()).signing_secret];
+    for (let i = 0; i < 6; i++) secrets.push((await org.rotateSecret()).signing_secret);
+    // The current one, then those it replaced, newest first: 4 of the 6.
+    expect((await org.getDeliverySettings()).signing_secrets).toEqual(secrets.toReversed().slice(0, 1 + 4));
+  });
+
   it("enforces the URL rules itself, whoever calls it", async () => {
     const org = orgSettings(env, uniqueId("org"));
     expect(await org.setWebhookUrl("https://192.168.1.10/hook")).toMatchObject({

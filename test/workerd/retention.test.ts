@@ -112,11 +112,12 @@ it("keeps a delivery still pending, however long ago its next attempt was due", 
   expect(await attemptsOf(deliveryId)).toHaveLength(1);
 });
 
-/** A shard's database that counts the statements run through it. */
+/** A shard's database that counts the statements run through it, one by one or in a batch (D1 counts each). */
 function counted(db: D1Database): { db: LogDb; statements: () => number } {
   let n = 0;
-  const wrap = (statement: D1PreparedStatement): D1PreparedStatement =>
-    ({
+  const inner = new WeakMap<object, D1PreparedStatement>();
+  const wrap = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const wrapped = {
       bind: (...values: unknown[]) => wrap(statement.bind(...values)),
       run: () => {
         n++;
@@ -126,8 +127,15 @@ function counted(db: D1Database): { db: LogDb; statements: () => number } {
         n++;
         return statement.first();
       },
-    }) as unknown as D1PreparedStatement;
-  return { db: { prepare: (sql: string) => wrap(db.prepare(sql)), batch: db.batch.bind(db) }, statements: () => n };
+    };
+    inner.set(wrapped, statement);
+    return wrapped as unknown as D1PreparedStatement;
+  };
+  const batch = (statements: D1PreparedStatement[]) => {
+    n += statements.length;
+    return db.batch(statements.map((s) => inner.get(s) ?? s));
+  };
+  return { db: { prepare: (sql: string) => wrap(db.prepare(sql)), batch } as LogDb, statements: () => n };
 }
 
 it("spends at most its budget of statements a run, and goes on where the last one stopped", async () => {
