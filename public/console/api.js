@@ -107,8 +107,7 @@ export function asApiError(error) {
 }
 
 /**
- * An error's message with what its `details` say about each field: "the request does not
- * match the schema" alone does not tell a customer which filter to fix.
+ * The message and what `details` says of each field (which filter to fix).
  * @param {string} message
  * @param {unknown} details `[{path, message}]` from a 400 (src/api/errors.ts)
  */
@@ -122,20 +121,14 @@ function withDetails(message, details) {
   return parts.length ? `${message} (${parts.slice(0, 3).join("; ")})` : message;
 }
 
-/**
- * Whether trying the same request again can help: not for a request the API refused as
- * it is (a bad filter value), only for a fault, a lost connection or a busy moment.
- * @param {ApiError} error
- */
+/** Whether the same request may work again (not a refused one). @param {ApiError} error */
 export function worthRetrying(error) {
   return error.status === 0 || error.status === 429 || error.status >= 500;
 }
 
 /**
- * For work that spans several calls or a timer (a poll, a reload a moment later): its
- * calls, and whether the session it started in still holds. Once that session ends (a
- * sign-out, or a sign-in as another org), every further call throws `signed_out`, so
- * nothing of one org lands in the next one's view.
+ * For work over several calls or a timer (a poll, a reload): once the session it began
+ * in ends, its calls throw `signed_out`, so nothing of one org lands in the next's view.
  */
 export function thisSession() {
   const started = sessionNumber;

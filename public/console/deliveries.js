@@ -99,7 +99,6 @@ function renderDetail(d) {
   const pending = d.status === "pending";
   const redeliver = redeliverButton(d.id, status, {
     label: pending ? "Resend now" : "Redeliver",
-    dueAt: async () => (pending ? d.next_attempt_at : null),
     after: () => loadDeliveries(),
   });
   const toLog = viewLink("Open its attempts in the log", { view: "logs", delivery_id: d.id });

@@ -26,9 +26,8 @@ export const $control = (id) => /** @type {HTMLInputElement | HTMLButtonElement}
 export const $dialog = (id) => /** @type {HTMLDialogElement} */ ($(id));
 
 /**
- * Opens a confirmation dialog with no answer yet. Esc closes a dialog without touching
- * its `returnValue` in some browsers, so the last "confirm" would count again: a second
- * rotation, or a revoke, on Esc.
+ * Opens a confirmation dialog with no answer yet: Firefox and Safari keep the last
+ * "confirm" when Esc closes it.
  * @param {string} id
  */
 export function askToConfirm(id) {

@@ -93,10 +93,11 @@ function headerText(headers, none) {
 /**
  * A labelled code block with a copy button in its heading.
  * @param {string} title
- * @param {string} text
+ * @param {string} text what is shown
  * @param {HTMLElement | null} [badge]
+ * @param {string} [copied] what the button copies, when not what is shown
  */
-function block(title, text, badge = null) {
+function block(title, text, badge = null, copied = text) {
   const pre = el("pre", { class: "code", tabindex: "0", "aria-label": title, text });
   return [
     el(
@@ -104,7 +105,7 @@ function block(title, text, badge = null) {
       {},
       title,
       badge,
-      copyButton(`Copy ${title.toLowerCase()}`, () => text, { fallback: () => pre }),
+      copyButton(`Copy ${title.toLowerCase()}`, () => copied, { fallback: () => pre }),
     ),
     pre,
   ];
@@ -113,15 +114,7 @@ function block(title, text, badge = null) {
 /** @param {AttemptDetail} d */
 function renderDetail(d) {
   const status = el("p", { class: "status", role: "status" });
-  const redeliver = redeliverButton(d.delivery_id, status, {
-    label: "Redeliver",
-    dueAt: async () => {
-      /** @type {import("./api.js").Delivery} */
-      const delivery = await api("GET", `/v1/deliveries/${encodeURIComponent(d.delivery_id)}`);
-      return delivery.status === "pending" ? delivery.next_attempt_at : null;
-    },
-    after: () => loadLogs(),
-  });
+  const redeliver = redeliverButton(d.delivery_id, status, { label: "Redeliver", after: () => loadLogs() });
   const curl = d.url && d.request.headers ? curlCommand(d.url, d.request.headers, d.request.body) : null;
   const ofDelivery = viewLink("Its delivery", { view: "deliveries", delivery_id: d.delivery_id });
   return el(
@@ -149,7 +142,8 @@ function renderDetail(d) {
     ),
     status,
     ...block("Request headers", headerText(d.request.headers, "(nothing was sent)")),
-    ...block("Request payload", pretty(d.request.body)),
+    // Shown indented; copied as sent, the bytes its signature is over.
+    ...block("Request payload", pretty(d.request.body), null, d.request.body),
     ...block("Response headers", headerText(d.response.headers, "(no response)")),
     ...block(
       "Response body",

@@ -85,7 +85,7 @@ export class Pager {
   }
 }
 
-/** The cursors of the pages before the one shown, as its history entry keeps them. */
+/** The cursors of the pages before this one, from its history entry. */
 function pagesBefore() {
   const state = /** @type {{ before?: unknown } | null} */ (history.state);
   return Array.isArray(state?.before) ? state.before.filter((c) => typeof c === "string") : [];

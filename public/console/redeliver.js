@@ -5,31 +5,54 @@ import { asApiError, isQuiet, thisSession } from "./api.js";
 import { button, exactTime, say } from "./dom.js";
 
 /**
+ * What a click said, by delivery: the reload after it rebuilds the rows, and the new
+ * button says it again and takes the focus back.
+ * @type {Map<string, { text: string, at: number, refocus: boolean }>}
+ */
+const said = new Map();
+const SAID_FOR_MS = 30_000;
+
+/**
+ * When its next retry is due now (null: finished); the view may be older than that retry.
+ * @param {(method: string, path: string) => Promise<any>} call
+ * @param {string} deliveryId
+ * @returns {Promise<string | null>}
+ */
+async function dueNow(call, deliveryId) {
+  /** @type {import("./api.js").Delivery} */
+  const delivery = await call("GET", `/v1/deliveries/${encodeURIComponent(deliveryId)}`);
+  return delivery.status === "pending" ? delivery.next_attempt_at : null;
+}
+
+/**
  * A button that makes an attempt now (POST /v1/deliveries/{id}/redeliver) and says
  * what happened in `status`, in words: for a pending delivery, the time its scheduled
  * retry was due (never the API's field names).
  * @param {string} deliveryId
  * @param {HTMLElement} status
- * @param {{ label: string, dueAt: () => Promise<string | null>, after: () => void }} options
- *   `dueAt`: when the delivery's next retry is due (null: it is finished); `after`: a reload, a moment later
+ * @param {{ label: string, after: () => void }} options `after`: a reload, a moment later
  */
-export function redeliverButton(deliveryId, status, { label, dueAt, after }) {
+export function redeliverButton(deliveryId, status, { label, after }) {
   const node = button(label, { class: "secondary" });
+  const last = said.get(deliveryId);
+  if (last && Date.now() - last.at < SAID_FOR_MS) {
+    say(status, last.text, "ok");
+    if (last.refocus) setTimeout(() => node.isConnected && node.focus(), 0);
+    last.refocus = false;
+  }
   node.addEventListener("click", async () => {
     node.disabled = true;
     say(status, "Sending it now…");
     const scope = thisSession();
     try {
-      const due = await dueAt();
+      const due = await dueNow(scope.api, deliveryId);
       await scope.api("POST", `/v1/deliveries/${encodeURIComponent(deliveryId)}/redeliver`);
-      say(
-        status,
-        due
-          ? `Sent now instead of at ${exactTime(due)}. If it succeeds, that retry is dropped; ` +
-              "if it fails, the schedule goes on from it."
-          : "Redelivery queued: a new attempt is made in a moment.",
-        "ok",
-      );
+      const text = due
+        ? `Sent now instead of at ${exactTime(due)}. If it succeeds, that retry is dropped; ` +
+          "if it fails, the schedule goes on from it."
+        : "Redelivery queued: a new attempt is made in a moment.";
+      say(status, text, "ok");
+      said.set(deliveryId, { text, at: Date.now(), refocus: true });
       setTimeout(() => scope.active() && after(), 1500);
     } catch (thrown) {
       const error = asApiError(thrown);

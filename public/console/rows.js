@@ -134,8 +134,7 @@ export class ListView {
     list.delete("view");
     if (list.toString() !== this.shown) {
       this.open.clear();
-      // Until this list answers, Next has no cursor of it: the last list's would page
-      // these filters from where that one stopped (a Refresh keeps it: the same list).
+      // No Next until this list answers: the last list's cursor is not this one's.
       pager.show(null);
     }
     this.shown = list.toString();

@@ -274,10 +274,10 @@ describe("the console", () => {
     const time = first.locator("time");
     expect(await time.textContent()).toMatch(/ago|just now/);
     expect(await time.getAttribute("title")).toMatch(/\d{1,2}:\d{2}:\d{2}/);
-    // Copy buttons: ids, payload, headers, and the request as curl.
-    const payload = await detail.getByLabel("Request payload", { exact: true }).textContent();
+    // Copy buttons: ids, payload, headers, and the request as curl. The payload is copied
+    // as sent (not as indented here), the bytes its signature is over.
     await detail.getByRole("button", { name: "Copy request payload" }).click();
-    expect(await clipboard()).toBe(payload);
+    const pasted = await clipboard();
     await detail.getByRole("button", { name: "Copy delivery ID" }).click();
     expect(await clipboard()).toMatch(/^dlv_[0-9a-f]{32}$/);
     await detail.getByRole("button", { name: "Copy request headers" }).click();
@@ -289,6 +289,7 @@ describe("the console", () => {
     // The body goes as sent: the raw bytes, not the indented view.
     const sent = (await hook.requests()).find((r) => curl.includes(r.headers["x-zupertry-delivery"]!))!;
     expect(curl).toContain(`--data-raw '${sent.text.replaceAll("'", "'\\''")}'`);
+    expect(pasted).toBe(sent.text);
 
     await toggle.focus();
     await page.keyboard.press("Enter");
@@ -321,8 +322,13 @@ describe("the console", () => {
   it("redelivers a delivery from its row", async () => {
     const before = (await hook.requests()).length;
     await rows().first().click();
+    const reloaded = page.waitForResponse(/\/v1\/webhook-logs\?limit=20$/);
     await page.locator("tr.detail").getByRole("button", { name: "Redeliver" }).click();
     await expect.poll(() => page.locator("tr.detail .status").textContent()).toContain("Redelivery queued");
+    // The list reloads a moment later, rebuilding its rows: what the click said stays, and the focus too.
+    await reloaded;
+    await expect.poll(() => page.locator("tr.detail .status").textContent()).toContain("Redelivery queued");
+    await expect.poll(() => page.evaluate(() => document.activeElement?.textContent)).toBe("Redeliver");
     await until(async () => ((await hook.requests()).length > before ? true : undefined));
     await expect.poll(refreshedFirstRow, { timeout: 15_000 }).toMatch(/job_test_.*#2/s);
   });
