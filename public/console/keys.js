@@ -2,7 +2,7 @@
 // Settings → API keys: the org's keys (name, created, last used, revoked) and Revoke.
 // New keys are an operator's to issue (the producer token): an org key cannot mint one.
 
-import { api, asApiError, isQuiet } from "./api.js";
+import { api, asApiError, isQuiet, thisSession } from "./api.js";
 import { $, $dialog, askToConfirm, button, el, say, timeEl } from "./dom.js";
 
 /** @typedef {import("./api.js").ApiKey} ApiKey */
@@ -16,13 +16,28 @@ export function onOwnKeyRevoked(handler) {
   endSession = handler;
 }
 
+/** Pages of keys read at most: revoked keys stay listed, so an old org has many. */
+const MAX_KEY_PAGES = 10;
+
 export async function loadKeys() {
   const body = $("keys-body");
+  const scope = thisSession();
   try {
-    /** @type {import("./api.js").Page<ApiKey>} */
-    const page = await api("GET", "/v1/api-keys?limit=100");
-    body.replaceChildren(...page.data.map(keyRow));
-    say("keys-status", page.next_cursor ? "The 100 newest keys." : "");
+    /** @type {ApiKey[]} */
+    const keys = [];
+    /** @type {string | null} */
+    let cursor = null;
+    for (let pages = 0; pages < MAX_KEY_PAGES && (pages === 0 || cursor); pages++) {
+      /** @type {import("./api.js").Page<ApiKey>} */
+      const page = await scope.api(
+        "GET",
+        `/v1/api-keys?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`,
+      );
+      keys.push(...page.data);
+      cursor = page.next_cursor;
+    }
+    body.replaceChildren(...keys.map(keyRow));
+    say("keys-status", cursor ? `The ${keys.length} newest keys.` : "");
   } catch (error) {
     if (!isQuiet(error)) say("keys-status", asApiError(error).message, "error");
   }

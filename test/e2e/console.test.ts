@@ -696,6 +696,27 @@ describe("the console", () => {
     );
   });
 
+  it("API keys: lists them all, past the API's page of 100 (revoked keys stay listed)", async () => {
+    const many = await newOrg();
+    for (let i = 0; i < 100; i++) {
+      const res = await api("POST", `/v1/orgs/${many.orgId}/api-keys`, producerToken(), { name: `runner-${i}` });
+      expect(res.status).toBe(201);
+    }
+    const tab = await context.newPage();
+    await tab.goto(`${dispatcherUrl()}/console/?view=settings`, { waitUntil: "domcontentloaded" });
+    await tab.evaluate(() => sessionStorage.clear());
+    await tab.reload({ waitUntil: "domcontentloaded" });
+    await tab.getByLabel("Org API key").fill(many.key);
+    await tab.getByRole("button", { name: "Sign in" }).click();
+    await tab.getByRole("link", { name: /Settings/ }).click();
+    const keyRows = tab.locator("#keys-body tr");
+    await expect.poll(() => keyRows.count()).toBe(101);
+    // The oldest, the key this tab uses, is there to be seen (and revoked).
+    expect(await keyRows.last().textContent()).toContain("this session");
+    expect(await tab.locator("#keys-status").textContent()).toBe("");
+    await tab.close();
+  });
+
   it("shows clear empty and network-error states", async () => {
     const empty = await newOrg();
     const tab = await context.newPage();
