@@ -2,7 +2,7 @@
 // Settings: the default webhook URL and its endpoint's health (a 24-hour chart, recent
 // failures), the signing secret, and test events.
 
-import { api, asApiError, isQuiet, thisSession } from "./api.js";
+import { api, asApiError, isQuiet, thisSession, worthRetrying } from "./api.js";
 import {
   $,
   $button,
@@ -11,6 +11,7 @@ import {
   $input,
   $select,
   askToConfirm,
+  button,
   copyText,
   el,
   exactTime,
@@ -37,6 +38,7 @@ const SETTINGS_CONTROLS = ["webhook-url", "save-url", "reveal", "copy", "rotate"
 
 export async function loadSettings() {
   for (const id of SETTINGS_CONTROLS) $control(id).disabled = true;
+  state.secretShown = false; // shown after a rotation, not whenever Settings is opened again
   $("view-settings").setAttribute("aria-busy", "true");
   loadKeys();
   try {
@@ -46,7 +48,14 @@ export async function loadSettings() {
     for (const id of SETTINGS_CONTROLS) $control(id).disabled = false;
   } catch (thrown) {
     const error = asApiError(thrown);
-    if (!isQuiet(error)) say("url-status", error.message, "error");
+    if (isQuiet(error)) return;
+    say("url-status", error.message, "error");
+    // The controls stay off until the settings are known: offer to ask again.
+    if (worthRetrying(error)) {
+      const again = button("Try again", { class: "secondary small" });
+      again.addEventListener("click", () => loadSettings());
+      $("url-status").append(" ", again);
+    }
   } finally {
     $("view-settings").removeAttribute("aria-busy");
   }
