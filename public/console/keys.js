@@ -87,6 +87,7 @@ $dialog("revoke-dialog").addEventListener("close", async () => {
       return;
     }
     say("keys-status", `Revoked ${key.name ?? key.id}: requests with it fail from now on.`, "ok");
+    $("keys-status").focus(); // its Revoke… button, where the dialog left the focus, is gone
     loadKeys();
   } catch (error) {
     if (!isQuiet(error)) say("keys-status", asApiError(error).message, "error");

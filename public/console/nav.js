@@ -73,8 +73,11 @@ export class Pager {
     // Until the page answers, its Next is unknown: a click now would page the old list.
     this.show(null);
     navigate({ ...Object.fromEntries(params()), cursor }, { state: { before } });
-    // A new page starts at its top, not where the last one was scrolled to.
-    document.getElementById(this.ids.top)?.scrollIntoView({ block: "start" });
+    // A new page starts at its top, not where the last one was scrolled to, and so does
+    // the focus (the button clicked may be disabled on the new page).
+    const top = document.getElementById(this.ids.top);
+    top?.scrollIntoView({ block: "start" });
+    top?.focus({ preventScroll: true });
   }
 
   /** @param {string | null} nextCursor */

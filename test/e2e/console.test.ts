@@ -528,6 +528,8 @@ describe("the console", () => {
     await expect
       .poll(() => deliveryRows().evaluateAll((trs) => trs.map((tr) => tr.getAttribute("data-id"))))
       .toEqual(firstPage);
+    // Previous is disabled on the first page: the focus went to the list's heading, not the page.
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("deliveries-title");
   });
 
   it("API keys: lists the org's keys and revokes one; revoking this tab's key signs out", async () => {
@@ -547,6 +549,8 @@ describe("the console", () => {
     await dialog.getByRole("button", { name: "Revoke key" }).click();
     await expect.poll(() => keyRows.nth(0).textContent()).toMatch(/ci-runner.*Revoked/s);
     expect((await api("GET", "/v1/webhook", other.key)).status).toBe(401);
+    // The Revoke… button is gone with its row: the focus is on what happened.
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe("keys-status");
 
     // A second tab signed in with a key of its own revokes it: that tab is signed out.
     const spare = (await (
