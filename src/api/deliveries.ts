@@ -166,7 +166,8 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     // refuses, or whose queue write fails, is given back, so that trying again can work
     // (and a click waiting on it makes it instead: src/org/org-settings.ts).
     const org = orgSettings(c.env, c.var.orgId);
-    if ((await org.claimRedeliver(row.delivery_id, row.attempt_count)) === "claimed") {
+    const claim = await org.claimRedeliver(row.delivery_id, row.attempt_count);
+    if (claim.status === "claimed") {
       try {
         await spendSend(c.env, c.var.orgId);
         await enqueueDeliveries(c.env.DELIVERIES, [
@@ -177,12 +178,12 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
         ]);
       } catch (error) {
         // Unreachable object: the claim lapses after its 10 seconds instead.
-        await org.releaseRedeliver(row.delivery_id, row.attempt_count).catch(() => {});
+        await org.releaseRedeliver(row.delivery_id, row.attempt_count, claim.token).catch(() => {});
         throw error;
       }
       // Unreachable object: the claim lapses, and a later click may queue a second
       // message, which the consumer drops (it finds this state's attempt logged).
-      await org.confirmRedeliver(row.delivery_id, row.attempt_count).catch(() => {});
+      await org.confirmRedeliver(row.delivery_id, row.attempt_count, claim.token).catch(() => {});
     }
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });

@@ -24,7 +24,8 @@ export interface AttemptResponse {
   response_truncated: boolean;
   /**
    * Why it failed, in a few words of ours (never a raw runtime message); null when it
-   * succeeded, and when the endpoint's own status says it (only Cloudflare's 52x get one).
+   * succeeded, and when the endpoint itself answered 4xx or 5xx (its status says it;
+   * Cloudflare's own 52x get one).
    */
   error_detail: string | null;
   /** A 429 or 503's `Retry-After`, in seconds from the answer; null otherwise. */

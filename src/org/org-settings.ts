@@ -130,13 +130,15 @@ const REDELIVER_CLAIMING_MS = 10_000;
 interface RedeliverClaim {
   at: number;
   queued: boolean;
+  /** Whose claim it is: a request whose claim lapsed may not confirm or give back the next one's. */
+  token: string;
   /** Resolves when the claim is confirmed or given back. */
   settled: Promise<void>;
   settle: () => void;
 }
 
-/** What a redeliver request is to do: queue it (its claim), or nothing (it is queued). */
-export type RedeliverClaimResult = "claimed" | "queued";
+/** What a redeliver request is to do: queue it (its claim, by its token), or nothing (it is queued). */
+export type RedeliverClaimResult = { status: "claimed"; token: string } | { status: "queued" };
 /** Sessions silent (no ping, no frame) this long are dead (a laptop asleep) and make room. */
 const LISTENER_DEAD_AFTER_MS = 90_000;
 /**
@@ -339,10 +341,11 @@ export class OrgSettings extends DurableObject<Env> {
       const claim = this.redelivers.get(key);
       if (claim === undefined) {
         const { promise, resolve } = Promise.withResolvers<void>();
-        this.redelivers.set(key, { at: now, queued: false, settled: promise, settle: resolve });
-        return "claimed";
+        const token = crypto.randomUUID();
+        this.redelivers.set(key, { at: now, queued: false, token, settled: promise, settle: resolve });
+        return { status: "claimed", token };
       }
-      if (claim.queued) return "queued";
+      if (claim.queued) return { status: "queued" };
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         claim.settled,
@@ -355,35 +358,45 @@ export class OrgSettings extends DurableObject<Env> {
   }
 
   /** The claimed redeliver is queued: clicks for the same state now queue nothing. */
-  confirmRedeliver(deliveryId: string, afterAttempt: number): void {
+  confirmRedeliver(deliveryId: string, afterAttempt: number, token: string): void {
     const claim = this.redelivers.get(`${deliveryId}:${afterAttempt}`);
-    if (claim === undefined) return;
+    if (claim?.token !== token) return; // it lapsed, and is another request's now
     claim.queued = true;
     claim.at = Date.now();
     claim.settle();
   }
 
   /** Gives back a claim whose redeliver was not queued (refused by the send limit, or the queue failed). */
-  releaseRedeliver(deliveryId: string, afterAttempt: number): void {
+  releaseRedeliver(deliveryId: string, afterAttempt: number, token: string): void {
     const key = `${deliveryId}:${afterAttempt}`;
-    this.redelivers.get(key)?.settle();
+    const claim = this.redelivers.get(key);
+    if (claim?.token !== token) return;
+    claim.settle();
     this.redelivers.delete(key);
   }
 
   /** Closes the sessions opened with a key (it was revoked): 4001, which the CLI takes as final. */
   closeListeners(keyId: string): number {
     this.revokedKeys.add(keyId);
-    const sessions = this.ctx.getWebSockets(keyId);
-    for (const ws of sessions) ws.close(4001, "API key revoked");
+    const sessions = this.ctx.getWebSockets(keyId).filter((ws) => ws.readyState === WebSocket.OPEN);
+    for (const ws of sessions) {
+      try {
+        ws.close(4001, "API key revoked");
+      } catch {
+        // closed meanwhile
+      }
+    }
     return sessions.length;
   }
 
   /**
    * The listener key check (LISTENER_KEY_CHECK_MS): closes the sessions of keys D1 no
-   * longer holds valid, and comes back while any session is open. A check that cannot
-   * reach D1 is made again at the next one.
+   * longer holds valid, and comes back while any session is open. Dead sessions (a
+   * laptop asleep, its socket still "open") are closed first, so that they keep neither
+   * this alarm nor D1 busy. A check that cannot reach D1 is made again at the next one.
    */
   override async alarm(): Promise<void> {
+    this.closeDeadListeners();
     const keyIds = [...new Set(this.listeners().flatMap((ws) => this.ctx.getTags(ws)))];
     if (keyIds.length === 0) return;
     try {

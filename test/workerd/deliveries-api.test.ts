@@ -345,17 +345,37 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
   it("holds a click that finds the same state being queued until the first is queued or given back", async () => {
     const org = orgSettings(env, uniqueId("org"));
     const [queued, givenBack] = [uniqueId("dlv"), uniqueId("dlv")];
-    for (const id of [queued, givenBack]) expect(await org.claimRedeliver(id, 1)).toBe("claimed");
+    const first = await org.claimRedeliver(queued, 1);
+    const second = await org.claimRedeliver(givenBack, 1);
+    if (first.status !== "claimed" || second.status !== "claimed") throw new Error("not claimed");
 
     const waitingOnQueued = org.claimRedeliver(queued, 1);
     const waitingOnGivenBack = org.claimRedeliver(givenBack, 1);
-    await org.confirmRedeliver(queued, 1);
-    await org.releaseRedeliver(givenBack, 1);
+    await org.confirmRedeliver(queued, 1, first.token);
+    await org.releaseRedeliver(givenBack, 1, second.token);
     // Queued: the second click queues nothing. Given back: the second click makes it.
-    expect(await waitingOnQueued).toBe("queued");
-    expect(await waitingOnGivenBack).toBe("claimed");
+    expect(await waitingOnQueued).toEqual({ status: "queued" });
+    expect(await waitingOnGivenBack).toMatchObject({ status: "claimed" });
     // Another state of the same delivery (after attempt 2) is a redeliver of its own.
-    expect(await org.claimRedeliver(queued, 2)).toBe("claimed");
+    expect(await org.claimRedeliver(queued, 2)).toMatchObject({ status: "claimed" });
+  });
+
+  it("lets only the request that holds a claim confirm it or give it back", async () => {
+    const org = orgSettings(env, uniqueId("org"));
+    const id = uniqueId("dlv");
+    const late = await org.claimRedeliver(id, 1);
+    if (late.status !== "claimed") throw new Error("not claimed");
+    await org.releaseRedeliver(id, 1, late.token);
+    const current = await org.claimRedeliver(id, 1);
+    if (current.status !== "claimed") throw new Error("not claimed");
+    // The first request, late, gives back and confirms what is no longer its claim: no effect.
+    await org.releaseRedeliver(id, 1, late.token);
+    await org.confirmRedeliver(id, 1, late.token);
+    const third = org.claimRedeliver(id, 1);
+    const outcome = await Promise.race([third, new Promise((r) => setTimeout(() => r("waiting"), 200))]);
+    expect(outcome).toBe("waiting"); // the current claim still holds, not yet queued
+    await org.confirmRedeliver(id, 1, current.token);
+    expect(await third).toEqual({ status: "queued" });
   });
 
   it("gives the claim of a redeliver that could not be queued back: trying again makes it", async () => {

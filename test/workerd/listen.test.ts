@@ -416,6 +416,19 @@ describe("GET /v1/listen", () => {
     );
   });
 
+  it("closes a dead session at the key check, and stops checking once none is left", async () => {
+    const { orgId, key } = await newOrg();
+    const asleep = await connect(key);
+    const stub = orgSettings(env, orgId);
+    await runInDurableObject(stub, (_instance: OrgSettings, state) => {
+      for (const ws of state.getWebSockets()) ws.serializeAttachment({ connectedAt: Date.now() - 100_000 });
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await asleep.closed).toMatchObject({ code: 1001 });
+    // Nothing left to check: the object may sleep.
+    expect(await runInDurableObject(stub, (_i: OrgSettings, state) => state.storage.getAlarm())).toBeNull();
+  });
+
   it("lets a test event go out with no URL at all while a listener is connected", async () => {
     const { key } = await newOrg();
     const without = await call("POST", "/v1/webhook/test", { token: key, body: { event_type: "job.failed" } });
