@@ -19,9 +19,13 @@ export function onOwnKeyRevoked(handler) {
 /** Pages of keys read at most: revoked keys stay listed, so an old org has many. */
 const MAX_KEY_PAGES = 10;
 
+/** Counts loads: the answer of one that a later load overtook is dropped. */
+let loads = 0;
+
 export async function loadKeys() {
   const body = $("keys-body");
   const scope = thisSession();
+  const load = ++loads;
   try {
     /** @type {ApiKey[]} */
     const keys = [];
@@ -36,10 +40,13 @@ export async function loadKeys() {
       keys.push(...page.data);
       cursor = page.next_cursor;
     }
+    if (load !== loads) return;
     body.replaceChildren(...keys.map(keyRow));
-    say("keys-status", cursor ? `The ${keys.length} newest keys.` : "");
+    // A cut list says so; a revoke's confirmation stays, an old error goes.
+    if (cursor) say("keys-status", `The ${keys.length} newest keys.`);
+    else if ($("keys-status").dataset.kind === "error") say("keys-status", "");
   } catch (error) {
-    if (!isQuiet(error)) say("keys-status", asApiError(error).message, "error");
+    if (load === loads && !isQuiet(error)) say("keys-status", asApiError(error).message, "error");
   }
 }
 

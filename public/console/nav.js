@@ -43,9 +43,9 @@ export function viewLink(text, query) {
 
 /**
  * Previous / Next over keyset pages. The API's cursors only go forward, so each page's
- * history entry keeps the cursors of the pages before it: the browser's Back and
- * Forward and this Previous agree (a page opened from a link, with no history, goes
- * back to the first page).
+ * history entry keeps the cursors of the pages before it: after Back or Forward,
+ * Previous still goes to the page before the one shown (a page opened from a link, with
+ * no history, goes back to the first page).
  */
 export class Pager {
   /**

@@ -10,7 +10,7 @@ import { button, exactTime, say } from "./dom.js";
  * @type {Map<string, { text: string, at: number, refocus: boolean }>}
  */
 const said = new Map();
-const SAID_FOR_MS = 30_000;
+const SAID_FOR_MS = 5_000;
 
 /**
  * When its next retry is due now (null: finished); the view may be older than that retry.
@@ -37,7 +37,9 @@ export function redeliverButton(deliveryId, status, { label, after }) {
   const last = said.get(deliveryId);
   if (last && Date.now() - last.at < SAID_FOR_MS) {
     say(status, last.text, "ok");
-    if (last.refocus) setTimeout(() => node.isConnected && node.focus(), 0);
+    // Only when the focus was lost with the old button, not taken elsewhere meanwhile.
+    const lost = () => document.activeElement === document.body || document.activeElement === null;
+    if (last.refocus) setTimeout(() => node.isConnected && lost() && node.focus(), 0);
     last.refocus = false;
   }
   node.addEventListener("click", async () => {
@@ -55,6 +57,7 @@ export function redeliverButton(deliveryId, status, { label, after }) {
       said.set(deliveryId, { text, at: Date.now(), refocus: true });
       setTimeout(() => scope.active() && after(), 1500);
     } catch (thrown) {
+      said.delete(deliveryId);
       const error = asApiError(thrown);
       if (isQuiet(error)) return;
       // 409: the scheduled attempt is due and under way; one attempt is enough.

@@ -549,8 +549,9 @@ describe("the console", () => {
     await dialog.getByRole("button", { name: "Revoke key" }).click();
     await expect.poll(() => keyRows.nth(0).textContent()).toMatch(/ci-runner.*Revoked/s);
     expect((await api("GET", "/v1/webhook", other.key)).status).toBe(401);
-    // The Revoke… button is gone with its row: the focus is on what happened.
+    // The Revoke… button is gone with its row: the focus is on what happened, which stays said.
     expect(await page.evaluate(() => document.activeElement?.id)).toBe("keys-status");
+    expect(await page.locator("#keys-status").textContent()).toContain("Revoked ci-runner");
 
     // A second tab signed in with a key of its own revokes it: that tab is signed out.
     const spare = (await (
