@@ -7,9 +7,11 @@ import { defineConfig } from "vitest/config";
  * `wrangler dev` has its own config: vitest.e2e.config.ts.
  */
 const PRODUCER_TOKEN = "test-producer-token";
-// wrangler.toml requires the secret; wrangler reads it from the environment (and warns
-// once per test file when it is missing). The tests use a fixed one.
+const OPERATOR_TOKEN = "test-operator-token";
+// wrangler.toml requires the secrets; wrangler reads them from the environment (and warns
+// once per test file when one is missing). The tests use fixed ones.
 process.env.PRODUCER_TOKEN ??= PRODUCER_TOKEN;
+process.env.OPERATOR_TOKEN ??= OPERATOR_TOKEN;
 
 export default defineConfig(async () => ({
   plugins: [
@@ -21,6 +23,7 @@ export default defineConfig(async () => ({
         bindings: {
           TEST_MIGRATIONS: await readD1Migrations("migrations"),
           PRODUCER_TOKEN,
+          OPERATOR_TOKEN,
           // The test receiver is a Node server on 127.0.0.1.
           ALLOW_INSECURE_WEBHOOK_URLS: "true",
           ATTEMPT_TIMEOUT_MS: "1000",

@@ -791,7 +791,7 @@ async function listenerPhase(receiver: Receiver): Promise<ListenerPhase> {
       orgs.map(async (org) => {
         const res = await fetch(`${dispatcher.url}/v1/orgs/${org}/api-keys`, {
           method: "POST",
-          headers: { Authorization: `Bearer ${dispatcher.producerToken}` },
+          headers: { Authorization: `Bearer ${dispatcher.operatorToken}` },
         });
         return ((await res.json()) as { key: string }).key;
       }),

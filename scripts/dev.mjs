@@ -1,18 +1,28 @@
 #!/usr/bin/env node
 // `npm run dev`: the dispatcher on http://127.0.0.1:8787 with everything local
 // (another port: `npm run dev -- --port 8799`, or PORT=8799).
-//   1. .dev.vars from .dev.vars.example when missing (a dev producer token, no real secret);
+//   1. .dev.vars from .dev.vars.example when missing (dev producer and operator tokens, no real secret);
 //   2. local D1 migrations applied to every database, each log shard (idempotent);
 //   3. `wrangler dev` (D1, queues and Durable Objects simulated in .wrangler/state), with
 //      ALLOW_INSECURE_WEBHOOK_URLS=true so receivers on http://127.0.0.1 work.
 // Extra arguments go to `wrangler dev`, e.g. `npm run dev -- --var RETRY_DELAYS_SECONDS:5,10`.
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, readFileSync } from "node:fs";
 import { devArgs } from "./dev-args.mjs";
 
 if (!existsSync(".dev.vars")) {
   copyFileSync(".dev.vars.example", ".dev.vars");
-  console.log("Created .dev.vars from .dev.vars.example (producer token: dev-producer-token)");
+  console.log("Created .dev.vars from .dev.vars.example (tokens: dev-producer-token, dev-operator-token)");
+} else {
+  // A .dev.vars from before a token existed gets that token's dev value (never a change to one set).
+  const have = readFileSync(".dev.vars", "utf8");
+  for (const line of readFileSync(".dev.vars.example", "utf8").split("\n")) {
+    const name = /^([A-Z_]+)=/.exec(line)?.[1];
+    if (name && !new RegExp(`^${name}=`, "m").test(have)) {
+      appendFileSync(".dev.vars", `${have.endsWith("\n") ? "" : "\n"}${line}\n`);
+      console.log(`Added ${name} to .dev.vars from .dev.vars.example`);
+    }
+  }
 }
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
 const wrangler = (args, stdio = "inherit") => spawnSync("npx", ["wrangler", ...args], { stdio, env });

@@ -14,6 +14,7 @@ import { dirname, join } from "node:path";
 export interface Dispatcher {
   url: string;
   producerToken: string;
+  operatorToken: string;
   /** The `wrangler dev` process (its workerd is a descendant). */
   pid: number;
   /** Where wrangler's DevTools inspector listens, when it is on (`--inspector-port`). */
@@ -61,8 +62,9 @@ export async function startDispatcher(
 ): Promise<Dispatcher> {
   const { script, config, migrate = true, testScheduled = false } = options;
   const state = options.state ?? mkdtempSync(join(tmpdir(), "zupertry-e2e-"));
-  // A caller that restarts a dispatcher on the same state passes the same PRODUCER_TOKEN.
+  // A caller that restarts a dispatcher on the same state passes the same tokens.
   const producerToken = vars.PRODUCER_TOKEN ?? `e2e-${Math.random().toString(36).slice(2)}`;
+  const operatorToken = vars.OPERATOR_TOKEN ?? `e2e-operator-${Math.random().toString(36).slice(2)}`;
   // Wrangler appends a debug log for every message of its inspector, four per outbound
   // fetch (~8 MB per 4,000 deliveries): it goes into the state directory (deleted by
   // `stop`, or by a caller that passed its own), not ~/.config/.wrangler/logs (4 GB there
@@ -80,7 +82,7 @@ export async function startDispatcher(
     await run("node", [join(root, "scripts", "migrate.mjs"), "--local", "--persist-to", state, ...configArgs], env);
   }
 
-  const allVars = { PRODUCER_TOKEN: producerToken, ...vars };
+  const allVars = { PRODUCER_TOKEN: producerToken, OPERATOR_TOKEN: operatorToken, ...vars };
   const launch = async (port: number) => {
     const inspectorPort = await freePort();
     const child = spawn(
@@ -147,6 +149,7 @@ export async function startDispatcher(
   return {
     url,
     producerToken,
+    operatorToken,
     pid: child.pid!,
     inspectorPort,
     output: log,

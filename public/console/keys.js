@@ -1,6 +1,6 @@
 // @ts-check
 // Settings → API keys: the org's keys (name, created, last used, revoked) and Revoke.
-// New keys are an operator's to issue (the producer token): an org key cannot mint one.
+// New keys are an operator's to issue (the operator token): an org key cannot mint one.
 
 import { api, asApiError, isQuiet, thisSession } from "./api.js";
 import { $, $dialog, askToConfirm, button, el, say, timeEl } from "./dom.js";

@@ -1,7 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { orgSettings } from "../org/org-settings";
 import { type ApiKeySummary, createApiKey, listApiKeys, revokeApiKey } from "../store/api-keys";
-import { ORG_KEY_401, type OrgVariables, orgKeyRoute, PRODUCER_401, producerRoute } from "./auth";
+import { OPERATOR_401, ORG_KEY_401, type OrgVariables, operatorRoute, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
 import { IdSchema } from "./ids";
@@ -10,7 +10,7 @@ import { strictQuery } from "./query";
 import { RATE_LIMITED_429 } from "./rate-limit";
 
 /**
- * Org API keys. Operators issue, list and revoke them (producer token, under
+ * Org API keys. Operators issue, list and revoke them (operator token, under
  * /v1/orgs/{org_id}); an org lists and revokes its own (org key, /v1/api-keys), for the
  * console. Minting stays an operator action: a leaked org key must not mint more.
  */
@@ -38,7 +38,7 @@ export const ApiKeySummarySchema = z
     revoked_at: z.string().datetime().nullable().openapi({ description: "When it was revoked; null while valid" }),
     in_use: z
       .boolean()
-      .openapi({ description: "Whether this request was made with it (never, with the producer token)" }),
+      .openapi({ description: "Whether this request was made with it (never, with the operator token)" }),
   })
   .openapi("ApiKey");
 
@@ -101,7 +101,7 @@ const createKey = createRoute({
   path: "/v1/orgs/{org_id}/api-keys",
   summary: "Issue an org API key (the key is shown only in this answer)",
   tags: ["Operator"],
-  ...producerRoute,
+  ...operatorRoute,
   middleware: jsonBody(4096, { optional: true }),
   request: {
     params: OrgParams,
@@ -131,7 +131,7 @@ const createKey = createRoute({
       },
     },
     400: errorResponseSpec("Bad org id, body or query"),
-    401: PRODUCER_401,
+    401: OPERATOR_401,
     ...JSON_BODY_ERRORS,
   },
 });
@@ -141,7 +141,7 @@ const deleteKey = createRoute({
   path: "/v1/orgs/{org_id}/api-keys/{id}",
   summary: "Revoke an org API key; it answers 401 from the next request on",
   tags: ["Operator"],
-  ...producerRoute,
+  ...operatorRoute,
   request: {
     params: OrgParams.extend({ id: KeyIdSchema }),
     query: strictQuery({}),
@@ -149,7 +149,7 @@ const deleteKey = createRoute({
   responses: {
     204: { description: "Revoked" },
     400: errorResponseSpec("A query parameter this route does not take"),
-    401: PRODUCER_401,
+    401: OPERATOR_401,
     404: errorResponseSpec("No such active key in this org"),
   },
 });
@@ -159,12 +159,12 @@ const listKeys = createRoute({
   path: "/v1/orgs/{org_id}/api-keys",
   summary: "An org's API keys, newest first, revoked ones included",
   tags: ["Operator"],
-  ...producerRoute,
+  ...operatorRoute,
   request: { params: OrgParams, query: listQuery },
   responses: {
     200: { description: "A page of keys", content: { "application/json": { schema: KeyPageSchema } } },
     400: errorResponseSpec("A bad org id, limit or cursor, or a parameter this route does not take"),
-    401: PRODUCER_401,
+    401: OPERATOR_401,
   },
 });
 

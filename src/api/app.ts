@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { apiKeys } from "./api-keys";
-import { requireOrgKey, requireProducer } from "./auth";
+import { requireOperator, requireOrgKey, requireProducer } from "./auth";
 import { deliveries } from "./deliveries";
 import { notFound, onError, validationHook } from "./errors";
 import { events } from "./events";
@@ -32,7 +32,8 @@ app.openapi(
 // Each credential is checked once per group of paths, before any route of the group:
 // a route added under these paths cannot forget it (test/workerd/openapi.test.ts walks every
 // documented route without credentials). `/v1/webhook/*` covers `/v1/webhook` too.
-for (const path of ["/v1/events/*", "/v1/orgs/*"]) app.use(path, requireProducer);
+app.use("/v1/events/*", requireProducer);
+app.use("/v1/orgs/*", requireOperator);
 for (const path of ["/v1/webhook/*", "/v1/webhook-logs/*", "/v1/deliveries/*", "/v1/api-keys/*", "/v1/listen/*"]) {
   app.use(path, requireOrgKey, orgApiLimit);
 }
@@ -50,7 +51,12 @@ app.route("/", listen);
 app.openAPIRegistry.registerComponent("securitySchemes", "producerToken", {
   type: "http",
   scheme: "bearer",
-  description: "The producer token: for Zupertry's job service and its operators.",
+  description: "The producer token: for Zupertry's job service, which queues events.",
+});
+app.openAPIRegistry.registerComponent("securitySchemes", "operatorToken", {
+  type: "http",
+  scheme: "bearer",
+  description: "The operator token: issues and revokes org API keys (not the job service's token).",
 });
 app.openAPIRegistry.registerComponent("securitySchemes", "orgKey", {
   type: "http",

@@ -4,10 +4,12 @@ import { findValidKey, isOrgKeyShaped, lastUseIsStale, recordKeyUse } from "../s
 import { ApiError, errorResponse, errorResponseSpec } from "./errors";
 
 /**
- * The two credentials of DESIGN.md, both `Authorization: Bearer …`:
+ * The three credentials of DESIGN.md, all `Authorization: Bearer …`:
  *
- * - the producer token (a Worker secret) for the job service and operators, compared
- *   in constant time;
+ * - the producer token (a Worker secret) for the job service, which queues events;
+ * - the operator token (another secret) for issuing and revoking org keys: apart from
+ *   the producer's, so that the service sending every org's events cannot mint a key
+ *   to any org. Both are compared in constant time;
  * - org API keys (`zk_…`), looked up by SHA-256 hash in D1 on every request, so a
  *   revoked key fails at once. The org of the key becomes `c.var.orgId`, and every
  *   org route scopes its queries to it: another org's ids simply do not exist. Its
@@ -28,6 +30,7 @@ function unauthorized(message: string) {
 const MALFORMED = unauthorized("the Authorization header must be `Bearer <credential>`");
 
 const encoder = new TextEncoder();
+/** The configured tokens' digests, by token (two at most: the producer's and the operator's). */
 const expectedDigests = new Map<string, Promise<ArrayBuffer>>();
 
 /**
@@ -35,11 +38,11 @@ const expectedDigests = new Map<string, Promise<ArrayBuffer>>();
  * length of the token leaks), then `crypto.subtle.timingSafeEqual`. The configured
  * token's digest is computed once per isolate, not per request: ingest is the hot path.
  */
-async function isProducerToken(expected: string, presented: string): Promise<boolean> {
+async function isSecretToken(expected: string, presented: string): Promise<boolean> {
   let expectedDigest = expectedDigests.get(expected);
   if (!expectedDigest) {
     expectedDigest = crypto.subtle.digest("SHA-256", encoder.encode(expected));
-    expectedDigests.clear(); // one configured token at a time
+    if (expectedDigests.size >= 2) expectedDigests.clear(); // a rotated secret's old digest goes
     expectedDigests.set(expected, expectedDigest);
   }
   const [a, b] = await Promise.all([expectedDigest, crypto.subtle.digest("SHA-256", encoder.encode(presented))]);
@@ -50,13 +53,28 @@ export const requireProducer = bearerAuth({
   verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
     const expected = c.env.PRODUCER_TOKEN;
     if (!expected) throw new ApiError(500, "internal", "the producer token is not configured");
-    return isProducerToken(expected, token);
+    return isSecretToken(expected, token);
   },
   noAuthenticationHeader: {
     message: unauthorized("this route needs the producer token: Authorization: Bearer <token>"),
   },
   invalidAuthenticationHeader: { message: MALFORMED },
   invalidToken: { message: unauthorized("invalid producer token (org API keys do not work here)") },
+});
+
+export const requireOperator = bearerAuth({
+  verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
+    const expected = c.env.OPERATOR_TOKEN;
+    if (!expected) throw new ApiError(500, "internal", "the operator token is not configured");
+    return isSecretToken(expected, token);
+  },
+  noAuthenticationHeader: {
+    message: unauthorized("this route needs the operator token: Authorization: Bearer <token>"),
+  },
+  invalidAuthenticationHeader: { message: MALFORMED },
+  invalidToken: {
+    message: unauthorized("invalid operator token (the producer token and org API keys do not work here)"),
+  },
 });
 
 export const requireOrgKey = bearerAuth({
@@ -86,6 +104,8 @@ export const requireOrgKey = bearerAuth({
  * The checks themselves are applied once per group of paths, in app.ts.
  */
 export const producerRoute = { security: [{ producerToken: [] }] };
+export const operatorRoute = { security: [{ operatorToken: [] }] };
 export const orgKeyRoute = { security: [{ orgKey: [] }] };
 export const PRODUCER_401 = errorResponseSpec("Missing or wrong producer token");
+export const OPERATOR_401 = errorResponseSpec("Missing or wrong operator token");
 export const ORG_KEY_401 = errorResponseSpec("Missing, invalid or revoked org API key");

@@ -71,7 +71,7 @@ async function api(method: string, path: string, token: string, body?: unknown):
 }
 
 async function issueKey(orgId: string, name: string): Promise<{ id: string; key: string }> {
-  return (await (await api("POST", `/v1/orgs/${orgId}/api-keys`, dispatcher.producerToken, { name })).json()) as {
+  return (await (await api("POST", `/v1/orgs/${orgId}/api-keys`, dispatcher.operatorToken, { name })).json()) as {
     id: string;
     key: string;
   };
@@ -187,7 +187,7 @@ describe("zupertry listen", () => {
     await dispatcher.stop();
     await first.line(/^Connection lost/);
     dispatcher = await startDispatcher(
-      { ...VARS, PRODUCER_TOKEN: dispatcher.producerToken },
+      { ...VARS, PRODUCER_TOKEN: dispatcher.producerToken, OPERATOR_TOKEN: dispatcher.operatorToken },
       { state, port, migrate: false },
     );
     // Sent at once: the listener is most likely still waiting out its back-off.
@@ -203,7 +203,7 @@ describe("zupertry listen", () => {
   });
 
   it("ends the session when its key is revoked, and refuses a wrong key", async () => {
-    expect((await api("DELETE", `/v1/orgs/${org.orgId}/api-keys/${org.keyId}`, dispatcher.producerToken)).status).toBe(
+    expect((await api("DELETE", `/v1/orgs/${org.orgId}/api-keys/${org.keyId}`, dispatcher.operatorToken)).status).toBe(
       204,
     );
     expect(await first.exited).toBe(1);

@@ -5,7 +5,7 @@ import { type Browser, type BrowserContext, chromium, type Page, type Route } fr
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { receiver } from "../support/receiver-client";
-import { api, dispatcherUrl, newOrg, producerToken, seedEvent, until } from "./support/client";
+import { api, dispatcherUrl, newOrg, operatorToken, producerToken, seedEvent, until } from "./support/client";
 import { record } from "./support/summary";
 
 /**
@@ -534,7 +534,7 @@ describe("the console", () => {
 
   it("API keys: lists the org's keys and revokes one; revoking this tab's key signs out", async () => {
     const other = (await (
-      await api("POST", `/v1/orgs/${org.orgId}/api-keys`, producerToken(), { name: "ci-runner" })
+      await api("POST", `/v1/orgs/${org.orgId}/api-keys`, operatorToken(), { name: "ci-runner" })
     ).json()) as { id: string; key: string };
     await page.getByRole("link", { name: /Settings/ }).click();
     const keyRows = page.locator("#keys-body tr");
@@ -555,7 +555,7 @@ describe("the console", () => {
 
     // A second tab signed in with a key of its own revokes it: that tab is signed out.
     const spare = (await (
-      await api("POST", `/v1/orgs/${org.orgId}/api-keys`, producerToken(), { name: "spare" })
+      await api("POST", `/v1/orgs/${org.orgId}/api-keys`, operatorToken(), { name: "spare" })
     ).json()) as { key: string };
     const tab = await context.newPage();
     await tab.goto(`${dispatcherUrl()}/console/?view=settings`, { waitUntil: "domcontentloaded" });
@@ -705,7 +705,7 @@ describe("the console", () => {
   it("API keys: lists them all, past the API's page of 100 (revoked keys stay listed)", async () => {
     const many = await newOrg();
     for (let i = 0; i < 100; i++) {
-      const res = await api("POST", `/v1/orgs/${many.orgId}/api-keys`, producerToken(), { name: `runner-${i}` });
+      const res = await api("POST", `/v1/orgs/${many.orgId}/api-keys`, operatorToken(), { name: `runner-${i}` });
       expect(res.status).toBe(201);
     }
     const tab = await context.newPage();

@@ -55,7 +55,7 @@ const event = (extra: Record<string, unknown> = {}, data: Record<string, unknown
 
 beforeAll(async () => {
   strict = await startDispatcher({ RETRY_DELAYS_SECONDS: "1,2", ATTEMPT_TIMEOUT_MS: "2000" });
-  const res = await send("POST", `/v1/orgs/${FUZZ_ORG}/api-keys`, strict.producerToken, {});
+  const res = await send("POST", `/v1/orgs/${FUZZ_ORG}/api-keys`, strict.operatorToken, {});
   key = ((await res.json()) as { key: string }).key;
   expect((await send("PUT", "/v1/webhook", key, { webhook_url: SAFE_URL })).status).toBe(200);
 }, 120_000);
@@ -186,7 +186,7 @@ describe("what an attacker and a bad day found (issue 10)", () => {
   });
 
   it("does not relay: of 50 test events to one URL, 10 are sent and 40 get 429 with Retry-After", async () => {
-    const created = await send("POST", "/v1/orgs/org_relay/api-keys", strict.producerToken, {});
+    const created = await send("POST", "/v1/orgs/org_relay/api-keys", strict.operatorToken, {});
     const relayKey = ((await created.json()) as { key: string }).key;
     const statuses: number[] = [];
     for (let i = 0; i < 50; i++) {
@@ -334,7 +334,7 @@ describe("fuzzing", () => {
       { requiredKeys: [] },
     );
     // Another org's key for the queries: one org's budget is 1,200 requests a minute.
-    const created = await send("POST", "/v1/orgs/org_fuzz_queries/api-keys", strict.producerToken, {});
+    const created = await send("POST", "/v1/orgs/org_fuzz_queries/api-keys", strict.operatorToken, {});
     const queryKey = ((await created.json()) as { key: string }).key;
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("/v1/webhook-logs", "/v1/deliveries"), query, async (path, params) => {

@@ -58,7 +58,7 @@ function endpoint(replies: Reply[], origin = 0) {
 /** An org with an API key and, optionally, a default webhook URL. */
 async function org(defaultUrl?: string) {
   const orgId = `org_iso_${Math.random().toString(36).slice(2, 10)}`;
-  const created = await api("POST", `/v1/orgs/${orgId}/api-keys`, dispatcher.producerToken, {});
+  const created = await api("POST", `/v1/orgs/${orgId}/api-keys`, dispatcher.operatorToken, {});
   const { key } = (await created.json()) as { key: string };
   if (defaultUrl) expect((await api("PUT", "/v1/webhook", key, { webhook_url: defaultUrl })).status).toBe(200);
   return { orgId, key };

@@ -24,6 +24,7 @@ let dispatcher: Dispatcher | undefined;
 const SINGLE = join(root, ".e2e-single-shard.wrangler.toml");
 const VARS = {
   PRODUCER_TOKEN: `e2e-shards-${Math.random().toString(36).slice(2)}`,
+  OPERATOR_TOKEN: `e2e-shards-operator-${Math.random().toString(36).slice(2)}`,
   ALLOW_INSECURE_WEBHOOK_URLS: "true",
 };
 
@@ -59,7 +60,7 @@ const api = (method: string, path: string, token: string, body?: unknown) =>
 
 async function newOrg(prefix: string): Promise<{ orgId: string; key: string }> {
   const orgId = `org_${prefix}_${Math.random().toString(36).slice(2, 8)}`;
-  const res = await api("POST", `/v1/orgs/${orgId}/api-keys`, VARS.PRODUCER_TOKEN, {});
+  const res = await api("POST", `/v1/orgs/${orgId}/api-keys`, VARS.OPERATOR_TOKEN, {});
   return { orgId, key: ((await res.json()) as { key: string }).key };
 }
 

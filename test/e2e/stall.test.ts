@@ -20,6 +20,7 @@ let state: string;
 let dispatcher: Dispatcher;
 const VARS = {
   PRODUCER_TOKEN: `e2e-stall-${Math.random().toString(36).slice(2)}`,
+  OPERATOR_TOKEN: `e2e-stall-operator-${Math.random().toString(36).slice(2)}`,
   RETRY_DELAYS_SECONDS: "2,2",
   ATTEMPT_TIMEOUT_MS: "2000",
   STALLED_AFTER_SECONDS: "3",
@@ -67,7 +68,7 @@ it("a delivery whose retry message was lost in a restart is picked up by the swe
   dispatcher = await startDispatcher(VARS, { state, testScheduled: true });
   receiver.setScenario("stall", { replies: [{ status: 500 }, { status: 200 }] });
   const orgId = `org_stall_${Math.random().toString(36).slice(2, 8)}`;
-  const { key } = (await (await api("POST", `/v1/orgs/${orgId}/api-keys`, VARS.PRODUCER_TOKEN, {})).json()) as {
+  const { key } = (await (await api("POST", `/v1/orgs/${orgId}/api-keys`, VARS.OPERATOR_TOKEN, {})).json()) as {
     key: string;
   };
   const sent = await api("POST", "/v1/events", VARS.PRODUCER_TOKEN, {

@@ -14,6 +14,7 @@ export { receiver } from "../support/receiver-client";
 /** Shared by the workerd tests: the API as a client sees it, the receiver, the queue. */
 
 export const PRODUCER_TOKEN = "test-producer-token";
+export const OPERATOR_TOKEN = "test-operator-token";
 export const producerAuth = { Authorization: `Bearer ${PRODUCER_TOKEN}` };
 
 /**
@@ -36,7 +37,7 @@ export async function call(
 
 /** Issues an org API key through the operator route. */
 export async function orgKey(orgId: string): Promise<string> {
-  const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "test" } });
+  const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: { name: "test" } });
   if (res.status !== 201) throw new Error(`api key: ${res.status} ${await res.text()}`);
   return ((await res.json()) as { key: string }).key;
 }

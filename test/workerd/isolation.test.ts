@@ -3,7 +3,17 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { attemptId } from "../../src/api/ids";
 import { inflate } from "../../src/store/codec";
 import { allLogShards } from "../../src/store/shards";
-import { call, jobEvent, messageFor, PRODUCER_TOKEN, receiver, runConsumer, uniqueId, watchQueue } from "./helpers";
+import {
+  call,
+  jobEvent,
+  messageFor,
+  OPERATOR_TOKEN,
+  PRODUCER_TOKEN,
+  receiver,
+  runConsumer,
+  uniqueId,
+  watchQueue,
+} from "./helpers";
 
 /**
  * Every route, walked with every wrong credential, and one org's key against another
@@ -28,7 +38,7 @@ let revokedKey: string;
 async function setUpOrg(): Promise<Org> {
   const orgId = uniqueId("org");
   const created = (await (
-    await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })
+    await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: {} })
   ).json()) as { id: string; key: string };
   const hook = receiver(uniqueId("iso"));
   await call("PUT", "/v1/webhook", { token: created.key, body: { webhook_url: hook.url } });
@@ -59,9 +69,9 @@ beforeAll(async () => {
   mine = await setUpOrg();
   theirs = await setUpOrg();
   const extra = (await (
-    await call("POST", `/v1/orgs/${mine.orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} })
+    await call("POST", `/v1/orgs/${mine.orgId}/api-keys`, { token: OPERATOR_TOKEN, body: {} })
   ).json()) as { id: string; key: string };
-  await call("DELETE", `/v1/orgs/${mine.orgId}/api-keys/${extra.id}`, { token: PRODUCER_TOKEN });
+  await call("DELETE", `/v1/orgs/${mine.orgId}/api-keys/${extra.id}`, { token: OPERATOR_TOKEN });
   revokedKey = extra.key;
 });
 
@@ -105,6 +115,9 @@ const producerRoutes: Route[] = [
     path: () => "/v1/events/batch",
     body: { events: [jobEvent("org_iso", "job_iso")] },
   },
+];
+
+const operatorRoutes: Route[] = [
   { method: "POST", label: "POST /v1/orgs/{org_id}/api-keys", path: () => `/v1/orgs/${mine.orgId}/api-keys`, body: {} },
   {
     method: "DELETE",
@@ -145,15 +158,26 @@ describe("org routes refuse bad credentials with 401", () => {
   }
 });
 
-describe("producer routes refuse bad credentials with 401", () => {
+describe("producer and operator routes refuse bad credentials, and each other's token, with 401", () => {
   const variants: Array<[string, () => Record<string, string>]> = [
     ["no credentials", () => ({})],
     ["a malformed header", () => ({ Authorization: `Basic ${btoa(`x:${PRODUCER_TOKEN}`)}` })],
     ["an org API key", () => ({ Authorization: `Bearer ${mine.key}` })],
     ["a revoked key", () => ({ Authorization: `Bearer ${revokedKey}` })],
   ];
-  for (const route of producerRoutes) {
-    it.each(variants)(`${route.label} with %s`, async (_v, headers) => {
+  const routes: Array<[Route, [string, () => Record<string, string>]]> = [
+    ...producerRoutes.map((r): [Route, [string, () => Record<string, string>]] => [
+      r,
+      ["the operator token", () => ({ Authorization: `Bearer ${OPERATOR_TOKEN}` })],
+    ]),
+    // The job service's token mints no key: a leak of it opens no org's secret or log.
+    ...operatorRoutes.map((r): [Route, [string, () => Record<string, string>]] => [
+      r,
+      ["the producer token", () => ({ Authorization: `Bearer ${PRODUCER_TOKEN}` })],
+    ]),
+  ];
+  for (const [route, otherToken] of routes) {
+    it.each([...variants, otherToken])(`${route.label} with %s`, async (_v, headers) => {
       const queue = watchQueue();
       await expectRefused(
         await call(route.method, route.path(), { headers: headers(), body: route.body }),
@@ -200,7 +224,7 @@ describe("another org's key sees nothing of this org", () => {
   });
 
   it("cannot revoke this org's key through its own org path", async () => {
-    const res = await call("DELETE", `/v1/orgs/${theirs.orgId}/api-keys/${mine.keyId}`, { token: PRODUCER_TOKEN });
+    const res = await call("DELETE", `/v1/orgs/${theirs.orgId}/api-keys/${mine.keyId}`, { token: OPERATOR_TOKEN });
     expect(res.status).toBe(404);
     expect((await call("GET", "/v1/webhook", { token: mine.key })).status).toBe(200);
   });
@@ -226,7 +250,15 @@ describe("secrets", () => {
     expect(readable.some((row) => String(row.exchange).includes("signatures"))).toBe(true);
     const stored = JSON.stringify(readable);
     const everything = logged.join("\n");
-    for (const secret of [mine.secret, theirs.secret, mine.key, theirs.key, revokedKey, PRODUCER_TOKEN]) {
+    for (const secret of [
+      mine.secret,
+      theirs.secret,
+      mine.key,
+      theirs.key,
+      revokedKey,
+      PRODUCER_TOKEN,
+      OPERATOR_TOKEN,
+    ]) {
       expect(stored).not.toContain(secret);
       expect(everything).not.toContain(secret);
     }

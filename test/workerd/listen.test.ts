@@ -11,6 +11,7 @@ import {
   hmacHex,
   jobEvent,
   messageFor,
+  OPERATOR_TOKEN,
   orgKey,
   orgsOnShard,
   PRODUCER_TOKEN,
@@ -384,7 +385,7 @@ describe("GET /v1/listen", () => {
 
   it("ends the sessions of a key when it is revoked (4001), and only those", async () => {
     const { orgId, key } = await newOrg();
-    const created = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "b" } });
+    const created = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: { name: "b" } });
     const other = (await created.json()) as { id: string; key: string };
     const [mine, theirs] = await Promise.all([connect(key), connect(other.key)]);
     expect((await call("DELETE", `/v1/api-keys/${other.id}`, { token: key })).status).toBe(204);
@@ -396,7 +397,7 @@ describe("GET /v1/listen", () => {
 
   it("closes a revoked key's sessions at its next key check, when the revoke could not reach the object", async () => {
     const { orgId, key } = await newOrg();
-    const created = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "b" } });
+    const created = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: { name: "b" } });
     const other = (await created.json()) as { id: string; key: string };
     const [mine, theirs] = await Promise.all([connect(key), connect(other.key)]);
     // The revoke reaches D1, but not the org's object (unreachable, or evicted since).

@@ -6,6 +6,7 @@ import {
   call,
   jobEvent,
   messageFor,
+  OPERATOR_TOKEN,
   orgKey,
   PRODUCER_TOKEN,
   receiver,
@@ -40,6 +41,12 @@ beforeAll(async () => {
   expect(res.status).toBe(200);
   doc = (await res.json()) as OpenApiDoc;
 });
+
+/** The credential a route's `security` names: the producer's, the operator's, or this org key. */
+function tokenFor(security: unknown, orgKey: string): string {
+  const scheme = JSON.stringify(security);
+  return scheme.includes("producerToken") ? PRODUCER_TOKEN : scheme.includes("operatorToken") ? OPERATOR_TOKEN : orgKey;
+}
 
 /** Checks a real response against the schema the document gives for it. */
 async function expectConforms(res: Response, path: string, method: string): Promise<void> {
@@ -91,7 +98,7 @@ describe("/openapi.json", () => {
         });
       }
     }
-    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(["orgKey", "producerToken"]);
+    expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(["operatorToken", "orgKey", "producerToken"]);
   });
 
   it("refuses every documented route without credentials, with a JSON 401 (no route forgets its auth)", async () => {
@@ -137,7 +144,7 @@ describe("/openapi.json", () => {
     for (const [path, ops] of Object.entries(doc.paths)) {
       if (!path.startsWith("/v1/")) continue;
       for (const [method, op] of Object.entries(ops)) {
-        const token = JSON.stringify(op.security).includes("producerToken") ? PRODUCER_TOKEN : key;
+        const token = tokenFor(op.security, key);
         const body = method === "get" || method === "delete" ? undefined : (bodies[path] ?? {});
         // A parameter the route documents passes alongside (the lists' `limit`).
         const known = op.parameters?.some((p) => p.in === "query" && p.name === "limit") ? "limit=5&" : "";
@@ -163,7 +170,7 @@ describe("/openapi.json", () => {
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(ops)) {
         if (!op.requestBody) continue;
-        const token = JSON.stringify(op.security).includes("producerToken") ? PRODUCER_TOKEN : key;
+        const token = tokenFor(op.security, key);
         const url = path.replace("{org_id}", orgId);
         const tooLarge = await call(method.toUpperCase(), url, { token, body: huge });
         expect(tooLarge.status, `${method} ${path}`).toBe(413);
@@ -279,7 +286,7 @@ describe("/openapi.json", () => {
     await expectConforms(await call("GET", "/v1/deliveries?stauts=failed", { token: key }), "/v1/deliveries", "get");
     await expectConforms(await call("GET", "/v1/api-keys", { token: key }), "/v1/api-keys", "get");
     await expectConforms(
-      await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN }),
+      await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN }),
       "/v1/orgs/{org_id}/api-keys",
       "get",
     );

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { orgSettings, PREVIOUS_SECRET_GRACE_MS } from "../../src/org/org-settings";
-import { call, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
+import { call, OPERATOR_TOKEN, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -11,7 +11,7 @@ afterEach(() => {
 describe("POST /v1/orgs/{org_id}/api-keys", () => {
   it("issues a zk_ key once and stores only its hash", async () => {
     const orgId = uniqueId("org");
-    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name: "ci" } });
+    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: { name: "ci" } });
     expect(res.status).toBe(201);
     const created = (await res.json()) as { id: string; key: string; org_id: string; name: string; created_at: string };
     expect(created).toEqual({
@@ -28,7 +28,7 @@ describe("POST /v1/orgs/{org_id}/api-keys", () => {
 
   it("accepts a request without a body, with or without a JSON Content-Type", async () => {
     for (const headers of [{}, { "Content-Type": "application/json" }] as Record<string, string>[]) {
-      const res = await call("POST", `/v1/orgs/${uniqueId("org")}/api-keys`, { token: PRODUCER_TOKEN, headers });
+      const res = await call("POST", `/v1/orgs/${uniqueId("org")}/api-keys`, { token: OPERATOR_TOKEN, headers });
       expect(res.status).toBe(201);
       expect(await res.json()).toMatchObject({ name: null });
     }
@@ -37,7 +37,8 @@ describe("POST /v1/orgs/{org_id}/api-keys", () => {
   it.each([
     ["no credentials", undefined, "org_x", 401],
     ["a wrong token", "nope", "org_x", 401],
-    ["a bad org id", PRODUCER_TOKEN, "org%20x", 400],
+    ["the producer token (it queues events, and mints no key)", PRODUCER_TOKEN, "org_x", 401],
+    ["a bad org id", OPERATOR_TOKEN, "org%20x", 400],
   ])("refuses %s", async (_name, token, orgId, status) => {
     const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token, body: {} });
     expect(res.status).toBe(status);
@@ -54,22 +55,22 @@ describe("POST /v1/orgs/{org_id}/api-keys", () => {
 describe("DELETE /v1/orgs/{org_id}/api-keys/{id}", () => {
   it("revokes a key: it answers 401 from the next request on", async () => {
     const orgId = uniqueId("org");
-    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {} });
+    const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: {} });
     const { id, key } = (await res.json()) as { id: string; key: string };
     expect((await call("GET", "/v1/webhook", { token: key })).status).toBe(200);
 
-    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${id}`, { token: PRODUCER_TOKEN })).status).toBe(204);
+    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${id}`, { token: OPERATOR_TOKEN })).status).toBe(204);
     const after = await call("GET", "/v1/webhook", { token: key });
     expect(after.status).toBe(401);
     expect(await after.json()).toMatchObject({ error: { code: "unauthorized" } });
-    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${id}`, { token: PRODUCER_TOKEN })).status).toBe(404);
+    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${id}`, { token: OPERATOR_TOKEN })).status).toBe(404);
   });
 
   it("does not revoke another org's key through this org's path", async () => {
     const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
-    const res = await call("POST", `/v1/orgs/${orgB}/api-keys`, { token: PRODUCER_TOKEN, body: {} });
+    const res = await call("POST", `/v1/orgs/${orgB}/api-keys`, { token: OPERATOR_TOKEN, body: {} });
     const { id, key } = (await res.json()) as { id: string; key: string };
-    const attempt = await call("DELETE", `/v1/orgs/${orgA}/api-keys/${id}`, { token: PRODUCER_TOKEN });
+    const attempt = await call("DELETE", `/v1/orgs/${orgA}/api-keys/${id}`, { token: OPERATOR_TOKEN });
     expect(attempt.status).toBe(404);
     expect((await call("GET", "/v1/webhook", { token: key })).status).toBe(200);
   });
@@ -77,7 +78,7 @@ describe("DELETE /v1/orgs/{org_id}/api-keys/{id}", () => {
 
 /** Issues a named key for `orgId` through the operator route. */
 async function issueKey(orgId: string, name: string): Promise<{ id: string; key: string }> {
-  const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: { name } });
+  const res = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN, body: { name } });
   return (await res.json()) as { id: string; key: string };
 }
 
@@ -102,7 +103,7 @@ describe("the org's own keys: GET and DELETE /v1/api-keys", () => {
     const ci = await issueKey(orgId, "ci");
     const laptop = await issueKey(orgId, "laptop");
     await issueKey(uniqueId("org"), "someone else's");
-    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${ci.id}`, { token: PRODUCER_TOKEN })).status).toBe(204);
+    expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${ci.id}`, { token: OPERATOR_TOKEN })).status).toBe(204);
     // The laptop key is used once; its use is written in the background.
     expect((await call("GET", "/v1/webhook", { token: laptop.key })).status).toBe(200);
     await vi.waitUntil(async () => {
@@ -120,7 +121,7 @@ describe("the org's own keys: GET and DELETE /v1/api-keys", () => {
     expect(data[1]).toMatchObject({ revoked_at: expect.any(String), last_used_at: null, in_use: false });
     expect(JSON.stringify(data)).not.toMatch(/zk_|key_hash/);
     // Operators see the same list.
-    const operator = await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN });
+    const operator = await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: OPERATOR_TOKEN });
     expect(((await operator.json()) as { data: KeySummary[] }).data.map((k) => k.id)).toEqual([laptop.id, ci.id]);
     // Pages.
     const first = await ownKeys(laptop.key, "?limit=1");

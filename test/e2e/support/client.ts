@@ -4,6 +4,7 @@ import { sampleJobCompleted } from "../../../src/api/sample-event";
 /** A thin HTTP client for the dispatcher under test, as a producer or an org. */
 export const dispatcherUrl = () => inject("dispatcherUrl");
 export const producerToken = () => inject("producerToken");
+export const operatorToken = () => inject("operatorToken");
 
 export async function api(method: string, path: string, token: string, body?: unknown): Promise<Response> {
   return fetch(`${dispatcherUrl()}${path}`, {
@@ -19,7 +20,7 @@ export async function api(method: string, path: string, token: string, body?: un
 /** A new org with an API key, as an operator would set one up. */
 export async function newOrg(): Promise<{ orgId: string; key: string; secret: string }> {
   const orgId = `org_${Math.random().toString(36).slice(2, 10)}`;
-  const created = await api("POST", `/v1/orgs/${orgId}/api-keys`, producerToken(), { name: "e2e" });
+  const created = await api("POST", `/v1/orgs/${orgId}/api-keys`, operatorToken(), { name: "e2e" });
   if (created.status !== 201) throw new Error(`api key: ${created.status} ${await created.text()}`);
   const { key } = (await created.json()) as { key: string };
   const { signing_secret } = (await (await api("GET", "/v1/webhook", key)).json()) as { signing_secret: string };
@@ -45,5 +46,6 @@ declare module "vitest" {
   export interface ProvidedContext {
     dispatcherUrl: string;
     producerToken: string;
+    operatorToken: string;
   }
 }

@@ -26,6 +26,7 @@ export default async function setup(project: TestProject) {
   const dispatcher = await startDispatcher(E2E_VARS);
   project.provide("dispatcherUrl", dispatcher.url);
   project.provide("producerToken", dispatcher.producerToken);
+  project.provide("operatorToken", dispatcher.operatorToken);
   return async () => {
     await dispatcher.stop();
     await receiver.stop();
