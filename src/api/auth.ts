@@ -49,33 +49,26 @@ async function isSecretToken(expected: string, presented: string): Promise<boole
   return crypto.subtle.timingSafeEqual(a, b);
 }
 
-export const requireProducer = bearerAuth({
-  verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
-    const expected = c.env.PRODUCER_TOKEN;
-    if (!expected) throw new ApiError(500, "internal", "the producer token is not configured");
-    return isSecretToken(expected, token);
-  },
-  noAuthenticationHeader: {
-    message: unauthorized("this route needs the producer token: Authorization: Bearer <token>"),
-  },
-  invalidAuthenticationHeader: { message: MALFORMED },
-  invalidToken: { message: unauthorized("invalid producer token (org API keys do not work here)") },
-});
+/** A route group guarded by one of the Worker's secret tokens (`what` names it in the 401s). */
+function requireSecretToken(secret: "PRODUCER_TOKEN" | "OPERATOR_TOKEN", what: string, notHere: string) {
+  return bearerAuth({
+    verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
+      const expected = c.env[secret];
+      if (!expected) throw new ApiError(500, "internal", `the ${what} is not configured`);
+      return isSecretToken(expected, token);
+    },
+    noAuthenticationHeader: { message: unauthorized(`this route needs the ${what}: Authorization: Bearer <token>`) },
+    invalidAuthenticationHeader: { message: MALFORMED },
+    invalidToken: { message: unauthorized(`invalid ${what} (${notHere} do not work here)`) },
+  });
+}
 
-export const requireOperator = bearerAuth({
-  verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
-    const expected = c.env.OPERATOR_TOKEN;
-    if (!expected) throw new ApiError(500, "internal", "the operator token is not configured");
-    return isSecretToken(expected, token);
-  },
-  noAuthenticationHeader: {
-    message: unauthorized("this route needs the operator token: Authorization: Bearer <token>"),
-  },
-  invalidAuthenticationHeader: { message: MALFORMED },
-  invalidToken: {
-    message: unauthorized("invalid operator token (the producer token and org API keys do not work here)"),
-  },
-});
+export const requireProducer = requireSecretToken("PRODUCER_TOKEN", "producer token", "org API keys");
+export const requireOperator = requireSecretToken(
+  "OPERATOR_TOKEN",
+  "operator token",
+  "the producer token and org API keys",
+);
 
 export const requireOrgKey = bearerAuth({
   verifyToken: async (token, c: Context<{ Bindings: Env; Variables: OrgVariables }>) => {
