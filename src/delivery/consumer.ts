@@ -290,18 +290,18 @@ export async function deliverBatch(
 
   // Handed-off attempts finish in the background; a slow-lane message follows each,
   // waiting until its attempt has surely ended (the lease).
-  const leaseUntil = (h: (typeof handedOff)[number]) =>
-    h.startedAt + config.attemptTimeoutMs + handOffLeaseMarginMs(config.retryDelaysSeconds);
+  const leaseMarginMs = handOffLeaseMarginMs(config.retryDelaysSeconds);
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
   for (const h of handedOff) {
+    const until = h.startedAt + config.attemptTimeoutMs + leaseMarginMs;
     toSlowLane.push({
       request: {
-        body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until: leaseUntil(h) } },
+        body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until } },
         contentType: "v8",
-        delaySeconds: secondsUntil(leaseUntil(h)),
+        delaySeconds: secondsUntil(until),
       },
       message: h.message,
-      leaseUntil: leaseUntil(h),
+      leaseUntil: until,
     });
   }
   if (handedOff.length > 0) {
