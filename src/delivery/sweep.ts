@@ -10,10 +10,12 @@ import { resumeDeliveryMessage } from "./message";
  * A delivery's schedule lives in a queue message; if that message is lost (a runtime
  * crash, an operator purging a queue, a bug), its delivery would wait forever with
  * `next_attempt_at` in the past. Every minute, the deliveries overdue by more than
- * STALLED_AFTER_SECONDS are claimed in every log shard (src/store/stalled.ts) and each gets a new message that
- * takes it over (`take_over`) and goes on with its schedule from the next attempt, with
- * the event as stored. If the old message turns up after all, it no longer owns the
- * delivery and is dropped; the primary key keeps any attempt from being logged twice.
+ * STALLED_AFTER_SECONDS are claimed in every log shard (src/store/stalled.ts) and each
+ * gets a new message that takes it over (`take_over`) and goes on with its schedule from
+ * the next attempt, with the event as stored. If the old message turns up after all, it
+ * no longer owns the delivery and is dropped; the primary key keeps any attempt from
+ * being logged twice. The orgs with overdue deliveries share a sweep: one with a big
+ * backlog takes its share, not the sweep.
  */
 
 /** wrangler.toml `[triggers]`: the sweep runs every minute; the other cron is retention. */

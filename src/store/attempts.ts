@@ -105,7 +105,7 @@ const INSERT_ATTEMPT = `INSERT INTO attempts (
 
 /**
  * Only a delivery's last attempt keeps `next_attempt_at` (migrations/0002): logging
- * attempt n clears it on the attempts before, so `attempts_pending` holds exactly the
+ * attempt n clears it on the attempts before, so `attempts_pending_by_org` holds exactly the
  * pending deliveries. Costs a row written only when there was a retry.
  */
 const CLEAR_EARLIER_NEXT = `UPDATE attempts SET next_attempt_at = NULL

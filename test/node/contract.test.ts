@@ -102,6 +102,7 @@ describe("migrations", () => {
     "0002_error_detail_and_pending.sql": "b6e3b49fa553516adb48be3ed64d60ea51045ff4e26d129a727471cc0ead4f25",
     "0003_api_key_last_used.sql": "7fd07b7ce3a0ab10d6dc5969a1fd21aa7e94bd2f88c14b90049aeff41aec30b7",
     "0004_retention_progress.sql": "26c55be5cfe22f268d8e7aaa9c2509823952c90e7dcf6090c51507fd69aeca87",
+    "0005_pending_by_org.sql": "62ea779addf98f587a09b9edce510308cb9813f9a05dc21c9ff4b2a27da895f5",
   };
 
   it("keeps every landed migration byte for byte", () => {

@@ -2,9 +2,16 @@ import { createScheduledController } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../src/delivery/message";
-import { SWEEP_CRON } from "../../src/delivery/sweep";
+import { SWEEP_CRON, SWEEP_LIMIT } from "../../src/delivery/sweep";
 import worker from "../../src/index";
 import { insertAttempts } from "../../src/store/attempts";
+import {
+  CLAIM_OVERDUE,
+  claimStalledDeliveries,
+  OVERDUE_ORGS,
+  SWEEP_ORGS,
+  SWEEP_WALK_LIMIT,
+} from "../../src/store/stalled";
 import {
   attemptRecord,
   attemptsOf,
@@ -42,6 +49,22 @@ async function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
   send.mockRestore();
   sendBatch.mockRestore();
   return sent.map((body) => ({ id: uniqueId("msg"), body }));
+}
+
+/** A delivery of `orgId` whose attempt 1 failed and whose next attempt was due at `dueAt`. */
+function overdueSince(orgId: string, dueAt: number) {
+  return attemptRecord({
+    delivery_id: `dlv_${crypto.randomUUID().replaceAll("-", "")}`,
+    org_id: orgId,
+    outcome: "failed",
+    error: "http_status",
+    status_code: 500,
+    next_attempt_at: dueAt,
+  });
+}
+
+async function insertAll(records: ReturnType<typeof attemptRecord>[]) {
+  for (let i = 0; i < records.length; i += 50) await insertAttempts(env.DB, records.slice(i, i + 50));
 }
 
 /** A delivery whose attempt 1 failed, and whose retry message then disappeared. */
@@ -103,17 +126,90 @@ describe("the stall sweep", () => {
     expect(swept.map((m) => m.body.delivery_id)).not.toContain(onTime.message.body.delivery_id);
   });
 
-  it("reads only overdue deliveries, through the pending index", async () => {
+  it("reads only overdue deliveries, through the pending index, and no org's backlog", async () => {
+    const plans = [
+      env.DB.prepare(`EXPLAIN QUERY PLAN ${OVERDUE_ORGS}`).bind(Date.now(), SWEEP_WALK_LIMIT, SWEEP_ORGS, "", null),
+      env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_OVERDUE}`).bind(Date.now(), Date.now(), 66, "org_a"),
+    ];
+    for (const plan of await env.DB.batch<{ detail: string }>(plans)) {
+      const steps = plan.results.map((r) => r.detail).join("\n");
+      expect(steps).toMatch(/USING (COVERING )?INDEX attempts_pending_by_org/);
+      // Every read is a search: a scan of the log, or of the pending index, would read a big org's whole backlog.
+      expect(steps).not.toMatch(/SCAN (a|attempts)\b/);
+    }
+  });
+
+  it("serves every org with a stalled delivery, however many older ones another org has", async () => {
+    const due = Date.now() - 60 * 60_000;
+    // Two orgs with 300 overdue deliveries each, all older than the third org's one.
+    const [hogA, hogB, quiet] = [uniqueId("org"), uniqueId("org"), uniqueId("org")];
+    const backlog = [hogA, hogB].flatMap((org) => Array.from({ length: 300 }, (_, i) => overdueSince(org, due - i)));
+    await insertAll(backlog);
+    const stalled = overdueSince(quiet, due + 60_000);
+    await insertAll([stalled]);
+
+    const first = await sweep();
+    expect(first.map((m) => m.body.delivery_id)).toContain(stalled.delivery_id);
+    expect(first.length).toBeLessThanOrEqual(SWEEP_LIMIT);
+    // The orgs served get equal shares, each its oldest first.
+    const shares = Map.groupBy(first, (m) => m.body.org_id);
+    expect(shares.get(hogA)!.length).toBe(Math.floor(SWEEP_LIMIT / shares.size));
+    expect(shares.get(hogB)!.length).toBe(shares.get(hogA)!.length);
+    const oldestOfA = backlog
+      .filter((r) => r.org_id === hogA)
+      .sort((a, b) => a.next_attempt_at! - b.next_attempt_at!)
+      .slice(0, shares.get(hogA)!.length);
+    expect(new Set(shares.get(hogA)!.map((m) => m.body.delivery_id))).toEqual(
+      new Set(oldestOfA.map((r) => r.delivery_id)),
+    );
+
+    // The next sweep goes on with the backlogs, and claims nothing twice.
+    const second = await sweep();
+    expect(second.filter((m) => first.some((f) => f.body.delivery_id === m.body.delivery_id))).toEqual([]);
+    expect(second.filter((m) => m.body.org_id === hogA).length).toBeGreaterThan(0);
+    expect(second.filter((m) => m.body.org_id === hogB).length).toBeGreaterThan(0);
+  });
+
+  it("takes the orgs in turn when more than one sweep's worth have backlogs", async () => {
+    // More orgs with backlogs than a sweep serves; the latest-overdue org comes last by id.
+    const prefix = uniqueId("org");
+    const orgs = Array.from({ length: SWEEP_ORGS + 10 }, (_, i) => `${prefix}_${String(i).padStart(3, "0")}`);
+    const due = Date.now() - 60 * 60_000;
+    await insertAll(orgs.flatMap((org, i) => Array.from({ length: 5 }, (_, k) => overdueSince(org, due + i * 10 + k))));
+
+    const served = new Set<string>();
+    for (const round of [1, 2]) {
+      const swept = await sweep();
+      expect(swept.length, `sweep ${round}`).toBeLessThanOrEqual(SWEEP_LIMIT);
+      for (const m of swept) served.add(m.body.org_id);
+    }
+    expect(orgs.filter((org) => !served.has(org))).toEqual([]);
+  });
+});
+
+describe("claimStalledDeliveries", () => {
+  it("goes on where a walk that reached its limit stopped, past orgs with nothing overdue", async () => {
+    const prefix = uniqueId("org");
+    const now = Date.now();
+    // Twelve orgs whose deliveries are pending on time, then one with a stalled delivery.
+    const onTime = Array.from({ length: 12 }, (_, i) =>
+      overdueSince(`${prefix}_${String(i).padStart(2, "0")}`, now + 60_000),
+    );
+    const stalled = overdueSince(`${prefix}_99`, now - 3600_000);
+    await insertAll([...onTime, stalled]);
     const { results } = await env.DB.prepare(
-      `EXPLAIN QUERY PLAN SELECT a.delivery_id FROM attempts AS a
-         JOIN attempts AS first ON first.delivery_id = a.delivery_id AND first.attempt = 1
-        WHERE a.next_attempt_at < ? ORDER BY a.next_attempt_at LIMIT ?`,
-    )
-      .bind(Date.now(), 200)
-      .run<{ detail: string }>();
-    const plan = results.map((r) => r.detail).join("\n");
-    expect(plan).toMatch(/USING (COVERING )?INDEX attempts_pending/);
-    expect(plan).not.toMatch(/SCAN a\b|USE TEMP B-TREE/);
+      "SELECT count(DISTINCT org_id) AS orgs FROM attempts WHERE next_attempt_at IS NOT NULL",
+    ).run<{ orgs: number }>();
+    const walks = Math.ceil(results[0]!.orgs / 5) + 1;
+
+    // Each walk visits five orgs (other tests' overdue ones are claimed on the way).
+    const claimed: string[] = [];
+    for (let i = 0; i < walks && !claimed.includes(stalled.delivery_id); i++) {
+      const found = await claimStalledDeliveries(env.DB, now - 60_000, now, SWEEP_LIMIT, 5);
+      claimed.push(...found.map((d) => d.delivery_id));
+    }
+    expect(claimed).toContain(stalled.delivery_id);
+    expect(claimed.filter((id) => onTime.some((r) => r.delivery_id === id))).toEqual([]);
   });
 });
 
