@@ -15,6 +15,17 @@ export const MAX_LISTENER_RESULTS = 200;
 export const MAX_CLIENT_FRAME_BYTES = 8192;
 /** Results one `results` frame may carry: a listener busy with a burst answers in batches. */
 export const MAX_RESULTS_PER_FRAME = 25;
+/**
+ * Answers the org's listeners may send beyond the delivery frames relayed to them. Each
+ * answer is a row written in the object: without a bound, a key holder could write rows
+ * as fast as it can send frames. A listener answers each delivery it was sent once, so
+ * the relayed frames are its allowance; the slack covers answers to frames relayed before
+ * the object last woke up (the count lives in memory) and a local test of the CLI.
+ */
+export const ANSWER_SLACK = 250;
+/** The most unanswered frames an org's listeners may owe at once (a listener that stopped answering). */
+export const MAX_ANSWERS_OWED = 10_000;
+
 /** The key a session was opened with: its tag, so that revoking the key closes it. */
 export const KEY_ID_HEADER = "X-Zupertry-Key-Id";
 

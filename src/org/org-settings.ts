@@ -11,9 +11,11 @@ import {
   summarizeHealth,
 } from "./endpoint-health";
 import {
+  ANSWER_SLACK,
   type DeliveryFrame,
   KEY_ID_HEADER,
   type ListenerResult,
+  MAX_ANSWERS_OWED,
   MAX_LISTENER_RESULTS,
   MAX_LISTENERS,
   readClientFrame,
@@ -187,6 +189,12 @@ export class OrgSettings extends DurableObject<Env> {
    * just before the revoke, and reaches the object just after it, is refused all the same.
    */
   private readonly revokedKeys = new Set<string>();
+  /**
+   * Answers the org's listeners may still send: the delivery frames relayed to them, and
+   * a slack (ANSWER_SLACK). In memory, like the two above: an object that wakes up again
+   * starts from the slack.
+   */
+  private answersAllowed = ANSWER_SLACK;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -239,9 +247,21 @@ export class OrgSettings extends DurableObject<Env> {
       return;
     }
     const keyId = this.ctx.getTags(ws)[0] ?? "unknown";
+    const kept = verdict.results.slice(0, this.answersAllowed);
+    this.answersAllowed -= kept.length;
+    if (kept.length < verdict.results.length) {
+      const refused = verdict.results.length - kept.length;
+      ws.send(
+        JSON.stringify({
+          type: "error",
+          message: `${refused} result(s) not kept: more results than deliveries were relayed to this org's listeners`,
+        }),
+      );
+      if (kept.length === 0) return;
+    }
     this.ctx.storage.transactionSync(() => {
       let last = 0;
-      for (const r of verdict.results) {
+      for (const r of kept) {
         last = this.sql
           .exec<{ id: number }>(
             `INSERT INTO listener_results (received_at, key_id, delivery_id, attempt, job_id, event_type,
@@ -259,7 +279,7 @@ export class OrgSettings extends DurableObject<Env> {
           .one().id;
       }
       // Trimmed now and then, not on every result: a busy listener answers for each delivery.
-      if (Math.floor(last / TRIM_EVERY) > Math.floor((last - verdict.results.length) / TRIM_EVERY)) {
+      if (Math.floor(last / TRIM_EVERY) > Math.floor((last - kept.length) / TRIM_EVERY)) {
         this.sql.exec("DELETE FROM listener_results WHERE id <= ?", last - MAX_LISTENER_RESULTS);
       }
     });
@@ -291,6 +311,7 @@ export class OrgSettings extends DurableObject<Env> {
         }
       }
     }
+    this.answersAllowed = Math.min(this.answersAllowed + sent, MAX_ANSWERS_OWED + ANSWER_SLACK);
     return sent;
   }
 

@@ -2,7 +2,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { KEY_ID_HEADER, MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
+import { ANSWER_SLACK, KEY_ID_HEADER, MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
 import { LISTENER_KEY_CHECK_MS, type OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { revokeApiKey } from "../../src/store/api-keys";
 import {
@@ -340,6 +340,47 @@ describe("GET /v1/listen", () => {
     const data = await listed();
     expect(data).toHaveLength(200);
     expect([data[0]!.job_id, data.at(-1)!.job_id]).toEqual(["job_225", "job_26"]);
+  });
+
+  it("keeps no more answers than deliveries were relayed to the org's listeners, and a slack", async () => {
+    const { orgId, key } = await newOrg();
+    const listener = await connect(key);
+    const answer = (n: number) => ({
+      delivery_id: `dlv_${n.toString(16).padStart(32, "0")}`,
+      attempt: 1,
+      job_id: `job_${n}`,
+      event_type: "job.completed",
+      status_code: 200,
+      response_time_ms: 3,
+      error: null,
+    });
+    const newest = async () =>
+      (
+        (await (await call("GET", "/v1/listen/deliveries", { token: key })).json()) as {
+          data: Array<{ job_id: string }>;
+        }
+      ).data[0]?.job_id;
+    // Answers to nothing that was relayed: the slack is kept, the rest is refused.
+    const frames = ANSWER_SLACK / 25 + 1;
+    for (let frame = 0; frame < frames; frame++) {
+      const results = Array.from({ length: 25 }, (_, i) => answer(frame * 25 + i + 1));
+      listener.ws.send(JSON.stringify({ type: "results", results }));
+      if (frame < frames - 1) {
+        const last = `job_${frame * 25 + 25}`;
+        await vi.waitUntil(async () => (await newest()) === last, { timeout: 5_000, interval: 20 });
+      }
+    }
+    expect(await listener.next("error")).toMatchObject({ message: expect.stringMatching(/^25 result\(s\) not kept/) });
+    expect(await newest()).toBe(`job_${ANSWER_SLACK}`);
+
+    // A relayed delivery may be answered.
+    const hook = receiver(uniqueId("real"));
+    const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
+    await (await runConsumer([{ id: uniqueId("msg"), body: message }])).background;
+    const frame = await listener.next("delivery");
+    listener.ws.send(JSON.stringify({ type: "result", ...answer(9999), job_id: frame.job_id }));
+    await vi.waitUntil(async () => (await newest()) === frame.job_id, { timeout: 5_000, interval: 20 });
+    expect(listener.frames.filter((f) => f.type === "error")).toEqual([]);
   });
 
   it("makes room for new listeners by closing sessions silent for 90 s (a laptop asleep)", async () => {
