@@ -29,7 +29,13 @@ export async function sweepStalledDeliveries(env: Env, now: number): Promise<{ r
   const swept = await Promise.all(
     allLogShards(env).map(async ({ name, db }) => {
       try {
-        const stalled = await claimStalledDeliveries(db, overdueBefore, now, SWEEP_LIMIT);
+        const { stalled, abandoned } = await claimStalledDeliveries(db, overdueBefore, now, SWEEP_LIMIT);
+        if (abandoned.length > 0) {
+          // Their event is gone (see ABANDON in src/store/stalled.ts): they end as failed.
+          console.error(
+            JSON.stringify({ event: "deliveries.sweep_abandoned", shard: name, deliveries: abandoned.slice(0, 20) }),
+          );
+        }
         const messages = stalled.map((s) => resumeDeliveryMessage(s, { take_over: s.attempt }));
         // If this fails, the claimed deliveries are due "now" and the sweep finds them again
         // once they are overdue: nothing is lost, only late.

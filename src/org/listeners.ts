@@ -16,15 +16,27 @@ export const MAX_CLIENT_FRAME_BYTES = 8192;
 /** Results one `results` frame may carry: a listener busy with a burst answers in batches. */
 export const MAX_RESULTS_PER_FRAME = 25;
 /**
- * Answers the org's listeners may send beyond the delivery frames relayed to them. Each
- * answer is a row written in the object: without a bound, a key holder could write rows
- * as fast as it can send frames. A listener answers each delivery it was sent once, so
- * the relayed frames are its allowance; the slack covers answers to frames relayed before
- * the object last woke up (the count lives in memory) and a local test of the CLI.
+ * Results a session may send beyond the delivery frames relayed to it. Each result is a
+ * row written in the object: without a bound, a key holder could write rows as fast as
+ * it can send frames. A listener answers each delivery it was sent once, so the frames
+ * relayed to a session are its allowance; the slack covers a local test of the CLI.
  */
 export const ANSWER_SLACK = 250;
-/** The most unanswered frames an org's listeners may owe at once (a listener that stopped answering). */
+/** The most results a session may owe at once (one that stopped answering stops earning). */
 export const MAX_ANSWERS_OWED = 10_000;
+
+/** What the object keeps with each session: it survives the object's hibernation. */
+export interface ListenerAttachment {
+  connectedAt: number;
+  /** Results this session may still send (above). */
+  answersAllowed: number;
+}
+
+/** A session's attachment; one opened before `answersAllowed` existed starts from the slack. */
+export function readAttachment(ws: WebSocket): ListenerAttachment {
+  const stored = ws.deserializeAttachment() as Partial<ListenerAttachment> | null;
+  return { connectedAt: stored?.connectedAt ?? 0, answersAllowed: stored?.answersAllowed ?? ANSWER_SLACK };
+}
 
 /** The key a session was opened with: its tag, so that revoking the key closes it. */
 export const KEY_ID_HEADER = "X-Zupertry-Key-Id";

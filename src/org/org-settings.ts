@@ -14,10 +14,12 @@ import {
   ANSWER_SLACK,
   type DeliveryFrame,
   KEY_ID_HEADER,
+  type ListenerAttachment,
   type ListenerResult,
   MAX_ANSWERS_OWED,
   MAX_LISTENER_RESULTS,
   MAX_LISTENERS,
+  readAttachment,
   readClientFrame,
 } from "./listeners";
 import { placeOrg } from "./placement";
@@ -189,13 +191,6 @@ export class OrgSettings extends DurableObject<Env> {
    * just before the revoke, and reaches the object just after it, is refused all the same.
    */
   private readonly revokedKeys = new Set<string>();
-  /**
-   * Answers the org's listeners may still send: the delivery frames relayed to them, and
-   * a slack (ANSWER_SLACK). In memory, like the two above: an object that wakes up again
-   * starts from the slack.
-   */
-  private answersAllowed = ANSWER_SLACK;
-
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
@@ -230,7 +225,7 @@ export class OrgSettings extends DurableObject<Env> {
     }
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [keyId]);
-    server.serializeAttachment({ connectedAt: Date.now() });
+    server.serializeAttachment({ connectedAt: Date.now(), answersAllowed: ANSWER_SLACK } satisfies ListenerAttachment);
     if ((await this.ctx.storage.getAlarm()) === null) {
       await this.ctx.storage.setAlarm(Date.now() + LISTENER_KEY_CHECK_MS);
     }
@@ -247,14 +242,15 @@ export class OrgSettings extends DurableObject<Env> {
       return;
     }
     const keyId = this.ctx.getTags(ws)[0] ?? "unknown";
-    const kept = verdict.results.slice(0, this.answersAllowed);
-    this.answersAllowed -= kept.length;
+    const attachment = readAttachment(ws);
+    const kept = verdict.results.slice(0, attachment.answersAllowed);
+    ws.serializeAttachment({ ...attachment, answersAllowed: attachment.answersAllowed - kept.length });
     if (kept.length < verdict.results.length) {
       const refused = verdict.results.length - kept.length;
       ws.send(
         JSON.stringify({
           type: "error",
-          message: `${refused} result(s) not kept: more results than deliveries were relayed to this org's listeners`,
+          message: `${refused} result(s) not kept: more results than deliveries were relayed to this session`,
         }),
       );
       if (kept.length === 0) return;
@@ -302,16 +298,21 @@ export class OrgSettings extends DurableObject<Env> {
     const texts = frames.map((frame) => JSON.stringify(frame));
     let sent = 0;
     for (const ws of this.listeners()) {
+      let sentHere = 0;
       for (const text of texts) {
         try {
           ws.send(text);
-          sent++;
+          sentHere++;
         } catch {
           break; // closing or closed
         }
       }
+      if (sentHere === 0) continue;
+      sent += sentHere;
+      const attachment = readAttachment(ws);
+      const answersAllowed = Math.min(attachment.answersAllowed + sentHere, MAX_ANSWERS_OWED);
+      ws.serializeAttachment({ ...attachment, answersAllowed });
     }
-    this.answersAllowed = Math.min(this.answersAllowed + sent, MAX_ANSWERS_OWED + ANSWER_SLACK);
     return sent;
   }
 
@@ -328,9 +329,8 @@ export class OrgSettings extends DurableObject<Env> {
   private closeDeadListeners(): void {
     const now = Date.now();
     for (const ws of this.ctx.getWebSockets()) {
-      const attachment = ws.deserializeAttachment() as { connectedAt?: number } | null;
       const lastPing = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? 0;
-      const lastHeard = Math.max(lastPing, attachment?.connectedAt ?? 0);
+      const lastHeard = Math.max(lastPing, readAttachment(ws).connectedAt);
       if (now - lastHeard > LISTENER_DEAD_AFTER_MS) {
         try {
           ws.close(1001, "no ping for 90 s");

@@ -28,42 +28,53 @@ export interface StalledDelivery {
 
 type StoredBlob = number[] | ArrayBuffer;
 
-/**
- * Orgs one sweep serves per shard: a claim statement each (D1 takes 1,000 queries per
- * invocation, and the sweep's one invocation serves every shard), and each org's share
- * is at least `limit / SWEEP_ORGS`.
- */
-export const SWEEP_ORGS = 50;
+/** Most orgs one sweep serves per shard: at least one delivery each (SWEEP_LIMIT is 200). */
+export const SWEEP_ORGS = 200;
 
 /**
- * How many orgs with pending deliveries one walk visits (two index seeks each) looking
+ * Most orgs with more than one overdue delivery one sweep serves per shard. Such an org
+ * may get less than all of them, which takes a statement of its own (LIMIT), and D1
+ * takes 1,000 queries per invocation for every shard the sweep serves; orgs with one
+ * overdue delivery are claimed together in one statement.
+ */
+export const SWEEP_ORGS_WITH_BACKLOG = 50;
+
+/**
+ * How many orgs with pending deliveries one walk visits (a few index seeks each) looking
  * for overdue ones. A walk that stops here records where, and the next sweep goes on.
  */
 export const SWEEP_WALK_LIMIT = 10_000;
 
+/** Sorts after every org id (ids are ASCII): "no upper bound" for the walk. */
+const AFTER_EVERY_ORG = "\u{10FFFF}";
+
 /**
- * The orgs with a delivery due before ?1, in id order after ?4 (up to ?5 if not null),
- * at most ?3 of them. The recursive part hops from org to org through the index (one
- * seek each: no org's backlog is read), visiting at most ?2 orgs; the row of the ?2nd
- * org visited comes too, overdue or not (`n` = ?2), so a walk that stopped there goes on.
+ * The orgs with a delivery due before ?1, in id order after ?4 up to ?5, at most ?3 of
+ * them, each with its number of overdue deliveries counted up to ?6. The recursive part
+ * hops from org to org through the index (one seek each), visiting at most ?2 orgs; the
+ * row of the ?2nd org visited comes too, overdue or not (`n` = ?2), so a walk that
+ * stopped there goes on from it. Every bound is a range on `org_id`: an index search
+ * that never reads an org's backlog beyond ?6 entries. (`LIMIT -1` keeps SQLite from
+ * flattening the inner query, which would count every org twice.)
  */
 export const OVERDUE_ORGS = `
   WITH RECURSIVE walk(org_id, n) AS (
     SELECT (SELECT org_id FROM attempts INDEXED BY attempts_pending_by_org
-             WHERE next_attempt_at IS NOT NULL AND org_id > ?4 AND (?5 IS NULL OR org_id <= ?5)
-             ORDER BY org_id LIMIT 1), 1
+             WHERE next_attempt_at IS NOT NULL AND org_id > ?4 AND org_id <= ?5 ORDER BY org_id LIMIT 1), 1
     UNION ALL
     SELECT (SELECT a.org_id FROM attempts AS a INDEXED BY attempts_pending_by_org
-             WHERE a.next_attempt_at IS NOT NULL AND a.org_id > walk.org_id AND (?5 IS NULL OR a.org_id <= ?5)
+             WHERE a.next_attempt_at IS NOT NULL AND a.org_id > walk.org_id AND a.org_id <= ?5
              ORDER BY a.org_id LIMIT 1), walk.n + 1
       FROM walk WHERE walk.org_id IS NOT NULL AND walk.n < ?2
   )
   SELECT org_id, n, overdue FROM (
     SELECT walk.org_id, walk.n,
-           EXISTS (SELECT 1 FROM attempts AS a INDEXED BY attempts_pending_by_org
-                    WHERE a.org_id = walk.org_id AND a.next_attempt_at < ?1) AS overdue
-      FROM walk WHERE walk.org_id IS NOT NULL
-  ) WHERE overdue OR n = ?2 LIMIT ?3 + 1`;
+           (SELECT count(*) FROM (SELECT 1 FROM attempts AS a INDEXED BY attempts_pending_by_org
+                                   WHERE a.org_id = walk.org_id AND a.next_attempt_at < ?1 LIMIT ?6)) AS overdue
+      FROM walk WHERE walk.org_id IS NOT NULL LIMIT -1
+  ) WHERE overdue > 0 OR n = ?2 LIMIT ?3 + 1`;
+
+const CLAIMED = "RETURNING delivery_id, attempt, org_id, job_id, event_type";
 
 /**
  * Claims the oldest overdue deliveries of org ?4: at most ?3, due before ?2. Claiming
@@ -77,37 +88,81 @@ export const CLAIM_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1
    WHERE delivery_id IN (SELECT delivery_id FROM attempts INDEXED BY attempts_pending_by_org
                           WHERE org_id = ?4 AND next_attempt_at < ?2 ORDER BY next_attempt_at LIMIT ?3)
      AND next_attempt_at IS NOT NULL
-  RETURNING delivery_id, attempt, org_id, job_id, event_type`;
+  ${CLAIMED}`;
 
+/** Claims every overdue delivery (due before ?2) of the orgs in the JSON array ?3, as above. */
+export const CLAIM_ALL_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1
+   WHERE delivery_id IN (SELECT delivery_id FROM attempts INDEXED BY attempts_pending_by_org
+                          WHERE org_id IN (SELECT value FROM json_each(?3)) AND next_attempt_at < ?2)
+     AND next_attempt_at IS NOT NULL
+  ${CLAIMED}`;
+
+/**
+ * Pending deliveries that can never be sent again: their attempt 1, which holds the event,
+ * is gone (a redeliver's attempt logged just after retention deleted the rest of its
+ * delivery). They end as `failed`, instead of being claimed again every few minutes.
+ */
+const ABANDON = `UPDATE attempts SET next_attempt_at = NULL
+  WHERE delivery_id IN (SELECT value FROM json_each(?1)) AND next_attempt_at IS NOT NULL`;
+
+/** `next_org_id`: the last org a sweep of this shard served (or walked to); the next goes on after it. */
 const READ_CURSOR = "SELECT next_org_id FROM sweep_progress WHERE id = 1";
 const WRITE_CURSOR = `INSERT INTO sweep_progress (id, next_org_id) VALUES (1, ?)
   ON CONFLICT (id) DO UPDATE SET next_org_id = excluded.next_org_id`;
 
+/** An org with overdue deliveries, as a walk found it. */
+interface OverdueOrg {
+  org_id: string;
+  /** How many, counted up to SWEEP_LIMIT + 1. */
+  overdue: number;
+}
+
 /** Overdue orgs in id order after `after` (up to `upTo`), and where a walk that stopped stopped. */
-async function overdueOrgs(
+async function walkOverdueOrgs(
   db: LogDb,
-  walk: { overdueBefore: number; wanted: number; after: string; upTo: string | null; limit: number },
-): Promise<{ orgs: string[]; stoppedAt: string | null }> {
+  walk: { overdueBefore: number; wanted: number; after: string; upTo: string; limit: number; countUpTo: number },
+): Promise<{ orgs: OverdueOrg[]; stoppedAt: string | null }> {
   const { results } = await db
     .prepare(OVERDUE_ORGS)
-    .bind(walk.overdueBefore, walk.limit, walk.wanted, walk.after, walk.upTo)
-    .run<{ org_id: string; n: number; overdue: number }>();
+    .bind(walk.overdueBefore, walk.limit, walk.wanted, walk.after, walk.upTo, walk.countUpTo)
+    .run<OverdueOrg & { n: number }>();
   const orgs = results
-    .filter((r) => r.overdue === 1)
-    .map((r) => r.org_id)
-    .slice(0, walk.wanted);
+    .filter((r) => r.overdue > 0)
+    .slice(0, walk.wanted)
+    .map(({ org_id, overdue }) => ({ org_id, overdue }));
   const stoppedAt = results.find((r) => r.n === walk.limit)?.org_id ?? null;
   return { orgs, stoppedAt };
 }
 
 /**
- * Claims up to `limit` deliveries whose next attempt was due before `overdueBefore`: an
- * equal share for each of up to SWEEP_ORGS orgs, each its oldest first. The orgs are
- * taken in turn, by id from where the last sweep stopped (`sweep_progress`) and round
- * again, so that every org with an overdue delivery is served within a few minutes
- * however many others have big backlogs. An org with fewer than its share leaves the
- * rest unused until the next sweep. Returns them with their stored events. A walk visits
- * at most `walkLimit` orgs with pending deliveries (SWEEP_WALK_LIMIT; smaller in tests).
+ * How many of each org's overdue deliveries a sweep of `limit` claims: the most equal
+ * split (each org gets up to the same level, the orgs before get the remainder first).
+ */
+export function shareOut(overdue: readonly number[], limit: number): number[] {
+  let level = 0;
+  const total = (l: number) => overdue.reduce((sum, n) => sum + Math.min(n, l), 0);
+  while (total(level + 1) <= limit && overdue.some((n) => n > level)) level++;
+  let left = limit - total(level);
+  return overdue.map((n) => {
+    if (n <= level || left === 0) return Math.min(n, level);
+    left--;
+    return level + 1;
+  });
+}
+
+/** What a sweep of one shard claimed, and the deliveries it found it can never send. */
+export interface SweepClaim {
+  stalled: StalledDelivery[];
+  abandoned: string[];
+}
+
+/**
+ * Claims up to `limit` deliveries whose next attempt was due before `overdueBefore`,
+ * shared out as equally as their numbers allow over up to SWEEP_ORGS orgs (each its
+ * oldest first). The orgs take turns: in id order from the last one the previous sweep
+ * served (`sweep_progress`), and round again after the last, so an org's stalled
+ * delivery waits for none of the backlogs of others. A walk visits at most `walkLimit`
+ * orgs with pending deliveries (SWEEP_WALK_LIMIT; smaller in tests).
  */
 export async function claimStalledDeliveries(
   db: LogDb,
@@ -115,41 +170,75 @@ export async function claimStalledDeliveries(
   now: number,
   limit: number,
   walkLimit = SWEEP_WALK_LIMIT,
-): Promise<StalledDelivery[]> {
+): Promise<SweepClaim> {
   const cursor = (await db.prepare(READ_CURSOR).first<{ next_org_id: string }>())?.next_org_id ?? "";
-  const walk = { overdueBefore, wanted: SWEEP_ORGS, after: cursor, upTo: null, limit: walkLimit };
-  let { orgs, stoppedAt } = await overdueOrgs(db, walk);
-  if (stoppedAt === null && orgs.length < SWEEP_ORGS && cursor !== "") {
+  const walk = {
+    overdueBefore,
+    wanted: SWEEP_ORGS,
+    after: cursor,
+    upTo: AFTER_EVERY_ORG,
+    limit: walkLimit,
+    countUpTo: limit + 1,
+  };
+  const served: OverdueOrg[] = [];
+  let withBacklog = 0;
+  /** Takes the orgs a walk found while there is room; false when one is left out. */
+  const take = (orgs: readonly OverdueOrg[]) => {
+    for (const org of orgs) {
+      const backlog = org.overdue > 1 ? 1 : 0;
+      if (served.length === SWEEP_ORGS || withBacklog + backlog > SWEEP_ORGS_WITH_BACKLOG) return false;
+      served.push(org);
+      withBacklog += backlog;
+    }
+    return true;
+  };
+  const first = await walkOverdueOrgs(db, walk);
+  let allTaken = take(first.orgs);
+  let stoppedAt = first.stoppedAt;
+  if (allTaken && stoppedAt === null && served.length < SWEEP_ORGS && cursor !== "") {
     // The walk passed the last org: round again from the first, up to where it started.
-    const again = await overdueOrgs(db, { ...walk, wanted: SWEEP_ORGS - orgs.length, after: "", upTo: cursor });
-    orgs = [...orgs, ...again.orgs];
+    const again = await walkOverdueOrgs(db, { ...walk, wanted: SWEEP_ORGS - served.length, after: "", upTo: cursor });
+    allTaken = take(again.orgs);
     stoppedAt = again.stoppedAt;
   }
-  const next = stoppedAt ?? orgs.at(-1);
-  if (next === undefined) return [];
+  // Past an org left out, the next sweep starts from the last one served.
+  const next = (allTaken ? stoppedAt : null) ?? served.at(-1)?.org_id;
+  if (next === undefined) return { stalled: [], abandoned: [] };
   const saveCursor = db.prepare(WRITE_CURSOR).bind(next);
-  if (orgs.length === 0) {
+  if (served.length === 0) {
     await saveCursor.run();
-    return [];
+    return { stalled: [], abandoned: [] };
   }
-  const share = Math.max(1, Math.floor(limit / orgs.length));
-  // One round trip (a transaction): each org's claim, then the cursor.
-  const claim = db.prepare(CLAIM_OVERDUE);
-  const results = await db.batch<Omit<StalledDelivery, "webhook_url" | "body">>([
-    ...orgs.map((org) => claim.bind(now, overdueBefore, share, org)),
-    saveCursor,
-  ]);
-  const claimed = results.slice(0, orgs.length).flatMap((r) => r.results);
+
+  const shares = shareOut(
+    served.map((o) => o.overdue),
+    limit,
+  );
+  const whole = served.filter((o, i) => shares[i] === o.overdue).map((o) => o.org_id);
+  const partial = served.flatMap((o, i) => (shares[i]! < o.overdue ? [{ org: o.org_id, share: shares[i]! }] : []));
+  // One round trip (a transaction): the orgs claimed whole, each other org's share, the cursor.
+  const claimOne = db.prepare(CLAIM_OVERDUE);
+  const statements = [
+    ...(whole.length > 0 ? [db.prepare(CLAIM_ALL_OVERDUE).bind(now, overdueBefore, JSON.stringify(whole))] : []),
+    ...partial.map(({ org, share }) => claimOne.bind(now, overdueBefore, share, org)),
+  ];
+  const results = await db.batch<Omit<StalledDelivery, "webhook_url" | "body">>([...statements, saveCursor]);
+  const claimed = results.slice(0, statements.length).flatMap((r) => r.results);
+
   const events = new Map<string, { body: string; webhook_url: string | null }>();
   for (let i = 0; i < claimed.length; i += STORED_EVENTS_PER_READ) {
     const ids = claimed.slice(i, i + STORED_EVENTS_PER_READ).map((c) => c.delivery_id);
     for (const [id, event] of await readStoredEvents(db, ids)) events.set(id, event);
   }
-  return claimed.flatMap((row) => {
-    const event = events.get(row.delivery_id);
-    // Attempt 1 holds the event and is never deleted while its delivery is pending.
-    return event === undefined ? [] : [{ ...row, ...event }];
-  });
+  const abandoned = claimed.filter((row) => !events.has(row.delivery_id)).map((row) => row.delivery_id);
+  if (abandoned.length > 0) await db.prepare(ABANDON).bind(JSON.stringify(abandoned)).run();
+  return {
+    stalled: claimed.flatMap((row) => {
+      const event = events.get(row.delivery_id);
+      return event === undefined ? [] : [{ ...row, ...event }];
+    }),
+    abandoned,
+  };
 }
 
 /** D1 binds at most 100 values per statement. */

@@ -2,7 +2,13 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ANSWER_SLACK, KEY_ID_HEADER, MAX_CLIENT_FRAME_BYTES, MAX_LISTENERS } from "../../src/org/listeners";
+import {
+  ANSWER_SLACK,
+  KEY_ID_HEADER,
+  MAX_CLIENT_FRAME_BYTES,
+  MAX_LISTENERS,
+  readAttachment,
+} from "../../src/org/listeners";
 import { LISTENER_KEY_CHECK_MS, type OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { revokeApiKey } from "../../src/store/api-keys";
 import {
@@ -342,7 +348,7 @@ describe("GET /v1/listen", () => {
     expect([data[0]!.job_id, data.at(-1)!.job_id]).toEqual(["job_225", "job_26"]);
   });
 
-  it("keeps no more answers than deliveries were relayed to the org's listeners, and a slack", async () => {
+  it("keeps no more answers from a session than deliveries were relayed to it, and a slack", async () => {
     const { orgId, key } = await newOrg();
     const listener = await connect(key);
     const answer = (n: number) => ({
@@ -373,14 +379,25 @@ describe("GET /v1/listen", () => {
     expect(await listener.next("error")).toMatchObject({ message: expect.stringMatching(/^25 result\(s\) not kept/) });
     expect(await newest()).toBe(`job_${ANSWER_SLACK}`);
 
-    // A relayed delivery may be answered.
+    // Another session of the org has its own allowance.
+    const colleague = await connect(key);
+    colleague.ws.send(JSON.stringify({ type: "result", ...answer(5000) }));
+    await vi.waitUntil(async () => (await newest()) === "job_5000", { timeout: 5_000, interval: 20 });
+
+    // A relayed delivery may be answered; the allowance is kept with the session, so it
+    // outlives the object's hibernation.
     const hook = receiver(uniqueId("real"));
     const message = await messageFor(jobEvent(orgId, uniqueId("job")), hook.url);
     await (await runConsumer([{ id: uniqueId("msg"), body: message }])).background;
     const frame = await listener.next("delivery");
+    await colleague.next("delivery");
+    const allowances = await runInDurableObject(orgSettings(env, orgId), (_instance: OrgSettings, state) =>
+      state.getWebSockets().map((ws) => readAttachment(ws).answersAllowed),
+    );
+    expect(allowances.sort((a, b) => a - b)).toEqual([1, ANSWER_SLACK]);
     listener.ws.send(JSON.stringify({ type: "result", ...answer(9999), job_id: frame.job_id }));
     await vi.waitUntil(async () => (await newest()) === frame.job_id, { timeout: 5_000, interval: 20 });
-    expect(listener.frames.filter((f) => f.type === "error")).toEqual([]);
+    expect([...listener.frames, ...colleague.frames].filter((f) => f.type === "error")).toEqual([]);
   });
 
   it("makes room for new listeners by closing sessions silent for 90 s (a laptop asleep)", async () => {
