@@ -74,6 +74,38 @@ async function connect(token: string): Promise<Session> {
   return { ws, frames, closed, next };
 }
 
+/** A listener's answer about the n-th of some made-up deliveries. */
+function answer(n: number) {
+  return {
+    delivery_id: `dlv_${n.toString(16).padStart(32, "0")}`,
+    attempt: 1,
+    job_id: `job_${n}`,
+    event_type: "job.completed",
+    status_code: 200,
+    response_time_ms: 3,
+    error: null,
+  };
+}
+
+/** What the org's listeners answered, newest first (GET /v1/listen/deliveries). */
+async function listedAnswers(key: string): Promise<Array<{ job_id: string }>> {
+  const res = await call("GET", "/v1/listen/deliveries", { token: key });
+  return ((await res.json()) as { data: Array<{ job_id: string }> }).data;
+}
+
+/**
+ * Sends `frames` frames of 25 answers (job_1, job_2, …), each one kept before the next
+ * is sent, so that "newest" is the order they were sent in.
+ */
+async function sendAnswerFrames(listener: Session, key: string, frames: number): Promise<void> {
+  for (let frame = 0; frame < frames; frame++) {
+    const results = Array.from({ length: 25 }, (_, i) => answer(frame * 25 + i + 1));
+    listener.ws.send(JSON.stringify({ type: "results", results }));
+    const last = `job_${frame * 25 + 25}`;
+    await vi.waitUntil(async () => (await listedAnswers(key))[0]?.job_id === last, { timeout: 5_000, interval: 20 });
+  }
+}
+
 /** Attempts still running after 300 ms are handed off (ATTEMPT_TIMEOUT_MS is 1000 in these tests). */
 const laneEnv = { ...env, SLOW_ATTEMPT_MS: "300" };
 
@@ -320,30 +352,9 @@ describe("GET /v1/listen", () => {
   it("lists the newest 200 answers, however many came", async () => {
     const { key } = await newOrg();
     const listener = await connect(key);
-    const answer = (n: number) => ({
-      delivery_id: `dlv_${n.toString(16).padStart(32, "0")}`,
-      attempt: 1,
-      job_id: `job_${n}`,
-      event_type: "job.completed",
-      status_code: 200,
-      response_time_ms: 3,
-      error: null,
-    });
-    const listed = async () =>
-      (
-        (await (await call("GET", "/v1/listen/deliveries", { token: key })).json()) as {
-          data: Array<{ job_id: string }>;
-        }
-      ).data;
-    // 9 frames of 25, the most a frame holds: 225 answers, each frame kept before the next
-    // is sent (so that "newest" is the order they were sent in).
-    for (let frame = 0; frame < 9; frame++) {
-      const results = Array.from({ length: 25 }, (_, i) => answer(frame * 25 + i + 1));
-      listener.ws.send(JSON.stringify({ type: "results", results }));
-      const last = `job_${frame * 25 + 25}`;
-      await vi.waitUntil(async () => (await listed())[0]?.job_id === last, { timeout: 5_000, interval: 20 });
-    }
-    const data = await listed();
+    // 9 frames of 25, the most a frame holds: 225 answers.
+    await sendAnswerFrames(listener, key, 9);
+    const data = await listedAnswers(key);
     expect(data).toHaveLength(200);
     expect([data[0]!.job_id, data.at(-1)!.job_id]).toEqual(["job_225", "job_26"]);
   });
@@ -351,31 +362,12 @@ describe("GET /v1/listen", () => {
   it("keeps no more answers from a session than deliveries were relayed to it, and a slack", async () => {
     const { orgId, key } = await newOrg();
     const listener = await connect(key);
-    const answer = (n: number) => ({
-      delivery_id: `dlv_${n.toString(16).padStart(32, "0")}`,
-      attempt: 1,
-      job_id: `job_${n}`,
-      event_type: "job.completed",
-      status_code: 200,
-      response_time_ms: 3,
-      error: null,
-    });
-    const newest = async () =>
-      (
-        (await (await call("GET", "/v1/listen/deliveries", { token: key })).json()) as {
-          data: Array<{ job_id: string }>;
-        }
-      ).data[0]?.job_id;
+    const newest = async () => (await listedAnswers(key))[0]?.job_id;
     // Answers to nothing that was relayed: the slack is kept, the rest is refused.
-    const frames = ANSWER_SLACK / 25 + 1;
-    for (let frame = 0; frame < frames; frame++) {
-      const results = Array.from({ length: 25 }, (_, i) => answer(frame * 25 + i + 1));
-      listener.ws.send(JSON.stringify({ type: "results", results }));
-      if (frame < frames - 1) {
-        const last = `job_${frame * 25 + 25}`;
-        await vi.waitUntil(async () => (await newest()) === last, { timeout: 5_000, interval: 20 });
-      }
-    }
+    await sendAnswerFrames(listener, key, ANSWER_SLACK / 25);
+    listener.ws.send(
+      JSON.stringify({ type: "results", results: Array.from({ length: 25 }, (_, i) => answer(i + 301)) }),
+    );
     expect(await listener.next("error")).toMatchObject({ message: expect.stringMatching(/^25 result\(s\) not kept/) });
     expect(await newest()).toBe(`job_${ANSWER_SLACK}`);
 
