@@ -229,6 +229,9 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
           error === null ? `→ ${status} in ${ms} ms` : `→ error: ${error}`,
         ].join("  "),
       );
+      // Sent on a session that has died since: the dispatcher's new session did not send it,
+      // and its answers must not ride on (or be flushed away with) this one's.
+      if (ws !== socket || ws.readyState !== WebSocket.OPEN) return;
       const result = {
         delivery_id: frame.delivery_id,
         attempt: frame.attempt,

@@ -3,8 +3,9 @@
  *
  * `attempts_pending_by_org (org_id, next_attempt_at)` (migrations/0005) indexes exactly
  * the pending deliveries (a delivery's last attempt is the only one that keeps
- * `next_attempt_at`), so the sweep reads the overdue ones and nothing else, however long
- * the log is. It is ordered by org first so that the sweep can be fair: it serves the
+ * `next_attempt_at`), so the sweep reads an entry per org with pending deliveries and
+ * the overdue ones, however long the log is. It is ordered by org first so that the
+ * sweep can be fair: it serves the
  * orgs with overdue deliveries side by side, each with a share, instead of the shard's
  * oldest overdue deliveries whoever's they are, which let an org with a big overdue
  * backlog keep every other org's stalled delivery waiting for as many minutes as its
@@ -98,14 +99,24 @@ export const CLAIM_ALL_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1
   ${CLAIMED}`;
 
 /**
+ * The overdue deliveries (due before ?1) of each org in the JSON array ?3, counted up to
+ * ?2: the walk only tells one from more, so that it reads at most two entries of an org.
+ */
+export const COUNT_OVERDUE = `SELECT o.value AS org_id,
+    (SELECT count(*) FROM (SELECT 1 FROM attempts AS a INDEXED BY attempts_pending_by_org
+                            WHERE a.org_id = o.value AND a.next_attempt_at < ?1 LIMIT ?2)) AS overdue
+  FROM json_each(?3) AS o`;
+
+/**
  * Pending deliveries that can never be sent again: their attempt 1, which holds the event,
- * is gone (a redeliver's attempt logged just after retention deleted the rest of its
- * delivery). They end as `failed`, instead of being claimed again every few minutes.
+ * is missing. Nothing in this code makes one (retention keeps a pending delivery whole);
+ * a bug or a hand-edited database could. They end as `failed`, logged, instead of being
+ * claimed again every few minutes.
  */
 const ABANDON = `UPDATE attempts SET next_attempt_at = NULL
   WHERE delivery_id IN (SELECT value FROM json_each(?1)) AND next_attempt_at IS NOT NULL`;
 
-/** `next_org_id`: the last org a sweep of this shard served (or walked to); the next goes on after it. */
+/** `next_org_id`: where the last sweep of this shard stopped (the last org it served or walked to). */
 const READ_CURSOR = "SELECT next_org_id FROM sweep_progress WHERE id = 1";
 const WRITE_CURSOR = `INSERT INTO sweep_progress (id, next_org_id) VALUES (1, ?)
   ON CONFLICT (id) DO UPDATE SET next_org_id = excluded.next_org_id`;
@@ -113,25 +124,25 @@ const WRITE_CURSOR = `INSERT INTO sweep_progress (id, next_org_id) VALUES (1, ?)
 /** An org with overdue deliveries, as a walk found it. */
 interface OverdueOrg {
   org_id: string;
-  /** How many, counted up to SWEEP_LIMIT + 1. */
+  /** How many: 1, or 2 for "more" (the walk counts no further). */
   overdue: number;
 }
 
-/** Overdue orgs in id order after `after` (up to `upTo`), and where a walk that stopped stopped. */
+/**
+ * Overdue orgs in id order after `after` (up to `upTo`); where a walk that reached its
+ * limit stopped; and whether an overdue org was found past the `wanted` ones.
+ */
 async function walkOverdueOrgs(
   db: LogDb,
-  walk: { overdueBefore: number; wanted: number; after: string; upTo: string; limit: number; countUpTo: number },
-): Promise<{ orgs: OverdueOrg[]; stoppedAt: string | null }> {
+  walk: { overdueBefore: number; wanted: number; after: string; upTo: string; limit: number },
+): Promise<{ orgs: OverdueOrg[]; stoppedAt: string | null; more: boolean }> {
   const { results } = await db
     .prepare(OVERDUE_ORGS)
-    .bind(walk.overdueBefore, walk.limit, walk.wanted, walk.after, walk.upTo, walk.countUpTo)
+    .bind(walk.overdueBefore, walk.limit, walk.wanted, walk.after, walk.upTo, 2)
     .run<OverdueOrg & { n: number }>();
-  const orgs = results
-    .filter((r) => r.overdue > 0)
-    .slice(0, walk.wanted)
-    .map(({ org_id, overdue }) => ({ org_id, overdue }));
+  const overdue = results.filter((r) => r.overdue > 0).map(({ org_id, overdue }) => ({ org_id, overdue }));
   const stoppedAt = results.find((r) => r.n === walk.limit)?.org_id ?? null;
-  return { orgs, stoppedAt };
+  return { orgs: overdue.slice(0, walk.wanted), stoppedAt, more: overdue.length > walk.wanted };
 }
 
 /**
@@ -172,33 +183,28 @@ export async function claimStalledDeliveries(
   walkLimit = SWEEP_WALK_LIMIT,
 ): Promise<SweepClaim> {
   const cursor = (await db.prepare(READ_CURSOR).first<{ next_org_id: string }>())?.next_org_id ?? "";
-  const walk = {
-    overdueBefore,
-    wanted: SWEEP_ORGS,
-    after: cursor,
-    upTo: AFTER_EVERY_ORG,
-    limit: walkLimit,
-    countUpTo: limit + 1,
-  };
+  // Every org served gets at least one.
+  const wanted = Math.min(SWEEP_ORGS, limit);
+  const walk = { overdueBefore, wanted, after: cursor, upTo: AFTER_EVERY_ORG, limit: walkLimit };
   const served: OverdueOrg[] = [];
   let withBacklog = 0;
   /** Takes the orgs a walk found while there is room; false when one is left out. */
   const take = (orgs: readonly OverdueOrg[]) => {
     for (const org of orgs) {
       const backlog = org.overdue > 1 ? 1 : 0;
-      if (served.length === SWEEP_ORGS || withBacklog + backlog > SWEEP_ORGS_WITH_BACKLOG) return false;
+      if (served.length === wanted || withBacklog + backlog > SWEEP_ORGS_WITH_BACKLOG) return false;
       served.push(org);
       withBacklog += backlog;
     }
     return true;
   };
   const first = await walkOverdueOrgs(db, walk);
-  let allTaken = take(first.orgs);
+  let allTaken = take(first.orgs) && !first.more;
   let stoppedAt = first.stoppedAt;
-  if (allTaken && stoppedAt === null && served.length < SWEEP_ORGS && cursor !== "") {
+  if (allTaken && stoppedAt === null && served.length < wanted && cursor !== "") {
     // The walk passed the last org: round again from the first, up to where it started.
-    const again = await walkOverdueOrgs(db, { ...walk, wanted: SWEEP_ORGS - served.length, after: "", upTo: cursor });
-    allTaken = take(again.orgs);
+    const again = await walkOverdueOrgs(db, { ...walk, wanted: wanted - served.length, after: "", upTo: cursor });
+    allTaken = take(again.orgs) && !again.more;
     stoppedAt = again.stoppedAt;
   }
   // Past an org left out, the next sweep starts from the last one served.
@@ -210,6 +216,16 @@ export async function claimStalledDeliveries(
     return { stalled: [], abandoned: [] };
   }
 
+  // The orgs with more than one: how many, up to more than the whole sweep.
+  const backlogs = served.filter((o) => o.overdue > 1).map((o) => o.org_id);
+  if (backlogs.length > 0) {
+    const { results: counted } = await db
+      .prepare(COUNT_OVERDUE)
+      .bind(overdueBefore, limit + 1, JSON.stringify(backlogs))
+      .run<OverdueOrg>();
+    const counts = new Map(counted.map((c) => [c.org_id, c.overdue]));
+    for (const org of served) org.overdue = counts.get(org.org_id) ?? org.overdue;
+  }
   const shares = shareOut(
     served.map((o) => o.overdue),
     limit,

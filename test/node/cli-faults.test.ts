@@ -158,4 +158,57 @@ describe("zupertry against a dispatcher that misbehaves", () => {
     expect(Date.parse(logsSince!) - heardAt).toBeLessThan(1_000);
     expect(lines.find((line) => line.startsWith("Reconnected."))).toMatch(/\) 1 attempt was made and not forwarded/);
   });
+  it("tells a new session only what it forwarded for that session, not the answers of one that died", async () => {
+    const frame = (i: number) =>
+      JSON.stringify({
+        type: "delivery",
+        delivery_id: attempt(i, 0).delivery_id,
+        job_id: `job_${i}`,
+        event_type: "job.completed",
+        attempt: 1,
+        headers: { "X-Zupertry-Delivery": attempt(i, 0).delivery_id, "Content-Type": "application/json" },
+        body: "{}",
+      });
+    // The first session's delivery is still being forwarded when the second session's
+    // arrives; it is answered just after, within the CLI's batching window.
+    let releaseFirst = () => {};
+    const receiver = await serve((req, res) => {
+      if (req.headers["x-zupertry-delivery"] === attempt(1, 0).delivery_id) {
+        releaseFirst = () => res.end("late");
+        return;
+      }
+      res.end("ok");
+      setTimeout(() => releaseFirst(), 50);
+    });
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ data: [], next_cursor: null }));
+    });
+    const sockets = new WebSocketServer({ server: servers.at(-1)! });
+    const answered: Array<{ delivery_id: string }> = [];
+    let connections = 0;
+    sockets.on("connection", (ws) => {
+      ws.send(JSON.stringify({ type: "hello", listeners: 1 }));
+      if (++connections === 1) {
+        ws.send(frame(1));
+        setTimeout(() => ws.terminate(), 200);
+        return;
+      }
+      ws.on("message", (data) => {
+        const text = data.toString();
+        if (text !== "ping")
+          answered.push(...(JSON.parse(text) as { results: Array<{ delivery_id: string }> }).results);
+      });
+      ws.send(frame(2));
+    });
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", `${receiver}/hook`], url, stop.signal);
+    const deadline = Date.now() + 10_000;
+    while (answered.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 500));
+    stop.abort();
+    await running;
+    sockets.close();
+    expect(answered.map((r) => r.delivery_id)).toEqual([attempt(2, 0).delivery_id]);
+  });
 });

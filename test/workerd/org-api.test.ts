@@ -101,6 +101,9 @@ describe("the org's own keys: GET and DELETE /v1/api-keys", () => {
   it("lists this org's keys newest first, with when each was used and revoked, never a key", async () => {
     const orgId = uniqueId("org");
     const ci = await issueKey(orgId, "ci");
+    // "Newest first" is by creation time in ms; keys of the same ms come in id order.
+    const issuedAt = Date.now();
+    await vi.waitUntil(() => Date.now() > issuedAt, { interval: 1 });
     const laptop = await issueKey(orgId, "laptop");
     await issueKey(uniqueId("org"), "someone else's");
     expect((await call("DELETE", `/v1/orgs/${orgId}/api-keys/${ci.id}`, { token: OPERATOR_TOKEN })).status).toBe(204);

@@ -8,6 +8,7 @@ import { insertAttempts } from "../../src/store/attempts";
 import {
   CLAIM_ALL_OVERDUE,
   CLAIM_OVERDUE,
+  COUNT_OVERDUE,
   claimStalledDeliveries,
   OVERDUE_ORGS,
   SWEEP_ORGS,
@@ -145,6 +146,7 @@ describe("the stall sweep", () => {
       env.DB.prepare(`EXPLAIN QUERY PLAN ${OVERDUE_ORGS}`).bind(now, SWEEP_WALK_LIMIT, SWEEP_ORGS, "", "org_m", 201),
       env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_OVERDUE}`).bind(now, now, 66, "org_a"),
       env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_ALL_OVERDUE}`).bind(now, now, '["org_a","org_b"]'),
+      env.DB.prepare(`EXPLAIN QUERY PLAN ${COUNT_OVERDUE}`).bind(now, 201, '["org_a","org_b"]'),
     ];
     for (const plan of await env.DB.batch<{ detail: string }>(plans)) {
       const steps = plan.results.map((r) => r.detail).join("\n");
@@ -295,6 +297,24 @@ describe("claimStalledDeliveries", () => {
     }
     expect(claimed).toContain(stalled.delivery_id);
     expect(claimed.filter((id) => onTime.some((r) => r.delivery_id === id))).toEqual([]);
+  });
+  it("starts the next sweep at the first org it left out, when the walk stopped just past it", async () => {
+    // 205 orgs with one overdue delivery each, next to each other in id order.
+    const prefix = uniqueId("org");
+    const orgs = Array.from({ length: 205 }, (_, i) => `${prefix}_${String(i).padStart(3, "0")}`);
+    const now = Date.now();
+    await insertAll(orgs.map((org) => overdueSince(org, now - 3600_000)));
+    await env.DB.prepare("INSERT OR REPLACE INTO sweep_progress (id, next_org_id) VALUES (1, ?)")
+      .bind(`${prefix}_`)
+      .run();
+    // The walk visits 201 orgs: it finds one more overdue org than a sweep serves.
+    const first = await claimStalledDeliveries(env.DB, now - 60_000, now, SWEEP_LIMIT, SWEEP_ORGS + 1);
+    expect(new Set(first.stalled.map((d) => d.org_id))).toEqual(new Set(orgs.slice(0, SWEEP_ORGS)));
+    // The orgs served have a new overdue delivery by the next sweep; it begins with the 201st.
+    await insertAll(orgs.slice(0, SWEEP_ORGS).map((org) => overdueSince(org, now - 3600_000)));
+    const second = await claimStalledDeliveries(env.DB, now - 60_000, now, SWEEP_LIMIT, SWEEP_ORGS + 1);
+    const servedNext = new Set(second.stalled.map((d) => d.org_id));
+    expect(orgs.slice(SWEEP_ORGS).filter((org) => !servedNext.has(org))).toEqual([]);
   });
 });
 
