@@ -170,9 +170,9 @@ export interface SweepClaim {
 /**
  * Claims up to `limit` deliveries whose next attempt was due before `overdueBefore`,
  * shared out as equally as their numbers allow over up to SWEEP_ORGS orgs (each its
- * oldest first). The orgs take turns: in id order from the last one the previous sweep
- * served (`sweep_progress`), and round again after the last, so an org's stalled
- * delivery waits for none of the backlogs of others. A walk visits at most `walkLimit`
+ * oldest first). The orgs take turns: in id order from where the previous sweep stopped
+ * (`sweep_progress`), and round again after the last, so an org's stalled delivery
+ * waits for none of the backlogs of others. A walk visits at most `walkLimit`
  * orgs with pending deliveries (SWEEP_WALK_LIMIT; smaller in tests).
  */
 export async function claimStalledDeliveries(
