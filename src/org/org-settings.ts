@@ -191,6 +191,7 @@ export class OrgSettings extends DurableObject<Env> {
    * just before the revoke, and reaches the object just after it, is refused all the same.
    */
   private readonly revokedKeys = new Set<string>();
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
