@@ -1,3 +1,4 @@
+import { readProgress, writeProgress } from "./progress";
 import type { LogDb } from "./shards";
 
 /**
@@ -46,10 +47,6 @@ const DELETE_ORPHANS = `DELETE FROM attempts WHERE org_id = ?1 AND attempted_at 
     AND NOT EXISTS (SELECT 1 FROM attempts AS first
                      WHERE first.delivery_id = attempts.delivery_id AND first.attempt = 1)`;
 
-const READ_PROGRESS = "SELECT next_org_id FROM retention_progress WHERE id = 1";
-const WRITE_PROGRESS = `INSERT INTO retention_progress (id, next_org_id) VALUES (1, ?)
-  ON CONFLICT (id) DO UPDATE SET next_org_id = excluded.next_org_id`;
-
 export interface RetentionRun {
   /** Orgs cleared in this run. */
   orgs: number;
@@ -60,7 +57,7 @@ export interface RetentionRun {
 
 /** One run on one shard, within `budget` statements (at least 5). */
 export async function deleteExpiredDeliveries(db: LogDb, cutoff: number, budget: number): Promise<RetentionRun> {
-  const from = (await db.prepare(READ_PROGRESS).first<{ next_org_id: string }>())?.next_org_id ?? "";
+  const from = await readProgress(db, "retention_progress");
   // Each org costs two statements at least, so the budget never reaches the list's end
   // unless the shard's orgs end first.
   const { results: orgs } = await db.prepare(ORGS_FROM).bind(from, budget).run<{ org_id: string }>();
@@ -91,9 +88,6 @@ export async function deleteExpiredDeliveries(db: LogDb, cutoff: number, budget:
     spent++;
     cleared++;
   }
-  await db
-    .prepare(WRITE_PROGRESS)
-    .bind(stoppedAt ?? "")
-    .run();
+  await writeProgress(db, "retention_progress", stoppedAt ?? "").run();
   return { orgs: cleared, attempts_deleted: deleted, complete: stoppedAt === null };
 }

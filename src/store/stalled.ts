@@ -12,6 +12,7 @@
  * backlog had hundreds.
  */
 import { inflate } from "./codec";
+import { readProgress, writeProgress } from "./progress";
 import type { LogDb } from "./shards";
 
 /** What a stalled delivery needs to be sent again: its event as stored at attempt 1. */
@@ -116,11 +117,6 @@ export const COUNT_OVERDUE = `SELECT o.value AS org_id,
 const ABANDON = `UPDATE attempts SET next_attempt_at = NULL
   WHERE delivery_id IN (SELECT value FROM json_each(?1)) AND next_attempt_at IS NOT NULL`;
 
-/** `next_org_id`: where the last sweep of this shard stopped (the last org it served or walked to). */
-const READ_CURSOR = "SELECT next_org_id FROM sweep_progress WHERE id = 1";
-const WRITE_CURSOR = `INSERT INTO sweep_progress (id, next_org_id) VALUES (1, ?)
-  ON CONFLICT (id) DO UPDATE SET next_org_id = excluded.next_org_id`;
-
 /** An org with overdue deliveries, as a walk found it. */
 interface OverdueOrg {
   org_id: string;
@@ -182,7 +178,8 @@ export async function claimStalledDeliveries(
   limit: number,
   walkLimit = SWEEP_WALK_LIMIT,
 ): Promise<SweepClaim> {
-  const cursor = (await db.prepare(READ_CURSOR).first<{ next_org_id: string }>())?.next_org_id ?? "";
+  // Where the last sweep of this shard stopped: the last org it served or walked to.
+  const cursor = await readProgress(db, "sweep_progress");
   // Every org served gets at least one.
   const wanted = Math.min(SWEEP_ORGS, limit);
   const walk = { overdueBefore, wanted, after: cursor, upTo: AFTER_EVERY_ORG, limit: walkLimit };
@@ -210,7 +207,7 @@ export async function claimStalledDeliveries(
   // Past an org left out, the next sweep starts from the last one served.
   const next = (allTaken ? stoppedAt : null) ?? served.at(-1)?.org_id;
   if (next === undefined) return { stalled: [], abandoned: [] };
-  const saveCursor = db.prepare(WRITE_CURSOR).bind(next);
+  const saveCursor = writeProgress(db, "sweep_progress", next);
   if (served.length === 0) {
     await saveCursor.run();
     return { stalled: [], abandoned: [] };
