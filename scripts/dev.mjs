@@ -15,11 +15,13 @@ if (!existsSync(".dev.vars")) {
   console.log("Created .dev.vars from .dev.vars.example (tokens: dev-producer-token, dev-operator-token)");
 } else {
   // A .dev.vars from before a token existed gets that token's dev value (never a change to one set).
-  const have = readFileSync(".dev.vars", "utf8");
+  let have = readFileSync(".dev.vars", "utf8");
   for (const line of readFileSync(".dev.vars.example", "utf8").split("\n")) {
     const name = /^([A-Z_]+)=/.exec(line)?.[1];
     if (name && !new RegExp(`^${name}=`, "m").test(have)) {
-      appendFileSync(".dev.vars", `${have.endsWith("\n") ? "" : "\n"}${line}\n`);
+      const added = `${have.endsWith("\n") ? "" : "\n"}${line}\n`;
+      appendFileSync(".dev.vars", added);
+      have += added; // so that a second missing token is not preceded by a blank line
       console.log(`Added ${name} to .dev.vars from .dev.vars.example`);
     }
   }

@@ -9,7 +9,7 @@ import { sha256Hex, toBase64Url, toHex } from "../encoding";
 export const ORG_KEY_PREFIX = "zk_";
 
 /** Every key this code issues: the prefix and 32 bytes in base64url (43 characters). */
-const ORG_KEY_SHAPE = /^zk_[A-Za-z0-9_-]{43}$/;
+const ORG_KEY_SHAPE = new RegExp(`^${ORG_KEY_PREFIX}[A-Za-z0-9_-]{43}$`);
 
 /**
  * Whether `token` could be a key at all. Anything else is refused without a D1 query:
