@@ -28,6 +28,11 @@ export interface Config {
    * stall sweep picks it up and any message of it may take it over (src/delivery/plan.ts).
    */
   readonly stalledAfterMs: number;
+  /**
+   * Attempts one org may keep going in the slow lane at once; its deliveries beyond that
+   * take the overflow lane (src/org/slow-lane-share.ts).
+   */
+  readonly slowLaneOrgShare: number;
   /** The D1 bindings that hold the log; every org lives on one (src/store/shards.ts). */
   readonly logShards: readonly string[];
   /** Of those, the ones a new org may be placed on (all but `LOG_SHARDS_CLOSED`). */
@@ -44,6 +49,7 @@ export type ConfigVars = Pick<
   | "LOG_RETENTION_DAYS"
   | "SLOW_ATTEMPT_MS"
   | "STALLED_AFTER_SECONDS"
+  | "SLOW_LANE_ORG_SHARE"
   | "LOG_SHARDS"
   | "LOG_SHARDS_CLOSED"
 >;
@@ -60,6 +66,7 @@ export const CONFIG_DEFAULTS = {
   LOG_RETENTION_DAYS: "30",
   SLOW_ATTEMPT_MS: "1000",
   STALLED_AFTER_SECONDS: "300",
+  SLOW_LANE_ORG_SHARE: "50",
   // One shard, the database that also holds the API keys; wrangler.toml runs two.
   LOG_SHARDS: "DB",
   LOG_SHARDS_CLOSED: "",
@@ -90,6 +97,7 @@ export function parseConfig(env: ConfigVars): Config {
     logRetentionDays: parseInteger("LOG_RETENTION_DAYS", raw("LOG_RETENTION_DAYS"), 1, 3650),
     slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", raw("SLOW_ATTEMPT_MS"), 1, 900_000),
     stalledAfterMs: parseInteger("STALLED_AFTER_SECONDS", raw("STALLED_AFTER_SECONDS"), 1, 86_400) * 1000,
+    slowLaneOrgShare: parseInteger("SLOW_LANE_ORG_SHARE", raw("SLOW_LANE_ORG_SHARE"), 1, 10_000),
     ...parseShards(raw("LOG_SHARDS"), raw("LOG_SHARDS_CLOSED")),
   };
 }

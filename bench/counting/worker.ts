@@ -58,7 +58,7 @@ function zero() {
     fetchInvocations: 0,
     queueInvocations: 0,
     queueMessagesWritten: 0,
-    /** Of those, to the slow lane (moved and handed-off deliveries). */
+    /** Of those, to the slow and overflow lanes (moved and handed-off deliveries). */
     slowLaneMessagesWritten: 0,
     queueMessagesRead: 0,
     queueMessagesAcked: 0,
@@ -287,6 +287,7 @@ function counted(env: Env, run: BatchStats | null): Env {
     ...Object.fromEntries(boundDatabases(env).map(([name, db]) => [name, database(db, name, run)])),
     DELIVERIES: queue(env.DELIVERIES),
     DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, true),
+    DELIVERIES_OVERFLOW: queue(env.DELIVERIES_OVERFLOW, true),
     ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS, run),
   };
 }

@@ -1,6 +1,7 @@
 import { type Config, readConfig } from "../config";
 import { type EndpointReport, endpointOf } from "../org/endpoint-health";
 import { type DeliverySettings, orgSettings } from "../org/org-settings";
+import type { ShareRules } from "../org/slow-lane-share";
 import { checkWebhookUrl } from "../org/webhook-url";
 import {
   type AttemptRecord,
@@ -14,7 +15,7 @@ import { readStoredEvents } from "../store/stalled";
 import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
 import { inSendLimits } from "./enqueue";
 import { signedAttemptHeaders } from "./headers";
-import { handOffLeaseMarginMs, laneOfQueue, slowLane } from "./lanes";
+import { handOffLeaseMarginMs, type LaneName, laneOfQueue, laneQueue } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
 import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
@@ -39,9 +40,11 @@ import { Signer } from "./signing";
  *      SLOW_ATTEMPT_MS is handed off to finish in the background (src/delivery/pool.ts);
  *   5. the log rows, written to each org's shard in a few D1 transactions while the
  *      attempts go on (a group commit, src/delivery/log-writer.ts), and one Durable
- *      Object call per org reporting the outcomes (endpoint health);
+ *      Object call per org reporting the outcomes (endpoint health), and one more per
+ *      org whose deliveries move aside: which fit in its share of the slow lane;
  *   6. only once its own row is written, ack or retry each message; moved and
- *      handed-off deliveries continue as slow-lane messages.
+ *      handed-off deliveries continue as slow-lane messages (or overflow-lane ones,
+ *      beyond the org's share).
  *
  * Acking after the write is what makes a crash harmless: a run that dies before step 5
  * leaves its messages unacked, they come back, and the attempts are made again (the
@@ -108,6 +111,7 @@ const summaryKeys = [
   "deferred",
   "moved",
   "handed_off",
+  "overflowed",
   "released",
 ] as const;
 type Summary = Record<(typeof summaryKeys)[number], number>;
@@ -219,7 +223,7 @@ export async function deliverBatch(
     const writer = writers.get(shardOfOrg.get(attempted.message.body.org_id)!.name)!;
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
-  const toSlowLane: SlowLaneMove[] = [];
+  const toOtherLanes: LaneMove[] = [];
   const tasks: Array<
     PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
   > = [];
@@ -240,7 +244,7 @@ export async function deliverBatch(
       if (listening) relay.add({ ...relayItem, signer: org.value.signer });
       end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
     } else if (moving) {
-      toSlowLane.push(moveOf(message));
+      toOtherLanes.push(moveOf(message, target.endpoint));
     } else {
       const task = {
         endpoint: `${message.body.org_id} ${target.endpoint}`,
@@ -282,7 +286,7 @@ export async function deliverBatch(
     } else if (result.kind === "handed_off") {
       handedOff.push({ ...task, value: result.value });
     } else if (result.kind === "moved") {
-      toSlowLane.push(moveOf(task.message));
+      toOtherLanes.push(moveOf(task.message, task.origin));
     } else {
       released.push(task.message);
     }
@@ -294,14 +298,16 @@ export async function deliverBatch(
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
   for (const h of handedOff) {
     const until = h.startedAt + config.attemptTimeoutMs + leaseMarginMs;
-    toSlowLane.push({
+    toOtherLanes.push({
       request: {
         body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until } },
         contentType: "v8",
         delaySeconds: secondsUntil(until),
       },
       message: h.message,
+      endpoint: h.origin,
       leaseUntil: until,
+      lane: "slow",
     });
   }
   if (handedOff.length > 0) {
@@ -324,6 +330,11 @@ export async function deliverBatch(
   }));
   await Promise.all([
     ...[...writers.values()].map((writer) => writer.flush()),
+    shareSlowLane(env, toOtherLanes, {
+      share: config.slowLaneOrgShare,
+      slowAttemptMs: config.slowAttemptMs,
+      attemptTimeoutMs: config.attemptTimeoutMs,
+    }),
     reportHealth(env, [
       ...ended.flatMap((a) => (a.report ? [{ org: a.row.record.org_id, report: a.report }] : [])),
       ...handedOff.map((h, i) => ({ org: h.message.body.org_id, report: inFlight[i]! })),
@@ -356,17 +367,21 @@ export async function deliverBatch(
   defer(unwritten, "write_log", writeError);
   summary.deferred += unwritten.length;
 
-  // Moved and handed-off deliveries go on in the slow lane as new messages, in as many
-  // sends as the queue's limits take (a batch of large events is more than one send's
-  // 256 KB). A send that fails keeps its own messages in this lane: moved ones come back
-  // after a back-off; handed-off ones once their attempt has surely ended (the plan then
-  // finds it logged, or makes it).
-  for (const chunk of inSendLimits(toSlowLane, (move) => move.request.body)) {
+  // Moved and handed-off deliveries go on in the slow lane (or the overflow lane) as new
+  // messages, in as many sends as the queue's limits take (a batch of large events is more
+  // than one send's 256 KB). A send that fails keeps its own messages in this lane: moved
+  // ones come back after a back-off; handed-off ones once their attempt has surely ended
+  // (the plan then finds it logged, or makes it).
+  const sends = [...Map.groupBy(toOtherLanes, (move) => move.lane)].flatMap(([to, moves]) =>
+    [...inSendLimits(moves, (move) => move.request.body)].map((chunk) => ({ to, chunk })),
+  );
+  for (const { to, chunk } of sends) {
     try {
-      await slowLane(env).sendBatch(chunk.map((move) => move.request));
+      await laneQueue(env, to).sendBatch(chunk.map((move) => move.request));
       for (const move of chunk) {
         move.message.ack();
         summary[move.leaseUntil === null ? "moved" : "handed_off"]++;
+        if (to === "overflow") summary.overflowed++;
       }
     } catch (error) {
       const moved = chunk.filter((move) => move.leaseUntil === null);
@@ -519,21 +534,51 @@ async function makeAttempt(
   };
 }
 
-/** A delivery going on as a new slow-lane message: the request, and the message it replaces. */
-interface SlowLaneMove {
+/** A delivery going on as a new message in another lane: the request, and the message it replaces. */
+interface LaneMove {
   request: MessageSendRequest<DeliveryMessage>;
   message: BatchMessage;
+  /** The endpoint it goes to: what its share of the slow lane is counted by. */
+  endpoint: string;
   /** A handed-off attempt's lease end (unix ms); null otherwise. */
   leaseUntil: number | null;
+  /** The slow lane, unless the org's share of it is used up (`shareSlowLane`). */
+  lane: Exclude<LaneName, "fast">;
 }
 
 /** The same delivery as a new slow-lane message that keeps its owner. */
-function moveOf(message: BatchMessage): SlowLaneMove {
+function moveOf(message: BatchMessage, endpoint: string): LaneMove {
   return {
     request: { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" },
     message,
+    endpoint,
     leaseUntil: null,
+    lane: "slow",
   };
+}
+
+/**
+ * Asks each org's Durable Object, once per org, which of its moves fit in its share of
+ * the slow lane (src/org/slow-lane-share.ts); the others are sent to the overflow lane.
+ * Like health, the share is advice: when an object cannot answer, its moves take the
+ * slow lane as they did before there were shares.
+ */
+async function shareSlowLane(env: Env, moves: readonly LaneMove[], rules: ShareRules): Promise<void> {
+  await Promise.all(
+    [...Map.groupBy(moves, (move) => move.message.body.org_id)].map(async ([orgId, list]) => {
+      try {
+        const admitted = await orgSettings(env, orgId).admitToSlowLane(
+          list.map((move) => move.endpoint),
+          rules,
+        );
+        list.forEach((move, i) => {
+          if (admitted[i] === false) move.lane = "overflow";
+        });
+      } catch (error) {
+        logFault("share_slow_lane", list.length, error);
+      }
+    }),
+  );
 }
 
 /**

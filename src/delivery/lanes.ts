@@ -1,7 +1,7 @@
 import type { DeliveryMessage } from "./message";
 
 /**
- * Two lanes, so that one customer's broken endpoint never slows anyone else's webhooks.
+ * Lanes, so that one customer's broken endpoint never slows anyone else's webhooks.
  *
  * A queue run holds its whole batch until its slowest attempt ends: one endpoint that
  * hangs for the 10 s timeout holds every other delivery of the batch, and (with a
@@ -20,24 +20,34 @@ import type { DeliveryMessage } from "./message";
  *   a run is one wave of attempts. It carries a delivery's whole remaining schedule,
  *   until the endpoint answers well again (src/org/endpoint-health.ts) and new events
  *   take the fast lane.
+ * - **overflow** (`deliveries-overflow`): the slow lane is one queue for every org, read
+ *   in order, so an org flooding it would queue ahead of every other org's slow endpoint.
+ *   Each org has a share of it (src/org/slow-lane-share.ts, asked of the org's Durable
+ *   Object as deliveries move there); what goes beyond its share takes this lane instead,
+ *   which works as the slow lane does, and where only orgs beyond their share wait for
+ *   each other.
  *
  * Every lane makes the same attempts with the same bytes, headers and schedule; only
  * where a delivery waits differs. A moved delivery is a new queue message that keeps
  * its owner (the `owner` field), so the log's ownership rules hold across lanes.
  */
 
-export type LaneName = "fast" | "slow";
+export type LaneName = "fast" | "slow" | "overflow";
 
 export const FAST_LANE_QUEUE = "deliveries";
 export const SLOW_LANE_QUEUE = "deliveries-slow";
+export const OVERFLOW_LANE_QUEUE = "deliveries-overflow";
 
 export function laneOfQueue(queue: string): LaneName {
-  return queue === SLOW_LANE_QUEUE ? "slow" : "fast";
+  return queue === SLOW_LANE_QUEUE ? "slow" : queue === OVERFLOW_LANE_QUEUE ? "overflow" : "fast";
 }
 
-/** The producer binding of the slow lane (the fast lane's is `DELIVERIES`). */
-export function slowLane(env: Pick<Env, "DELIVERIES_SLOW">): Queue<DeliveryMessage> {
-  return env.DELIVERIES_SLOW as Queue<DeliveryMessage>;
+/** The producer binding of a lane a delivery moves to (the fast lane's is `DELIVERIES`). */
+export function laneQueue(
+  env: Pick<Env, "DELIVERIES_SLOW" | "DELIVERIES_OVERFLOW">,
+  lane: Exclude<LaneName, "fast">,
+): Queue<DeliveryMessage> {
+  return (lane === "slow" ? env.DELIVERIES_SLOW : env.DELIVERIES_OVERFLOW) as Queue<DeliveryMessage>;
 }
 
 /**

@@ -25,6 +25,7 @@ import {
 import { placeOrg } from "./placement";
 import { migrateSchema } from "./schema";
 import { generateSigningSecret } from "./signing-secret";
+import { admitToSlowLane, expectedAttemptMs, type ShareRules } from "./slow-lane-share";
 import { checkWebhookUrl } from "./webhook-url";
 
 /**
@@ -191,6 +192,13 @@ export class OrgSettings extends DurableObject<Env> {
    * just before the revoke, and reaches the object just after it, is refused all the same.
    */
   private readonly revokedKeys = new Set<string>();
+  /**
+   * The org's slow-lane clock (src/org/slow-lane-share.ts). In memory on purpose: it is
+   * never more than one attempt timeout ahead of now, so by the time an object is evicted
+   * (idle for over a minute) it has run down anyway; a restart forgets at most one
+   * timeout's worth of deliveries let in.
+   */
+  private slowLaneClock = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -527,6 +535,28 @@ export class OrgSettings extends DurableObject<Env> {
       log_shard: row.log_shard,
       listeners: this.listeners().length,
     };
+  }
+
+  /**
+   * Asked by the fast lane as it moves deliveries to the slow lane, one call per org per
+   * run: which of them (by endpoint, in order) fit in the org's share of the slow lane.
+   * The others take the overflow lane (src/delivery/lanes.ts). The rules come with the
+   * call, from the settings the consumer runs with (as its health reports do).
+   */
+  admitToSlowLane(endpoints: readonly string[], rules: ShareRules): boolean[] {
+    const latency = new Map(
+      this.sql
+        .exec<{ origin: string; latency_ms: number | null }>(
+          "SELECT origin, latency_ms FROM endpoint_health WHERE origin IN (SELECT value FROM json_each(?))",
+          JSON.stringify([...new Set(endpoints)]),
+        )
+        .toArray()
+        .map((r) => [r.origin, r.latency_ms] as const),
+    );
+    const expected = endpoints.map((origin) => expectedAttemptMs(latency.get(origin) ?? null, rules));
+    const { admitted, clock } = admitToSlowLane(this.slowLaneClock, expected, Date.now(), rules);
+    this.slowLaneClock = clock;
+    return admitted;
   }
 
   /**

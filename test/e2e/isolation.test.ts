@@ -8,7 +8,8 @@ import { record } from "./support/summary";
  * One customer's broken endpoint must not slow anyone else's webhooks (the lanes of
  * src/delivery/lanes.ts), seen as customers see it, against its own `wrangler dev`:
  * a 4 s attempt timeout (long enough to tell "arrived while the neighbour hung" from
- * "waited for it"), hand-off after 500 ms, the schedule shortened to 1 s and 2 s.
+ * "waited for it"), hand-off after 500 ms, the schedule shortened to 1 s and 2 s, and an
+ * org's share of the slow lane cut to 2 attempts (locally the lane makes 6 at a time).
  *
  * The checks are orders of events on the receivers' clocks, not speed targets: a
  * healthy org's webhooks arrive while the broken org's first attempt is still hanging.
@@ -28,6 +29,7 @@ beforeAll(async () => {
     RETRY_DELAYS_SECONDS: DELAYS_S.join(","),
     ATTEMPT_TIMEOUT_MS: String(TIMEOUT_MS),
     SLOW_ATTEMPT_MS: "500",
+    SLOW_LANE_ORG_SHARE: "2",
     ALLOW_INSECURE_WEBHOOK_URLS: "true",
   });
 });
@@ -237,4 +239,42 @@ describe("endpoints that misbehave in other ways", () => {
       "default delivered at once, stays in the fast lane",
     );
   });
+});
+
+describe("an org flooding the slow lane", () => {
+  it("holds only its share: another org's slow endpoint is served while the flood still waits", async () => {
+    const answersLate = endpoint([{ delayMs: 1000 }]);
+    const patient = await org(answersLate.url);
+    const [warmUp] = await send([event(patient.orgId)]);
+    expect(await finished(patient.key, warmUp!)).toMatchObject({ status: "delivered" });
+    expect(await health(patient.key)).toMatchObject({ lane: "slow", lane_reason: "slow" });
+
+    // 36 events to an endpoint that hangs for its first 36 requests (then fails at once,
+    // so the flood's retries end soon): the flood's first attempts fill the lanes.
+    const FLOOD = 36;
+    const hanging = endpoint([...Array<Reply>(FLOOD).fill({ delayMs: 60_000 }), { status: 500 }], 1);
+    const flooding = await org(hanging.url);
+    const floodIds = await send(Array.from({ length: FLOOD }, () => event(flooding.orgId)));
+    // The fast lane has handed off its first attempts and moved the rest of the flood aside.
+    await until(() => (hanging.requests().length >= 5 ? true : undefined));
+    const [later] = await send([event(patient.orgId)]);
+    const arrived = await until(() => byAttempt(answersLate.requests(), later!)[0]);
+    const firstAttempts = floodIds.map((id) => byAttempt(hanging.requests(), id)[0]?.received_at);
+    const stillWaiting = firstAttempts.filter((at) => at === undefined || at > arrived.received_at).length;
+    // In one slow lane for all, it would have waited for the first attempts of all 33 moved
+    // deliveries (6 per 4 s run); within its share the flood takes 2 at a time there.
+    expect(stillWaiting).toBeGreaterThanOrEqual(8);
+
+    // The flood itself loses nothing: every delivery makes its 3 attempts, each logged once.
+    const ends = await Promise.all(floodIds.map((id) => finished(flooding.key, id, 100_000)));
+    for (const d of ends) expect(d).toMatchObject({ status: "failed", attempt_count: 3 });
+    expect(hanging.requests()).toHaveLength(3 * FLOOD);
+    expect(await finished(patient.key, later!)).toMatchObject({ status: "delivered", attempt_count: 1 });
+    record(
+      "isolation",
+      `org flooding the slow lane (${FLOOD} to a hanging endpoint, share 2)`,
+      `another org's slow endpoint served with ${stillWaiting}/${FLOOD} of the flood still waiting; ` +
+        `${3 * FLOOD} attempts, ${3 * FLOOD} requests`,
+    );
+  }, 150_000);
 });

@@ -96,6 +96,8 @@ export interface ConsumerRun {
   background: Promise<void>;
   /** What the run sent to the slow lane (kept here, not queued: a test runs them itself). */
   toSlowLane: Array<{ body: DeliveryMessage; delaySeconds?: number }>;
+  /** And to the overflow lane (an org's moves beyond its share of the slow lane). */
+  toOverflowLane: Array<{ body: DeliveryMessage; delaySeconds?: number }>;
 }
 
 /**
@@ -127,21 +129,29 @@ export async function runConsumer(
     });
   }
   const toSlowLane: ConsumerRun["toSlowLane"] = [];
-  const send = vi.spyOn(runEnv.DELIVERIES_SLOW, "sendBatch").mockImplementation(async (requests) => {
-    // What Queues refuses: more than 100 messages, or 256 KB, in one call.
-    const list = [...requests];
-    const bytes = list.reduce((sum, r) => sum + (r.body as DeliveryMessage).body.byteLength, 0);
-    if (list.length > 100 || bytes > 256_000) throw new Error(`sendBatch: ${list.length} messages, ${bytes} B`);
-    for (const r of list) toSlowLane.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
-    return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
-  });
+  const toOverflowLane: ConsumerRun["toOverflowLane"] = [];
+  const sends = (
+    [
+      [runEnv.DELIVERIES_SLOW, toSlowLane],
+      [runEnv.DELIVERIES_OVERFLOW, toOverflowLane],
+    ] as const
+  ).map(([queue, sent]) =>
+    vi.spyOn(queue, "sendBatch").mockImplementation(async (requests) => {
+      // What Queues refuses: more than 100 messages, or 256 KB, in one call.
+      const list = [...requests];
+      const bytes = list.reduce((sum, r) => sum + (r.body as DeliveryMessage).body.byteLength, 0);
+      if (list.length > 100 || bytes > 256_000) throw new Error(`sendBatch: ${list.length} messages, ${bytes} B`);
+      for (const r of list) sent.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
+      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
+    }),
+  );
   const ctx = createExecutionContext();
   try {
     await worker.queue(batch, runEnv, ctx);
   } finally {
-    send.mockRestore();
+    for (const send of sends) send.mockRestore();
   }
-  return { acked, retried, background: waitOnExecutionContext(ctx), toSlowLane };
+  return { acked, retried, background: waitOnExecutionContext(ctx), toSlowLane, toOverflowLane };
 }
 
 /**

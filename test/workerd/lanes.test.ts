@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../src/delivery/message";
-import { endpointOf } from "../../src/org/endpoint-health";
+import { type EndpointReport, endpointOf } from "../../src/org/endpoint-health";
 import { OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { SCHEMA_VERSION } from "../../src/org/schema";
 import {
@@ -320,6 +320,125 @@ describe("the slow lane", () => {
     expect(late.acked).toEqual([leased.id]);
     expect(await attemptsOf(base.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
     expect(await h.requests()).toHaveLength(1);
+  });
+});
+
+describe("each org's share of the slow lane", () => {
+  /** Two attempts at once per org; ATTEMPT_TIMEOUT_MS is 1000, so each is expected to take 1 s. */
+  const shareEnv = { ...laneEnv, SLOW_LANE_ORG_SHARE: "2" };
+
+  it("sends an org's moves beyond its share to the overflow lane; another org's still take the slow lane", async () => {
+    const [flooding, other] = [uniqueId("org"), uniqueId("org")];
+    const [hanging, slowish] = [await hook([{ delayMs: 3000 }]), await hook()];
+    await markSlow(flooding, hanging.url);
+    await markSlow(other, slowish.url);
+    const flood = await Promise.all(Array.from({ length: 8 }, () => message(flooding, hanging.url)));
+    const late = await message(other, slowish.url);
+
+    const run = await runConsumer([...flood, late], "deliveries", shareEnv);
+    expect(run.acked.sort()).toEqual([...flood, late].map((m) => m.id).sort());
+    const ids = (sent: typeof run.toSlowLane) => sent.map((m) => m.body.delivery_id);
+    expect(ids(run.toSlowLane)).toEqual([...flood.slice(0, 2), late].map((m) => m.body.delivery_id));
+    expect(ids(run.toOverflowLane)).toEqual(flood.slice(2).map((m) => m.body.delivery_id));
+    // The same messages either way: the same owner, bytes and no delay.
+    expect(run.toOverflowLane[0]).toEqual({
+      body: { ...flood[2]!.body, owner: flood[2]!.id },
+      delaySeconds: undefined,
+    });
+    expect(await hanging.requests()).toHaveLength(0);
+  });
+
+  it("gives the share back as the attempts it let in would have ended", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    await markSlow(orgId, h.url);
+    const first = await runConsumer(
+      await Promise.all([1, 2, 3].map(() => message(orgId, h.url))),
+      "deliveries",
+      shareEnv,
+    );
+    expect([first.toSlowLane.length, first.toOverflowLane.length]).toEqual([2, 1]);
+
+    advance(0.5); // half of the expected attempt time: room for one
+    const half = await runConsumer(await Promise.all([1, 2].map(() => message(orgId, h.url))), "deliveries", shareEnv);
+    expect([half.toSlowLane.length, half.toOverflowLane.length]).toEqual([1, 1]);
+
+    advance(1);
+    const later = await runConsumer(
+      await Promise.all([1, 2, 3].map(() => message(orgId, h.url))),
+      "deliveries",
+      shareEnv,
+    );
+    expect([later.toSlowLane.length, later.toOverflowLane.length]).toEqual([2, 1]);
+  });
+
+  it("gives the share back by the endpoint's response time: one answering in 300 ms frees it in 300 ms", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    // In the slow lane for its failures, but it answers in 300 ms (SLOW_ATTEMPT_MS here).
+    await orgSettings(env, orgId).reportAttempts(
+      [1, 2, 3].map((i) => ({
+        origin: endpointOf(h.url)!,
+        at: Date.now() + i,
+        outcome: "failed" as const,
+        error: "http_status" as const,
+        response_time_ms: 300,
+        slow: false,
+      })),
+    );
+    expect(await health(orgId, h.url)).toMatchObject({ lane: "slow", lane_reason: "failing" });
+    const flood = () => Promise.all(Array.from({ length: 8 }, () => message(orgId, h.url)));
+    // 150 ms of the share each (300 ms, two at a time): 6 fit within the 1 s timeout.
+    const first = await runConsumer(await flood(), "deliveries", shareEnv);
+    expect([first.toSlowLane.length, first.toOverflowLane.length]).toEqual([6, 2]);
+    advance(0.3); // a hanging endpoint's attempts would still hold the whole share
+    const next = await runConsumer(await flood(), "deliveries", shareEnv);
+    expect([next.toSlowLane.length, next.toOverflowLane.length]).toEqual([2, 6]);
+  });
+
+  it("the overflow lane delivers as the slow lane does: the same bytes, its own retries", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook([{ status: 503 }, {}]);
+    const base = await message(orgId, h.url);
+    const moved = { id: uniqueId("msg"), body: { ...base.body, owner: base.id } };
+
+    const run = await runConsumer([moved], "deliveries-overflow", shareEnv);
+    expect(run.retried.get(moved.id)).toBe(60);
+    expect([run.toSlowLane, run.toOverflowLane]).toEqual([[], []]);
+    advance(60);
+    const again = await runConsumer([{ ...moved, attempts: 2 }], "deliveries-overflow", shareEnv);
+    expect(again.acked).toEqual([moved.id]);
+    const requests = await h.requests();
+    expect(requests.map((r) => r.text)).toEqual([1, 2].map(() => new TextDecoder().decode(base.body.body)));
+    expect(await attemptsOf(base.body.delivery_id)).toMatchObject([
+      { attempt: 1, outcome: "failed", message_id: base.id },
+      { attempt: 2, outcome: "succeeded", message_id: base.id },
+    ]);
+  });
+
+  it("moves every delivery to the slow lane when the org's object cannot answer about its share", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook();
+    await markSlow(orgId, h.url);
+    const namespace = env.ORG_SETTINGS;
+    const faulty = {
+      ...shareEnv,
+      ORG_SETTINGS: {
+        idFromName: (name: string) => namespace.idFromName(name),
+        get: (id: DurableObjectId) => {
+          const stub = namespace.get(id);
+          return {
+            getDeliverySettings: (e: string[]) => stub.getDeliverySettings(e),
+            reportAttempts: (r: EndpointReport[]) => stub.reportAttempts(r),
+            admitToSlowLane: () => Promise.reject(new Error("Durable Object reset")),
+          };
+        },
+      } as unknown as Env["ORG_SETTINGS"],
+    };
+    const flood = await Promise.all(Array.from({ length: 5 }, () => message(orgId, h.url)));
+    const run = await runConsumer(flood, "deliveries", faulty);
+    expect(run.acked).toHaveLength(5);
+    expect([run.toSlowLane.length, run.toOverflowLane.length]).toEqual([5, 0]);
   });
 });
 
