@@ -1208,7 +1208,7 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
       [`noisy neighbour, 4 healthy orgs × ${r.neighbour.eventsPerOrg}, fifth org healthy`, line(healthy)],
       [
         "noisy neighbour, the same, fifth org's endpoint hanging",
-        `${line(noisy)}; ${noisy.counters.slowLaneMessagesWritten} messages to the slow lane`,
+        `${line(noisy)}; ${noisy.counters.slowLaneMessagesWritten} messages to the slow and overflow lanes`,
       ],
       [
         "noisy neighbour, ratios",

@@ -1,7 +1,7 @@
 import { type Config, readConfig } from "../config";
 import { type EndpointReport, endpointOf } from "../org/endpoint-health";
 import { type DeliverySettings, orgSettings } from "../org/org-settings";
-import type { ShareRules } from "../org/slow-lane-share";
+import type { ShareRules, SlowLaneMove } from "../org/slow-lane-share";
 import { checkWebhookUrl } from "../org/webhook-url";
 import {
   type AttemptRecord,
@@ -50,8 +50,8 @@ import { Signer } from "./signing";
  * leaves its messages unacked, they come back, and the attempts are made again (the
  * receiver may see a duplicate, which the seed tells it to expect; the log never
  * does). A run that dies after step 5 finds its attempts logged and only waits. A
- * handed-off attempt is logged by the background work; the slow-lane message that
- * follows it holds a lease until the attempt's timeout has surely passed, and makes
+ * handed-off attempt is logged by the background work; the message that follows it
+ * (in the slow or the overflow lane) holds a lease until the attempt's timeout has surely passed, and makes
  * the attempt again only if it never got logged.
  */
 
@@ -244,7 +244,7 @@ export async function deliverBatch(
       if (listening) relay.add({ ...relayItem, signer: org.value.signer });
       end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
     } else if (moving) {
-      toOtherLanes.push(moveOf(message, target.endpoint));
+      toOtherLanes.push(moveOf(message, target.endpoint, false));
     } else {
       const task = {
         endpoint: `${message.body.org_id} ${target.endpoint}`,
@@ -286,13 +286,14 @@ export async function deliverBatch(
     } else if (result.kind === "handed_off") {
       handedOff.push({ ...task, value: result.value });
     } else if (result.kind === "moved") {
-      toOtherLanes.push(moveOf(task.message, task.origin));
+      // Its endpoint has an attempt of this run still going past SLOW_ATTEMPT_MS.
+      toOtherLanes.push(moveOf(task.message, task.origin, true));
     } else {
       released.push(task.message);
     }
   });
 
-  // Handed-off attempts finish in the background; a slow-lane message follows each,
+  // Handed-off attempts finish in the background; a message follows each (another lane's),
   // waiting until its attempt has surely ended (the lease).
   const leaseMarginMs = handOffLeaseMarginMs(config.retryDelaysSeconds);
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
@@ -305,7 +306,7 @@ export async function deliverBatch(
         delaySeconds: secondsUntil(until),
       },
       message: h.message,
-      endpoint: h.origin,
+      share: { endpoint: h.origin, running: true },
       leaseUntil: until,
       lane: "slow",
     });
@@ -538,20 +539,20 @@ async function makeAttempt(
 interface LaneMove {
   request: MessageSendRequest<DeliveryMessage>;
   message: BatchMessage;
-  /** The endpoint it goes to: what its share of the slow lane is counted by. */
-  endpoint: string;
+  /** What the org's share of the slow lane counts it by. */
+  share: SlowLaneMove;
   /** A handed-off attempt's lease end (unix ms); null otherwise. */
   leaseUntil: number | null;
   /** The slow lane, unless the org's share of it is used up (`shareSlowLane`). */
   lane: Exclude<LaneName, "fast">;
 }
 
-/** The same delivery as a new slow-lane message that keeps its owner. */
-function moveOf(message: BatchMessage, endpoint: string): LaneMove {
+/** The same delivery as a new message in another lane that keeps its owner. */
+function moveOf(message: BatchMessage, endpoint: string, running: boolean): LaneMove {
   return {
     request: { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" },
     message,
-    endpoint,
+    share: { endpoint, running },
     leaseUntil: null,
     lane: "slow",
   };
@@ -568,7 +569,7 @@ async function shareSlowLane(env: Env, moves: readonly LaneMove[], rules: ShareR
     [...Map.groupBy(moves, (move) => move.message.body.org_id)].map(async ([orgId, list]) => {
       try {
         const admitted = await orgSettings(env, orgId).admitToSlowLane(
-          list.map((move) => move.endpoint),
+          list.map((move) => move.share),
           rules,
         );
         list.forEach((move, i) => {
@@ -584,7 +585,7 @@ async function shareSlowLane(env: Env, moves: readonly LaneMove[], rules: ShareR
 /**
  * The background end of handed-off attempts: each one's log row is written as soon as
  * that attempt ends, then its outcome goes to its org's health. Not once they all have:
- * the slow-lane message that follows each attempt waits only until its own timeout + 5 s
+ * the message that follows each attempt waits only until its own timeout + 5 s
  * (its lease), and must find the row there, or it makes the attempt again. A failure here
  * loses nothing: that message makes the attempt again when its lease ends and finds it
  * unlogged.

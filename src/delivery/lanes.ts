@@ -5,15 +5,16 @@ import type { DeliveryMessage } from "./message";
  *
  * A queue run holds its whole batch until its slowest attempt ends: one endpoint that
  * hangs for the 10 s timeout holds every other delivery of the batch, and (with a
- * limited number of runs at once) the batches behind it. So deliveries travel on two
+ * limited number of runs at once) the batches behind it. So deliveries travel on three
  * queues, each with its own consumer settings (wrangler.toml):
  *
  * - **fast** (`deliveries`): every event starts here. Deliveries to an endpoint the
- *   org's Durable Object knows to be slow are moved to the slow lane before any attempt.
+ *   org's Durable Object knows to be slow are moved aside (to the slow lane, or beyond the
+ *   org's share of it to the overflow lane) before any attempt.
  *   An attempt that is still running after SLOW_ATTEMPT_MS is *handed off*: it goes on
  *   in the background (`waitUntil`, which a run does not wait for, see the compatibility
  *   flag in wrangler.toml), its endpoint is marked slow, the endpoint's remaining
- *   deliveries in the batch move to the slow lane, and the run finishes without it. So
+ *   deliveries in the batch move aside, and the run finishes without it. So
  *   a healthy run pays at most SLOW_ATTEMPT_MS for an endpoint that turns bad, once.
  * - **slow** (`deliveries-slow`): deliveries to endpoints that hang, answer slowly or
  *   keep failing. Attempts here run to their end (the full timeout); small batches, so
@@ -38,8 +39,21 @@ export const FAST_LANE_QUEUE = "deliveries";
 export const SLOW_LANE_QUEUE = "deliveries-slow";
 export const OVERFLOW_LANE_QUEUE = "deliveries-overflow";
 
+const LANES = new Map<string, LaneName>([
+  [FAST_LANE_QUEUE, "fast"],
+  [SLOW_LANE_QUEUE, "slow"],
+  [OVERFLOW_LANE_QUEUE, "overflow"],
+]);
+
+/**
+ * The lane a queue is. Strict: a queue taken for the fast lane by mistake would move its
+ * deliveries aside again on every run, never attempting them; an unknown queue fails its
+ * runs loudly instead (and its messages end in the dead-letter queue, as `failed`).
+ */
 export function laneOfQueue(queue: string): LaneName {
-  return queue === SLOW_LANE_QUEUE ? "slow" : queue === OVERFLOW_LANE_QUEUE ? "overflow" : "fast";
+  const lane = LANES.get(queue);
+  if (lane === undefined) throw new Error(`no lane reads the queue ${JSON.stringify(queue)}`);
+  return lane;
 }
 
 /** The producer binding of a lane a delivery moves to (the fast lane's is `DELIVERIES`). */

@@ -33,7 +33,7 @@ export interface DeliveryMessage {
   redeliver_after?: number;
   /**
    * The id of the queue message that owns this delivery's schedule, when that is not
-   * this message: a delivery moved to the other lane travels as a new message, and
+   * this message: a delivery moved to another lane travels as a new message, and
    * keeps its owner (src/delivery/plan.ts). Unset: this message's own id.
    */
   owner?: string;

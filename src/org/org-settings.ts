@@ -25,7 +25,13 @@ import {
 import { placeOrg } from "./placement";
 import { migrateSchema } from "./schema";
 import { generateSigningSecret } from "./signing-secret";
-import { admitToSlowLane, expectedAttemptMs, type ShareRules } from "./slow-lane-share";
+import {
+  admitToSlowLane,
+  expectedAttemptMs,
+  type ShareHealth,
+  type ShareRules,
+  type SlowLaneMove,
+} from "./slow-lane-share";
 import { checkWebhookUrl } from "./webhook-url";
 
 /**
@@ -539,21 +545,22 @@ export class OrgSettings extends DurableObject<Env> {
 
   /**
    * Asked by the fast lane as it moves deliveries to the slow lane, one call per org per
-   * run: which of them (by endpoint, in order) fit in the org's share of the slow lane.
+   * run: which of them (in order) fit in the org's share of the slow lane.
    * The others take the overflow lane (src/delivery/lanes.ts). The rules come with the
    * call, from the settings the consumer runs with (as its health reports do).
    */
-  admitToSlowLane(endpoints: readonly string[], rules: ShareRules): boolean[] {
-    const latency = new Map(
+  admitToSlowLane(moves: ReadonlyArray<SlowLaneMove>, rules: ShareRules): boolean[] {
+    const health = new Map(
       this.sql
-        .exec<{ origin: string; latency_ms: number | null }>(
-          "SELECT origin, latency_ms FROM endpoint_health WHERE origin IN (SELECT value FROM json_each(?))",
-          JSON.stringify([...new Set(endpoints)]),
+        .exec<ShareHealth & { origin: string }>(
+          `SELECT origin, latency_ms, lane_reason FROM endpoint_health
+            WHERE origin IN (SELECT value FROM json_each(?))`,
+          JSON.stringify([...new Set(moves.map((move) => move.endpoint))]),
         )
         .toArray()
-        .map((r) => [r.origin, r.latency_ms] as const),
+        .map((r) => [r.origin, r] as const),
     );
-    const expected = endpoints.map((origin) => expectedAttemptMs(latency.get(origin) ?? null, rules));
+    const expected = moves.map((move) => expectedAttemptMs(health.get(move.endpoint) ?? null, move.running, rules));
     const { admitted, clock } = admitToSlowLane(this.slowLaneClock, expected, Date.now(), rules);
     this.slowLaneClock = clock;
     return admitted;

@@ -15,13 +15,23 @@
  * one attempt timeout of now: while the deliveries let in, `share` at a time, would all
  * have been attempted within one timeout. So `share` at once to a hanging endpoint, ten
  * times as many to one that answers within SLOW_ATTEMPT_MS (1 s), and as many again as
- * the earlier ones would have ended. Expected time: the endpoint's average response time
- * (timeouts count as the timeout), between SLOW_ATTEMPT_MS and the timeout; the timeout
- * when nothing is known yet.
+ * the earlier ones would have ended. Expected time: the timeout when the endpoint hangs
+ * (an attempt of the run that moves it is still running, or its latest trouble was a
+ * timeout, or it is slow and its average does not show it yet: an average of 80 ms takes
+ * several timeouts to rise) or nothing is known; else its average response time, between
+ * SLOW_ATTEMPT_MS and the timeout (one that fails at once, or answers in 2 s).
  *
  * Nothing here delays a delivery: a delivery turned away goes to the overflow lane, which
  * runs beside the slow one. Pure; the org's Durable Object keeps the clock.
  */
+
+import type { EndpointHealth } from "./endpoint-health";
+
+/** A delivery the fast lane moves aside: its endpoint, and whether an attempt to it is still running. */
+export interface SlowLaneMove {
+  endpoint: string;
+  running: boolean;
+}
 
 export interface ShareRules {
   /** Attempts one org may keep going in the slow lane at once (SLOW_LANE_ORG_SHARE). */
@@ -30,10 +40,22 @@ export interface ShareRules {
   attemptTimeoutMs: number;
 }
 
-/** How long an attempt to an endpoint is expected to take, from its average response time. */
-export function expectedAttemptMs(latencyMs: number | null, rules: ShareRules): number {
-  if (latencyMs === null) return rules.attemptTimeoutMs;
-  return Math.min(rules.attemptTimeoutMs, Math.max(rules.slowAttemptMs, latencyMs));
+/** What the share needs to know of an endpoint's health (src/org/endpoint-health.ts). */
+export type ShareHealth = Pick<EndpointHealth, "latency_ms" | "lane_reason">;
+
+/**
+ * How long an attempt to an endpoint is expected to take (see above). `running`: the run
+ * moving it saw an attempt to it still going past SLOW_ATTEMPT_MS.
+ */
+export function expectedAttemptMs(health: ShareHealth | null, running: boolean, rules: ShareRules): number {
+  const latency = health?.latency_ms ?? null;
+  const hangs =
+    running ||
+    latency === null ||
+    health?.lane_reason === "timeout" ||
+    (health?.lane_reason === "slow" && latency < rules.slowAttemptMs);
+  if (hangs) return rules.attemptTimeoutMs;
+  return Math.min(rules.attemptTimeoutMs, Math.max(rules.slowAttemptMs, latency));
 }
 
 /**

@@ -4,6 +4,7 @@ import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
 import { CONFIG_DEFAULTS } from "../../src/config";
+import { laneOfQueue } from "../../src/delivery/lanes";
 import { SWEEP_CRON } from "../../src/delivery/sweep";
 import { ATTEMPT_ERRORS } from "../../src/store/attempts";
 
@@ -75,6 +76,23 @@ describe("the README and wrangler.toml", () => {
     expect(triggers.crons).toHaveLength(2);
     expect(triggers.crons.filter((cron) => cron === SWEEP_CRON)).toHaveLength(1);
     expect(triggers.crons.find((cron) => cron !== SWEEP_CRON)).toMatch(/^\d+ \* \* \* \*$/); // hourly
+  });
+
+  it("README's deploy steps create every queue wrangler.toml names, and the code reads each as a lane", () => {
+    const config = parse(read("wrangler.toml")) as {
+      queues: { producers: Array<{ queue: string }>; consumers: Array<{ queue: string; dead_letter_queue?: string }> };
+    };
+    const named = new Set([
+      ...config.queues.producers.map((p) => p.queue),
+      ...config.queues.consumers.flatMap((c) => [c.queue, ...(c.dead_letter_queue ? [c.dead_letter_queue] : [])]),
+    ]);
+    const created = [...readme.matchAll(/^npx wrangler queues create (\S+)/gm)].map((m) => m[1]);
+    expect(created.sort()).toEqual([...named].sort());
+    // Every consumer but the dead letters' is a lane the consumer knows (it refuses others).
+    const deadLetters = new Set(config.queues.consumers.map((c) => c.dead_letter_queue));
+    for (const { queue } of config.queues.consumers) {
+      if (!deadLetters.has(queue)) expect(() => laneOfQueue(queue)).not.toThrow();
+    }
   });
 
   it("deploys with Cloudflare's SSRF guard: webhook POSTs never take a zone's private path to its origin", () => {

@@ -155,14 +155,17 @@ export async function runConsumer(
 }
 
 /**
- * Delivers messages as the two lanes would right now: a fast-lane run, then a slow-lane
- * run of what it moved there at once (fresh message ids, as the queue assigns).
+ * Delivers messages as the lanes would right now: a fast-lane run, then a slow-lane run
+ * of what it moved there at once (fresh message ids, as the queue assigns). With the
+ * default share (50), nothing these tests move takes the overflow lane: a run that sends
+ * any there fails, so that no test reads a half-delivered batch as whole.
  */
 export async function runLanes(
   messages: Array<{ id: string; body: DeliveryMessage; attempts?: number }>,
   runEnv: Env = env,
 ) {
   const fast = await runConsumer(messages, "deliveries", runEnv);
+  if (fast.toOverflowLane.length > 0) throw new Error("runLanes: the run moved deliveries to the overflow lane");
   const moved = fast.toSlowLane.filter((m) => !m.delaySeconds).map((m) => ({ id: uniqueId("msg"), body: m.body }));
   const slow = moved.length > 0 ? await runConsumer(moved, "deliveries-slow", runEnv) : null;
   return { fast, slow, moved };

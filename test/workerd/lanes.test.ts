@@ -5,6 +5,7 @@ import type { DeliveryMessage } from "../../src/delivery/message";
 import { type EndpointReport, endpointOf } from "../../src/org/endpoint-health";
 import { OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { SCHEMA_VERSION } from "../../src/org/schema";
+import type { ShareRules, SlowLaneMove } from "../../src/org/slow-lane-share";
 import {
   attemptsOf,
   call,
@@ -21,7 +22,7 @@ import {
 } from "./helpers";
 
 /**
- * The two lanes (src/delivery/lanes.ts), run as the queues would run them: which lane a
+ * The lanes (src/delivery/lanes.ts), run as the queues would run them: which lane a
  * delivery takes, how a hanging endpoint is moved aside without holding a healthy run,
  * and how its schedule goes on. ATTEMPT_TIMEOUT_MS is 1000 in these tests; `laneEnv`
  * hands attempts off after 300 ms.
@@ -303,6 +304,13 @@ describe("the slow lane", () => {
     expect(await attemptsOf(fine.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
   });
 
+  it("refuses a queue no lane reads: its run fails loudly, nothing is attempted", async () => {
+    const h = await hook();
+    const m = await message(uniqueId("org"), h.url);
+    await expect(runConsumer([m], "deliveries-typo")).rejects.toThrow('no lane reads the queue "deliveries-typo"');
+    expect(await h.requests()).toHaveLength(0);
+  });
+
   it("makes a handed-off attempt again when its lease ends and it was never logged", async () => {
     const orgId = uniqueId("org");
     const h = await hook();
@@ -322,6 +330,11 @@ describe("the slow lane", () => {
     expect(await h.requests()).toHaveLength(1);
   });
 });
+
+/** Stops the clock (until the test's end): a test that counts milliseconds moves it itself. */
+function freezeDate() {
+  vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: false, now: Date.now() });
+}
 
 describe("each org's share of the slow lane", () => {
   /** Two attempts at once per org; ATTEMPT_TIMEOUT_MS is 1000, so each is expected to take 1 s. */
@@ -349,6 +362,7 @@ describe("each org's share of the slow lane", () => {
   });
 
   it("gives the share back as the attempts it let in would have ended", async () => {
+    freezeDate();
     const orgId = uniqueId("org");
     const h = await hook();
     await markSlow(orgId, h.url);
@@ -373,6 +387,7 @@ describe("each org's share of the slow lane", () => {
   });
 
   it("gives the share back by the endpoint's response time: one answering in 300 ms frees it in 300 ms", async () => {
+    freezeDate();
     const orgId = uniqueId("org");
     const h = await hook();
     // In the slow lane for its failures, but it answers in 300 ms (SLOW_ATTEMPT_MS here).
@@ -396,24 +411,56 @@ describe("each org's share of the slow lane", () => {
     expect([next.toSlowLane.length, next.toOverflowLane.length]).toEqual([2, 6]);
   });
 
-  it("the overflow lane delivers as the slow lane does: the same bytes, its own retries", async () => {
+  it("counts an endpoint that just started hanging at the timeout, not at its healthy average", async () => {
     const orgId = uniqueId("org");
-    const h = await hook([{ status: 503 }, {}]);
+    const h = await hook([{ delayMs: 3000 }]);
+    const healthy = { origin: endpointOf(h.url)!, outcome: "succeeded" as const, error: null, slow: false };
+    await orgSettings(env, orgId).reportAttempts(
+      [1, 2, 3].map((i) => ({ ...healthy, at: Date.now() - 10_000 + i, response_time_ms: 50 })),
+    );
+    // This run's own reports are not taken: the share must not rest on them arriving first.
+    const namespace = env.ORG_SETTINGS;
+    const unreported = {
+      ...shareEnv,
+      ORG_SETTINGS: {
+        idFromName: (name: string) => namespace.idFromName(name),
+        get: (id: DurableObjectId) => {
+          const stub = namespace.get(id);
+          return {
+            getDeliverySettings: (e: string[]) => stub.getDeliverySettings(e),
+            reportAttempts: () => Promise.resolve(),
+            admitToSlowLane: (m: SlowLaneMove[], r: ShareRules) => stub.admitToSlowLane(m, r),
+          };
+        },
+      } as unknown as Env["ORG_SETTINGS"],
+    };
+    const batch = await Promise.all(Array.from({ length: 6 }, () => message(orgId, h.url)));
+    const run = await runConsumer(batch, "deliveries", unreported);
+    await run.background;
+    // 3 handed off and 3 moved, each counted at the 1 s timeout: 2 fit, not all 6 (at 300 ms).
+    expect([run.toSlowLane.length, run.toOverflowLane.length]).toEqual([2, 4]);
+  });
+
+  it("the overflow lane delivers as the slow lane does: attempts run to their end, retries stay", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook([{ status: 503 }, { delayMs: 500 }]);
+    await markSlow(orgId, h.url);
     const base = await message(orgId, h.url);
     const moved = { id: uniqueId("msg"), body: { ...base.body, owner: base.id } };
 
     const run = await runConsumer([moved], "deliveries-overflow", shareEnv);
     expect(run.retried.get(moved.id)).toBe(60);
-    expect([run.toSlowLane, run.toOverflowLane]).toEqual([[], []]);
     advance(60);
+    // 500 ms, past SLOW_ATTEMPT_MS (300 ms here): the run waits for it, as the slow lane does.
     const again = await runConsumer([{ ...moved, attempts: 2 }], "deliveries-overflow", shareEnv);
     expect(again.acked).toEqual([moved.id]);
-    const requests = await h.requests();
-    expect(requests.map((r) => r.text)).toEqual([1, 2].map(() => new TextDecoder().decode(base.body.body)));
+    expect([...run.toSlowLane, ...run.toOverflowLane, ...again.toSlowLane, ...again.toOverflowLane]).toEqual([]);
     expect(await attemptsOf(base.body.delivery_id)).toMatchObject([
       { attempt: 1, outcome: "failed", message_id: base.id },
       { attempt: 2, outcome: "succeeded", message_id: base.id },
     ]);
+    const requests = await h.requests();
+    expect(requests.map((r) => r.text)).toEqual([1, 2].map(() => new TextDecoder().decode(base.body.body)));
   });
 
   it("moves every delivery to the slow lane when the org's object cannot answer about its share", async () => {

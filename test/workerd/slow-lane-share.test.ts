@@ -7,10 +7,21 @@ const rules = { share: 3, slowAttemptMs: 1000, attemptTimeoutMs: 10_000 };
 
 describe("an org's share of the slow lane", () => {
   it("expects an attempt to take the endpoint's response time, between SLOW_ATTEMPT_MS and the timeout", () => {
-    expect(expectedAttemptMs(null, rules)).toBe(10_000);
-    expect(expectedAttemptMs(2500, rules)).toBe(2500);
-    expect(expectedAttemptMs(40, rules)).toBe(1000);
-    expect(expectedAttemptMs(60_000, rules)).toBe(10_000);
+    const answering = (latency_ms: number) => ({ latency_ms, lane_reason: "slow" as const });
+    expect(expectedAttemptMs(answering(2500), false, rules)).toBe(2500);
+    expect(expectedAttemptMs({ latency_ms: 40, lane_reason: "failing" }, false, rules)).toBe(1000);
+    expect(expectedAttemptMs(answering(60_000), false, rules)).toBe(10_000);
+  });
+
+  it("expects the timeout from an endpoint that hangs, whatever its average says so far", () => {
+    expect(expectedAttemptMs(null, false, rules)).toBe(10_000);
+    expect(expectedAttemptMs({ latency_ms: null, lane_reason: null }, false, rules)).toBe(10_000);
+    // An attempt of the moving run is still going: the average of its healthy past is no guide.
+    expect(expectedAttemptMs({ latency_ms: 80, lane_reason: null }, true, rules)).toBe(10_000);
+    // One timeout lifts an 80 ms average to about 2 s; it is still a hanging endpoint.
+    expect(expectedAttemptMs({ latency_ms: 2064, lane_reason: "timeout" }, false, rules)).toBe(10_000);
+    // Slow, by an attempt still running when last reported: the average has not seen it.
+    expect(expectedAttemptMs({ latency_ms: 80, lane_reason: "slow" }, false, rules)).toBe(10_000);
   });
 
   it("lets `share` hanging attempts in at once, then one more for each that would have ended", () => {
