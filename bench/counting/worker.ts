@@ -279,7 +279,7 @@ function settingsNamespace(ns: Env["ORG_SETTINGS"], run: BatchStats | null): Env
 
 /**
  * The env the product sees. A queue run gets its own, so that what it does (its
- * background work included) is counted to it even while the other lane's run goes on.
+ * background work included) is counted to it even while another lane's run goes on.
  */
 function counted(env: Env, run: BatchStats | null): Env {
   return {

@@ -34,7 +34,7 @@ import { Signer } from "./signing";
  *      the logged state of the batch's deliveries there (at the same time as the calls
  *      once this isolate knows the orgs' shards, src/delivery/shard-groups.ts);
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
- *   3. in the fast lane, deliveries to slow endpoints move to the slow lane unattempted;
+ *   3. in the fast lane, deliveries to slow endpoints move aside unattempted;
  *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
  *      moment it gets its connection; in the fast lane, one still running after
  *      SLOW_ATTEMPT_MS is handed off to finish in the background (src/delivery/pool.ts);

@@ -40,7 +40,7 @@ export interface PoolOptions<R> {
   perEndpoint: number;
   /** Connections one org's attempts may hold while other orgs' attempts wait. */
   perOrg: number;
-  /** Null: wait for every attempt to end (the slow lane). */
+  /** Null: wait for every attempt to end (the slow and overflow lanes). */
   handOffAfterMs: number | null;
   /** Called as each task ends while the run still waits for it (not for handed-off ones). */
   onDone?: (value: R, index: number) => void;

@@ -30,6 +30,10 @@ export type SlowReason = "timeout" | "slow" | "failing";
 const OUTCOME_LETTERS = { ok: "s", slow_ok: "w", http_error: "f", timeout: "t", network_error: "n" } as const;
 export type RecentOutcome = keyof typeof OUTCOME_LETTERS;
 export const RECENT_OUTCOMES = Object.keys(OUTCOME_LETTERS) as RecentOutcome[];
+const LETTER_OUTCOMES = Object.fromEntries(Object.entries(OUTCOME_LETTERS).map(([k, v]) => [v, k])) as Record<
+  string,
+  RecentOutcome
+>;
 
 /** Outcomes kept in `recent`. */
 export const RECENT_LENGTH = 20;
@@ -172,6 +176,21 @@ function demote(h: EndpointHealth, reason: SlowReason, at: number): EndpointHeal
   return h;
 }
 
+/** The endpoint's last outcome (null before any). */
+export function lastOutcome(h: Pick<EndpointHealth, "recent">): RecentOutcome | null {
+  const letter = h.recent.at(-1);
+  return letter === undefined ? null : (LETTER_OUTCOMES[letter] ?? null);
+}
+
+/**
+ * Whether the attempt that moved the endpoint to the slow lane has not reported its end:
+ * an `in_flight` report (a hand-off) moves it there at the attempt's start time, and the
+ * attempt's own report, when it comes, records that same time as its `last_attempt_at`.
+ */
+export function demotedByRunningAttempt(h: Pick<EndpointHealth, "demoted_at" | "last_attempt_at">): boolean {
+  return h.demoted_at !== null && h.demoted_at > (h.last_attempt_at ?? 0);
+}
+
 function remember(h: EndpointHealth, outcome: RecentOutcome): void {
   h.recent = (h.recent + OUTCOME_LETTERS[outcome]).slice(-RECENT_LENGTH);
 }
@@ -217,11 +236,6 @@ export interface HourCounts {
   failed: number;
   timeouts: number;
 }
-
-const LETTER_OUTCOMES = Object.fromEntries(Object.entries(OUTCOME_LETTERS).map(([k, v]) => [v, k])) as Record<
-  string,
-  RecentOutcome
->;
 
 export function summarizeHealth(h: EndpointHealth, now: number): EndpointHealthSummary {
   const since = Math.floor(now / HOUR_MS) - 24;

@@ -553,7 +553,7 @@ export class OrgSettings extends DurableObject<Env> {
     const health = new Map(
       this.sql
         .exec<ShareHealth & { origin: string }>(
-          `SELECT origin, latency_ms, lane_reason FROM endpoint_health
+          `SELECT origin, latency_ms, recent, demoted_at, last_attempt_at FROM endpoint_health
             WHERE origin IN (SELECT value FROM json_each(?))`,
           JSON.stringify([...new Set(moves.map((move) => move.endpoint))]),
         )

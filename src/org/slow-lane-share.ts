@@ -16,16 +16,18 @@
  * have been attempted within one timeout. So `share` at once to a hanging endpoint, ten
  * times as many to one that answers within SLOW_ATTEMPT_MS (1 s), and as many again as
  * the earlier ones would have ended. Expected time: the timeout when the endpoint hangs
- * (an attempt of the run that moves it is still running, or its latest trouble was a
- * timeout, or it is slow and its average does not show it yet: an average of 80 ms takes
- * several timeouts to rise) or nothing is known; else its average response time, between
- * SLOW_ATTEMPT_MS and the timeout (one that fails at once, or answers in 2 s).
+ * (an attempt to it is still running past SLOW_ATTEMPT_MS, seen by the run that moves it
+ * or by an earlier one, or its last attempt timed out: an average of 80 ms takes several
+ * timeouts to rise) or nothing is known; else its average response time, between
+ * SLOW_ATTEMPT_MS and the timeout (one that fails at once, answers in 2 s, or answers in
+ * 200 ms but now and then takes 2 s). One limit: an endpoint in the slow lane for fast
+ * failures that starts hanging counts at its fast time until its first timeout ends.
  *
  * Nothing here delays a delivery: a delivery turned away goes to the overflow lane, which
  * runs beside the slow one. Pure; the org's Durable Object keeps the clock.
  */
 
-import type { EndpointHealth } from "./endpoint-health";
+import { demotedByRunningAttempt, type EndpointHealth, lastOutcome } from "./endpoint-health";
 
 /** A delivery the fast lane moves aside: its endpoint, and whether an attempt to it is still running. */
 export interface SlowLaneMove {
@@ -41,7 +43,7 @@ export interface ShareRules {
 }
 
 /** What the share needs to know of an endpoint's health (src/org/endpoint-health.ts). */
-export type ShareHealth = Pick<EndpointHealth, "latency_ms" | "lane_reason">;
+export type ShareHealth = Pick<EndpointHealth, "latency_ms" | "recent" | "demoted_at" | "last_attempt_at">;
 
 /**
  * How long an attempt to an endpoint is expected to take (see above). `running`: the run
@@ -51,9 +53,10 @@ export function expectedAttemptMs(health: ShareHealth | null, running: boolean, 
   const latency = health?.latency_ms ?? null;
   const hangs =
     running ||
+    health === null ||
     latency === null ||
-    health?.lane_reason === "timeout" ||
-    (health?.lane_reason === "slow" && latency < rules.slowAttemptMs);
+    lastOutcome(health) === "timeout" ||
+    demotedByRunningAttempt(health);
   if (hangs) return rules.attemptTimeoutMs;
   return Math.min(rules.attemptTimeoutMs, Math.max(rules.slowAttemptMs, latency));
 }

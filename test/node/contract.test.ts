@@ -4,7 +4,7 @@ import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
 import { CONFIG_DEFAULTS } from "../../src/config";
-import { laneOfQueue } from "../../src/delivery/lanes";
+import { FAST_LANE_QUEUE, laneOfQueue, OVERFLOW_LANE_QUEUE, SLOW_LANE_QUEUE } from "../../src/delivery/lanes";
 import { SWEEP_CRON } from "../../src/delivery/sweep";
 import { ATTEMPT_ERRORS } from "../../src/store/attempts";
 
@@ -80,7 +80,10 @@ describe("the README and wrangler.toml", () => {
 
   it("README's deploy steps create every queue wrangler.toml names, and the code reads each as a lane", () => {
     const config = parse(read("wrangler.toml")) as {
-      queues: { producers: Array<{ queue: string }>; consumers: Array<{ queue: string; dead_letter_queue?: string }> };
+      queues: {
+        producers: Array<{ binding: string; queue: string }>;
+        consumers: Array<{ queue: string; dead_letter_queue?: string }>;
+      };
     };
     const named = new Set([
       ...config.queues.producers.map((p) => p.queue),
@@ -88,11 +91,17 @@ describe("the README and wrangler.toml", () => {
     ]);
     const created = [...readme.matchAll(/^npx wrangler queues create (\S+)/gm)].map((m) => m[1]);
     expect(created.sort()).toEqual([...named].sort());
-    // Every consumer but the dead letters' is a lane the consumer knows (it refuses others).
+    // Every lane has its consumer, and every consumer but the dead letters' is a lane (the
+    // consumer refuses other queues); each producer binding sends to the lane the code means.
     const deadLetters = new Set(config.queues.consumers.map((c) => c.dead_letter_queue));
-    for (const { queue } of config.queues.consumers) {
-      if (!deadLetters.has(queue)) expect(() => laneOfQueue(queue)).not.toThrow();
-    }
+    const lanes = config.queues.consumers.map((c) => c.queue).filter((queue) => !deadLetters.has(queue));
+    expect(lanes.sort()).toEqual([FAST_LANE_QUEUE, OVERFLOW_LANE_QUEUE, SLOW_LANE_QUEUE].sort());
+    for (const queue of lanes) expect(() => laneOfQueue(queue)).not.toThrow();
+    expect(Object.fromEntries(config.queues.producers.map((p) => [p.binding, p.queue]))).toEqual({
+      DELIVERIES: FAST_LANE_QUEUE,
+      DELIVERIES_SLOW: SLOW_LANE_QUEUE,
+      DELIVERIES_OVERFLOW: OVERFLOW_LANE_QUEUE,
+    });
   });
 
   it("deploys with Cloudflare's SSRF guard: webhook POSTs never take a zone's private path to its origin", () => {

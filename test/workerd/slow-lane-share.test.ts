@@ -1,27 +1,50 @@
 import { describe, expect, it } from "vitest";
+import { applyReport, type EndpointReport, newEndpointHealth } from "../../src/org/endpoint-health";
 import { admitToSlowLane, expectedAttemptMs } from "../../src/org/slow-lane-share";
 
 /** An org's share of the slow lane (src/org/slow-lane-share.ts): the rules alone. */
 
 const rules = { share: 3, slowAttemptMs: 1000, attemptTimeoutMs: 10_000 };
 
+/** An endpoint's health after these reports, one a second. */
+function healthAfter(...reports: Array<Pick<EndpointReport, "outcome" | "error" | "response_time_ms">>) {
+  return reports.reduce(
+    (h, r, i) =>
+      applyReport(h, { origin: "https://a.example", at: 1_000_000 + i * 1000, slow: r.response_time_ms >= 1000, ...r }),
+    newEndpointHealth("https://a.example"),
+  );
+}
+const answer = (ms: number) => ({ outcome: "succeeded" as const, error: null, response_time_ms: ms });
+const timeout = { outcome: "failed" as const, error: "timeout" as const, response_time_ms: 10_000 };
+const inFlight = { outcome: "in_flight" as const, error: null, response_time_ms: 1000 };
+
 describe("an org's share of the slow lane", () => {
-  it("expects an attempt to take the endpoint's response time, between SLOW_ATTEMPT_MS and the timeout", () => {
-    const answering = (latency_ms: number) => ({ latency_ms, lane_reason: "slow" as const });
-    expect(expectedAttemptMs(answering(2500), false, rules)).toBe(2500);
-    expect(expectedAttemptMs({ latency_ms: 40, lane_reason: "failing" }, false, rules)).toBe(1000);
-    expect(expectedAttemptMs(answering(60_000), false, rules)).toBe(10_000);
+  it("expects an attempt to take the endpoint's average response time, between SLOW_ATTEMPT_MS and the timeout", () => {
+    expect(expectedAttemptMs(healthAfter(...Array(20).fill(answer(2500))), false, rules)).toBeCloseTo(2500, -1);
+    const failsAtOnce = { outcome: "failed" as const, error: "http_status" as const, response_time_ms: 40 };
+    expect(expectedAttemptMs(healthAfter(failsAtOnce, failsAtOnce, failsAtOnce), false, rules)).toBe(1000);
+    // Answers in 200 ms and now and then takes 1.5 s: slow lane, but no hanging endpoint.
+    const spiky = healthAfter(...Array(5).fill(answer(200)), answer(1500));
+    expect(spiky.lane).toBe("slow");
+    expect(expectedAttemptMs(spiky, false, rules)).toBe(1000);
+    // Recovering after a timeout: its answers count, not the old timeout.
+    const recovering = healthAfter(answer(80), timeout, answer(80), answer(80), answer(80));
+    expect(expectedAttemptMs(recovering, false, rules)).toBeLessThan(2000);
   });
 
   it("expects the timeout from an endpoint that hangs, whatever its average says so far", () => {
     expect(expectedAttemptMs(null, false, rules)).toBe(10_000);
-    expect(expectedAttemptMs({ latency_ms: null, lane_reason: null }, false, rules)).toBe(10_000);
-    // An attempt of the moving run is still going: the average of its healthy past is no guide.
-    expect(expectedAttemptMs({ latency_ms: 80, lane_reason: null }, true, rules)).toBe(10_000);
-    // One timeout lifts an 80 ms average to about 2 s; it is still a hanging endpoint.
-    expect(expectedAttemptMs({ latency_ms: 2064, lane_reason: "timeout" }, false, rules)).toBe(10_000);
-    // Slow, by an attempt still running when last reported: the average has not seen it.
-    expect(expectedAttemptMs({ latency_ms: 80, lane_reason: "slow" }, false, rules)).toBe(10_000);
+    const networkErrors = { outcome: "failed" as const, error: "network_error" as const, response_time_ms: 5 };
+    expect(expectedAttemptMs(healthAfter(networkErrors), false, rules)).toBe(10_000);
+    const healthy = [answer(80), answer(80), answer(80)];
+    // The moving run saw an attempt still going: the average of its healthy past is no guide.
+    expect(expectedAttemptMs(healthAfter(...healthy), true, rules)).toBe(10_000);
+    // An earlier run handed one off, and it has not ended yet.
+    expect(expectedAttemptMs(healthAfter(...healthy, inFlight), false, rules)).toBe(10_000);
+    // Its last attempt timed out: one timeout lifts an 80 ms average only to about 2 s.
+    const timedOut = healthAfter(...healthy, timeout);
+    expect(timedOut.latency_ms).toBeLessThan(3000);
+    expect(expectedAttemptMs(timedOut, false, rules)).toBe(10_000);
   });
 
   it("lets `share` hanging attempts in at once, then one more for each that would have ended", () => {
