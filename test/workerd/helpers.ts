@@ -171,6 +171,24 @@ export async function runLanes(
   return { fast, slow, moved };
 }
 
+/**
+ * An env whose org objects answer as the real ones, but for the methods replaced here
+ * (an object that cannot take a call, or a call that does nothing).
+ */
+export function withOrgObjects(runEnv: Env, replaced: Record<string, (...args: never[]) => unknown>): Env {
+  const namespace = runEnv.ORG_SETTINGS;
+  return {
+    ...runEnv,
+    ORG_SETTINGS: {
+      idFromName: (name: string) => namespace.idFromName(name),
+      get: (id: DurableObjectId) => {
+        const stub = namespace.get(id) as unknown as Record<string, unknown>;
+        return new Proxy(stub, { get: (target, name: string) => replaced[name] ?? target[name] });
+      },
+    } as unknown as Env["ORG_SETTINGS"],
+  };
+}
+
 /** The RPC methods called on any org's Durable Object from now until the test's mocks are restored. */
 export function watchOrgCalls(namespace: Env["ORG_SETTINGS"] = env.ORG_SETTINGS): string[] {
   const calls: string[] = [];

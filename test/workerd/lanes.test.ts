@@ -2,10 +2,9 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../src/delivery/message";
-import { type EndpointReport, endpointOf } from "../../src/org/endpoint-health";
+import { endpointOf } from "../../src/org/endpoint-health";
 import { OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { SCHEMA_VERSION } from "../../src/org/schema";
-import type { ShareRules, SlowLaneMove } from "../../src/org/slow-lane-share";
 import {
   attemptsOf,
   call,
@@ -19,6 +18,7 @@ import {
   runConsumer,
   runLanes,
   uniqueId,
+  withOrgObjects,
 } from "./helpers";
 
 /**
@@ -271,20 +271,7 @@ describe("the fast lane", () => {
     const orgId = uniqueId("org");
     const h = await hook();
     const m = await message(orgId, h.url);
-    const namespace = env.ORG_SETTINGS;
-    const faulty = {
-      ...env,
-      ORG_SETTINGS: {
-        idFromName: (name: string) => namespace.idFromName(name),
-        get: (id: DurableObjectId) => {
-          const stub = namespace.get(id);
-          return {
-            getDeliverySettings: (e: string[]) => stub.getDeliverySettings(e),
-            reportAttempts: () => Promise.reject(new Error("Durable Object reset")),
-          };
-        },
-      } as unknown as Env["ORG_SETTINGS"],
-    };
+    const faulty = withOrgObjects(env, { reportAttempts: () => Promise.reject(new Error("Durable Object reset")) });
     const run = await runConsumer([m], "deliveries", faulty);
     expect(run.acked).toEqual([m.id]);
     expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
@@ -419,21 +406,7 @@ describe("each org's share of the slow lane", () => {
       [1, 2, 3].map((i) => ({ ...healthy, at: Date.now() - 10_000 + i, response_time_ms: 50 })),
     );
     // This run's own reports are not taken: the share must not rest on them arriving first.
-    const namespace = env.ORG_SETTINGS;
-    const unreported = {
-      ...shareEnv,
-      ORG_SETTINGS: {
-        idFromName: (name: string) => namespace.idFromName(name),
-        get: (id: DurableObjectId) => {
-          const stub = namespace.get(id);
-          return {
-            getDeliverySettings: (e: string[]) => stub.getDeliverySettings(e),
-            reportAttempts: () => Promise.resolve(),
-            admitToSlowLane: (m: SlowLaneMove[], r: ShareRules) => stub.admitToSlowLane(m, r),
-          };
-        },
-      } as unknown as Env["ORG_SETTINGS"],
-    };
+    const unreported = withOrgObjects(shareEnv, { reportAttempts: () => Promise.resolve() });
     const batch = await Promise.all(Array.from({ length: 6 }, () => message(orgId, h.url)));
     const run = await runConsumer(batch, "deliveries", unreported);
     await run.background;
@@ -467,21 +440,9 @@ describe("each org's share of the slow lane", () => {
     const orgId = uniqueId("org");
     const h = await hook();
     await markSlow(orgId, h.url);
-    const namespace = env.ORG_SETTINGS;
-    const faulty = {
-      ...shareEnv,
-      ORG_SETTINGS: {
-        idFromName: (name: string) => namespace.idFromName(name),
-        get: (id: DurableObjectId) => {
-          const stub = namespace.get(id);
-          return {
-            getDeliverySettings: (e: string[]) => stub.getDeliverySettings(e),
-            reportAttempts: (r: EndpointReport[]) => stub.reportAttempts(r),
-            admitToSlowLane: () => Promise.reject(new Error("Durable Object reset")),
-          };
-        },
-      } as unknown as Env["ORG_SETTINGS"],
-    };
+    const faulty = withOrgObjects(shareEnv, {
+      admitToSlowLane: () => Promise.reject(new Error("Durable Object reset")),
+    });
     const flood = await Promise.all(Array.from({ length: 5 }, () => message(orgId, h.url)));
     const run = await runConsumer(flood, "deliveries", faulty);
     expect(run.acked).toHaveLength(5);
