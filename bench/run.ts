@@ -113,6 +113,7 @@ interface Counters {
   queueInvocations: number;
   queueMessagesWritten: number;
   slowLaneMessagesWritten: number;
+  overflowLaneMessagesWritten: number;
   queueMessagesRead: number;
   queueMessagesAcked: number;
   queueMessagesRetried: number;
@@ -1208,7 +1209,8 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
       [`noisy neighbour, 4 healthy orgs × ${r.neighbour.eventsPerOrg}, fifth org healthy`, line(healthy)],
       [
         "noisy neighbour, the same, fifth org's endpoint hanging",
-        `${line(noisy)}; ${noisy.counters.slowLaneMessagesWritten} messages to the slow and overflow lanes`,
+        `${line(noisy)}; moved aside: ${noisy.counters.slowLaneMessagesWritten} to the slow lane, ` +
+          `${noisy.counters.overflowLaneMessagesWritten} to the overflow lane`,
       ],
       [
         "noisy neighbour, ratios",

@@ -58,8 +58,10 @@ function zero() {
     fetchInvocations: 0,
     queueInvocations: 0,
     queueMessagesWritten: 0,
-    /** Of those, to the slow and overflow lanes (moved and handed-off deliveries). */
+    /** Of those, to the slow lane (moved and handed-off deliveries)… */
     slowLaneMessagesWritten: 0,
+    /** …and to the overflow lane (those beyond their org's share of the slow lane). */
+    overflowLaneMessagesWritten: 0,
     queueMessagesRead: 0,
     queueMessagesAcked: 0,
     queueMessagesRetried: 0,
@@ -223,10 +225,11 @@ async function refreshSizes(env: Env): Promise<void> {
   );
 }
 
-function queue(q: Queue, slow = false): Queue {
+function queue(q: Queue, lane: "fast" | "slow" | "overflow" = "fast"): Queue {
   const written = (n: number) => {
     counters.queueMessagesWritten += n;
-    if (slow) counters.slowLaneMessagesWritten += n;
+    if (lane === "slow") counters.slowLaneMessagesWritten += n;
+    if (lane === "overflow") counters.overflowLaneMessagesWritten += n;
   };
   return {
     async send(body: unknown, options?: QueueSendOptions) {
@@ -286,8 +289,8 @@ function counted(env: Env, run: BatchStats | null): Env {
     ...env,
     ...Object.fromEntries(boundDatabases(env).map(([name, db]) => [name, database(db, name, run)])),
     DELIVERIES: queue(env.DELIVERIES),
-    DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, true),
-    DELIVERIES_OVERFLOW: queue(env.DELIVERIES_OVERFLOW, true),
+    DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, "slow"),
+    DELIVERIES_OVERFLOW: queue(env.DELIVERIES_OVERFLOW, "overflow"),
     ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS, run),
   };
 }
