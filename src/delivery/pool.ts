@@ -17,6 +17,12 @@
  * yet are *moved* (not started here). When every connection is held by handed-off
  * attempts, the attempts left are *released* rather than left to wait for one.
  *
+ * With `endpointBudgetMs` (the fast lane), one endpoint also keeps the run at most that
+ * long from its first attempt on: its attempts not started by then are *moved* too
+ * (reason `busy`). An org flooding an endpoint that answers in 900 ms, under the hand-off,
+ * would otherwise hold a run of 100 for 15 s (100 attempts over 6 connections), and the
+ * queue's runs with it, while every other org's events waited behind.
+ *
  * Tasks must not reject: an attempt describes its own failure.
  */
 
@@ -31,7 +37,7 @@ export interface PoolTask<R> {
 export type PoolResult<R> =
   | { kind: "done"; value: R }
   | { kind: "handed_off"; value: Promise<R> }
-  | { kind: "moved" }
+  | { kind: "moved"; reason: "slow" | "busy" }
   | { kind: "released" };
 
 export interface PoolOptions<R> {
@@ -42,6 +48,8 @@ export interface PoolOptions<R> {
   perOrg: number;
   /** Null: wait for every attempt to end (the slow and overflow lanes). */
   handOffAfterMs: number | null;
+  /** How long one endpoint's attempts may keep the run, from its first; unset: as long as they take. */
+  endpointBudgetMs?: number;
   /** Called as each task ends while the run still waits for it (not for handed-off ones). */
   onDone?: (value: R, index: number) => void;
 }
@@ -49,6 +57,7 @@ export interface PoolOptions<R> {
 export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOptions<R>): Promise<PoolResult<R>[]> {
   const results = new Array<PoolResult<R>>(tasks.length);
   const slow = new Set<string>();
+  const firstStarted = new Map<string, number>(); // endpoint → when its first attempt started
   const held = new Map<string, number>(); // connections per endpoint and per org, handed-off ones included
   let running = 0; // started, still awaited by the run
   let handedOff = 0; // started, handed off, still holding a connection
@@ -64,6 +73,7 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
 
   const start = (i: number) => {
     const task = tasks[i]!;
+    if (!firstStarted.has(task.endpoint)) firstStarted.set(task.endpoint, Date.now());
     const promise = task.start();
     let gone = false;
     running++;
@@ -93,9 +103,14 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
   };
 
   for (;;) {
+    const now = Date.now();
+    const overBudget = (endpoint: string) =>
+      options.endpointBudgetMs !== undefined && now - (firstStarted.get(endpoint) ?? now) >= options.endpointBudgetMs;
     pending = pending.filter((i) => {
-      if (!slow.has(tasks[i]!.endpoint)) return true;
-      results[i] = { kind: "moved" };
+      const { endpoint } = tasks[i]!;
+      if (slow.has(endpoint)) results[i] = { kind: "moved", reason: "slow" };
+      else if (overBudget(endpoint)) results[i] = { kind: "moved", reason: "busy" };
+      else return true;
       return false;
     });
     while (pending.length > 0 && running + handedOff < options.connections) {

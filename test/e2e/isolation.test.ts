@@ -241,6 +241,36 @@ describe("endpoints that misbehave in other ways", () => {
   });
 });
 
+describe("an org flooding an endpoint that answers in time", () => {
+  it("holds no run past 2 × SLOW_ATTEMPT_MS: another org's webhooks arrive while the flood goes on", async () => {
+    // 100 events (one run's batch) to an endpoint answering in 250 ms, half the hand-off:
+    // over 6 connections, a run of 4 s. The run gives it 1 s, then moves the rest aside.
+    const FLOOD = 100;
+    const steady = endpoint([{ delayMs: 250 }]);
+    const flooding = await org(steady.url);
+    const quick = endpoint([{}], 1);
+    const other = await org(quick.url);
+    const floodIds = await send(Array.from({ length: FLOOD }, () => event(flooding.orgId)));
+    await until(() => steady.requests()[0]);
+    const [later] = await send([event(other.orgId)]);
+    const arrived = await until(() => byAttempt(quick.requests(), later!)[0]);
+    const firstAttempts = floodIds.map((id) => byAttempt(steady.requests(), id)[0]?.received_at);
+    const stillWaiting = firstAttempts.filter((at) => at === undefined || at > arrived.received_at).length;
+    // Had the run held on to the flood, the other org's event would have waited for all 100.
+    expect(stillWaiting).toBeGreaterThanOrEqual(20);
+
+    const ends = await Promise.all(floodIds.map((id) => finished(flooding.key, id)));
+    for (const d of ends) expect(d).toMatchObject({ status: "delivered", attempt_count: 1 });
+    expect(steady.requests()).toHaveLength(FLOOD);
+    expect(await health(flooding.key)).toMatchObject({ lane: "fast" });
+    record(
+      "isolation",
+      `org flooding an endpoint answering in 250 ms (${FLOOD} events)`,
+      `another org's webhook arrived with ${stillWaiting}/${FLOOD} of the flood still waiting; all delivered once`,
+    );
+  });
+});
+
 describe("an org flooding the slow lane", () => {
   it("holds only its share: another org's slow endpoint is served while the flood still waits", async () => {
     const answersLate = endpoint([{ delayMs: 1000 }]);

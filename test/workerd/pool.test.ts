@@ -44,6 +44,31 @@ describe("runPool", () => {
     expect(first.kind === "handed_off" && (await first.value)).toBe("h0");
   });
 
+  it("moves an endpoint's waiting tasks once it has kept the run past its budget; others go on", async () => {
+    // 30 attempts of 100 ms to "a" (each far under any hand-off), beside 3 to "b": with a
+    // 250 ms budget, "a" starts waves at 0, 100 and 200 ms (15 attempts), and the rest of
+    // it moves.
+    const t = tasks([
+      ...Array.from({ length: 30 }, () => ["a", 100] as [string, number]),
+      ["b", 100],
+      ["b", 100],
+      ["b", 100],
+    ]);
+    const results = await runPool(t.list, {
+      connections: 6,
+      perEndpoint: 3,
+      perOrg: 6,
+      handOffAfterMs: null,
+      endpointBudgetMs: 250,
+    });
+    const ofA = results.slice(0, 30);
+    expect(results.slice(30).map((r) => r.kind)).toEqual(["done", "done", "done"]);
+    const moved = ofA.filter((r) => r.kind === "moved");
+    expect(moved.length).toBeGreaterThanOrEqual(8);
+    expect(moved).toEqual(Array(moved.length).fill({ kind: "moved", reason: "busy" }));
+    expect(ofA.slice(0, 30 - moved.length).map((r) => r.kind)).toEqual(Array(30 - moved.length).fill("done"));
+  });
+
   it("releases the tasks left when every connection is held by handed-off attempts", async () => {
     const t = tasks([
       ["h1", 500],
