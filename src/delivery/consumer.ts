@@ -37,8 +37,8 @@ import { Signer } from "./signing";
  *   3. in the fast lane, deliveries to slow endpoints move aside unattempted;
  *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
  *      moment it gets its connection; in the fast lane, one still running after
- *      SLOW_ATTEMPT_MS is handed off to finish in the background, and an endpoint whose
- *      attempts have kept the run twice that long has the rest moved aside
+ *      SLOW_ATTEMPT_MS is handed off to finish in the background, and an endpoint or an
+ *      org whose first attempt started 5 times that long ago has the rest moved aside
  *      (src/delivery/pool.ts);
  *   5. the log rows, written to each org's shard in a few D1 transactions while the
  *      attempts go on (a group commit, src/delivery/log-writer.ts), and one Durable
@@ -69,12 +69,13 @@ export const MAX_OPEN_CONNECTIONS = 6;
 const encoder = new TextEncoder();
 
 /**
- * How long one endpoint's attempts may keep a fast-lane run (src/delivery/pool.ts): twice
- * SLOW_ATTEMPT_MS, 2 s. A run of 100 to an endpoint answering in 100 ms takes 1.7 s and
- * stays whole; beyond, the endpoint's other deliveries in the batch move aside.
+ * How long after its first attempt in a fast-lane run an endpoint, or an org, starts no
+ * more (src/delivery/pool.ts): 5 × SLOW_ATTEMPT_MS, 5 s. A batch of 100 to one endpoint
+ * stays whole up to an average of 300 ms an attempt (100 over 6 connections); beyond, the
+ * rest moves aside, as a flood to an endpoint answering in 900 ms (a 15 s run) does.
  */
-export function endpointRunBudgetMs(config: Pick<Config, "slowAttemptMs">): number {
-  return 2 * config.slowAttemptMs;
+export function busyAfterMs(config: Pick<Config, "slowAttemptMs">): number {
+  return 5 * config.slowAttemptMs;
 }
 
 /** Of those, what one endpoint may hold while others wait (src/delivery/pool.ts). */
@@ -122,6 +123,7 @@ const summaryKeys = [
   "deferred",
   "moved",
   "handed_off",
+  "busy",
   "overflowed",
   "released",
 ] as const;
@@ -282,7 +284,7 @@ export async function deliverBatch(
     perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
     perOrg: MAX_CONNECTIONS_PER_ORG,
     handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
-    ...(lane === "fast" ? { endpointBudgetMs: endpointRunBudgetMs(config) } : {}),
+    ...(lane === "fast" ? { busyAfterMs: busyAfterMs(config) } : {}),
     onDone: (value) => value.ok && end(value.attempted),
   });
   relay.flush();
@@ -298,6 +300,7 @@ export async function deliverBatch(
     } else if (result.kind === "handed_off") {
       handedOff.push({ ...task, value: result.value });
     } else if (result.kind === "moved") {
+      if (result.reason === "busy") summary.busy++;
       // Slow: its endpoint has an attempt of this run still going past SLOW_ATTEMPT_MS.
       // Busy: its endpoint's attempts used up their time in this run, each in time.
       toOtherLanes.push(moveOf(task.message, task.origin, result.reason === "slow"));

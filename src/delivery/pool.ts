@@ -17,11 +17,12 @@
  * yet are *moved* (not started here). When every connection is held by handed-off
  * attempts, the attempts left are *released* rather than left to wait for one.
  *
- * With `endpointBudgetMs` (the fast lane), one endpoint also keeps the run at most that
- * long from its first attempt on: its attempts not started by then are *moved* too
- * (reason `busy`). An org flooding an endpoint that answers in 900 ms, under the hand-off,
- * would otherwise hold a run of 100 for 15 s (100 attempts over 6 connections), and the
- * queue's runs with it, while every other org's events waited behind.
+ * With `busyAfterMs` (the fast lane), an endpoint, and an org, also start no attempt that
+ * long after their first one in the run: their attempts not started by then are *moved*
+ * too (reason `busy`). An org flooding an endpoint that answers in 900 ms, under the
+ * hand-off, would otherwise hold a run of 100 for 15 s (100 attempts over 6 connections),
+ * and the queue's runs with it, while every other org's events waited behind; by org too,
+ * as its events may name many such endpoints through their own URLs.
  *
  * Tasks must not reject: an attempt describes its own failure.
  */
@@ -48,8 +49,8 @@ export interface PoolOptions<R> {
   perOrg: number;
   /** Null: wait for every attempt to end (the slow and overflow lanes). */
   handOffAfterMs: number | null;
-  /** How long one endpoint's attempts may keep the run, from its first; unset: as long as they take. */
-  endpointBudgetMs?: number;
+  /** How long after its first attempt an endpoint, or an org, starts no more; unset: no limit. */
+  busyAfterMs?: number;
   /** Called as each task ends while the run still waits for it (not for handed-off ones). */
   onDone?: (value: R, index: number) => void;
 }
@@ -57,7 +58,7 @@ export interface PoolOptions<R> {
 export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOptions<R>): Promise<PoolResult<R>[]> {
   const results = new Array<PoolResult<R>>(tasks.length);
   const slow = new Set<string>();
-  const firstStarted = new Map<string, number>(); // endpoint → when its first attempt started
+  const firstStarted = new Map<string, number>(); // endpoint, or org key → its first attempt's start
   const held = new Map<string, number>(); // connections per endpoint and per org, handed-off ones included
   let running = 0; // started, still awaited by the run
   let handedOff = 0; // started, handed off, still holding a connection
@@ -73,7 +74,7 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
 
   const start = (i: number) => {
     const task = tasks[i]!;
-    if (!firstStarted.has(task.endpoint)) firstStarted.set(task.endpoint, Date.now());
+    for (const key of [task.endpoint, orgKey(task.org)]) if (!firstStarted.has(key)) firstStarted.set(key, Date.now());
     const promise = task.start();
     let gone = false;
     running++;
@@ -104,12 +105,12 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
 
   for (;;) {
     const now = Date.now();
-    const overBudget = (endpoint: string) =>
-      options.endpointBudgetMs !== undefined && now - (firstStarted.get(endpoint) ?? now) >= options.endpointBudgetMs;
+    const busy = (key: string) =>
+      options.busyAfterMs !== undefined && now - (firstStarted.get(key) ?? now) >= options.busyAfterMs;
     pending = pending.filter((i) => {
-      const { endpoint } = tasks[i]!;
+      const { endpoint, org } = tasks[i]!;
       if (slow.has(endpoint)) results[i] = { kind: "moved", reason: "slow" };
-      else if (overBudget(endpoint)) results[i] = { kind: "moved", reason: "busy" };
+      else if (busy(endpoint) || busy(orgKey(org))) results[i] = { kind: "moved", reason: "busy" };
       else return true;
       return false;
     });

@@ -59,7 +59,7 @@ describe("runPool", () => {
       perEndpoint: 3,
       perOrg: 6,
       handOffAfterMs: null,
-      endpointBudgetMs: 250,
+      busyAfterMs: 250,
     });
     const ofA = results.slice(0, 30);
     expect(results.slice(30).map((r) => r.kind)).toEqual(["done", "done", "done"]);
@@ -67,6 +67,22 @@ describe("runPool", () => {
     expect(moved.length).toBeGreaterThanOrEqual(8);
     expect(moved).toEqual(Array(moved.length).fill({ kind: "moved", reason: "busy" }));
     expect(ofA.slice(0, 30 - moved.length).map((r) => r.kind)).toEqual(Array(30 - moved.length).fill("done"));
+  });
+
+  it("moves an org's waiting tasks too once it is busy past the limit, however many endpoints it uses", async () => {
+    // One org's 30 attempts of 100 ms, each to an endpoint of its own: no endpoint is busy
+    // for long, the org is.
+    const t = tasks(Array.from({ length: 30 }, (_, i) => [`o e${i}`, 100] as [string, number]));
+    const results = await runPool(t.list, {
+      connections: 6,
+      perEndpoint: 3,
+      perOrg: 6,
+      handOffAfterMs: null,
+      busyAfterMs: 250,
+    });
+    const moved = results.filter((r) => r.kind === "moved");
+    expect(moved.length).toBeGreaterThanOrEqual(8);
+    expect(moved).toEqual(Array(moved.length).fill({ kind: "moved", reason: "busy" }));
   });
 
   it("releases the tasks left when every connection is held by handed-off attempts", async () => {
