@@ -22,6 +22,9 @@ function tasks(spec: Array<[endpoint: string, ms: number]>) {
   return { list, started, peak: () => peak };
 }
 
+/** A run that starts no attempt of an endpoint, or an org, 250 ms after its first. */
+const busyPool = { connections: 6, perEndpoint: 3, perOrg: 6, handOffAfterMs: null, busyAfterMs: 250 };
+
 describe("runPool", () => {
   it("runs every task, at most `connections` at once, and waits for all without a hand-off budget", async () => {
     const t = tasks(Array.from({ length: 9 }, (_, i) => [`e${i % 3}`, 30] as [string, number]));
@@ -54,13 +57,7 @@ describe("runPool", () => {
       ["b", 100],
       ["b", 100],
     ]);
-    const results = await runPool(t.list, {
-      connections: 6,
-      perEndpoint: 3,
-      perOrg: 6,
-      handOffAfterMs: null,
-      busyAfterMs: 250,
-    });
+    const results = await runPool(t.list, busyPool);
     const ofA = results.slice(0, 30);
     expect(results.slice(30).map((r) => r.kind)).toEqual(["done", "done", "done"]);
     const moved = ofA.filter((r) => r.kind === "moved");
@@ -73,13 +70,7 @@ describe("runPool", () => {
     // One org's 30 attempts of 100 ms, each to an endpoint of its own: no endpoint is busy
     // for long, the org is.
     const t = tasks(Array.from({ length: 30 }, (_, i) => [`o e${i}`, 100] as [string, number]));
-    const results = await runPool(t.list, {
-      connections: 6,
-      perEndpoint: 3,
-      perOrg: 6,
-      handOffAfterMs: null,
-      busyAfterMs: 250,
-    });
+    const results = await runPool(t.list, busyPool);
     const moved = results.filter((r) => r.kind === "moved");
     expect(moved.length).toBeGreaterThanOrEqual(8);
     expect(moved).toEqual(Array(moved.length).fill({ kind: "moved", reason: "busy" }));
