@@ -302,7 +302,7 @@ export async function deliverBatch(
     } else if (result.kind === "moved") {
       if (result.reason === "busy") summary.busy++;
       // Slow: its endpoint has an attempt of this run still going past SLOW_ATTEMPT_MS.
-      // Busy: its endpoint's attempts used up their time in this run, each in time.
+      // Busy: its endpoint's (or its org's) attempts used up their time in this run.
       toOtherLanes.push(moveOf(task.message, task.origin, result.reason === "slow"));
     } else {
       released.push(task.message);
