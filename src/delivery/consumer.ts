@@ -284,7 +284,7 @@ export async function deliverBatch(
     perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
     perOrg: MAX_CONNECTIONS_PER_ORG,
     handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
-    ...(lane === "fast" ? { busyAfterMs: busyAfterMs(config) } : {}),
+    busyAfterMs: lane === "fast" ? busyAfterMs(config) : null,
     onDone: (value) => value.ok && end(value.attempted),
   });
   relay.flush();
@@ -315,16 +315,15 @@ export async function deliverBatch(
   const secondsUntil = (ms: number) => Math.max(0, Math.ceil((ms - Date.now()) / 1000));
   for (const h of handedOff) {
     const until = h.startedAt + config.attemptTimeoutMs + leaseMarginMs;
+    const move = moveOf(h.message, h.origin, true);
     toOtherLanes.push({
+      ...move,
       request: {
-        body: { ...h.message.body, owner: ownerOf(h.message), lease: { attempt: h.attempt, until } },
-        contentType: "v8",
+        ...move.request,
+        body: { ...move.request.body, lease: { attempt: h.attempt, until } },
         delaySeconds: secondsUntil(until),
       },
-      message: h.message,
-      share: { endpoint: h.origin, running: true },
       leaseUntil: until,
-      lane: "slow",
     });
   }
   if (handedOff.length > 0) {

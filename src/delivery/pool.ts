@@ -49,8 +49,8 @@ export interface PoolOptions<R> {
   perOrg: number;
   /** Null: wait for every attempt to end (the slow and overflow lanes). */
   handOffAfterMs: number | null;
-  /** How long after its first attempt an endpoint, or an org, starts no more; unset: no limit. */
-  busyAfterMs?: number;
+  /** How long after its first attempt an endpoint, or an org, starts no more; null: no limit. */
+  busyAfterMs: number | null;
   /** Called as each task ends while the run still waits for it (not for handed-off ones). */
   onDone?: (value: R, index: number) => void;
 }
@@ -106,7 +106,7 @@ export async function runPool<R>(tasks: readonly PoolTask<R>[], options: PoolOpt
   for (;;) {
     const now = Date.now();
     const busy = (key: string) =>
-      options.busyAfterMs !== undefined && now - (firstStarted.get(key) ?? now) >= options.busyAfterMs;
+      options.busyAfterMs !== null && now - (firstStarted.get(key) ?? now) >= options.busyAfterMs;
     pending = pending.filter((i) => {
       const { endpoint, org } = tasks[i]!;
       if (slow.has(endpoint)) results[i] = { kind: "moved", reason: "slow" };

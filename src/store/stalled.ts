@@ -238,11 +238,10 @@ export async function claimStalledDeliveries(
   const results = await db.batch<Omit<StalledDelivery, "webhook_url" | "body">>([...statements, saveCursor]);
   const claimed = results.slice(0, statements.length).flatMap((r) => r.results);
 
-  const events = new Map<string, { body: string; webhook_url: string | null }>();
-  for (let i = 0; i < claimed.length; i += STORED_EVENTS_PER_READ) {
-    const ids = claimed.slice(i, i + STORED_EVENTS_PER_READ).map((c) => c.delivery_id);
-    for (const [id, event] of await readStoredEvents(db, ids)) events.set(id, event);
-  }
+  const events = await readStoredEvents(
+    db,
+    claimed.map((c) => c.delivery_id),
+  );
   const abandoned = claimed.filter((row) => !events.has(row.delivery_id)).map((row) => row.delivery_id);
   if (abandoned.length > 0) await db.prepare(ABANDON).bind(JSON.stringify(abandoned)).run();
   return {
@@ -254,10 +253,11 @@ export async function claimStalledDeliveries(
   };
 }
 
-/** D1 binds at most 100 values per statement. */
-const STORED_EVENTS_PER_READ = 100;
-
-/** The stored events of these deliveries (their attempt 1): body and own URL. */
+/**
+ * The stored events of these deliveries (their attempt 1): body and own URL. One bound
+ * JSON list, however many: D1 binds at most 100 values to a statement, and a sweep claims
+ * up to 200 (each looked up by primary key).
+ */
 export async function readStoredEvents(
   db: LogDb,
   deliveryIds: readonly string[],
@@ -265,9 +265,9 @@ export async function readStoredEvents(
   const { results } = await db
     .prepare(
       `SELECT delivery_id, url_from_event, url, request_body FROM attempts
-        WHERE delivery_id IN (${deliveryIds.map(() => "?").join(", ")}) AND attempt = 1`,
+        WHERE delivery_id IN (SELECT value FROM json_each(?)) AND attempt = 1`,
     )
-    .bind(...deliveryIds)
+    .bind(JSON.stringify(deliveryIds))
     .run<{ delivery_id: string; url_from_event: number; url: string | null; request_body: StoredBlob }>();
   return new Map(
     results.map((r) => [

@@ -28,7 +28,13 @@ const busyPool = { connections: 6, perEndpoint: 3, perOrg: 6, handOffAfterMs: nu
 describe("runPool", () => {
   it("runs every task, at most `connections` at once, and waits for all without a hand-off budget", async () => {
     const t = tasks(Array.from({ length: 9 }, (_, i) => [`e${i % 3}`, 30] as [string, number]));
-    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, perOrg: 6, handOffAfterMs: null });
+    const results = await runPool(t.list, {
+      connections: 6,
+      perEndpoint: 6,
+      perOrg: 6,
+      handOffAfterMs: null,
+      busyAfterMs: null,
+    });
     expect(t.peak()).toBe(6);
     expect(results.map((r) => r.kind)).toEqual(Array(9).fill("done"));
     expect(results.map((r) => (r.kind === "done" ? r.value : null))).toEqual(t.list.map((_, i) => `e${i % 3}${i}`));
@@ -40,7 +46,13 @@ describe("runPool", () => {
     // handed off. The order of timers decides it, not how fast this machine is.
     const quick = (name: string, ms: number) => Array.from({ length: 5 }, () => [name, ms] as [string, number]);
     const t = tasks([["h", 1200], ...quick("a", 150), ...quick("b", 250), ["h", 10], ["c", 10]]);
-    const results = await runPool(t.list, { connections: 6, perEndpoint: 6, perOrg: 6, handOffAfterMs: 300 });
+    const results = await runPool(t.list, {
+      connections: 6,
+      perEndpoint: 6,
+      perOrg: 6,
+      handOffAfterMs: 300,
+      busyAfterMs: null,
+    });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", ...Array(10).fill("done"), "moved", "done"]);
     expect(t.started).not.toContain("h11");
     const first = results[0]!;
@@ -83,7 +95,13 @@ describe("runPool", () => {
       ["a", 10],
       ["b", 10],
     ]);
-    const results = await runPool(t.list, { connections: 2, perEndpoint: 2, perOrg: 6, handOffAfterMs: 50 });
+    const results = await runPool(t.list, {
+      connections: 2,
+      perEndpoint: 2,
+      perOrg: 6,
+      handOffAfterMs: 50,
+      busyAfterMs: null,
+    });
     expect(results.map((r) => r.kind)).toEqual(["handed_off", "handed_off", "released", "released"]);
     expect(t.started).toEqual(["h10", "h21"]);
   });
@@ -97,7 +115,7 @@ describe("runPool", () => {
       ["a", 10],
       ["a", 10],
     ]);
-    await runPool(t.list, { connections: 4, perEndpoint: 2, perOrg: 6, handOffAfterMs: null });
+    await runPool(t.list, { connections: 4, perEndpoint: 2, perOrg: 6, handOffAfterMs: null, busyAfterMs: null });
     // h2 and h3 waited while a's tasks could use a connection: a went first.
     expect(t.started.slice(0, 4)).toEqual(["h0", "h1", "a4", "a5"]);
     const alone = tasks([
@@ -106,7 +124,7 @@ describe("runPool", () => {
       ["h", 20],
       ["h", 20],
     ]);
-    await runPool(alone.list, { connections: 4, perEndpoint: 2, perOrg: 6, handOffAfterMs: null });
+    await runPool(alone.list, { connections: 4, perEndpoint: 2, perOrg: 6, handOffAfterMs: null, busyAfterMs: null });
     expect(alone.peak()).toBe(4);
   });
 
@@ -114,7 +132,13 @@ describe("runPool", () => {
     // Org A's events go to six endpoints that all hang; org B's three quick ones still run.
     const hanging = Array.from({ length: 6 }, (_, i) => [`A h${i}`, 400] as [string, number]);
     const t = tasks([...hanging, ["B ok", 10], ["B ok", 10], ["B ok", 10]]);
-    const results = await runPool(t.list, { connections: 6, perEndpoint: 3, perOrg: 4, handOffAfterMs: 100 });
+    const results = await runPool(t.list, {
+      connections: 6,
+      perEndpoint: 3,
+      perOrg: 4,
+      handOffAfterMs: 100,
+      busyAfterMs: null,
+    });
     expect(results.slice(6).map((r) => r.kind)).toEqual(["done", "done", "done"]);
     expect(t.started.slice(0, 6)).toEqual(["A h00", "A h11", "A h22", "A h33", "B ok6", "B ok7"]);
     // With nothing else waiting, A's last two take the free connections after all.
@@ -127,7 +151,13 @@ describe("runPool", () => {
       ...Array.from({ length: 8 }, () => ["A hang", 400] as [string, number]),
       ...Array.from({ length: 8 }, () => ["A ok", 10] as [string, number]),
     ]);
-    const results = await runPool(t.list, { connections: 6, perEndpoint: 3, perOrg: 4, handOffAfterMs: 100 });
+    const results = await runPool(t.list, {
+      connections: 6,
+      perEndpoint: 3,
+      perOrg: 4,
+      handOffAfterMs: 100,
+      busyAfterMs: null,
+    });
     expect(results.slice(8).map((r) => r.kind)).toEqual(Array(8).fill("done"));
     // The hanging endpoint kept to its 3 until every healthy attempt had started.
     expect(t.started.slice(0, 11).filter((name) => name.startsWith("A hang"))).toHaveLength(3);
@@ -140,7 +170,7 @@ describe("runPool", () => {
       ["b", 150],
       ["c", 150],
     ]);
-    await runPool(t.list, { connections: 2, perEndpoint: 2, perOrg: 6, handOffAfterMs: 50 });
+    await runPool(t.list, { connections: 2, perEndpoint: 2, perOrg: 6, handOffAfterMs: 50, busyAfterMs: null });
     // h holds one connection for its whole 200 ms: the other three ran one at a time beside it.
     expect(t.peak()).toBe(2);
   });
