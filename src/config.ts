@@ -87,13 +87,26 @@ export function readConfig(env: ConfigVars): Config {
   return config;
 }
 
+/**
+ * The most RESPONSE_BODY_LIMIT_BYTES may be: an attempt's row travels to D1 in hex inside
+ * a JSON string (src/store/attempts.ts), and D1 takes a string of at most 2 MB. A row with
+ * a 512 KiB answer that does not compress, a 64 KiB event and 16 KiB of headers stays
+ * about 0.9 MB (a test writes one).
+ */
+export const RESPONSE_BODY_LIMIT_MAX_BYTES = 524_288;
+
 export function parseConfig(env: ConfigVars): Config {
   const raw = (name: keyof ConfigVars): string => env[name] ?? CONFIG_DEFAULTS[name];
   return {
     retryDelaysSeconds: parseDelays(raw("RETRY_DELAYS_SECONDS")),
     attemptTimeoutMs: parseInteger("ATTEMPT_TIMEOUT_MS", raw("ATTEMPT_TIMEOUT_MS"), 1, 900_000),
     allowInsecureWebhookUrls: parseBoolean("ALLOW_INSECURE_WEBHOOK_URLS", raw("ALLOW_INSECURE_WEBHOOK_URLS")),
-    responseBodyLimitBytes: parseInteger("RESPONSE_BODY_LIMIT_BYTES", raw("RESPONSE_BODY_LIMIT_BYTES"), 0, 1_048_576),
+    responseBodyLimitBytes: parseInteger(
+      "RESPONSE_BODY_LIMIT_BYTES",
+      raw("RESPONSE_BODY_LIMIT_BYTES"),
+      0,
+      RESPONSE_BODY_LIMIT_MAX_BYTES,
+    ),
     logRetentionDays: parseInteger("LOG_RETENTION_DAYS", raw("LOG_RETENTION_DAYS"), 1, 3650),
     slowAttemptMs: parseInteger("SLOW_ATTEMPT_MS", raw("SLOW_ATTEMPT_MS"), 1, 900_000),
     stalledAfterMs: parseInteger("STALLED_AFTER_SECONDS", raw("STALLED_AFTER_SECONDS"), 1, 86_400) * 1000,

@@ -2,7 +2,7 @@
  * Every SQL statement the delivery pipeline runs against the `attempts` table.
  * The schema and the reasons for its shape are in migrations/ and src/store/README.md.
  */
-import { deflate } from "./codec";
+import { deflateToHex } from "./codec";
 import type { LogDb } from "./shards";
 
 export type AttemptOutcome = "succeeded" | "failed";
@@ -71,7 +71,10 @@ export interface DeliveryState {
   next_attempt_at: number | null;
 }
 
-/** The state of each delivery that has at least one attempt. One query, by primary key. */
+/**
+ * The state of each delivery that has at least one attempt. One query, by primary key,
+ * the ids in one JSON parameter (D1 binds at most 100 values to a statement).
+ */
 export async function readDeliveryStates(
   db: LogDb,
   deliveryIds: readonly string[],
@@ -81,9 +84,9 @@ export async function readDeliveryStates(
   const { results } = await db
     .prepare(
       `SELECT delivery_id, attempt, message_id, next_attempt_at FROM attempts
-        WHERE delivery_id IN (${deliveryIds.map(() => "?").join(",")}) ORDER BY delivery_id, attempt`,
+        WHERE delivery_id IN (SELECT value FROM json_each(?)) ORDER BY delivery_id, attempt`,
     )
-    .bind(...deliveryIds)
+    .bind(JSON.stringify(deliveryIds))
     .run<{ delivery_id: string; attempt: number; message_id: string; next_attempt_at: number | null }>();
   for (const row of results) {
     states.set(row.delivery_id, {
@@ -96,26 +99,51 @@ export async function readDeliveryStates(
   return states;
 }
 
-const INSERT_ATTEMPT = `INSERT INTO attempts (
+/**
+ * Why one statement per chunk of rows, the rows in one JSON parameter: D1's binding sends
+ * every bound value as JSON, a BLOB as an array of numbers (about 3.5 characters a byte),
+ * and checks each one. Bound one by one, a batch of 100 rows was 1,800 values and ~90,000
+ * numbers; as one JSON string per chunk, with the compressed columns in hex (2 characters
+ * a byte, turned back into BLOBs by `unhex`), it is one value. The rows and the rows
+ * written are the same (src/store/README.md).
+ *
+ * `WHERE true` keeps SQLite from reading `ON CONFLICT` as a join constraint of the SELECT.
+ * RETURNING names the rows that were new: a conflicting row is not returned.
+ */
+const INSERT_ATTEMPTS = `INSERT INTO attempts (
     delivery_id, attempt, org_id, job_id, event_type, message_id, attempted_at, response_time_ms,
     status_code, outcome, error, error_detail, next_attempt_at, url, url_from_event, response_truncated,
     request_body, exchange)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-  ON CONFLICT (delivery_id, attempt) DO NOTHING`;
+  SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7,
+         value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, value->>14, value->>15,
+         unhex(value->>16), unhex(value->>17)
+    FROM json_each(?) WHERE true
+  ON CONFLICT (delivery_id, attempt) DO NOTHING
+  RETURNING delivery_id, attempt`;
 
 /**
  * Only a delivery's last attempt keeps `next_attempt_at` (migrations/0002): logging
  * attempt n clears it on the attempts before, so `attempts_pending_by_org` holds exactly the
- * pending deliveries. Costs a row written only when there was a retry.
+ * pending deliveries. Costs a row written only when there was a retry. The JSON array
+ * holds `[delivery_id, attempt]` pairs.
  */
 const CLEAR_EARLIER_NEXT = `UPDATE attempts SET next_attempt_at = NULL
-  WHERE delivery_id = ? AND attempt < ? AND next_attempt_at IS NOT NULL`;
+  FROM (SELECT value->>0 AS delivery_id, value->>1 AS attempt FROM json_each(?)) AS later
+  WHERE attempts.delivery_id = later.delivery_id AND attempts.attempt < later.attempt
+    AND attempts.next_attempt_at IS NOT NULL`;
 
-/** A log row ready to be written: the record, with its bulky columns compressed. */
+/**
+ * The JSON parameter of one INSERT stays under this many characters: D1 takes a string
+ * of up to 2 MB, and a row can be large (a 64 KiB event and a 64 KiB answer that do not
+ * compress). A row alone over it still goes alone.
+ */
+const CHUNK_CHARS = 1_000_000;
+
+/** A log row ready to be written: the record, with its bulky columns compressed (in hex). */
 export interface EncodedAttempt {
   record: AttemptRecord;
-  requestBody: Uint8Array | null;
-  exchange: Uint8Array | null;
+  requestBodyHex: string | null;
+  exchangeHex: string | null;
 }
 
 /** Compresses a record's bulky columns (src/store/codec.ts). */
@@ -126,8 +154,8 @@ export function encodeAttempt(record: AttemptRecord): EncodedAttempt {
       : { signatures: record.signatures, response: { headers: record.response_headers, body: record.response_body } };
   return {
     record,
-    requestBody: record.request_body === null ? null : deflate(record.request_body),
-    exchange: exchange === null ? null : deflate(JSON.stringify(exchange)),
+    requestBodyHex: record.request_body === null ? null : deflateToHex(record.request_body),
+    exchangeHex: exchange === null ? null : deflateToHex(JSON.stringify(exchange)),
   };
 }
 
@@ -138,35 +166,54 @@ export function encodeAttempt(record: AttemptRecord): EncodedAttempt {
  */
 export async function writeAttempts(db: LogDb, rows: readonly EncodedAttempt[]): Promise<boolean[]> {
   if (rows.length === 0) return [];
-  const statement = db.prepare(INSERT_ATTEMPT);
-  const clear = db.prepare(CLEAR_EARLIER_NEXT);
-  const later = rows.filter(({ record }) => record.attempt > 1);
-  const results = await db.batch([
-    ...rows.map(({ record: r, requestBody, exchange }) =>
-      statement.bind(
-        r.delivery_id,
-        r.attempt,
-        r.org_id,
-        r.job_id,
-        r.event_type,
-        r.message_id,
-        r.attempted_at,
-        r.response_time_ms,
-        r.status_code,
-        r.outcome,
-        r.error,
-        r.error_detail,
-        r.next_attempt_at,
-        r.url,
-        r.url_from_event === null ? null : r.url_from_event ? 1 : 0,
-        r.response_truncated ? 1 : 0,
-        requestBody,
-        exchange,
-      ),
-    ),
-    ...later.map(({ record }) => clear.bind(record.delivery_id, record.attempt)),
+  const insert = db.prepare(INSERT_ATTEMPTS);
+  const chunks: string[][] = [[]];
+  let chars = 0;
+  for (const row of rows) {
+    const json = JSON.stringify(jsonRow(row));
+    if (chars + json.length > CHUNK_CHARS && chunks.at(-1)!.length > 0) {
+      chunks.push([]);
+      chars = 0;
+    }
+    chunks.at(-1)!.push(json);
+    chars += json.length + 1;
+  }
+  const later = rows.filter(({ record }) => record.attempt > 1).map(({ record: r }) => [r.delivery_id, r.attempt]);
+  const results = await db.batch<{ delivery_id: string; attempt: number }>([
+    ...chunks.map((chunk) => insert.bind(`[${chunk.join(",")}]`)),
+    ...(later.length > 0 ? [db.prepare(CLEAR_EARLIER_NEXT).bind(JSON.stringify(later))] : []),
   ]);
-  return results.slice(0, rows.length).map((result) => result.meta.changes === 1);
+  const inserted = new Set(results.slice(0, chunks.length).flatMap((r) => r.results.map(keyOf)));
+  // A key twice in `rows` was inserted by its first row only (json_each keeps the order).
+  return rows.map(({ record }) => inserted.delete(keyOf(record)));
+}
+
+function keyOf(row: { delivery_id: string; attempt: number }): string {
+  return `${row.delivery_id} ${row.attempt}`;
+}
+
+/** A row as INSERT_ATTEMPTS reads it: the columns in order, the compressed ones in hex. */
+function jsonRow({ record: r, requestBodyHex, exchangeHex }: EncodedAttempt): unknown[] {
+  return [
+    r.delivery_id,
+    r.attempt,
+    r.org_id,
+    r.job_id,
+    r.event_type,
+    r.message_id,
+    r.attempted_at,
+    r.response_time_ms,
+    r.status_code,
+    r.outcome,
+    r.error,
+    r.error_detail,
+    r.next_attempt_at,
+    r.url,
+    r.url_from_event === null ? null : r.url_from_event ? 1 : 0,
+    r.response_truncated ? 1 : 0,
+    requestBodyHex,
+    exchangeHex,
+  ];
 }
 
 /** `encodeAttempt` then `writeAttempts`. */

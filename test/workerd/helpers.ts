@@ -255,6 +255,16 @@ export interface AttemptRow {
 }
 
 /**
+ * How many log rows each statement of a `DB.batch` call inserts: src/store/attempts.ts
+ * binds a statement's rows as one JSON array (the binding keeps its values in `params`).
+ */
+export function rowsPerStatement(statements: readonly D1PreparedStatement[]): number[] {
+  return statements
+    .filter((s) => (s as unknown as { statement: string }).statement.startsWith("INSERT INTO attempts"))
+    .map((s) => (JSON.parse((s as unknown as { params: [string] }).params[0]) as unknown[]).length);
+}
+
+/**
  * `n` new org ids whose logs live on `shard` (placed as every org is, by hash). A run
  * reads each shard's messages apart, so only orgs on one shard keep the batch's order.
  */

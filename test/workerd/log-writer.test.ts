@@ -1,8 +1,20 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { RESPONSE_BODY_LIMIT_MAX_BYTES } from "../../src/config";
 import { LogWriter } from "../../src/delivery/log-writer";
 import { encodeAttempt } from "../../src/store/attempts";
-import { attemptRecord, attemptsOf, jobEvent, logDbOf, messageFor, receiver, runConsumer, uniqueId } from "./helpers";
+import { inflate } from "../../src/store/codec";
+import {
+  attemptRecord,
+  attemptsOf,
+  jobEvent,
+  logDbOf,
+  messageFor,
+  receiver,
+  rowsPerStatement,
+  runConsumer,
+  uniqueId,
+} from "./helpers";
 
 /** The group commit of a run's log rows (src/delivery/log-writer.ts). */
 
@@ -22,7 +34,7 @@ describe("LogWriter", () => {
     expect(batch).toHaveBeenCalledTimes(1);
     const rest = [writer.add(row()), writer.add(row())];
     await writer.flush();
-    expect(batch.mock.calls.map(([statements]) => statements.length)).toEqual([3, 2]);
+    expect(batch.mock.calls.map(([statements]) => rowsPerStatement(statements))).toEqual([[3], [2]]);
     expect(await Promise.all([...first, ...rest])).toEqual(Array(5).fill({ ok: true, fresh: true }));
   });
 
@@ -37,6 +49,70 @@ describe("LogWriter", () => {
     await writer.flush();
     expect(await dup).toEqual({ ok: true, fresh: false });
     expect(await fresh).toEqual({ ok: true, fresh: true });
+  });
+
+  it("takes a row twice in one write as new once, the first", async () => {
+    const twice = row();
+    const writer = new LogWriter(env.DB, 10);
+    const written = [writer.add(twice), writer.add(row(twice.record.delivery_id)), writer.add(row())];
+    await writer.flush();
+    expect(await Promise.all(written)).toEqual([
+      { ok: true, fresh: true },
+      { ok: true, fresh: false },
+      { ok: true, fresh: true },
+    ]);
+  });
+
+  it("writes rows too big for one statement in several, in one transaction, as BLOBs that read back", async () => {
+    // Events that do not compress: 40 KiB of random base64 each, ~60 KB in hex.
+    const events = Array.from({ length: 25 }, () => {
+      const noise = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(30_000))));
+      return JSON.stringify({ type: "job.completed", data: { noise } });
+    });
+    const rows = events.map((body) =>
+      encodeAttempt(attemptRecord({ delivery_id: uniqueId("dlv"), org_id: uniqueId("org"), request_body: body })),
+    );
+    const batch = vi.spyOn(env.DB, "batch");
+    const writer = new LogWriter(env.DB, 100);
+    const written = rows.map((r) => writer.add(r));
+    await writer.flush();
+    expect(await Promise.all(written)).toEqual(Array(25).fill({ ok: true, fresh: true }));
+    expect(batch).toHaveBeenCalledTimes(1); // one transaction...
+    const perStatement = rowsPerStatement(batch.mock.calls[0]![0]);
+    expect(perStatement.length).toBeGreaterThan(1); // ...of several statements
+    expect(perStatement.reduce((a, b) => a + b)).toBe(25);
+    for (const [i, r] of rows.entries()) {
+      const stored = await env.DB.prepare(
+        "SELECT typeof(request_body) AS type, request_body FROM attempts WHERE delivery_id = ? AND attempt = 1",
+      )
+        .bind(r.record.delivery_id)
+        .first<{ type: string; request_body: number[] }>();
+      expect(stored!.type).toBe("blob");
+      expect(inflate(stored!.request_body)).toBe(events[i]);
+    }
+  });
+
+  it("keeps the largest row the config allows under D1's 2 MB string limit", async () => {
+    // Characters drawn at random do not compress: CJK ones are 3 bytes each in UTF-8.
+    const noise = (bytes: number) =>
+      Array.from({ length: bytes / 3 }, () => String.fromCharCode(0x4e00 + Math.floor(Math.random() * 20_000))).join(
+        "",
+      );
+    const headers = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`x-noise-${i}`, noise(1000)]));
+    const record = attemptRecord({
+      delivery_id: uniqueId("dlv"),
+      org_id: uniqueId("org"),
+      request_body: JSON.stringify({ data: noise(65_536) }),
+      response_headers: headers,
+      response_body: noise(RESPONSE_BODY_LIMIT_MAX_BYTES),
+    });
+    const batch = vi.spyOn(env.DB, "batch");
+    const writer = new LogWriter(env.DB, 1);
+    expect(await writer.add(encodeAttempt(record))).toEqual({ ok: true, fresh: true });
+    const [insert] = batch.mock.calls[0]![0] as unknown as [{ params: [string] }];
+    expect(insert.params[0].length).toBeGreaterThan(800_000); // the row is as big as the limits let it be...
+    expect(new TextEncoder().encode(insert.params[0]).length).toBeLessThan(2_000_000); // ...and D1 takes it
+    expect((await attemptsOf(record.delivery_id))[0]!.exchange!.response.body).toBe(record.response_body);
   });
 
   it("reports a failed chunk's error on its own rows only", async () => {
