@@ -133,9 +133,9 @@ const CLEAR_EARLIER_NEXT = `UPDATE attempts SET next_attempt_at = NULL
     AND attempts.next_attempt_at IS NOT NULL`;
 
 /**
- * The JSON parameter of one INSERT stays under this many characters: D1 takes a string
- * of up to 2 MB, and a row can be large (a 64 KiB event and a 64 KiB answer that do not
- * compress). A row alone over it still goes alone.
+ * A chunk's JSON closes before the row that would take it past this many characters
+ * (ASCII, but for the small text columns). One row is at most about 0.9 MB (see
+ * RESPONSE_BODY_LIMIT_MAX_BYTES in src/config.ts), so no chunk reaches D1's 2 MB limit.
  */
 const CHUNK_CHARS = 1_000_000;
 
