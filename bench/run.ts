@@ -27,12 +27,18 @@ import { sampleJobData } from "../src/api/sample-event";
 import { PRICES, PRICES_DATE } from "./prices";
 
 /**
- * Events in the delivery burst. Local workerd keeps ~4 file descriptors per outbound
- * fetch for ~6.5 s after it ends (measured), and a process may hold 20,000: one burst
- * of 4,000 holds ~16,000 of them at the control's pace (900–4,400/s), so a Worker's
- * next burst waits 8 s after its last.
+ * Events in the delivery burst. With its inspector on, `wrangler dev` relays every
+ * inspector message (about four per outbound fetch) from its proxy workerd to its Node
+ * process as an HTTP request of its own, and Node falls behind: each request waiting for
+ * it holds a connection, an open file at each end, until Node has answered it and the
+ * connection has idled out. A burst of 4,000 through the control held up to ~16,000 open
+ * files in wrangler's Node and as many in its proxy workerd (measured 2026-11-30), against
+ * this machine's limit of 20,000 a process, and runs whose control went faster crossed it:
+ * their requests were reset, or answered "Your worker restarted mid-request". 3,000 keeps
+ * it near 12,000; the report prints the peak (`watchOpenFiles`), and a bench that fails
+ * says how close it came. Each Worker's next burst waits 8 s, for those connections to close.
  */
-const DELIVERY_EVENTS = 4000;
+const DELIVERY_EVENTS = 3000;
 /**
  * Delivery bursts, each the dispatcher's and then the control's: the target is the
  * median pair, as this machine's speed drifts between (and during) minutes.
@@ -147,6 +153,7 @@ async function main() {
   checkControlMatchesProduct();
   const receiver = await startReceiver();
   const control = await startDispatcher({}, { config: CONTROL_CONFIG, migrate: false });
+  const openFiles = watchOpenFiles();
   let dispatcher: Dispatcher | undefined;
   let memory: ReturnType<typeof watchMemory> | undefined;
   const measured: Measured = {};
@@ -180,6 +187,7 @@ async function main() {
     if (phases.has("neighbour")) measured.neighbour = await neighbourPhase(receiver);
     if (phases.has("shards")) measured.shards = await shardsPhase(receiver);
     if (phases.has("listener")) measured.listener = await listenerPhase(receiver);
+    measured.openFiles = openFiles.peak();
     const result = report(measured);
     mkdirSync(join(root, "bench/results"), { recursive: true });
     const complete = PHASES.every((p) => phases.has(p)) && args["batch-size"] === undefined && INSPECTOR;
@@ -195,9 +203,12 @@ async function main() {
     ] as const) {
       if (d) console.error(`--- ${name} output (end) ---\n${d.output().slice(-4000)}`);
     }
+    const { files, process: name } = openFiles.peak();
+    console.error(`open files, the peak in one process: ${files} (${name}); the limit: ${openFilesLimit()}`);
     throw error;
   } finally {
     memory?.stop();
+    openFiles.stop();
     await Promise.all([dispatcher?.stop(), control.stop(), stopProcess(receiver.child)]);
     for (const file of [
       ".bench-ingest.wrangler.toml",
@@ -218,6 +229,7 @@ interface Measured {
   shards?: ShardRun[];
   listener?: ListenerPhase;
   peakKiB?: number;
+  openFiles?: ReturnType<ReturnType<typeof watchOpenFiles>["peak"]>;
 }
 
 async function ingestPhase(control: Dispatcher): Promise<NonNullable<Measured["ingest"]>> {
@@ -891,6 +903,42 @@ function watchMemory(wranglerPid: number) {
   };
 }
 
+/**
+ * Polls the open files of every process this bench started (wrangler's Node, its two
+ * workerd, the receiver); keeps the peak of any one and its name. Why: see DELIVERY_EVENTS.
+ */
+function watchOpenFiles() {
+  let peak = { files: 0, process: "" };
+  const timer = setInterval(() => {
+    for (const pid of descendants(process.pid)) {
+      try {
+        const files = readdirSync(`/proc/${pid}/fd`).length;
+        if (files > peak.files) peak = { files, process: processName(pid) };
+      } catch {
+        // gone, or not Linux
+      }
+    }
+  }, 1000);
+  return { peak: () => peak, stop: () => clearInterval(timer) };
+}
+
+/** "wrangler's Node", "workerd" or the command's name. */
+function processName(pid: number): string {
+  const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  if (args.some((a) => a.includes("wrangler-dist"))) return "wrangler's Node";
+  return args[0]!.split("/").at(-1)!;
+}
+
+/** This process's open-file limit (its children inherit it); null where /proc is missing. */
+function openFilesLimit(): number | null {
+  try {
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"))?.[1];
+    return soft === undefined ? null : Number(soft);
+  } catch {
+    return null;
+  }
+}
+
 function descendants(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
@@ -1125,6 +1173,8 @@ function report(m: Measured) {
     dollarsPerMillion,
     prices: { ...PRICES, date: PRICES_DATE },
     memory: m.peakKiB === undefined ? undefined : { workerdPeakRssMiB: Math.round(m.peakKiB / 1024) },
+    /** The most files one process held open (see DELIVERY_EVENTS), and the limit each may. */
+    openFiles: m.openFiles && { peak: m.openFiles.files, process: m.openFiles.process, limit: openFilesLimit() },
     storage: d && {
       d1BytesPerDelivery: d.delivery.d1BytesPerDelivery,
       deliveriesIn10GB,
@@ -1260,6 +1310,10 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
     ]);
   }
   if (r.memory) rows.push(["workerd peak resident memory", `${r.memory.workerdPeakRssMiB} MiB`]);
+  if (r.openFiles) {
+    const { peak, process: name, limit } = r.openFiles;
+    rows.push(["open files, the peak in one process", `${peak} (${name}) of ${limit ?? "an unknown"} allowed`]);
+  }
   if (r.storage) {
     const s = r.storage;
     rows.push([
