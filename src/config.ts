@@ -90,8 +90,10 @@ export function readConfig(env: ConfigVars): Config {
 /**
  * The most RESPONSE_BODY_LIMIT_BYTES may be: an attempt's row travels to D1 in hex inside
  * a JSON string (src/store/attempts.ts), and D1 takes a string of at most 2 MB. A row with
- * a 512 KiB answer that does not compress, a 64 KiB event and 16 KiB of headers stays
- * about 0.9 MB (a test writes one).
+ * the answer that compresses worst (512 KiB of random control characters, which JSON
+ * escapes to six each), a 64 KiB event and 16 KiB of headers is about 1.2 MB (a test
+ * writes one). It was 1 MiB before 2026-11-30; a deployment set above 512 KiB now fails
+ * to start with a ConfigError that names the range.
  */
 export const RESPONSE_BODY_LIMIT_MAX_BYTES = 524_288;
 

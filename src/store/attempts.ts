@@ -134,7 +134,7 @@ const CLEAR_EARLIER_NEXT = `UPDATE attempts SET next_attempt_at = NULL
 
 /**
  * A chunk's JSON closes before the row that would take it past this many characters
- * (ASCII, but for the small text columns). One row is at most about 0.9 MB (see
+ * (ASCII, but for the small text columns). One row is at most about 1.2 MB (see
  * RESPONSE_BODY_LIMIT_MAX_BYTES in src/config.ts), so no chunk reaches D1's 2 MB limit.
  */
 const CHUNK_CHARS = 1_000_000;

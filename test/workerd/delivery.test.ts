@@ -431,6 +431,7 @@ describe("a batch", () => {
     await runConsumer(messages, "deliveries", env);
     expect(Math.max(...(await hook.requests()).map((r) => r.in_flight))).toBeGreaterThan(1);
     expect(batch).toHaveBeenCalledOnce();
+    expect(batch.mock.calls[0]![0]).toHaveLength(1);
     expect(rowsPerStatement(batch.mock.calls[0]![0])).toEqual([5]);
     expect(prepare.mock.calls.filter(([sql]) => sql.trimStart().startsWith("SELECT"))).toHaveLength(1);
     expect(rpc).toEqual(["getDeliverySettings", "reportAttempts"]);

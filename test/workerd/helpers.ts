@@ -239,6 +239,8 @@ export interface AttemptRow {
   delivery_id: string;
   attempt: number;
   org_id: string;
+  /** The queue message that made the attempt. */
+  message_id: string;
   status_code: number | null;
   outcome: string;
   error: string | null;

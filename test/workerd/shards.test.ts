@@ -57,14 +57,15 @@ async function rowsByShard(orgId: string): Promise<Record<string, number>> {
 
 /** A D1 binding that counts the batches (their sizes) and SELECTs made through it. */
 function countedDb(db: D1Database) {
-  const calls = { batches: [] as number[][], selects: 0 };
+  const calls = { batches: [] as number[], rows: [] as number[], selects: 0 };
   const wrapped = {
     prepare(sql: string) {
       if (sql.trimStart().startsWith("SELECT")) calls.selects++;
       return db.prepare(sql);
     },
     batch(statements: D1PreparedStatement[]) {
-      calls.batches.push(rowsPerStatement(statements));
+      calls.batches.push(statements.length);
+      calls.rows.push(...rowsPerStatement(statements));
       return db.batch(statements);
     },
     withSession: (constraint?: string) => db.withSession(constraint as never),
@@ -166,7 +167,7 @@ describe("a consumer run over orgs on several shards", () => {
       runEnv,
     );
     expect(run.acked).toHaveLength(4);
-    for (const { calls } of counted) expect(calls).toEqual({ batches: [[2]], selects: 1 });
+    for (const { calls } of counted) expect(calls).toEqual({ batches: [1], rows: [2], selects: 1 });
   });
 
   it("holds up only the orgs of a shard that fails to read or write", async () => {
