@@ -6,11 +6,13 @@
 //
 //   node scripts/migrate.mjs --local|--remote [--config FILE] [--persist-to DIR]
 //
-// `npm run dev` runs it with --local, `npm run deploy` with --remote.
+// `npm run dev` runs it with --local, `npm run deploy` with --remote; remotely it first
+// checks that every database runs the SQL the Worker needs (scripts/d1-preflight.mjs).
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { parse } from "smol-toml";
+import { sqlPreflight } from "./d1-preflight.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +28,14 @@ if (values.local === values.remote) {
 }
 const databases = parse(readFileSync(values.config, "utf8")).d1_databases ?? [];
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
+if (values.remote) {
+  // Before anything changes: every database must run the SQL the Worker needs.
+  const refused = databases.map(({ binding }) =>
+    sqlPreflight(binding, { mode: "--remote", config: values.config, env }),
+  );
+  for (const why of refused.filter((w) => w !== null)) console.error(why);
+  if (refused.some((w) => w !== null)) process.exit(1);
+}
 for (const { binding } of databases) {
   const args = ["wrangler", "d1", "migrations", "apply", binding, values.local ? "--local" : "--remote"];
   args.push("--config", values.config);
