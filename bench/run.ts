@@ -14,7 +14,7 @@
  */
 
 import { spawn } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -893,7 +893,7 @@ function watchMemory(wranglerPid: number) {
       }
     }
   };
-  const timer = setInterval(sample, 500);
+  const timer = existsSync("/proc") ? setInterval(sample, 500) : undefined;
   return {
     peakKiB: () => {
       sample();
@@ -904,29 +904,46 @@ function watchMemory(wranglerPid: number) {
 }
 
 /**
- * Polls the open files of every process this bench started (wrangler's Node, its two
- * workerd, the receiver); keeps the peak of any one and its name. Why: see DELIVERY_EVENTS.
+ * Polls the open files of every `wrangler dev` this bench started (its Node and its two
+ * workerd); keeps the peak of any one process and which it was. Why: see DELIVERY_EVENTS.
+ * Linux only (/proc): elsewhere the peak stays 0.
  */
 function watchOpenFiles() {
   let peak = { files: 0, process: "" };
-  const timer = setInterval(() => {
-    for (const pid of descendants(process.pid)) {
-      try {
-        const files = readdirSync(`/proc/${pid}/fd`).length;
-        if (files > peak.files) peak = { files, process: processName(pid) };
-      } catch {
-        // gone, or not Linux
+  const sample = () => {
+    for (const wrangler of descendants(process.pid).filter((pid) => commandLine(pid).includes("wrangler-dist"))) {
+      const whose = commandLine(wrangler).includes("bench/control/") ? "the control's" : "a dispatcher's";
+      for (const pid of [wrangler, ...descendants(wrangler)]) {
+        try {
+          const files = readdirSync(`/proc/${pid}/fd`).length;
+          if (files > peak.files) peak = { files, process: `${whose} ${processRole(pid, pid === wrangler)}` };
+        } catch {
+          // gone
+        }
       }
     }
-  }, 1000);
+  };
+  const timer = existsSync("/proc") ? setInterval(sample, 500) : undefined;
   return { peak: () => peak, stop: () => clearInterval(timer) };
 }
 
-/** "wrangler's Node", "workerd" or the command's name. */
-function processName(pid: number): string {
-  const args = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  if (args.some((a) => a.includes("wrangler-dist"))) return "wrangler's Node";
-  return args[0]!.split("/").at(-1)!;
+/**
+ * Which process of a `wrangler dev` this is. Its proxy workerd listens on the dev URL's
+ * port (and relays the inspector); the runtime workerd, which runs the Workers, on port 0.
+ */
+function processRole(pid: number, isWrangler: boolean): string {
+  if (isWrangler) return "wrangler Node";
+  const args = commandLine(pid);
+  if (!args.includes("workerd")) return args.split(" ")[0]!.split("/").at(-1)!;
+  return /entry=[\d.]+:0(\s|$)/.test(args) ? "runtime workerd" : "proxy workerd";
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+  } catch {
+    return "";
+  }
 }
 
 /** This process's open-file limit (its children inherit it); null where /proc is missing. */
