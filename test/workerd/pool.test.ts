@@ -22,6 +22,9 @@ function tasks(spec: Array<[endpoint: string, ms: number]>) {
   return { list, started, peak: () => peak };
 }
 
+/** A run with the consumer's shares (3 connections an endpoint, 4 an org) that hands off after 100 ms. */
+const sharedPool = { connections: 6, perEndpoint: 3, perOrg: 4, handOffAfterMs: 100, busyAfterMs: null };
+
 /** A run that starts no attempt of an endpoint, or an org, 250 ms after its first. */
 const busyPool = { connections: 6, perEndpoint: 3, perOrg: 6, handOffAfterMs: null, busyAfterMs: 250 };
 
@@ -132,13 +135,7 @@ describe("runPool", () => {
     // Org A's events go to six endpoints that all hang; org B's three quick ones still run.
     const hanging = Array.from({ length: 6 }, (_, i) => [`A h${i}`, 400] as [string, number]);
     const t = tasks([...hanging, ["B ok", 10], ["B ok", 10], ["B ok", 10]]);
-    const results = await runPool(t.list, {
-      connections: 6,
-      perEndpoint: 3,
-      perOrg: 4,
-      handOffAfterMs: 100,
-      busyAfterMs: null,
-    });
+    const results = await runPool(t.list, sharedPool);
     expect(results.slice(6).map((r) => r.kind)).toEqual(["done", "done", "done"]);
     expect(t.started.slice(0, 6)).toEqual(["A h00", "A h11", "A h22", "A h33", "B ok6", "B ok7"]);
     // With nothing else waiting, A's last two take the free connections after all.
@@ -151,13 +148,7 @@ describe("runPool", () => {
       ...Array.from({ length: 8 }, () => ["A hang", 400] as [string, number]),
       ...Array.from({ length: 8 }, () => ["A ok", 10] as [string, number]),
     ]);
-    const results = await runPool(t.list, {
-      connections: 6,
-      perEndpoint: 3,
-      perOrg: 4,
-      handOffAfterMs: 100,
-      busyAfterMs: null,
-    });
+    const results = await runPool(t.list, sharedPool);
     expect(results.slice(8).map((r) => r.kind)).toEqual(Array(8).fill("done"));
     // The hanging endpoint kept to its 3 until every healthy attempt had started.
     expect(t.started.slice(0, 11).filter((name) => name.startsWith("A hang"))).toHaveLength(3);
