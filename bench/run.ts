@@ -911,9 +911,12 @@ function watchMemory(wranglerPid: number) {
 function watchOpenFiles() {
   let peak = { files: 0, process: "" };
   const sample = () => {
-    for (const wrangler of descendants(process.pid).filter((pid) => commandLine(pid).includes("wrangler-dist"))) {
-      const whose = commandLine(wrangler).includes("bench/control/") ? "the control's" : "a dispatcher's";
-      for (const pid of [wrangler, ...descendants(wrangler)]) {
+    const children = processChildren(); // one read of /proc for every tree below
+    for (const wrangler of descendants(process.pid, children)) {
+      const command = commandLine(wrangler);
+      if (!command.includes("wrangler-dist")) continue;
+      const whose = command.includes("bench/control/") ? "the control's" : "a dispatcher's";
+      for (const pid of [wrangler, ...descendants(wrangler, children)]) {
         try {
           const files = readdirSync(`/proc/${pid}/fd`).length;
           if (files > peak.files) peak = { files, process: `${whose} ${processRole(pid, pid === wrangler)}` };
@@ -956,7 +959,8 @@ function openFilesLimit(): number | null {
   }
 }
 
-function descendants(pid: number): number[] {
+/** Every process's children, by parent pid, from one read of /proc. */
+function processChildren(): Map<number, number[]> {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -968,6 +972,10 @@ function descendants(pid: number): number[] {
       // gone
     }
   }
+  return children;
+}
+
+function descendants(pid: number, children = processChildren()): number[] {
   const out: number[] = [];
   const walk = (p: number) => {
     for (const c of children.get(p) ?? []) {
