@@ -289,6 +289,7 @@ function counted(env: Env, run: BatchStats | null): Env {
     ...env,
     ...Object.fromEntries(boundDatabases(env).map(([name, db]) => [name, database(db, name, run)])),
     DELIVERIES: queue(env.DELIVERIES),
+    DELIVERIES_BULK: queue(env.DELIVERIES_BULK),
     DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, "slow"),
     DELIVERIES_OVERFLOW: queue(env.DELIVERIES_OVERFLOW, "overflow"),
     ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS, run),

@@ -1,6 +1,6 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { type Config, readConfig } from "../config";
-import { enqueueDeliveries } from "../delivery/enqueue";
+import { enqueueEvents } from "../delivery/enqueue";
 import { type DeliveryMessage, EVENT_TYPES, MAX_BODY_BYTES, newDeliveryMessage } from "../delivery/message";
 import { checkWebhookUrl, MAX_WEBHOOK_URL_LENGTH } from "../org/webhook-url";
 import { PRODUCER_401, producerRoute } from "./auth";
@@ -169,7 +169,7 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     const { delivery_id } = prepared.message;
     if (recent.has(delivery_id))
       return c.json({ delivery_id, status: "queued" as const, duplicate: true as const }, 202);
-    await enqueueDeliveries(c.env.DELIVERIES, [prepared.message]);
+    await enqueueEvents(c.env, [prepared.message]);
     recent.add(delivery_id);
     return c.json({ delivery_id, status: "queued" as const }, 202);
   })
@@ -211,7 +211,7 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
       messages.push(prepared.message);
       results.push({ index, delivery_id, status: "queued" });
     }
-    await enqueueDeliveries(c.env.DELIVERIES, messages);
+    await enqueueEvents(c.env, messages);
     for (const id of queued) recent.add(id, now);
     if (results.some((r) => "delivery_id" in r)) return c.json({ results }, 202);
     return c.json(

@@ -15,7 +15,7 @@ import { readStoredEvents } from "../store/stalled";
 import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
 import { inSendLimits } from "./enqueue";
 import { signedAttemptHeaders } from "./headers";
-import { handOffLeaseMarginMs, type LaneName, laneOfQueue, laneQueue } from "./lanes";
+import { type AsideLane, handOffLeaseMarginMs, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
 import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
@@ -34,9 +34,9 @@ import { Signer } from "./signing";
  *      the logged state of the batch's deliveries there (at the same time as the calls
  *      once this isolate knows the orgs' shards, src/delivery/shard-groups.ts);
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
- *   3. in the fast lane, deliveries to slow endpoints move aside unattempted;
+ *   3. in the fast and bulk lanes, deliveries to slow endpoints move aside unattempted;
  *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
- *      moment it gets its connection; in the fast lane, one still running after
+ *      moment it gets its connection; in the fast and bulk lanes, one still running after
  *      SLOW_ATTEMPT_MS is handed off to finish in the background, and an endpoint or an
  *      org whose first attempt started 5 times that long ago has the rest moved aside
  *      (src/delivery/pool.ts);
@@ -135,6 +135,7 @@ export async function deliverBatch(
   ctx: ExecutionContext,
 ): Promise<void> {
   const lane = laneOfQueue(batch.queue);
+  const fastLike = movesSlowAside(lane);
   const config = readConfig(env);
   const summary = Object.fromEntries(summaryKeys.map((k) => [k, 0])) as Summary;
   const log = () => logBatch({ queue: batch.queue, messages: batch.messages.length, ...summary });
@@ -249,7 +250,7 @@ export async function deliverBatch(
       continue;
     }
     const target = resolveTarget(event, org.value.settings, config);
-    const moving = target.ok && lane === "fast" && org.value.settings.slow_endpoints.includes(target.endpoint);
+    const moving = target.ok && fastLike && org.value.settings.slow_endpoints.includes(target.endpoint);
     // To the org's `zupertry listen` sessions, as each attempt starts (src/delivery/relay.ts).
     const listening = org.value.settings.listeners > 0;
     const relayItem = { orgId: message.body.org_id, event, attempt: plan.attempt };
@@ -283,8 +284,8 @@ export async function deliverBatch(
     connections: MAX_OPEN_CONNECTIONS,
     perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
     perOrg: MAX_CONNECTIONS_PER_ORG,
-    handOffAfterMs: lane === "fast" ? config.slowAttemptMs : null,
-    busyAfterMs: lane === "fast" ? busyAfterMs(config) : null,
+    handOffAfterMs: fastLike ? config.slowAttemptMs : null,
+    busyAfterMs: fastLike ? busyAfterMs(config) : null,
     onDone: (value) => value.ok && end(value.attempted),
   });
   relay.flush();
@@ -559,7 +560,7 @@ interface LaneMove {
   /** A handed-off attempt's lease end (unix ms); null otherwise. */
   leaseUntil: number | null;
   /** The slow lane, unless the org's share of it is used up (`shareSlowLane`). */
-  lane: Exclude<LaneName, "fast">;
+  lane: AsideLane;
 }
 
 /** The same delivery as a new message in another lane that keeps its owner. */

@@ -41,3 +41,40 @@ export async function enqueueDeliveries(queue: Queue, messages: readonly Deliver
     await queue.sendBatch(chunk.map((body) => ({ body, contentType: DELIVERY_MESSAGE_CONTENT_TYPE })));
   }
 }
+
+/**
+ * Queues the producer's events, each in its org's lane for now (src/delivery/lanes.ts):
+ * the fast lane while the org has queued fewer than FAST_LANE_ORG_LIMIT events (1,000 in
+ * 10 s, wrangler.toml), the bulk lane beyond. One count per event, so a batch request
+ * counts as its events do.
+ *
+ * The count is advice, like endpoint health: when the binding cannot answer, the event
+ * takes the fast lane, as it did before there were two. Nothing is lost either way, and
+ * both lanes deliver the same way.
+ */
+export async function enqueueEvents(
+  env: Pick<Env, "DELIVERIES" | "DELIVERIES_BULK" | "FAST_LANE_ORG_LIMIT">,
+  messages: readonly DeliveryMessage[],
+): Promise<void> {
+  const inBulk = await Promise.all(
+    messages.map(async (message) => {
+      try {
+        return !(await env.FAST_LANE_ORG_LIMIT.limit({ key: message.org_id })).success;
+      } catch (error) {
+        console.error(
+          JSON.stringify({
+            event: "deliveries.fault",
+            stage: "fast_lane_limit",
+            count: 1,
+            error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          }),
+        );
+        return false;
+      }
+    }),
+  );
+  const fast = messages.filter((_, i) => !inBulk[i]);
+  const bulk = messages.filter((_, i) => inBulk[i]);
+  if (fast.length > 0) await enqueueDeliveries(env.DELIVERIES, fast);
+  if (bulk.length > 0) await enqueueDeliveries(env.DELIVERIES_BULK, bulk);
+}

@@ -8,7 +8,8 @@ import type { DeliveryMessage } from "./message";
  * limited number of runs at once) the batches behind it. So deliveries travel on three
  * queues, each with its own consumer settings (wrangler.toml):
  *
- * - **fast** (`deliveries`): every event starts here. Deliveries to an endpoint the
+ * - **fast** (`deliveries`): every event starts here, unless its org is flooding (bulk,
+ *   below). Deliveries to an endpoint the
  *   org's Durable Object knows to be slow are moved aside (to the slow lane, or beyond the
  *   org's share of it to the overflow lane) before any attempt.
  *   An attempt that is still running after SLOW_ATTEMPT_MS is *handed off*: it goes on
@@ -16,6 +17,14 @@ import type { DeliveryMessage } from "./message";
  *   flag in wrangler.toml), its endpoint is marked slow, the endpoint's remaining
  *   deliveries in the batch move aside, and the run finishes without it. So
  *   a healthy run pays at most SLOW_ATTEMPT_MS for an endpoint that turns bad, once.
+ * - **bulk** (`deliveries-bulk`): the fast lane is one queue, read in order, so a producer
+ *   flood for one org (a backfill of 100,000 jobs) would sit ahead of every other org's
+ *   events, however healthy its endpoint. Ingest counts each org's events (the Rate
+ *   Limiting binding FAST_LANE_ORG_LIMIT, src/delivery/enqueue.ts); beyond 1,000 in 10 s
+ *   they take this lane, which has the fast lane's settings and works exactly as it does
+ *   (hand-offs, moves aside), and its own consumer invocations. A flood then waits
+ *   behind itself and other floods. It costs nothing more: an event is queued once,
+ *   in one lane or the other.
  * - **slow** (`deliveries-slow`): deliveries to endpoints that hang, answer slowly or
  *   keep failing. Attempts here run to their end (the full timeout); small batches, so
  *   a run is one wave of attempts. It carries a delivery's whole remaining schedule,
@@ -33,14 +42,19 @@ import type { DeliveryMessage } from "./message";
  * its owner (the `owner` field), so the log's ownership rules hold across lanes.
  */
 
-export type LaneName = "fast" | "slow" | "overflow";
+export type LaneName = "fast" | "bulk" | "slow" | "overflow";
+
+/** A lane a delivery moves to from the fast or the bulk lane. */
+export type AsideLane = "slow" | "overflow";
 
 export const FAST_LANE_QUEUE = "deliveries";
+export const BULK_LANE_QUEUE = "deliveries-bulk";
 export const SLOW_LANE_QUEUE = "deliveries-slow";
 export const OVERFLOW_LANE_QUEUE = "deliveries-overflow";
 
 const LANES = new Map<string, LaneName>([
   [FAST_LANE_QUEUE, "fast"],
+  [BULK_LANE_QUEUE, "bulk"],
   [SLOW_LANE_QUEUE, "slow"],
   [OVERFLOW_LANE_QUEUE, "overflow"],
 ]);
@@ -56,10 +70,18 @@ export function laneOfQueue(queue: string): LaneName {
   return lane;
 }
 
+/**
+ * Whether a lane's runs hand slow attempts off and move slow endpoints' deliveries aside:
+ * the lanes events enter by. The slow and overflow lanes run every attempt to its end.
+ */
+export function movesSlowAside(lane: LaneName): boolean {
+  return lane === "fast" || lane === "bulk";
+}
+
 /** The producer binding of a lane a delivery moves to (the fast lane's is `DELIVERIES`). */
 export function laneQueue(
   env: Pick<Env, "DELIVERIES_SLOW" | "DELIVERIES_OVERFLOW">,
-  lane: Exclude<LaneName, "fast">,
+  lane: AsideLane,
 ): Queue<DeliveryMessage> {
   return (lane === "slow" ? env.DELIVERIES_SLOW : env.DELIVERIES_OVERFLOW) as Queue<DeliveryMessage>;
 }

@@ -10,14 +10,14 @@
  * them when nothing else waits: an endpoint that hangs, or an org whose events go to
  * many hanging endpoints, cannot hold every connection of a run that has other work.
  *
- * With `handOffAfterMs` (the fast lane), the pool also stops waiting for an attempt
+ * With `handOffAfterMs` (the fast and bulk lanes), the pool also stops waiting for an attempt
  * that is still running after that long: the attempt is *handed off* (its promise is
  * returned, still pending), its connection stays counted until it really ends, and its
  * endpoint counts as slow for the rest of the run: that endpoint's attempts not started
  * yet are *moved* (not started here). When every connection is held by handed-off
  * attempts, the attempts left are *released* rather than left to wait for one.
  *
- * With `busyAfterMs` (the fast lane), an endpoint, and an org, also start no attempt that
+ * With `busyAfterMs` (the fast and bulk lanes), an endpoint, and an org, also start no attempt that
  * long after their first one in the run: their attempts not started by then are *moved*
  * too (reason `busy`). An org flooding an endpoint that answers in 900 ms, under the
  * hand-off, would otherwise hold a run of 100 for 15 s (100 attempts over 6 connections),

@@ -4,7 +4,13 @@ import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
 import { CONFIG_DEFAULTS } from "../../src/config";
-import { FAST_LANE_QUEUE, laneOfQueue, OVERFLOW_LANE_QUEUE, SLOW_LANE_QUEUE } from "../../src/delivery/lanes";
+import {
+  BULK_LANE_QUEUE,
+  FAST_LANE_QUEUE,
+  laneOfQueue,
+  OVERFLOW_LANE_QUEUE,
+  SLOW_LANE_QUEUE,
+} from "../../src/delivery/lanes";
 import { SWEEP_CRON } from "../../src/delivery/sweep";
 import { ATTEMPT_ERRORS } from "../../src/store/attempts";
 
@@ -95,10 +101,11 @@ describe("the README and wrangler.toml", () => {
     // consumer refuses other queues); each producer binding sends to the lane the code means.
     const deadLetters = new Set(config.queues.consumers.map((c) => c.dead_letter_queue));
     const lanes = config.queues.consumers.map((c) => c.queue).filter((queue) => !deadLetters.has(queue));
-    expect(lanes.sort()).toEqual([FAST_LANE_QUEUE, OVERFLOW_LANE_QUEUE, SLOW_LANE_QUEUE].sort());
+    expect(lanes.sort()).toEqual([FAST_LANE_QUEUE, BULK_LANE_QUEUE, OVERFLOW_LANE_QUEUE, SLOW_LANE_QUEUE].sort());
     for (const queue of lanes) expect(() => laneOfQueue(queue)).not.toThrow();
     expect(Object.fromEntries(config.queues.producers.map((p) => [p.binding, p.queue]))).toEqual({
       DELIVERIES: FAST_LANE_QUEUE,
+      DELIVERIES_BULK: BULK_LANE_QUEUE,
       DELIVERIES_SLOW: SLOW_LANE_QUEUE,
       DELIVERIES_OVERFLOW: OVERFLOW_LANE_QUEUE,
     });

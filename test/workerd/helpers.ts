@@ -56,16 +56,18 @@ export function messageFor(
 }
 
 /**
- * Watches what the Worker puts on the deliveries queue (`send` and `sendBatch` alike),
- * passing every call through to the real queue.
+ * Watches what the Worker puts on queues (`send` and `sendBatch` alike), passing every
+ * call through to the real queue. By default the two lanes events enter by: the fast
+ * lane, and the bulk lane an org's events take beyond FAST_LANE_ORG_LIMIT.
  */
-export function watchQueue(queue: Queue = env.DELIVERIES) {
-  const send = vi.spyOn(queue, "send");
-  const sendBatch = vi.spyOn(queue, "sendBatch");
-  const calls = () => [
-    ...send.mock.calls.map(([body, options]) => [{ body, contentType: options?.contentType }]),
-    ...sendBatch.mock.calls.map(([batch]) => [...batch].map((m) => ({ body: m.body, contentType: m.contentType }))),
-  ];
+export function watchQueue(queues: Queue | Queue[] = [env.DELIVERIES, env.DELIVERIES_BULK]) {
+  const watched = Array.isArray(queues) ? queues : [queues];
+  const spies = watched.map((queue) => ({ send: vi.spyOn(queue, "send"), sendBatch: vi.spyOn(queue, "sendBatch") }));
+  const calls = () =>
+    spies.flatMap(({ send, sendBatch }) => [
+      ...send.mock.calls.map(([body, options]) => [{ body, contentType: options?.contentType }]),
+      ...sendBatch.mock.calls.map(([batch]) => [...batch].map((m) => ({ body: m.body, contentType: m.contentType }))),
+    ]);
   return {
     /** One entry per call, with the messages it carried. */
     calls,
@@ -78,12 +80,16 @@ export function watchQueue(queue: Queue = env.DELIVERIES) {
         .flat()
         .map((m) => m.contentType),
     reset: () => {
-      send.mockClear();
-      sendBatch.mockClear();
+      for (const { send, sendBatch } of spies) {
+        send.mockClear();
+        sendBatch.mockClear();
+      }
     },
     restore: () => {
-      send.mockRestore();
-      sendBatch.mockRestore();
+      for (const { send, sendBatch } of spies) {
+        send.mockRestore();
+        sendBatch.mockRestore();
+      }
     },
   };
 }

@@ -452,3 +452,88 @@ describe("data arrives as sent, or is refused", () => {
     });
   });
 });
+
+describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 s)", () => {
+  /** What each lane was given, kept here (not queued): these tests look at routing only. */
+  function laneSends() {
+    const sent = { fast: [] as DeliveryMessage[], bulk: [] as DeliveryMessage[] };
+    for (const [queue, list] of [
+      [env.DELIVERIES, sent.fast],
+      [env.DELIVERIES_BULK, sent.bulk],
+    ] as const) {
+      vi.spyOn(queue, "send").mockImplementation(async (body) => {
+        list.push(body as DeliveryMessage);
+        return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendResponse;
+      });
+      vi.spyOn(queue, "sendBatch").mockImplementation(async (batch) => {
+        for (const m of batch) list.push(m.body as DeliveryMessage);
+        return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
+      });
+    }
+    return sent;
+  }
+
+  const events = (orgId: string, n: number) =>
+    Array.from({ length: n }, () => jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }));
+
+  /**
+   * The local binding counts in fixed 10 s windows aligned to the epoch (miniflare's
+   * ratelimit worker): start with enough of the window left to fill it.
+   */
+  async function freshWindow(needMs: number) {
+    const left = 10_000 - (Date.now() % 10_000);
+    if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
+  }
+
+  it("queues an org's events beyond the limit on the bulk lane; another org's stay in the fast lane", async () => {
+    const [flooding, other] = [uniqueId("org"), uniqueId("org")];
+    await freshWindow(6_000);
+    const sent = laneSends();
+    for (let i = 0; i < 10; i++) {
+      const res = await call("POST", "/v1/events/batch", {
+        token: PRODUCER_TOKEN,
+        body: { events: events(flooding, 100) },
+      });
+      expect(res.status).toBe(202);
+    }
+    expect([sent.fast.length, sent.bulk.length]).toEqual([1000, 0]);
+
+    // The 1,001st event and on, single or batched, take the bulk lane, in order; the other
+    // org's, in the same batch, the fast lane.
+    const single = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(flooding, 1)[0] });
+    const mixed = [...events(flooding, 3), ...events(other, 2)];
+    const batch = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: mixed } });
+    expect([single.status, batch.status]).toEqual([202, 202]);
+    const { results } = (await batch.json()) as { results: Array<{ delivery_id: string }> };
+    expect(sent.fast.slice(1000).map((m) => m.delivery_id)).toEqual(results.slice(3).map((r) => r.delivery_id));
+    expect(sent.bulk.map((m) => m.org_id)).toEqual(Array(4).fill(flooding));
+    expect(sent.bulk.slice(1).map((m) => m.delivery_id)).toEqual(results.slice(0, 3).map((r) => r.delivery_id));
+    // The same message, whichever lane: the bulk lane's consumer delivers it as the fast one would.
+    expect(sent.bulk[0]).toMatchObject({ org_id: flooding, webhook_url: hook.url, event_type: "job.completed" });
+  });
+
+  it("gives the org the fast lane back in the next window", async () => {
+    const orgId = uniqueId("org");
+    await freshWindow(6_000);
+    const sent = laneSends();
+    for (let i = 0; i < 10; i++) {
+      await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(orgId, 100) } });
+    }
+    await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(orgId, 1)[0] });
+    expect([sent.fast.length, sent.bulk.length]).toEqual([1000, 1]);
+    await new Promise((resolve) => setTimeout(resolve, 10_100 - (Date.now() % 10_000)));
+    await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(orgId, 1)[0] });
+    expect([sent.fast.length, sent.bulk.length]).toEqual([1001, 1]);
+  });
+
+  it("queues on the fast lane when the count cannot be taken: nothing is refused or lost", async () => {
+    const sent = laneSends();
+    vi.spyOn(env.FAST_LANE_ORG_LIMIT, "limit").mockRejectedValue(new Error("rate limiter unavailable"));
+    const res = await call("POST", "/v1/events/batch", {
+      token: PRODUCER_TOKEN,
+      body: { events: events(uniqueId("org"), 3) },
+    });
+    expect(res.status).toBe(202);
+    expect([sent.fast.length, sent.bulk.length]).toEqual([3, 0]);
+  });
+});

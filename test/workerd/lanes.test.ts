@@ -303,6 +303,40 @@ describe("the fast lane", () => {
   });
 });
 
+describe("the bulk lane (an org's events beyond FAST_LANE_ORG_LIMIT)", () => {
+  it("delivers as the fast lane does: slow endpoints move aside, a hanging attempt is handed off", async () => {
+    // Health is per org and origin: org A's endpoint is known to be slow; org B's starts hanging.
+    const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
+    const known = await hook([{ delayMs: 3000 }], "second");
+    await markSlow(orgA, known.url);
+    const hanging = await hook([{ delayMs: 3000 }], "second");
+    const failing = await hook([{ status: 500 }]);
+    const quick = await hook();
+    const [toKnown, stuck, toFailing, fine] = [
+      await message(orgA, known.url),
+      await message(orgB, hanging.url),
+      await message(orgB, failing.url),
+      await message(orgB, quick.url),
+    ];
+
+    const started = Date.now();
+    const run = await runConsumer([toKnown, stuck, toFailing, fine], "deliveries-bulk", laneEnv);
+    // The run did not wait for the hanging attempt (1 s timeout): handed off at 300 ms.
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(await known.requests()).toHaveLength(0);
+    expect(run.toSlowLane.map((r) => [r.body.delivery_id, r.body.lease?.attempt ?? null])).toEqual([
+      [toKnown.body.delivery_id, null],
+      [stuck.body.delivery_id, 1],
+    ]);
+    expect(await attemptsOf(fine.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
+    // A failed attempt's retry stays in the lane that made it, on the schedule.
+    expect(run.retried.get(toFailing.id)).toBe(60);
+    expect(run.acked.sort()).toEqual([toKnown.id, stuck.id, fine.id].sort());
+    await run.background;
+    expect(await attemptsOf(stuck.body.delivery_id)).toMatchObject([{ attempt: 1, error: "timeout" }]);
+  });
+});
+
 describe("the slow lane", () => {
   it("waits for every attempt to end: nothing is handed off there", async () => {
     const orgId = uniqueId("org");
