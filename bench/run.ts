@@ -59,10 +59,16 @@ const SHARD_EVENTS = 1000;
 const SHARD_ORGS = 20;
 const SHARDS_CONFIG = ".bench-shards.wrangler.toml";
 /** Deliveries/s with `zupertry listen` sessions connected: per burst, and bursts of each kind. */
+/** Producer flood: one org's events at once, then 4 other orgs' events each (see floodPhase). */
+const FLOOD_EVENTS = 3000;
+const FLOOD_OTHERS_PER_ORG = 100;
+const FLOOD_OTHER_ORGS = 4;
+const ONE_LANE_CONFIG = ".bench-one-lane.wrangler.toml";
+
 const LISTENER_EVENTS = 2000;
 const LISTENER_ROUNDS = 3;
 
-const PHASES = ["ingest", "delivery", "steady", "neighbour", "shards", "listener"] as const;
+const PHASES = ["ingest", "delivery", "steady", "neighbour", "flood", "shards", "listener"] as const;
 type Phase = (typeof PHASES)[number];
 
 /**
@@ -120,6 +126,7 @@ interface Counters {
   queueMessagesWritten: number;
   slowLaneMessagesWritten: number;
   overflowLaneMessagesWritten: number;
+  bulkLaneMessagesWritten: number;
   queueMessagesRead: number;
   queueMessagesAcked: number;
   queueMessagesRetried: number;
@@ -185,6 +192,7 @@ async function main() {
       await dispatcher.stop();
     }
     if (phases.has("neighbour")) measured.neighbour = await neighbourPhase(receiver);
+    if (phases.has("flood")) measured.flood = await floodPhase(receiver);
     if (phases.has("shards")) measured.shards = await shardsPhase(receiver);
     if (phases.has("listener")) measured.listener = await listenerPhase(receiver);
     measured.openFiles = openFiles.peak();
@@ -214,6 +222,7 @@ async function main() {
       ".bench-ingest.wrangler.toml",
       ".bench-product.wrangler.toml",
       SHARDS_CONFIG,
+      ONE_LANE_CONFIG,
       "bench/control/.bench.wrangler.toml",
     ]) {
       rmSync(join(root, file), { force: true });
@@ -226,6 +235,7 @@ interface Measured {
   delivery?: { pairs: DeliveryPair[]; fetchOnlyPerSecond: number };
   steady?: { p50Ms: number; p99Ms: number };
   neighbour?: { healthy: NeighbourRun; noisy: NeighbourRun };
+  flood?: FloodPhase;
   shards?: ShardRun[];
   listener?: ListenerPhase;
   peakKiB?: number;
@@ -512,9 +522,14 @@ async function burst(
   receiver: Receiver,
   count: number,
   orgOf: (i: number) => string,
-  { urlOf = () => receiver.url, expected = count }: { urlOf?: (i: number) => string; expected?: number } = {},
+  {
+    urlOf = () => receiver.url,
+    expected = count,
+    ready,
+  }: { urlOf?: (i: number) => string; expected?: number; ready?: () => Promise<void> } = {},
 ) {
   await quiet();
+  await ready?.();
   await receiver.reset();
   const started = Date.now();
   const requests = Array.from({ length: count / BATCH }, (_, b) => async () => {
@@ -660,6 +675,100 @@ async function neighbourRun(
     latencyP99Ms: stats.p99!,
     counters: await getCounters(dispatcher),
   };
+}
+
+// ---- producer flood ----------------------------------------------------------------
+
+interface FloodRun {
+  /** The other orgs' events, and how soon they arrived after each was sent. */
+  events: number;
+  latencyP50Ms: number;
+  latencyP99Ms: number;
+  /** Of the flood's events, how many ingest queued on the bulk lane. */
+  bulkLaneMessages: number;
+}
+
+interface FloodPhase {
+  /** The product: the others' events alone, then right after the flood. */
+  alone: FloodRun;
+  flood: FloodRun;
+  /** The same two with FAST_LANE_ORG_LIMIT lifted: one fast lane for everyone, as before the bulk lane. */
+  oneLaneAlone: FloodRun;
+  oneLaneFlood: FloodRun;
+}
+
+/**
+ * A producer flood (a backfill: FLOOD_EVENTS for one org at once, to an endpoint that
+ * answers at once), then 4 other orgs' 100 events each: how long do theirs wait? Measured
+ * as shipped (the flood's first 1,000 events in 10 s take the fast lane, the rest the bulk
+ * lane) and on a dispatcher whose FAST_LANE_ORG_LIMIT lets every event into the fast lane,
+ * each against the others' events alone on the same dispatcher. The flood is sent within
+ * one of the limit's 10 s windows (local windows are aligned to the epoch), so the split
+ * is the same in every run.
+ */
+async function floodPhase(receiver: Receiver): Promise<FloodPhase> {
+  const runs: FloodRun[] = [];
+  for (const config of [PRODUCT_CONFIG, oneLaneConfig()]) {
+    const dispatcher = await startDispatcher(
+      { ALLOW_INSECURE_WEBHOOK_URLS: "true" },
+      { script: "bench/counting/worker.ts", config },
+    );
+    try {
+      const lanes = config === PRODUCT_CONFIG ? "as shipped" : "one fast lane";
+      const others = FLOOD_OTHERS_PER_ORG * FLOOD_OTHER_ORGS;
+      log(`producer flood (${lanes}): ${others} events of ${FLOOD_OTHER_ORGS} orgs alone`);
+      runs.push(await floodRun(dispatcher, receiver, `${runs.length}`, 0));
+      log(`producer flood (${lanes}): the same right after one org's ${FLOOD_EVENTS}`);
+      runs.push(await floodRun(dispatcher, receiver, `${runs.length}`, FLOOD_EVENTS));
+    } finally {
+      await dispatcher.stop();
+    }
+  }
+  const [alone, flood, oneLaneAlone, oneLaneFlood] = runs as [FloodRun, FloodRun, FloodRun, FloodRun];
+  return { alone, flood, oneLaneAlone, oneLaneFlood };
+}
+
+async function floodRun(dispatcher: Dispatcher, receiver: Receiver, tag: string, flood: number): Promise<FloodRun> {
+  await fetch(`${dispatcher.url}/__bench/reset`, { method: "POST" });
+  const others = FLOOD_OTHERS_PER_ORG * FLOOD_OTHER_ORGS;
+  const { stats } = await burst(
+    dispatcher.url,
+    dispatcher.producerToken,
+    receiver,
+    flood + others,
+    (i) => (i < flood ? `org_flood_${tag}_backfill` : `org_flood_${tag}_${i % FLOOD_OTHER_ORGS}`),
+    {
+      // The flood's endpoint answers at once too; only the others' arrivals are measured.
+      urlOf: (i) => (i < flood ? `${receiver.base}/other` : receiver.url),
+      expected: others,
+      ready: async () => {
+        const left = 10_000 - (Date.now() % 10_000);
+        if (left < 6_000) await sleep(left + 100);
+      },
+    },
+  );
+  await drained(dispatcher);
+  return {
+    events: others,
+    latencyP50Ms: stats.p50!,
+    latencyP99Ms: stats.p99!,
+    bulkLaneMessages: (await getCounters(dispatcher)).bulkLaneMessagesWritten,
+  };
+}
+
+/** The product's config with FAST_LANE_ORG_LIMIT lifted: every event takes the fast lane. */
+function oneLaneConfig(): string {
+  const table = readToml(PRODUCT_CONFIG);
+  const limit = (table.ratelimits as Array<{ name: string; simple: { limit: number } }>).find(
+    (r) => r.name === "FAST_LANE_ORG_LIMIT",
+  );
+  if (!limit) throw new Error("no FAST_LANE_ORG_LIMIT in the config");
+  limit.simple.limit = 1_000_000_000;
+  writeFileSync(
+    join(root, ONE_LANE_CONFIG),
+    `# Generated by bench/run.ts: FAST_LANE_ORG_LIMIT lifted (one fast lane).\n${stringifyToml(table)}`,
+  );
+  return ONE_LANE_CONFIG;
 }
 
 // ---- D1 round trips by shard count ---------------------------------------------------
@@ -1192,6 +1301,15 @@ function report(m: Measured) {
       p50Ratio: nb.noisy.latencyP50Ms / nb.healthy.latencyP50Ms,
       dollarsPerMillionHealthy: neighbourCost,
     },
+    flood: m.flood && {
+      floodEvents: FLOOD_EVENTS,
+      othersPerOrg: FLOOD_OTHERS_PER_ORG,
+      otherOrgs: FLOOD_OTHER_ORGS,
+      ...m.flood,
+      /** The others' p50 right after the flood, over theirs alone: as shipped, and in one fast lane. */
+      p50Ratio: m.flood.flood.latencyP50Ms / m.flood.alone.latencyP50Ms,
+      oneLaneP50Ratio: m.flood.oneLaneFlood.latencyP50Ms / m.flood.oneLaneAlone.latencyP50Ms,
+    },
     shards: m.shards && { events: SHARD_EVENTS, orgs: SHARD_ORGS, batchRequestSize: BATCH, runs: m.shards },
     listener: m.listener,
     perEvent,
@@ -1290,6 +1408,23 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
       [
         "noisy neighbour, ratios",
         `throughput ${pct(r.neighbour.throughputRatio)}, p50 ${r.neighbour.p50Ratio.toFixed(2)}×`,
+      ],
+    );
+  }
+  if (r.flood) {
+    const f = r.flood;
+    const line = (run: FloodRun) => `p50 ${run.latencyP50Ms} ms, p99 ${run.latencyP99Ms} ms`;
+    const others = `${f.otherOrgs} orgs × ${f.othersPerOrg} events`;
+    rows.push(
+      [`producer flood: ${others} alone`, `${line(f.alone)} (one fast lane: ${line(f.oneLaneAlone)})`],
+      [
+        `the same right after one org's ${f.floodEvents.toLocaleString("en-US")} (bulk lane beyond 1,000 in 10 s)`,
+        `${line(f.flood)}: p50 ${f.p50Ratio.toFixed(2)}× alone; ${f.flood.bulkLaneMessages} took the bulk lane`,
+      ],
+      [
+        "the same, one fast lane for all (FAST_LANE_ORG_LIMIT lifted)",
+        `${line(f.oneLaneFlood)}: p50 ${f.oneLaneP50Ratio.toFixed(2)}× alone; ` +
+          `${f.oneLaneFlood.bulkLaneMessages} took the bulk lane`,
       ],
     );
   }

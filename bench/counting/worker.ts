@@ -62,6 +62,8 @@ function zero() {
     slowLaneMessagesWritten: 0,
     /** …and to the overflow lane (those beyond their org's share of the slow lane). */
     overflowLaneMessagesWritten: 0,
+    /** …and, at ingest, to the bulk lane (an org's events beyond FAST_LANE_ORG_LIMIT). */
+    bulkLaneMessagesWritten: 0,
     queueMessagesRead: 0,
     queueMessagesAcked: 0,
     queueMessagesRetried: 0,
@@ -225,11 +227,12 @@ async function refreshSizes(env: Env): Promise<void> {
   );
 }
 
-function queue(q: Queue, lane: "fast" | "slow" | "overflow" = "fast"): Queue {
+function queue(q: Queue, lane: "fast" | "bulk" | "slow" | "overflow" = "fast"): Queue {
   const written = (n: number) => {
     counters.queueMessagesWritten += n;
     if (lane === "slow") counters.slowLaneMessagesWritten += n;
     if (lane === "overflow") counters.overflowLaneMessagesWritten += n;
+    if (lane === "bulk") counters.bulkLaneMessagesWritten += n;
   };
   return {
     async send(body: unknown, options?: QueueSendOptions) {
@@ -289,7 +292,7 @@ function counted(env: Env, run: BatchStats | null): Env {
     ...env,
     ...Object.fromEntries(boundDatabases(env).map(([name, db]) => [name, database(db, name, run)])),
     DELIVERIES: queue(env.DELIVERIES),
-    DELIVERIES_BULK: queue(env.DELIVERIES_BULK),
+    DELIVERIES_BULK: queue(env.DELIVERIES_BULK, "bulk"),
     DELIVERIES_SLOW: queue(env.DELIVERIES_SLOW, "slow"),
     DELIVERIES_OVERFLOW: queue(env.DELIVERIES_OVERFLOW, "overflow"),
     ORG_SETTINGS: settingsNamespace(env.ORG_SETTINGS, run),
