@@ -31,7 +31,7 @@ export default defineConfig(async () => ({
           SLOW_ATTEMPT_MS: "5000",
         },
         // Messages sent through the real queue reach the consumer quickly.
-        queueConsumers: { deliveries: { maxBatchTimeout: 0.05 } },
+        queueConsumers: { deliveries: { maxBatchTimeout: 0.05 }, "deliveries-bulk": { maxBatchTimeout: 0.05 } },
       },
     }),
   ],

@@ -18,7 +18,7 @@ export interface Config {
   readonly responseBodyLimitBytes: number;
   readonly logRetentionDays: number;
   /**
-   * An attempt still running after this long marks its endpoint slow: the fast lane stops
+   * An attempt still running after this long marks its endpoint slow: the fast (or bulk) lane stops
    * waiting for it (the attempt goes on in the background) and sends the endpoint's next
    * deliveries to the slow lane. See src/delivery/lanes.ts.
    */

@@ -69,7 +69,7 @@ export const MAX_OPEN_CONNECTIONS = 6;
 const encoder = new TextEncoder();
 
 /**
- * How long after its first attempt in a fast-lane run an endpoint, or an org, starts no
+ * How long after its first attempt in a fast- or bulk-lane run an endpoint, or an org, starts no
  * more (src/delivery/pool.ts): 5 × SLOW_ATTEMPT_MS, 5 s. A batch of 100 to one endpoint
  * stays whole up to an average of 300 ms an attempt (100 over 6 connections); beyond, the
  * rest moves aside, as a flood to an endpoint answering in 900 ms (a 15 s run) does.

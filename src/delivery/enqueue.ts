@@ -42,39 +42,81 @@ export async function enqueueDeliveries(queue: Queue, messages: readonly Deliver
   }
 }
 
+/** How long ingest waits for the org counts before it queues the events on the fast lane anyway. */
+export const LANE_COUNT_TIMEOUT_MS = 1_000;
+
+/** Orgs whose events went to the bulk lane, by the 10 s window they were logged in (one line each). */
+const loggedBulk = new Map<string, number>();
+
 /**
  * Queues the producer's events, each in its org's lane for now (src/delivery/lanes.ts):
  * the fast lane while the org has queued fewer than FAST_LANE_ORG_LIMIT events (1,000 in
  * 10 s, wrangler.toml), the bulk lane beyond. One count per event, so a batch request
- * counts as its events do.
+ * counts as its events do; its events are counted at once, so which of a batch crossing
+ * the limit take the bulk lane is not decided by their order.
  *
- * The count is advice, like endpoint health: when the binding cannot answer, the event
- * takes the fast lane, as it did before there were two. Nothing is lost either way, and
- * both lanes deliver the same way.
+ * The count is advice, like endpoint health: when the binding fails, or has not answered
+ * within LANE_COUNT_TIMEOUT_MS, the events take the fast lane, as they did before there
+ * were two. Nothing is refused or lost either way, and both lanes deliver the same way.
+ *
+ * Both lanes' sends are made even if one fails; then it throws, and the producer's retry
+ * queues the events again (same ids). An event of the failed request that was queued may
+ * then be queued in the other lane too: the log keeps one attempt 1 (the plan drops the
+ * other message, or the primary key keeps one row if both attempt at once), and the
+ * receiver may see a duplicate, which the seed tells it to expect.
  */
 export async function enqueueEvents(
   env: Pick<Env, "DELIVERIES" | "DELIVERIES_BULK" | "FAST_LANE_ORG_LIMIT">,
   messages: readonly DeliveryMessage[],
 ): Promise<void> {
-  const inBulk = await Promise.all(
-    messages.map(async (message) => {
-      try {
-        return !(await env.FAST_LANE_ORG_LIMIT.limit({ key: message.org_id })).success;
-      } catch (error) {
-        console.error(
-          JSON.stringify({
-            event: "deliveries.fault",
-            stage: "fast_lane_limit",
-            count: 1,
-            error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-          }),
-        );
-        return false;
-      }
-    }),
-  );
+  const inBulk = await bulkLaneChoices(env.FAST_LANE_ORG_LIMIT, messages);
   const fast = messages.filter((_, i) => !inBulk[i]);
   const bulk = messages.filter((_, i) => inBulk[i]);
-  if (fast.length > 0) await enqueueDeliveries(env.DELIVERIES, fast);
-  if (bulk.length > 0) await enqueueDeliveries(env.DELIVERIES_BULK, bulk);
+  logBulk(bulk);
+  const sent = await Promise.allSettled([
+    fast.length > 0 && enqueueDeliveries(env.DELIVERIES, fast),
+    bulk.length > 0 && enqueueDeliveries(env.DELIVERIES_BULK, bulk),
+  ]);
+  for (const result of sent) if (result.status === "rejected") throw result.reason;
+}
+
+/** Whether each event goes to the bulk lane: its org's count is over the limit. */
+async function bulkLaneChoices(limiter: RateLimit, messages: readonly DeliveryMessage[]): Promise<boolean[]> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), LANE_COUNT_TIMEOUT_MS);
+  });
+  try {
+    const counted = await Promise.race([
+      Promise.all(messages.map(async (m) => !(await limiter.limit({ key: m.org_id })).success)),
+      timedOut,
+    ]);
+    if (counted !== "timeout") return counted;
+    logLaneFault(messages.length, `no answer within ${LANE_COUNT_TIMEOUT_MS} ms`);
+  } catch (error) {
+    logLaneFault(messages.length, error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+  } finally {
+    clearTimeout(timer);
+  }
+  return messages.map(() => false);
+}
+
+function logLaneFault(count: number, error: string): void {
+  console.error(JSON.stringify({ event: "deliveries.fault", stage: "fast_lane_limit", count, error }));
+}
+
+/**
+ * One line per org and 10 s window in this isolate when its events take the bulk lane, so
+ * an operator sees who floods without a line per event.
+ */
+function logBulk(bulk: readonly DeliveryMessage[]): void {
+  if (bulk.length === 0) return;
+  const window = Math.floor(Date.now() / 10_000);
+  const counts = Map.groupBy(bulk, (m) => m.org_id);
+  if (loggedBulk.size > 10_000) loggedBulk.clear();
+  for (const [org, list] of counts) {
+    if (loggedBulk.get(org) === window) continue;
+    loggedBulk.set(org, window);
+    console.log(JSON.stringify({ event: "ingest.bulk_lane", org_id: org, events: list.length }));
+  }
 }

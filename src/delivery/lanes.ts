@@ -5,7 +5,7 @@ import type { DeliveryMessage } from "./message";
  *
  * A queue run holds its whole batch until its slowest attempt ends: one endpoint that
  * hangs for the 10 s timeout holds every other delivery of the batch, and (with a
- * limited number of runs at once) the batches behind it. So deliveries travel on three
+ * limited number of runs at once) the batches behind it. So deliveries travel on four
  * queues, each with its own consumer settings (wrangler.toml):
  *
  * - **fast** (`deliveries`): every event starts here, unless its org is flooding (bulk,

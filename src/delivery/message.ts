@@ -38,7 +38,7 @@ export interface DeliveryMessage {
    */
   owner?: string;
   /**
-   * Set when the fast lane handed attempt `attempt` off to run in the background: it may
+   * Set when the fast or bulk lane handed attempt `attempt` off to run in the background: it may
    * still be running (and be logged) until `until` (unix ms). Until then this message only
    * waits; after it, an attempt that never got logged is made again.
    */

@@ -19,7 +19,7 @@ import type { DeliveryMessage } from "./message";
  *   over and goes on with its schedule: the stall sweep's (`take_over`), a producer's
  *   re-send. A redeliver after the last attempt takes over any pending delivery,
  *   stalled or not, by making the next attempt now ("resend now");
- * - leased (the fast lane handed attempt N off to finish in the background): until the
+ * - leased (the fast or bulk lane handed attempt N off to finish in the background): until the
  *   lease ends the message waits; if attempt N is logged by then it goes on as above,
  *   otherwise (the background work died) it makes attempt N itself.
  *

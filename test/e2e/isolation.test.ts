@@ -322,11 +322,14 @@ describe("a producer flood for one org (1,000 events in 10 s take the fast lane,
     const other = await org(quick.url);
     // The count is per 10 s window (aligned to the epoch locally): send the flood in one.
     const left = 10_000 - (Date.now() % 10_000);
-    if (left < 6_000) await new Promise((resolve) => setTimeout(resolve, left + 100));
+    if (left < 8_000) await new Promise((resolve) => setTimeout(resolve, left + 100));
+    // 30 requests of 100 in turn, as a backfill would send them (a second or two here).
+    const window = Math.floor(Date.now() / 10_000);
     const floodIds: string[] = [];
     for (let i = 0; i < FLOOD / 100; i++) {
       floodIds.push(...(await send(Array.from({ length: 100 }, () => event(flooding.orgId)))));
     }
+    expect(Math.floor(Date.now() / 10_000), "the flood was queued within one window").toBe(window);
     const [later] = await send([event(other.orgId)]);
     const arrived = await until(() => byAttempt(quick.requests(), later!)[0]);
     const stillWaiting = floodIds.filter((id) => {
@@ -334,8 +337,9 @@ describe("a producer flood for one org (1,000 events in 10 s take the fast lane,
       return first === undefined || first.received_at > arrived.received_at;
     }).length;
     // In one fast lane the other org's webhook would have waited for all 3,000 (none still
-    // waiting); behind 1,000, with the bulk lane's runs beside, about a third still wait.
-    expect(stillWaiting).toBeGreaterThanOrEqual(300);
+    // waiting). Behind 1,000, with the bulk lane's runs beside it on the same thread, 441–868
+    // still waited in runs so far: how many depends on how the two lanes took turns.
+    expect(stillWaiting).toBeGreaterThanOrEqual(150);
 
     const all = await until(() => (quickFlood.requests().length >= FLOOD ? quickFlood.requests() : undefined), 120_000);
     await new Promise((resolve) => setTimeout(resolve, 2_000)); // a late duplicate would show by now

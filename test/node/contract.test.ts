@@ -103,6 +103,10 @@ describe("the README and wrangler.toml", () => {
     const lanes = config.queues.consumers.map((c) => c.queue).filter((queue) => !deadLetters.has(queue));
     expect(lanes.sort()).toEqual([FAST_LANE_QUEUE, BULK_LANE_QUEUE, OVERFLOW_LANE_QUEUE, SLOW_LANE_QUEUE].sort());
     for (const queue of lanes) expect(() => laneOfQueue(queue)).not.toThrow();
+    // The bulk lane is the fast lane for an org's events beyond FAST_LANE_ORG_LIMIT: the same settings.
+    const { queue: _fast, ...fast } = config.queues.consumers.find((c) => c.queue === FAST_LANE_QUEUE)!;
+    const { queue: _bulk, ...bulk } = config.queues.consumers.find((c) => c.queue === BULK_LANE_QUEUE)!;
+    expect(bulk).toEqual(fast);
     expect(Object.fromEntries(config.queues.producers.map((p) => [p.binding, p.queue]))).toEqual({
       DELIVERIES: FAST_LANE_QUEUE,
       DELIVERIES_BULK: BULK_LANE_QUEUE,

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { LANE_COUNT_TIMEOUT_MS } from "../../src/delivery/enqueue";
 import { type DeliveryMessage, deliveryIdFor } from "../../src/delivery/message";
 import { call, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId, watchQueue } from "./helpers";
 
@@ -476,33 +477,39 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
   const events = (orgId: string, n: number) =>
     Array.from({ length: n }, () => jobEvent(orgId, uniqueId("job"), { webhook_url: hook.url }));
 
+  /** The org's first 1,000 events of the window, through the batch route, all at once. */
+  async function spendWindow(orgId: string) {
+    const sent = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(orgId, 100) } }),
+      ),
+    );
+    expect(sent.map((res) => res.status)).toEqual(Array(10).fill(202));
+  }
+
   /**
    * The local binding counts in fixed 10 s windows aligned to the epoch (miniflare's
    * ratelimit worker): start with enough of the window left to fill it.
    */
-  async function freshWindow(needMs: number) {
+  async function freshWindow(needMs = 7_000) {
     const left = 10_000 - (Date.now() % 10_000);
     if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
+    return Math.floor(Date.now() / 10_000);
   }
 
   it("queues an org's events beyond the limit on the bulk lane; another org's stay in the fast lane", async () => {
     const [flooding, other] = [uniqueId("org"), uniqueId("org")];
-    await freshWindow(6_000);
+    const window = await freshWindow();
     const sent = laneSends();
-    for (let i = 0; i < 10; i++) {
-      const res = await call("POST", "/v1/events/batch", {
-        token: PRODUCER_TOKEN,
-        body: { events: events(flooding, 100) },
-      });
-      expect(res.status).toBe(202);
-    }
+    await spendWindow(flooding);
     expect([sent.fast.length, sent.bulk.length]).toEqual([1000, 0]);
 
-    // The 1,001st event and on, single or batched, take the bulk lane, in order; the other
+    // From the 1,001st on, single or batched, its events take the bulk lane; the other
     // org's, in the same batch, the fast lane.
     const single = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(flooding, 1)[0] });
     const mixed = [...events(flooding, 3), ...events(other, 2)];
     const batch = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: mixed } });
+    expect(Math.floor(Date.now() / 10_000)).toBe(window);
     expect([single.status, batch.status]).toEqual([202, 202]);
     const { results } = (await batch.json()) as { results: Array<{ delivery_id: string }> };
     expect(sent.fast.slice(1000).map((m) => m.delivery_id)).toEqual(results.slice(3).map((r) => r.delivery_id));
@@ -514,26 +521,43 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
 
   it("gives the org the fast lane back in the next window", async () => {
     const orgId = uniqueId("org");
-    await freshWindow(6_000);
+    const window = await freshWindow();
     const sent = laneSends();
-    for (let i = 0; i < 10; i++) {
-      await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: events(orgId, 100) } });
-    }
+    await spendWindow(orgId);
     await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(orgId, 1)[0] });
+    expect(Math.floor(Date.now() / 10_000)).toBe(window);
     expect([sent.fast.length, sent.bulk.length]).toEqual([1000, 1]);
     await new Promise((resolve) => setTimeout(resolve, 10_100 - (Date.now() % 10_000)));
     await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(orgId, 1)[0] });
     expect([sent.fast.length, sent.bulk.length]).toEqual([1001, 1]);
   });
 
-  it("queues on the fast lane when the count cannot be taken: nothing is refused or lost", async () => {
+  it("queues on the fast lane when the count fails or does not answer: nothing is refused or lost", async () => {
     const sent = laneSends();
-    vi.spyOn(env.FAST_LANE_ORG_LIMIT, "limit").mockRejectedValue(new Error("rate limiter unavailable"));
-    const res = await call("POST", "/v1/events/batch", {
+    const limit = vi.spyOn(env.FAST_LANE_ORG_LIMIT, "limit").mockRejectedValue(new Error("rate limiter unavailable"));
+    const failed = await call("POST", "/v1/events/batch", {
       token: PRODUCER_TOKEN,
       body: { events: events(uniqueId("org"), 3) },
     });
-    expect(res.status).toBe(202);
-    expect([sent.fast.length, sent.bulk.length]).toEqual([3, 0]);
+    limit.mockReturnValue(new Promise(() => {}));
+    const started = Date.now();
+    const hung = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(uniqueId("org"), 1)[0] });
+    expect([failed.status, hung.status]).toEqual([202, 202]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(LANE_COUNT_TIMEOUT_MS - 10);
+    expect([sent.fast.length, sent.bulk.length]).toEqual([4, 0]);
+  });
+
+  it("makes both lanes' sends when one fails, and answers the failure as a JSON 500 to retry", async () => {
+    const orgId = uniqueId("org");
+    await freshWindow();
+    const sent = laneSends();
+    await spendWindow(orgId);
+    vi.spyOn(env.DELIVERIES_BULK, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
+    // 2 of the org's (now bulk) and 2 of another org's (fast) in one batch.
+    const batch = [...events(orgId, 2), ...events(uniqueId("org"), 2)];
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: batch } });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: { code: "internal", message: "internal error" } });
+    expect(sent.fast.slice(1000).map((m) => m.job_id)).toEqual(batch.slice(2).map((e) => e.data.job_id));
   });
 });
