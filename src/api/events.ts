@@ -73,6 +73,12 @@ const BatchInputSchema = z
 
 const BatchOutputSchema = z.object({ results: z.array(BatchResultSchema) }).openapi("EventBatchResults");
 
+/** What a producer flood means for delivery (src/delivery/lanes.ts), in both routes' reference. */
+const BULK_LANE_NOTE =
+  "Events are counted per org: beyond about 1,000 in 10 s, an org's further events are queued on the bulk " +
+  "lane, delivered the same way but behind other floods rather than ahead of other orgs' events. Nothing is " +
+  "refused for volume.";
+
 const ingestErrors = {
   401: PRODUCER_401,
   ...JSON_BODY_ERRORS,
@@ -82,6 +88,7 @@ const postEvent = createRoute({
   method: "post",
   path: "/v1/events",
   summary: "Queue one job event for delivery",
+  description: BULK_LANE_NOTE,
   tags: ["Producer"],
   ...producerRoute,
   middleware: jsonBody(MAX_BODY_BYTES),
@@ -100,6 +107,7 @@ const postEventBatch = createRoute({
   method: "post",
   path: "/v1/events/batch",
   summary: "Queue up to 100 job events; invalid ones are reported without failing the rest",
+  description: BULK_LANE_NOTE,
   tags: ["Producer"],
   ...producerRoute,
   middleware: jsonBody(1_048_576, { inexactNumbers: "report" }),
