@@ -9,9 +9,9 @@ import type { DeliveryMessage } from "./message";
  * queues, each with its own consumer settings (wrangler.toml):
  *
  * - **fast** (`deliveries`): every event starts here, unless its org is flooding (bulk,
- *   below). Deliveries to an endpoint the
- *   org's Durable Object knows to be slow are moved aside (to the slow lane, or beyond the
- *   org's share of it to the overflow lane) before any attempt.
+ *   below). Deliveries to an endpoint the org's Durable Object knows to be slow are moved
+ *   aside (to the slow lane, or beyond the org's share of it to the overflow lane) before
+ *   any attempt.
  *   An attempt that is still running after SLOW_ATTEMPT_MS is *handed off*: it goes on
  *   in the background (`waitUntil`, which a run does not wait for, see the compatibility
  *   flag in wrangler.toml), its endpoint is marked slow, the endpoint's remaining
