@@ -689,6 +689,8 @@ interface FloodRun {
   latencyP99Ms: number;
   /** Of the flood's events, how many ingest queued on the bulk lane. */
   bulkLaneMessages: number;
+  /** Queue operations per event of the run (the flood's included): a lane costs what the other does. */
+  queueOperationsPerEvent: number;
 }
 
 interface FloodPhase {
@@ -751,11 +753,13 @@ async function floodRun(dispatcher: Dispatcher, receiver: Receiver, tag: string,
     },
   );
   await drained(dispatcher);
+  const counters = await getCounters(dispatcher);
   return {
     events: others,
     latencyP50Ms: stats.p50!,
     latencyP99Ms: stats.p99!,
-    bulkLaneMessages: (await getCounters(dispatcher)).bulkLaneMessagesWritten,
+    bulkLaneMessages: counters.bulkLaneMessagesWritten,
+    queueOperationsPerEvent: perEventOf(counters, flood + others).queueOperations,
   };
 }
 
@@ -1422,12 +1426,14 @@ function print(r: ReturnType<typeof report>, complete: boolean) {
       [`producer flood: ${others} alone`, `${line(f.alone)} (one fast lane: ${line(f.oneLaneAlone)})`],
       [
         `the same right after one org's ${f.floodEvents.toLocaleString("en-US")} (bulk lane beyond 1,000 in 10 s)`,
-        `${line(f.flood)}: p50 ${f.p50Ratio.toFixed(2)}× alone; ${f.flood.bulkLaneMessages} took the bulk lane`,
+        `${line(f.flood)}: p50 ${f.p50Ratio.toFixed(2)}× alone; ${f.flood.bulkLaneMessages} took the bulk lane; ` +
+          `${f.flood.queueOperationsPerEvent.toFixed(2)} queue operations per event`,
       ],
       [
         "the same, one fast lane for all (FAST_LANE_ORG_LIMIT lifted)",
         `${line(f.oneLaneFlood)}: p50 ${f.oneLaneP50Ratio.toFixed(2)}× alone; ` +
-          `${f.oneLaneFlood.bulkLaneMessages} took the bulk lane`,
+          `${f.oneLaneFlood.bulkLaneMessages} took the bulk lane; ` +
+          `${f.oneLaneFlood.queueOperationsPerEvent.toFixed(2)} queue operations per event`,
       ],
     );
   }
