@@ -60,9 +60,8 @@ export function messageFor(
  * call through to the real queue. By default the two lanes events enter by: the fast
  * lane, and the bulk lane an org's events take beyond FAST_LANE_ORG_LIMIT.
  */
-export function watchQueue(queues: Queue | Queue[] = [env.DELIVERIES, env.DELIVERIES_BULK]) {
-  const watched = Array.isArray(queues) ? queues : [queues];
-  const spies = watched.map((queue) => ({ send: vi.spyOn(queue, "send"), sendBatch: vi.spyOn(queue, "sendBatch") }));
+export function watchQueue(queues: Queue[] = [env.DELIVERIES, env.DELIVERIES_BULK]) {
+  const spies = queues.map((queue) => ({ send: vi.spyOn(queue, "send"), sendBatch: vi.spyOn(queue, "sendBatch") }));
   const calls = () =>
     spies.flatMap(({ send, sendBatch }) => [
       ...send.mock.calls.map(([body, options]) => [{ body, contentType: options?.contentType }]),
