@@ -14,6 +14,7 @@ import {
 import { readStoredEvents } from "../store/stalled";
 import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
 import { inSendLimits } from "./enqueue";
+import { logFault } from "./fault-log";
 import { signedAttemptHeaders } from "./headers";
 import { type AsideLane, handOffLeaseMarginMs, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
@@ -658,17 +659,6 @@ async function reportHealth(env: Env, reports: ReadonlyArray<{ org: string; repo
 function defer(messages: readonly BatchMessage[], stage: string, error: unknown): void {
   for (const message of messages) message.retry({ delaySeconds: crashBackoffSeconds(message.attempts) });
   if (messages.length > 0) logFault(stage, messages.length, error, "deliveries.deferred");
-}
-
-function logFault(stage: string, count: number, error: unknown, event = "deliveries.fault"): void {
-  console.error(
-    JSON.stringify({
-      event,
-      stage,
-      count,
-      error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-    }),
-  );
 }
 
 function logBatch(summary: Record<string, string | number>): void {

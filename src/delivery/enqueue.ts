@@ -1,3 +1,4 @@
+import { logFault } from "./fault-log";
 import { DELIVERY_MESSAGE_CONTENT_TYPE, type DeliveryMessage, messageSizeEstimate } from "./message";
 
 /** Queue limits for one `sendBatch` call. */
@@ -92,17 +93,13 @@ async function bulkLaneChoices(limiter: RateLimit, messages: readonly DeliveryMe
       timedOut,
     ]);
     if (counted !== "timeout") return counted;
-    logLaneFault(messages.length, `no answer within ${LANE_COUNT_TIMEOUT_MS} ms`);
+    logFault("fast_lane_limit", messages.length, `no answer within ${LANE_COUNT_TIMEOUT_MS} ms`);
   } catch (error) {
-    logLaneFault(messages.length, error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+    logFault("fast_lane_limit", messages.length, error);
   } finally {
     clearTimeout(timer);
   }
   return messages.map(() => false);
-}
-
-function logLaneFault(count: number, error: string): void {
-  console.error(JSON.stringify({ event: "deliveries.fault", stage: "fast_lane_limit", count, error }));
 }
 
 /**
