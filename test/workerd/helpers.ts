@@ -262,6 +262,18 @@ export interface AttemptRow {
 }
 
 /**
+ * Starts a test with at least `needMs` left in the current window of a Rate Limiting
+ * binding whose period is `periodMs`, and answers that window's number. The local binding
+ * counts in fixed windows of its period, aligned to the epoch (miniflare's ratelimit
+ * worker): a test that ran across a window's end would find its count started again.
+ */
+export async function freshWindow(needMs: number, periodMs = 60_000): Promise<number> {
+  const left = periodMs - (Date.now() % periodMs);
+  if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
+  return Math.floor(Date.now() / periodMs);
+}
+
+/**
  * How many log rows each statement of a `DB.batch` call inserts: src/store/attempts.ts
  * binds a statement's rows as one JSON array (the binding keeps its values in `params`).
  */

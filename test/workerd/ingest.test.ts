@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LANE_COUNT_TIMEOUT_MS } from "../../src/delivery/enqueue";
 import { type DeliveryMessage, deliveryIdFor } from "../../src/delivery/message";
-import { call, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId, watchQueue } from "./helpers";
+import { call, freshWindow, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId, watchQueue } from "./helpers";
 
 const hook = receiver("ingest");
 let queue: ReturnType<typeof watchQueue>;
@@ -487,19 +487,12 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
     expect(sent.map((res) => res.status)).toEqual(Array(10).fill(202));
   }
 
-  /**
-   * The local binding counts in fixed 10 s windows aligned to the epoch (miniflare's
-   * ratelimit worker): start with enough of the window left to fill it.
-   */
-  async function freshWindow(needMs = 7_000) {
-    const left = 10_000 - (Date.now() % 10_000);
-    if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
-    return Math.floor(Date.now() / 10_000);
-  }
+  /** FAST_LANE_ORG_LIMIT counts in 10 s windows: start with enough of one left to fill it. */
+  const freshLimitWindow = () => freshWindow(7_000, 10_000);
 
   it("queues an org's events beyond the limit on the bulk lane; another org's stay in the fast lane", async () => {
     const [flooding, other] = [uniqueId("org"), uniqueId("org")];
-    const window = await freshWindow();
+    const window = await freshLimitWindow();
     const sent = laneSends();
     await spendWindow(flooding);
     expect([sent.fast.length, sent.bulk.length]).toEqual([1000, 0]);
@@ -521,7 +514,7 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
 
   it("gives the org the fast lane back in the next window", async () => {
     const orgId = uniqueId("org");
-    const window = await freshWindow();
+    const window = await freshLimitWindow();
     const sent = laneSends();
     await spendWindow(orgId);
     await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: events(orgId, 1)[0] });
@@ -549,7 +542,7 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
 
   it("makes both lanes' sends when one fails, and answers the failure as a JSON 500 to retry", async () => {
     const orgId = uniqueId("org");
-    await freshWindow();
+    await freshLimitWindow();
     const sent = laneSends();
     await spendWindow(orgId);
     vi.spyOn(env.DELIVERIES_BULK, "sendBatch").mockRejectedValue(new Error("Queue send failed"));

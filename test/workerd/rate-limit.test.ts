@@ -1,22 +1,21 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { call, jobEvent, messageFor, orgKey, receiver, runConsumer, uniqueId, watchQueue } from "./helpers";
+import {
+  call,
+  freshWindow,
+  jobEvent,
+  messageFor,
+  orgKey,
+  receiver,
+  runConsumer,
+  uniqueId,
+  watchQueue,
+} from "./helpers";
 
 /**
  * The org API's rate limits (src/api/rate-limit.ts, `[[ratelimits]]` in wrangler.toml):
  * 10 sends (test events, redeliveries) and 1,200 requests a minute per org.
  */
-
-/**
- * Starts a test with at least `needMs` left in the current window. The local Rate
- * Limiting binding counts in fixed windows of its period, aligned to the epoch
- * (miniflare's ratelimit worker): a test that ran across a window's end would find its
- * count started again, and its limit not reached.
- */
-async function freshWindow(needMs: number, periodMs = 60_000): Promise<void> {
-  const left = periodMs - (Date.now() % periodMs);
-  if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
-}
 
 afterEach(() => {
   vi.restoreAllMocks();
