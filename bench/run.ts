@@ -58,13 +58,12 @@ const SHARD_COUNTS = [1, 2, 4] as const;
 const SHARD_EVENTS = 1000;
 const SHARD_ORGS = 20;
 const SHARDS_CONFIG = ".bench-shards.wrangler.toml";
-/** Deliveries/s with `zupertry listen` sessions connected: per burst, and bursts of each kind. */
 /** Producer flood: one org's events at once, then 4 other orgs' events each (see floodPhase). */
 const FLOOD_EVENTS = 3000;
 const FLOOD_OTHERS_PER_ORG = 100;
 const FLOOD_OTHER_ORGS = 4;
 const ONE_LANE_CONFIG = ".bench-one-lane.wrangler.toml";
-
+/** Deliveries/s with `zupertry listen` sessions connected: per burst, and bursts of each kind. */
 const LISTENER_EVENTS = 2000;
 const LISTENER_ROUNDS = 3;
 
@@ -478,8 +477,11 @@ async function quiet(maxMs = 60_000): Promise<void> {
   }
 }
 
-/** Waits until the consumer has taken every queued message (reads stop changing). */
-async function drained(dispatcher: Dispatcher, timeoutMs = 10 * 60_000): Promise<void> {
+/**
+ * Waits until the consumer has taken every queued message (reads stop changing), and
+ * answers the counters then.
+ */
+async function drained(dispatcher: Dispatcher, timeoutMs = 10 * 60_000): Promise<Counters> {
   const deadline = Date.now() + timeoutMs;
   let last = -1;
   for (;;) {
@@ -487,7 +489,9 @@ async function drained(dispatcher: Dispatcher, timeoutMs = 10 * 60_000): Promise
     if (counters.queueMessagesRead < last) {
       throw new Error(`the counters went back (the worker restarted?)\n${dispatcher.output().slice(-3000)}`);
     }
-    if (counters.queueMessagesAcked >= counters.queueMessagesWritten && counters.queueMessagesRead === last) return;
+    if (counters.queueMessagesAcked >= counters.queueMessagesWritten && counters.queueMessagesRead === last) {
+      return counters;
+    }
     if (Date.now() > deadline)
       throw new Error(`the queue did not drain: ${JSON.stringify(counters)}\n${dispatcher.output().slice(-3000)}`);
     last = counters.queueMessagesRead;
@@ -562,8 +566,7 @@ async function deliver(dispatcher: Dispatcher, receiver: Receiver): Promise<Deli
     DELIVERY_EVENTS,
     (i) => `org_bench_${i % ORGS}`,
   );
-  await drained(dispatcher);
-  const counters = await getCounters(dispatcher);
+  const counters = await drained(dispatcher);
   return {
     events: DELIVERY_EVENTS,
     seconds,
@@ -772,8 +775,7 @@ async function floodRun(dispatcher: Dispatcher, receiver: Receiver, tag: string,
       },
     },
   );
-  await drained(dispatcher);
-  const counters = await getCounters(dispatcher);
+  const counters = await drained(dispatcher);
   return {
     events: others,
     latencyP50Ms: stats.p50!,
@@ -849,8 +851,7 @@ async function shardsPhase(receiver: Receiver): Promise<ShardRun[]> {
         SHARD_EVENTS,
         (i) => `org_shards${count}_${i % SHARD_ORGS}`,
       );
-      await drained(dispatcher);
-      const c = await getCounters(dispatcher);
+      const c = await drained(dispatcher);
       const sizeAfter = await d1Size(dispatcher);
       const perBatch = (n: number) => n / Math.max(1, c.batches);
       runs.push({
