@@ -127,6 +127,7 @@ const summaryKeys = [
   "busy",
   "overflowed",
   "released",
+  "replanned",
 ] as const;
 type Summary = Record<(typeof summaryKeys)[number], number>;
 
@@ -240,7 +241,7 @@ export async function deliverBatch(
   };
   const toOtherLanes: LaneMove[] = [];
   const tasks: Array<
-    PoolTask<TaskValue> & { message: BatchMessage; origin: string; attempt: number; startedAt: number }
+    PoolTask<TaskValue> & { message: BatchMessage; origin: string; plan: AttemptPlan; startedAt: number }
   > = [];
   const relay = new RunRelay(env, ctx);
   for (const { message, plan, event } of planned) {
@@ -266,7 +267,7 @@ export async function deliverBatch(
         org: message.body.org_id,
         origin: target.endpoint,
         message,
-        attempt: plan.attempt,
+        plan,
         startedAt: 0,
         start: () => {
           const relayed = listening ? (headers: Record<string, string>) => relay.add({ ...relayItem, headers }) : null;
@@ -322,7 +323,7 @@ export async function deliverBatch(
       ...move,
       request: {
         ...move.request,
-        body: { ...move.request.body, lease: { attempt: h.attempt, until } },
+        body: { ...move.request.body, lease: { attempt: h.plan.attempt, until, scheduled: h.plan.scheduled } },
         delaySeconds: secondsUntil(until),
       },
       leaseUntil: until,
@@ -370,6 +371,13 @@ export async function deliverBatch(
     if (!result.ok) {
       unwritten.push(message);
       writeError = result.error;
+    } else if (!result.fresh && message.body.lease?.attempt === record.attempt) {
+      // The handed-off attempt this message follows was logged after all, later than its
+      // lease allowed for (a slow write), while this message made it again. That row is
+      // this message's own (the same owner): no other message carries the delivery on, so
+      // this one reads the log again and goes on from there (waits for the next attempt).
+      message.retry({ delaySeconds: 0 });
+      summary.replanned++;
     } else if (!result.fresh) {
       // Another message logged this attempt first; it carries the delivery on.
       message.ack();

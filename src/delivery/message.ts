@@ -40,9 +40,11 @@ export interface DeliveryMessage {
   /**
    * Set when the fast or bulk lane handed attempt `attempt` off to run in the background: it may
    * still be running (and be logged) until `until` (unix ms). Until then this message only
-   * waits; after it, an attempt that never got logged is made again.
+   * waits; after it, an attempt that never got logged is made again. `scheduled` is that
+   * attempt's: false for a finished delivery's redeliver (one attempt, no retries). Unset
+   * in messages queued before 2026-11-30: then it follows from `redeliver_after`.
    */
-  lease?: { attempt: number; until: number };
+  lease?: { attempt: number; until: number; scheduled?: boolean };
   /**
    * Set by the stall sweep: the last attempt of the pending delivery it claimed. The
    * message takes the delivery over and makes the next attempt, if nothing happened to

@@ -111,8 +111,13 @@ function planFromState(
   if (lease !== undefined && (state?.last_attempt ?? 0) < lease.attempt) {
     const remainingMs = lease.until - now;
     if (remainingMs > DUE_TOLERANCE_MS) return { kind: "wait", delaySeconds: Math.ceil(remainingMs / 1000) };
-    // The handed-off attempt was never logged: make it now, as it would have been.
-    return { kind: "attempt", attempt: lease.attempt, scheduled: message.redeliver_after === undefined };
+    // The handed-off attempt was never logged: make it now, as it would have been (a
+    // redeliver of a pending delivery was a scheduled attempt too).
+    return {
+      kind: "attempt",
+      attempt: lease.attempt,
+      scheduled: lease.scheduled ?? message.redeliver_after === undefined,
+    };
   }
   // Once a take-over or a redeliver has made its attempt, it owns the delivery like any
   // owner: its marker only says which attempt it may follow.

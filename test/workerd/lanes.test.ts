@@ -5,7 +5,9 @@ import type { DeliveryMessage } from "../../src/delivery/message";
 import { endpointOf } from "../../src/org/endpoint-health";
 import { OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { SCHEMA_VERSION } from "../../src/org/schema";
+import { insertAttempts } from "../../src/store/attempts";
 import {
+  attemptRecord,
   attemptsOf,
   call,
   fakeDate,
@@ -157,7 +159,10 @@ describe("the fast lane", () => {
       body: { ...a4.body, owner: a4.id },
       delaySeconds: undefined,
     });
-    expect(followUp.body).toMatchObject({ owner: a1!.id, lease: { attempt: 1, until: expect.any(Number) } });
+    expect(followUp.body).toMatchObject({
+      owner: a1!.id,
+      lease: { attempt: 1, until: expect.any(Number), scheduled: true },
+    });
     // The lease: the attempt's start + its 1 s timeout + 5 s for its row to be written.
     expect(followUp.body.lease!.until).toBeGreaterThanOrEqual(runStarted + 1_000 + 5_000);
     expect(followUp.body.lease!.until).toBeLessThanOrEqual(runEnded + 1_000 + 5_000);
@@ -374,6 +379,85 @@ describe("the slow lane", () => {
     expect(late.acked).toEqual([leased.id]);
     expect(await attemptsOf(base.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
     expect(await h.requests()).toHaveLength(1);
+  });
+
+  it("keeps the schedule when a handed-off attempt is logged late, as its lease's message remade it", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook([{ status: 500, delayMs: 200 }]);
+    const base = await message(orgId, h.url);
+    const leased: { id: string; body: DeliveryMessage } = {
+      id: uniqueId("msg"),
+      body: { ...base.body, owner: base.id, lease: { attempt: 1, until: Date.now() - 1000, scheduled: true } },
+    };
+    // The lease has ended with attempt 1 unlogged: the message makes it again. While it
+    // runs, the background work's row lands after all (a slow write): a timeout, attempt
+    // 2 due in 60 s. Both rows are the owner's, base.id's.
+    const running = runConsumer([leased], "deliveries-slow");
+    await vi.waitUntil(async () => (await h.requests()).length === 1, { timeout: 5_000, interval: 20 });
+    await insertAttempts(await logDbOf(orgId), [
+      attemptRecord({
+        delivery_id: base.body.delivery_id,
+        org_id: orgId,
+        message_id: base.id,
+        outcome: "failed",
+        status_code: null,
+        error: "timeout",
+        next_attempt_at: Date.now() + 60_000,
+      }),
+    ]);
+    const run = await running;
+    // Its own row was not new. No other message carries the delivery on (the fast-lane
+    // one was acked when it handed the attempt off), so this one is not dropped: it reads
+    // the log again, owns the delivery, and makes attempt 2 when due.
+    expect(run.acked).toEqual([]);
+    expect(run.retried.get(leased.id)).toBe(0);
+    const again = await runConsumer([{ ...leased, attempts: 2 }], "deliveries-slow");
+    expect(again.retried.get(leased.id)).toBeGreaterThanOrEqual(59);
+    advance(61);
+    const second = await runConsumer([{ ...leased, attempts: 3 }], "deliveries-slow");
+    expect(second.retried.get(leased.id)).toBe(300);
+    expect((await attemptsOf(base.body.delivery_id)).map((a) => [a.attempt, a.error])).toEqual([
+      [1, "timeout"],
+      [2, "http_status"],
+    ]);
+  });
+
+  it("makes a resend's handed-off attempt again as scheduled: the delivery keeps its last attempt", async () => {
+    const orgId = uniqueId("org");
+    const h = await hook([{ status: 500 }]);
+    const base = await message(orgId, h.url);
+    // Attempt 1 failed; attempt 2 was resent now ("resend now", redeliver_after: 1) and
+    // handed off, and the background work died before logging it.
+    await insertAttempts(await logDbOf(orgId), [
+      attemptRecord({
+        delivery_id: base.body.delivery_id,
+        org_id: orgId,
+        message_id: base.id,
+        outcome: "failed",
+        status_code: 500,
+        error: "http_status",
+        next_attempt_at: Date.now() + 200_000,
+      }),
+    ]);
+    const resendId = uniqueId("msg");
+    const leased: { id: string; body: DeliveryMessage } = {
+      id: uniqueId("msg"),
+      body: {
+        ...base.body,
+        redeliver_after: 1,
+        owner: resendId,
+        lease: { attempt: 2, until: Date.now() - 1000, scheduled: true },
+      },
+    };
+    const run = await runConsumer([leased], "deliveries-slow");
+    // Attempt 2 failed too; attempt 3, the schedule's last, follows in 300 s.
+    expect(run.retried.get(leased.id)).toBe(300);
+    const rows = await attemptsOf(base.body.delivery_id);
+    expect(rows.map((a) => [a.attempt, a.message_id])).toEqual([
+      [1, base.id],
+      [2, resendId],
+    ]);
+    expect(rows[1]!.next_attempt_at! - Date.now()).toBeGreaterThan(295_000);
   });
 });
 
