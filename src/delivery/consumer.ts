@@ -16,7 +16,7 @@ import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
 import { inSendLimits } from "./enqueue";
 import { logFault } from "./fault-log";
 import { signedAttemptHeaders } from "./headers";
-import { type AsideLane, handOffLeaseMarginMs, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
+import { type AsideLane, handOffLeaseMarginMs, type LaneName, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
 import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
@@ -47,7 +47,8 @@ import { Signer } from "./signing";
  *      org whose deliveries move aside: which fit in its share of the slow lane;
  *   6. only once its own row is written, ack or retry each message; moved and
  *      handed-off deliveries continue as slow-lane messages (or overflow-lane ones,
- *      beyond the org's share).
+ *      beyond the org's share), and released ones (no connection left to start them)
+ *      as new messages at this lane's tail.
  *
  * Acking after the write is what makes a crash harmless: a run that dies before step 5
  * leaves its messages unacked, they come back, and the attempts are made again (the
@@ -422,9 +423,30 @@ export async function deliverBatch(
       summary.deferred += chunk.length;
     }
   }
-  for (const message of released) message.retry({ delaySeconds: 0 });
+  await putBack(env, lane, released);
   summary.released += released.length;
   log();
+}
+
+/**
+ * Puts released deliveries (every connection held by handed-off attempts) back at this
+ * lane's tail as new messages that keep their owner, not by `retry`: a retry counts
+ * toward the queue's `max_retries`, and runs filled by other orgs' newly hanging
+ * endpoints could release the same message until the dead-letter queue took it, failed
+ * without a single attempt. A send that fails falls back to a retry.
+ */
+async function putBack(env: Env, lane: LaneName, messages: readonly BatchMessage[]): Promise<void> {
+  for (const chunk of inSendLimits(messages, (message) => message.body)) {
+    try {
+      await laneQueue(env, lane).sendBatch(
+        chunk.map((message) => ({ body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" })),
+      );
+      for (const message of chunk) message.ack();
+    } catch (error) {
+      for (const message of chunk) message.retry({ delaySeconds: 0 });
+      logFault("put_back", chunk.length, error);
+    }
+  }
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };

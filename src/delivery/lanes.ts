@@ -78,12 +78,18 @@ export function movesSlowAside(lane: LaneName): boolean {
   return lane === "fast" || lane === "bulk";
 }
 
-/** The producer binding of a lane a delivery moves to (the fast lane's is `DELIVERIES`). */
+/** A lane's producer binding: where a run sends deliveries it moves aside, or puts back. */
 export function laneQueue(
-  env: Pick<Env, "DELIVERIES_SLOW" | "DELIVERIES_OVERFLOW">,
-  lane: AsideLane,
+  env: Pick<Env, "DELIVERIES" | "DELIVERIES_BULK" | "DELIVERIES_SLOW" | "DELIVERIES_OVERFLOW">,
+  lane: LaneName,
 ): Queue<DeliveryMessage> {
-  return (lane === "slow" ? env.DELIVERIES_SLOW : env.DELIVERIES_OVERFLOW) as Queue<DeliveryMessage>;
+  const bindings = {
+    fast: env.DELIVERIES,
+    bulk: env.DELIVERIES_BULK,
+    slow: env.DELIVERIES_SLOW,
+    overflow: env.DELIVERIES_OVERFLOW,
+  } satisfies Record<LaneName, Queue>;
+  return bindings[lane] as Queue<DeliveryMessage>;
 }
 
 /**

@@ -103,6 +103,8 @@ export interface ConsumerRun {
   toSlowLane: Array<{ body: DeliveryMessage; delaySeconds?: number }>;
   /** And to the overflow lane (an org's moves beyond its share of the slow lane). */
   toOverflowLane: Array<{ body: DeliveryMessage; delaySeconds?: number }>;
+  /** What the run put back on the fast or bulk lane (deliveries it released). */
+  putBack: Array<{ body: DeliveryMessage; delaySeconds?: number }>;
 }
 
 /**
@@ -135,28 +137,34 @@ export async function runConsumer(
   }
   const toSlowLane: ConsumerRun["toSlowLane"] = [];
   const toOverflowLane: ConsumerRun["toOverflowLane"] = [];
+  const putBack: ConsumerRun["putBack"] = [];
   const sends = (
     [
       [runEnv.DELIVERIES_SLOW, toSlowLane],
       [runEnv.DELIVERIES_OVERFLOW, toOverflowLane],
+      [runEnv.DELIVERIES, putBack],
+      [runEnv.DELIVERIES_BULK, putBack],
     ] as const
-  ).map(([queue, sent]) =>
-    vi.spyOn(queue, "sendBatch").mockImplementation(async (requests) => {
-      // What Queues refuses: more than 100 messages, or 256 KB, in one call.
-      const list = [...requests];
-      const bytes = list.reduce((sum, r) => sum + (r.body as DeliveryMessage).body.byteLength, 0);
-      if (list.length > 100 || bytes > 256_000) throw new Error(`sendBatch: ${list.length} messages, ${bytes} B`);
-      for (const r of list) sent.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
-      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
-    }),
-  );
+  )
+    // A queue a test already watches (watchQueue) keeps its spy, and its sends.
+    .filter(([queue]) => !vi.isMockFunction(queue.sendBatch))
+    .map(([queue, sent]) =>
+      vi.spyOn(queue, "sendBatch").mockImplementation(async (requests) => {
+        // What Queues refuses: more than 100 messages, or 256 KB, in one call.
+        const list = [...requests];
+        const bytes = list.reduce((sum, r) => sum + (r.body as DeliveryMessage).body.byteLength, 0);
+        if (list.length > 100 || bytes > 256_000) throw new Error(`sendBatch: ${list.length} messages, ${bytes} B`);
+        for (const r of list) sent.push({ body: r.body as DeliveryMessage, delaySeconds: r.delaySeconds });
+        return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
+      }),
+    );
   const ctx = createExecutionContext();
   try {
     await worker.queue(batch, runEnv, ctx);
   } finally {
     for (const send of sends) send.mockRestore();
   }
-  return { acked, retried, background: waitOnExecutionContext(ctx), toSlowLane, toOverflowLane };
+  return { acked, retried, background: waitOnExecutionContext(ctx), toSlowLane, toOverflowLane, putBack };
 }
 
 /**

@@ -255,10 +255,34 @@ describe("the fast lane", () => {
       ...(await Promise.all(Array.from({ length: 3 }, () => message(orgC!, hangingC.url)))),
     ];
     const waiting = await message(third!, ok.url);
-    const run = await runConsumer([...stuck, waiting], "deliveries", laneEnv);
-    expect(run.retried.get(waiting.id)).toBe(0);
+    // It has been released nine times already: one more retry would be its queue's tenth
+    // (max_retries), and the dead-letter queue would fail it without a single attempt.
+    const run = await runConsumer([...stuck, { ...waiting, attempts: 10 }], "deliveries", laneEnv);
     expect(await ok.requests()).toHaveLength(0);
     expect(run.toSlowLane).toHaveLength(6);
+    // So it goes back to the fast lane's tail as a new message, owner kept; not retried.
+    expect(run.retried.has(waiting.id)).toBe(false);
+    expect(run.acked).toContain(waiting.id);
+    expect(run.putBack).toEqual([{ body: { ...waiting.body, owner: waiting.id }, delaySeconds: undefined }]);
+    await run.background;
+    const next = await runConsumer([{ id: uniqueId("msg"), body: run.putBack[0]!.body }], "deliveries", laneEnv);
+    expect(next.acked).toHaveLength(1);
+    expect(await attemptsOf(waiting.body.delivery_id)).toMatchObject([{ attempt: 1, message_id: waiting.id }]);
+  });
+
+  it("retries a released delivery when it cannot be put back on its lane", async () => {
+    const hanging = await hook([{ delayMs: 3000 }]);
+    const ok = await hook();
+    const [orgA, orgC, third] = await orgsOnShard("DB", 3);
+    const stuck = await Promise.all([
+      ...Array.from({ length: 3 }, () => message(orgA!, hanging.url)),
+      ...Array.from({ length: 3 }, () => message(orgC!, hanging.url)),
+    ]);
+    const waiting = await message(third!, ok.url);
+    vi.spyOn(env.DELIVERIES_BULK, "sendBatch").mockRejectedValue(new Error("Queue send failed"));
+    const run = await runConsumer([...stuck, waiting], "deliveries-bulk", laneEnv);
+    expect(run.retried.get(waiting.id)).toBe(0);
+    expect(run.acked).not.toContain(waiting.id);
     await run.background;
   });
 

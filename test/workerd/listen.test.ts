@@ -218,11 +218,12 @@ describe("GET /v1/listen", () => {
     );
     const waiting = { id: uniqueId("msg"), body: await messageFor(jobEvent(orgId, uniqueId("job")), ok.url) };
     const first = await runConsumer([...stuck, waiting], "deliveries", laneEnv);
-    expect(first.retried.get(waiting.id)).toBe(0);
+    expect(first.putBack.map((m) => m.body.delivery_id)).toEqual([waiting.body.delivery_id]);
     await first.background;
     expect(listener.frames).toEqual([]);
 
-    await (await runConsumer([{ ...waiting, attempts: 2 }], "deliveries", laneEnv)).background;
+    const putBack = { id: uniqueId("msg"), body: first.putBack[0]!.body };
+    await (await runConsumer([putBack], "deliveries", laneEnv)).background;
     expect(await listener.next("delivery")).toMatchObject({ delivery_id: waiting.body.delivery_id, attempt: 1 });
     expect(await ok.requests()).toHaveLength(1);
     await new Promise((r) => setTimeout(r, 100));
