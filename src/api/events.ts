@@ -24,7 +24,8 @@ export const EventInputSchema = z
     type: z.enum(EVENT_TYPES),
     data: z.looseObject({ job_id: IdSchema, org_id: IdSchema }).openapi({
       description:
-        "Passed through to the receiver as sent. `org_id` routes the event. " +
+        "Passed through to the receiver with every value as sent (written compactly, and an object's " +
+        "integer-like keys first, as JavaScript orders them). `org_id` routes the event. " +
         `It nests at most ${MAX_DATA_DEPTH} levels, and ` +
         "every number in it must survive as a 64-bit float exactly (send larger or more precise ones as strings): " +
         "anything else is refused with 400 rather than changed.",
@@ -185,13 +186,14 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
     const config = readConfig(c.env);
     const now = Date.now();
     const raws = c.req.valid("json").events;
-    const inexact = c.var.inexact;
+    // Each event's inexact numbers, with paths from its own root (`events[i]` dropped).
+    const inexact = Map.groupBy(c.var.inexact, ({ path }) => path[1]);
     const results: z.infer<typeof BatchResultSchema>[] = [];
     const messages: DeliveryMessage[] = [];
     const queued = new Set<string>();
     for (const [index, raw] of raws.entries()) {
       const parsed = EventInputSchema.safeParse(raw);
-      const ownInexact = inexact.filter(({ path }) => path[1] === index).map((n) => ({ ...n, path: n.path.slice(2) }));
+      const ownInexact = (inexact.get(index) ?? []).map((n) => ({ ...n, path: n.path.slice(2) }));
       const prepared =
         ownInexact.length > 0
           ? { ok: false as const, error: inexactNumbersError(ownInexact) }

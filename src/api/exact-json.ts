@@ -46,20 +46,29 @@ export class TooDeepJson extends Error {
 export function parseExactJson(text: string): { value: unknown; inexact: InexactNumber[] } {
   if (!MIGHT_BE_INEXACT.test(text)) return { value: JSON.parse(text), inexact: [] };
   const literals = new Map<object, string>();
-  let value: unknown;
-  try {
-    value = JSON.parse(text, (_key, v: unknown, context?: { source?: string }) => {
+  const parse = (source: string) =>
+    JSON.parse(source, (_key, v: unknown, context?: { source?: string }) => {
       if (typeof v !== "number" || context?.source === undefined || sameNumber(context.source, v)) return v;
       const mark = { [INEXACT]: true };
       literals.set(mark, context.source);
       return mark;
     });
+  let value: unknown;
+  try {
+    value = parse(text);
   } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
     // The parser is iterative but the reviver pass recurses: thousands of levels overflow
-    // the stack. Such a body is valid JSON, far deeper than any route takes, and its
-    // numbers went unchecked: it is refused whole, for its depth, not called "not JSON".
-    if (error instanceof RangeError) throw new TooDeepJson();
-    throw error;
+    // the stack. What lies deeper than any route takes is cut to `[]` (still too deep,
+    // so its event is refused for its depth, on its own in a batch) and the rest is
+    // checked as usual: one such event does not fail its neighbours.
+    literals.clear();
+    try {
+      value = parse(capNesting(text, CAPPED_DEPTH));
+    } catch (again) {
+      if (again instanceof RangeError) throw new TooDeepJson();
+      throw again;
+    }
   }
   if (literals.size === 0) return { value, inexact: [] };
   const inexact: InexactNumber[] = [];
@@ -68,6 +77,46 @@ export function parseExactJson(text: string): { value: unknown; inexact: Inexact
     if (literal !== undefined) inexact.push({ path, literal });
   }
   return { value, inexact };
+}
+
+/**
+ * Where `capNesting` cuts: deeper than any route takes (`data`'s 32 levels, inside a
+ * batch's three), shallow enough for the reviver's recursion.
+ */
+const CAPPED_DEPTH = 64;
+
+/**
+ * Valid JSON `text` with every array or object that opens deeper than `depth` written
+ * as `[]` (iterative: one pass over the text, strings skipped). The result still nests
+ * `depth` levels where the text nested more.
+ */
+export function capNesting(text: string, depth: number): string {
+  let out = "";
+  let level = 0;
+  let from = 0; // text from here on is copied as it is
+  let cutAt = -1; // while cutting: the level the cut subtree opened at
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (inString) {
+      if (ch === "\\") i++;
+      else if (ch === '"') inString = false;
+    } else if (ch === '"') inString = true;
+    else if (ch === "[" || ch === "{") {
+      level++;
+      if (level > depth && cutAt === -1) {
+        out += `${text.slice(from, i)}[]`;
+        cutAt = level;
+      }
+    } else if (ch === "]" || ch === "}") {
+      if (level === cutAt) {
+        cutAt = -1;
+        from = i + 1;
+      }
+      level--;
+    }
+  }
+  return cutAt === -1 ? out + text.slice(from) : out;
 }
 
 /** Objects and arrays nest deeper than `limit` (iterative: no recursion to overflow). */
@@ -82,15 +131,17 @@ export function nestsDeeperThan(value: unknown, limit: number): boolean {
   return false;
 }
 
-/** Every value with its path, depth first (iterative). */
+/** Every value with its path, depth first, in the order `JSON.parse` keeps (iterative). */
 function* walk(value: unknown): Generator<[unknown, JsonPath]> {
   const stack: Array<[unknown, JsonPath]> = [[value, []]];
   while (stack.length > 0) {
     const [node, path] = stack.pop()!;
     yield [node, path];
     if (typeof node !== "object" || node === null || INEXACT in node) continue;
-    if (Array.isArray(node)) for (const [i, child] of node.entries()) stack.push([child, [...path, i]]);
-    else for (const [key, child] of Object.entries(node)) stack.push([child, [...path, key]]);
+    const children: Array<[unknown, JsonPath]> = Array.isArray(node)
+      ? node.map((child, i) => [child, [...path, i]])
+      : Object.entries(node).map(([key, child]) => [child, [...path, key]]);
+    for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]!);
   }
 }
 

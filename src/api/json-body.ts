@@ -85,9 +85,13 @@ function isEmpty(request: Request): boolean {
   return request.body === null || request.headers.get("content-length") === "0";
 }
 
-/** 400 `invalid_request` naming each number that would not arrive as sent. */
+/** An error names at most this many numbers (a 64 KiB body can hold some 10,000). */
+const MAX_INEXACT_DETAILS = 20;
+
+/** 400 `invalid_request` naming the numbers that would not arrive as sent (the first 20). */
 export function inexactNumbersError(inexact: readonly InexactNumber[]): ApiError {
-  const details = inexact.map(({ path, literal }) => ({
+  const more = inexact.length - MAX_INEXACT_DETAILS;
+  const details = inexact.slice(0, MAX_INEXACT_DETAILS).map(({ path, literal }) => ({
     path,
     code: "inexact_number",
     message:
@@ -97,8 +101,9 @@ export function inexactNumbersError(inexact: readonly InexactNumber[]): ApiError
   return new ApiError(
     400,
     "invalid_request",
-    `${details.length === 1 ? "a number" : `${details.length} numbers`} would not arrive as sent: ` +
-      details.map((d) => d.path.join(".")).join(", "),
+    `${inexact.length === 1 ? "a number" : `${inexact.length} numbers`} would not arrive as sent: ` +
+      details.map((d) => d.path.join(".")).join(", ") +
+      (more > 0 ? `, and ${more} more` : ""),
     details,
   );
 }

@@ -73,14 +73,18 @@ export function deliveryIdsForJob(orgId: string, jobId: string): Promise<string[
   return Promise.all(EVENT_TYPES.map((type) => deliveryIdFor(orgId, type, jobId)));
 }
 
-/** Serialises the delivered body once: `{"type", "data"}` in that order, `data` as sent. */
+/**
+ * Serialises the delivered body once: `{"type", "data"}` in that order, `data` with every
+ * value as sent, written compactly (`JSON.stringify`: an object's integer-like keys come
+ * first, as JavaScript orders them).
+ */
 export function encodeEventBody(type: EventType, data: unknown): Uint8Array {
   return encoder.encode(JSON.stringify({ type, data }));
 }
 
 /**
  * The message for a new event: its id (from `ids`, taken from `data`), its body
- * serialised once from `data` exactly as given, and where it goes.
+ * serialised once from `data` (`encodeEventBody`), and where it goes.
  */
 export async function newDeliveryMessage(
   type: EventType,

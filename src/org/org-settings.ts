@@ -150,7 +150,7 @@ interface RedeliverClaim {
 
 /** What a redeliver request is to do: queue it (its claim, by its token), or nothing (it is queued). */
 export type RedeliverClaimResult = { status: "claimed"; token: string } | { status: "queued" };
-/** Sessions silent (no ping, no frame) this long are dead (a laptop asleep) and make room. */
+/** Sessions that have not pinged this long (since they connected) are dead (a laptop asleep) and make room. */
 const LISTENER_DEAD_AFTER_MS = 90_000;
 /**
  * While sessions are open, their keys are checked against D1 this often (an alarm): a

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { capNesting } from "../../src/api/exact-json";
 import { LANE_COUNT_TIMEOUT_MS } from "../../src/delivery/enqueue";
 import { type DeliveryMessage, deliveryIdFor } from "../../src/delivery/message";
 import { call, freshWindow, jobEvent, orgKey, PRODUCER_TOKEN, receiver, uniqueId, watchQueue } from "./helpers";
@@ -372,28 +373,45 @@ describe("data arrives as sent, or is refused", () => {
     expect(queue.calls()).toHaveLength(1);
   });
 
-  it("refuses a body too deep to check its numbers whole, batch neighbours included", async () => {
+  it("refuses an event too deep for the number check on its own, batch neighbours checked as usual", async () => {
     // A long digit run sends the body through the number check, whose reviver recurses:
-    // 10,000 levels are more than it can walk, so nothing of the body may pass unchecked.
+    // 10,000 levels are more than it can walk. The deep event is refused for its depth;
+    // its neighbours are checked for their numbers as any others.
     const deep = nested(10_000).replace('"deep":', '"ref":"1234567890123456","deep":');
     const inexact =
       `{"type":"job.completed","data":{"job_id":"${uniqueId("job")}","org_id":"org_ingest",` +
       `"n":12345678901234567890}}`;
-    for (const [path, body] of [
-      ["/v1/events", deep],
-      ["/v1/events/batch", `{"events":[${deep},${inexact}]}`],
-    ] as const) {
-      const res = await call("POST", path, { token: PRODUCER_TOKEN, body });
-      expect(res.status, path).toBe(400);
-      expect(await res.json()).toMatchObject({
-        error: {
-          code: "invalid_request",
-          message: "the body nests deeper than 32 levels",
-          details: [{ code: "too_deep" }],
-        },
-      });
-    }
+    const good = JSON.stringify(jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url }));
+    const tooDeep = {
+      code: "invalid_request",
+      message: "data nests deeper than 32 levels",
+      details: [{ path: ["data"], code: "too_deep" }],
+    };
+    const single = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: deep });
+    expect(single.status).toBe(400);
+    expect(await single.json()).toMatchObject({ error: tooDeep });
     expect(queue.calls()).toHaveLength(0);
+
+    const batch = await call("POST", "/v1/events/batch", {
+      token: PRODUCER_TOKEN,
+      body: `{"events":[${deep},${inexact},${good}]}`,
+    });
+    expect(batch.status).toBe(202);
+    expect(await batch.json()).toMatchObject({
+      results: [
+        { index: 0, error: tooDeep },
+        { index: 1, error: { code: "invalid_request", details: [{ path: ["data", "n"], code: "inexact_number" }] } },
+        { index: 2, status: "queued" },
+      ],
+    });
+    expect(sentMessages()).toHaveLength(1);
+  });
+
+  it("cuts only what nests too deep to check, never brackets inside strings", () => {
+    const text = '{"s":"[{\\"[","a":[[[1,{"b":[2]}]]],"t":"]}"}';
+    expect(capNesting(text, 3)).toBe('{"s":"[{\\"[","a":[[[]]],"t":"]}"}');
+    expect(JSON.parse(capNesting(text, 3))).toEqual({ s: '[{"[', a: [[[]]], t: "]}" });
+    expect(capNesting(text, 6)).toBe(text);
   });
 
   it.each([
@@ -418,6 +436,23 @@ describe("data arrives as sent, or is refused", () => {
     expect(error.details).toEqual([
       { path, code: "inexact_number", message: expect.stringContaining(`${literal} would not arrive as sent`) },
     ]);
+    expect(queue.calls()).toHaveLength(0);
+  });
+
+  it("names at most 20 such numbers, however many the body holds", async () => {
+    const list = Array.from({ length: 3_000 }, () => "1e400").join(",");
+    const data = `{"job_id":"${uniqueId("job")}","org_id":"org_ingest","list":[${list}]}`;
+    const res = await call("POST", "/v1/events", {
+      token: PRODUCER_TOKEN,
+      body: `{"type":"job.completed","data":${data}}`,
+    });
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(8_000);
+    const { error } = JSON.parse(text) as { error: { message: string; details: Array<{ path: unknown[] }> } };
+    expect(error.details).toHaveLength(20);
+    expect(error.details[0]!.path).toEqual(["data", "list", 0]);
+    expect(error.message).toMatch(/^3000 numbers would not arrive as sent: data\.list\.0, .*, and 2980 more$/);
     expect(queue.calls()).toHaveLength(0);
   });
 
