@@ -20,11 +20,11 @@ import { type AsideLane, handOffLeaseMarginMs, type LaneName, laneOfQueue, laneQ
 import { LogWriter, type Written } from "./log-writer";
 import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
-import { type PoolTask, runPool } from "./pool";
+import { AttemptPool, type PoolTask } from "./pool";
 import { eventColumns } from "./record";
 import { RunRelay } from "./relay";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
-import { groupByShard, type ShardGroup } from "./shard-groups";
+import { groupByShard, type ShardGroup, type ShardRecord } from "./shard-groups";
 import { Signer } from "./signing";
 
 /**
@@ -36,6 +36,8 @@ import { Signer } from "./signing";
  *      once this isolate knows the orgs' shards, src/delivery/shard-groups.ts);
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
  *   3. in the fast and bulk lanes, deliveries to slow endpoints move aside unattempted;
+ *   (steps 2 and 3 for each org as soon as its own call and its shard's read are in:
+ *   a slow object or shard holds up its own deliveries, not the batch's others)
  *   4. the attempts, 6 at a time (a run's open-connection limit), each timed from the
  *      moment it gets its connection; in the fast and bulk lanes, one still running after
  *      SLOW_ATTEMPT_MS is handed off to finish in the background, and an endpoint or an
@@ -113,6 +115,14 @@ interface Attempted {
   report: EndpointReport | null;
 }
 
+/** An attempt for the pool, with what the run needs of it once the pool is done. */
+type AttemptTask = PoolTask<TaskValue> & {
+  message: BatchMessage;
+  origin: string;
+  plan: AttemptPlan;
+  startedAt: number;
+};
+
 /** A task's value: the attempt, or the internal fault that kept it from being made. */
 type TaskValue = { ok: true; attempted: Attempted } | { ok: false; message: BatchMessage; error: unknown };
 
@@ -143,92 +153,18 @@ export async function deliverBatch(
   const summary = Object.fromEntries(summaryKeys.map((k) => [k, 0])) as Summary;
   const log = () => logBatch({ queue: batch.queue, messages: batch.messages.length, ...summary });
 
-  // The settings do not depend on the log: read both at once (a run's fixed cost), once
-  // the org's shards are known (src/delivery/shard-groups.ts).
-  const orgsLoading = loadOrgContexts(env, batch.messages);
-  const { groups, unplaced } = await groupByShard(
-    env,
-    batch.messages,
-    orgsLoading.then(
-      (orgs) =>
-        new Map(
-          [...orgs].map(([org, loaded]) => [
-            org,
-            loaded.ok ? { ok: true, value: loaded.value.settings.log_shard } : loaded,
-          ]),
-        ),
-    ),
-  );
+  // The settings do not depend on the log: both are asked at once (a run's fixed cost),
+  // once the orgs' shards are known (src/delivery/shard-groups.ts), and each org's
+  // attempts join the pool as soon as its own settings and its shard's log state are in:
+  // an org whose Durable Object answers slowly, or a shard that does, holds up only its
+  // own deliveries, never another org's.
+  const orgLoads = loadOrgContexts(env, batch.messages);
+  const { groups, unplaced } = await groupByShard(env, batch.messages, shardRecords(orgLoads));
   for (const { message, stage, error } of unplaced) defer([message], stage, error);
   summary.deferred += unplaced.length;
-
-  // One state read per shard. A shard that fails holds up its own messages only.
   const shardOfOrg = new Map<string, ShardGroup<BatchMessage>>();
-  const states = new Map<string, DeliveryState>();
-  const readable: BatchMessage[] = [];
-  await Promise.all(
-    groups.map(async (group) => {
-      try {
-        const ids = [...new Set(group.messages.map((m) => m.body.delivery_id))];
-        for (const [id, state] of await readDeliveryStates(group.db, ids)) states.set(id, state);
-        for (const message of group.messages) shardOfOrg.set(message.body.org_id, group);
-        readable.push(...group.messages);
-      } catch (error) {
-        defer(group.messages, "read_state", error);
-        summary.deferred += group.messages.length;
-      }
-    }),
-  );
+  for (const group of groups) for (const message of group.messages) shardOfOrg.set(message.body.org_id, group);
 
-  const now = Date.now();
-  const planned: Planned[] = [];
-  const claimed = new Set<string>();
-  for (const message of readable) {
-    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now, config);
-    if (plan.kind === "wait") {
-      message.retry({ delaySeconds: plan.delaySeconds });
-      summary.waiting++;
-    } else if (plan.kind === "attempt" && !claimed.has(message.body.delivery_id)) {
-      claimed.add(message.body.delivery_id);
-      planned.push({ message, plan, event: message.body });
-    } else {
-      // Finished, not the owner, or a second message for a delivery this run attempts.
-      message.ack();
-      summary.dropped++;
-    }
-  }
-
-  const takeOvers = planned.filter((p) => p.plan.storedEvent);
-  if (takeOvers.length > 0) {
-    // Rare (a message that did not make attempt 1: a take-over, a redeliver, and the
-    // attempts each owns after it): one more read per shard, for the stored event.
-    const failed = new Set<Planned>();
-    await Promise.all(
-      [...Map.groupBy(takeOvers, (p) => shardOfOrg.get(p.message.body.org_id)!)].map(async ([shard, list]) => {
-        try {
-          const stored = await readStoredEvents(
-            shard.db,
-            list.map((p) => p.event.delivery_id),
-          );
-          for (const p of list) {
-            const event = stored.get(p.event.delivery_id);
-            if (event) p.event = { ...p.event, webhook_url: event.webhook_url, body: encoder.encode(event.body) };
-          }
-        } catch (error) {
-          defer(
-            list.map((p) => p.message),
-            "read_event",
-            error,
-          );
-          summary.deferred += list.length;
-          for (const p of list) failed.add(p);
-        }
-      }),
-    );
-    planned.splice(0, planned.length, ...planned.filter((p) => !failed.has(p)));
-  }
-
-  const orgs = await orgsLoading;
   // Rows are written while the batch's other attempts go on (src/delivery/log-writer.ts),
   // by one writer per shard, each writing when a third of the whole batch is ready for it:
   // at most 3 writes to a shard, and the more shards a batch spreads over, the closer to
@@ -241,49 +177,9 @@ export async function deliverBatch(
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
   const toOtherLanes: LaneMove[] = [];
-  const tasks: Array<
-    PoolTask<TaskValue> & { message: BatchMessage; origin: string; plan: AttemptPlan; startedAt: number }
-  > = [];
+  const tasks: AttemptTask[] = [];
   const relay = new RunRelay(env, ctx);
-  for (const { message, plan, event } of planned) {
-    const org = orgs.get(message.body.org_id)!;
-    if (!org.ok) {
-      defer([message], "org_settings", org.error);
-      summary.deferred++;
-      continue;
-    }
-    const target = resolveTarget(event, org.value.settings, config);
-    const moving = target.ok && fastLike && org.value.settings.slow_endpoints.includes(target.endpoint);
-    // To the org's `zupertry listen` sessions, as each attempt starts (src/delivery/relay.ts).
-    const listening = org.value.settings.listeners > 0;
-    const relayItem = { orgId: message.body.org_id, event, attempt: plan.attempt };
-    if (!target.ok) {
-      if (listening) relay.add({ ...relayItem, signer: org.value.signer });
-      end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
-    } else if (moving) {
-      toOtherLanes.push(moveOf(message, target.endpoint, false));
-    } else {
-      const task = {
-        endpoint: `${message.body.org_id} ${target.endpoint}`,
-        org: message.body.org_id,
-        origin: target.endpoint,
-        message,
-        plan,
-        startedAt: 0,
-        start: () => {
-          const relayed = listening ? (headers: Record<string, string>) => relay.add({ ...relayItem, headers }) : null;
-          task.startedAt = Date.now();
-          return makeAttempt(message, event, plan, target.url, target.endpoint, org.value, config, relayed).then(
-            (attempted): TaskValue => ({ ok: true, attempted }),
-            (error: unknown): TaskValue => ({ ok: false, message, error }),
-          );
-        },
-      };
-      tasks.push(task);
-    }
-  }
-
-  const results = await runPool(tasks, {
+  const pool = new AttemptPool<TaskValue>({
     connections: MAX_OPEN_CONNECTIONS,
     perEndpoint: MAX_CONNECTIONS_PER_ENDPOINT,
     perOrg: MAX_CONNECTIONS_PER_ORG,
@@ -291,6 +187,71 @@ export async function deliverBatch(
     busyAfterMs: fastLike ? busyAfterMs(config) : null,
     onDone: (value) => value.ok && end(value.attempted),
   });
+
+  /** One org's planned deliveries, once its settings are in: attempts to the pool, the rest moved or ended. */
+  const addOrg = (orgId: string, org: Settled<OrgContext>, list: readonly Planned[]) => {
+    if (!org.ok) {
+      defer(
+        list.map((p) => p.message),
+        "org_settings",
+        org.error,
+      );
+      summary.deferred += list.length;
+      return;
+    }
+    const added: AttemptTask[] = [];
+    const { settings, signer } = org.value;
+    for (const { message, plan, event } of list) {
+      const target = resolveTarget(event, settings, config);
+      const moving = target.ok && fastLike && settings.slow_endpoints.includes(target.endpoint);
+      // To the org's `zupertry listen` sessions, as each attempt starts (src/delivery/relay.ts).
+      const listening = settings.listeners > 0;
+      const relayItem = { orgId, event, attempt: plan.attempt };
+      if (!target.ok) {
+        if (listening) relay.add({ ...relayItem, signer });
+        end(unsentAttempt(message, event, plan, target.url, target.error, target.detail));
+      } else if (moving) {
+        toOtherLanes.push(moveOf(message, target.endpoint, false));
+      } else {
+        const task: AttemptTask = {
+          endpoint: `${orgId} ${target.endpoint}`,
+          org: orgId,
+          origin: target.endpoint,
+          message,
+          plan,
+          startedAt: 0,
+          start: () => {
+            const relayed = listening
+              ? (headers: Record<string, string>) => relay.add({ ...relayItem, headers })
+              : null;
+            task.startedAt = Date.now();
+            return makeAttempt(message, event, plan, target.url, target.endpoint, org.value, config, relayed).then(
+              (attempted): TaskValue => ({ ok: true, attempted }),
+              (error: unknown): TaskValue => ({ ok: false, message, error }),
+            );
+          },
+        };
+        added.push(task);
+      }
+    }
+    // The pool's results follow the order tasks are added in.
+    tasks.push(...added);
+    pool.add(added);
+  };
+
+  const claimed = new Set<string>();
+  await Promise.all(
+    groups.map(async (group) => {
+      const planned = await planGroup(group, claimed, summary, config);
+      await Promise.all(
+        [...Map.groupBy(planned, (p) => p.message.body.org_id)].map(async ([orgId, list]) =>
+          addOrg(orgId, await orgLoads.get(orgId)!, list),
+        ),
+      );
+    }),
+  );
+  pool.close();
+  const results = await pool.results;
   relay.flush();
   const handedOff: Array<(typeof tasks)[number] & { value: Promise<TaskValue> }> = [];
   const released: BatchMessage[] = [];
@@ -451,8 +412,70 @@ async function putBack(env: Env, lane: LaneName, messages: readonly BatchMessage
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
-/** One settings read per org of the batch, all at once. */
-async function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Promise<Map<string, Settled<OrgContext>>> {
+/**
+ * One shard's part of the batch: its deliveries' logged state (one read), a plan per
+ * message (attempt, wait or drop; waits and drops are settled here), and, for the rare
+ * message that did not make attempt 1, the stored event it sends (one more read). A
+ * shard that fails holds up its own messages only: they are deferred.
+ */
+async function planGroup(
+  group: ShardGroup<BatchMessage>,
+  claimed: Set<string>,
+  summary: Summary,
+  config: Config,
+): Promise<Planned[]> {
+  let states: Map<string, DeliveryState>;
+  try {
+    states = await readDeliveryStates(group.db, [...new Set(group.messages.map((m) => m.body.delivery_id))]);
+  } catch (error) {
+    defer(group.messages, "read_state", error);
+    summary.deferred += group.messages.length;
+    return [];
+  }
+  const now = Date.now();
+  const planned: Planned[] = [];
+  for (const message of group.messages) {
+    const plan = planMessage(ownerOf(message), message.body, states.get(message.body.delivery_id), now, config);
+    if (plan.kind === "wait") {
+      message.retry({ delaySeconds: plan.delaySeconds });
+      summary.waiting++;
+    } else if (plan.kind === "attempt" && !claimed.has(message.body.delivery_id)) {
+      claimed.add(message.body.delivery_id);
+      planned.push({ message, plan, event: message.body });
+    } else {
+      // Finished, not the owner, or a second message for a delivery this run attempts.
+      message.ack();
+      summary.dropped++;
+    }
+  }
+
+  const takeOvers = planned.filter((p) => p.plan.storedEvent);
+  if (takeOvers.length === 0) return planned;
+  // Rare (a message that did not make attempt 1: a take-over, a redeliver, and the
+  // attempts each owns after it): one more read, for the stored event.
+  try {
+    const stored = await readStoredEvents(
+      group.db,
+      takeOvers.map((p) => p.event.delivery_id),
+    );
+    for (const p of takeOvers) {
+      const event = stored.get(p.event.delivery_id);
+      if (event) p.event = { ...p.event, webhook_url: event.webhook_url, body: encoder.encode(event.body) };
+    }
+    return planned;
+  } catch (error) {
+    defer(
+      takeOvers.map((p) => p.message),
+      "read_event",
+      error,
+    );
+    summary.deferred += takeOvers.length;
+    return planned.filter((p) => !p.plan.storedEvent);
+  }
+}
+
+/** One settings read per org of the batch, all at once; each org's settles on its own. */
+function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Map<string, Promise<Settled<OrgContext>>> {
   const endpoints = new Map<string, Set<string>>();
   for (const message of messages) {
     const forOrg = endpoints.get(message.body.org_id) ?? new Set<string>();
@@ -460,17 +483,32 @@ async function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Pro
     const endpoint = message.body.webhook_url === null ? null : endpointOf(message.body.webhook_url);
     if (endpoint !== null) forOrg.add(endpoint);
   }
-  const loaded = await Promise.all(
-    [...endpoints].map(async ([orgId, asked]): Promise<[string, Settled<OrgContext>]> => {
-      try {
-        const settings = await orgSettings(env, orgId).getDeliverySettings([...asked]);
-        return [orgId, { ok: true, value: { settings, signer: await Signer.create(settings.signing_secrets) } }];
-      } catch (error) {
-        return [orgId, { ok: false, error }];
-      }
+  return new Map(
+    [...endpoints].map(([orgId, asked]) => [
+      orgId,
+      (async (): Promise<Settled<OrgContext>> => {
+        try {
+          const settings = await orgSettings(env, orgId).getDeliverySettings([...asked]);
+          return { ok: true, value: { settings, signer: await Signer.create(settings.signing_secrets) } };
+        } catch (error) {
+          return { ok: false, error };
+        }
+      })(),
+    ]),
+  );
+}
+
+/** Every org's shard record, from its settings read (awaited only for an org this isolate has not placed yet). */
+async function shardRecords(
+  orgLoads: ReadonlyMap<string, Promise<Settled<OrgContext>>>,
+): Promise<ReadonlyMap<string, ShardRecord>> {
+  const entries = await Promise.all(
+    [...orgLoads].map(async ([orgId, loading]): Promise<[string, ShardRecord]> => {
+      const loaded = await loading;
+      return [orgId, loaded.ok ? { ok: true, value: loaded.value.settings.log_shard } : loaded];
     }),
   );
-  return new Map(loaded);
+  return new Map(entries);
 }
 
 type Target =

@@ -404,9 +404,51 @@ describe("at least once, never twice in the log", () => {
     expect(run.retried.get(broken.message.id)).toBe(30);
     expect(await attemptsOf(broken.message.body.delivery_id)).toHaveLength(0);
   });
+
+  it("starts an org's attempts without waiting for another org's slow Durable Object", async () => {
+    const healthy = await setup();
+    const slow = await setup();
+    await runConsumer([healthy.message, slow.message].map((m) => ({ ...m, id: uniqueId("msg") }))); // both placed
+    for (const m of [healthy, slow])
+      m.message = { ...m.message, body: await messageFor(jobEvent(m.orgId, uniqueId("job")), m.hook.url) };
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const namespace = env.ORG_SETTINGS;
+    const slowed = {
+      ...env,
+      ORG_SETTINGS: {
+        idFromName: (name: string) => namespace.idFromName(name),
+        get: (id: DurableObjectId) => {
+          const stub = namespace.get(id);
+          if (!id.equals(namespace.idFromName(slow.orgId))) return stub;
+          // This org's object answers only when the test says so.
+          return new Proxy(stub, {
+            get: (target, name) =>
+              name === "getDeliverySettings"
+                ? async (...args: string[][]) => {
+                    await answered;
+                    return target.getDeliverySettings(...(args as [string[]]));
+                  }
+                : Reflect.get(target, name),
+          });
+        },
+      } as unknown as Env["ORG_SETTINGS"],
+    };
+    const running = runConsumer([slow.message, healthy.message], "deliveries", slowed);
+    // The healthy org's webhook arrives while the other org's object has still not answered.
+    await vi.waitUntil(async () => (await healthy.hook.requests()).length === 2, { timeout: 5_000, interval: 20 });
+    expect(await slow.hook.requests()).toHaveLength(1);
+    answer();
+    const run = await running;
+    expect(run.acked.sort()).toEqual([slow.message.id, healthy.message.id].sort());
+    expect(await slow.hook.requests()).toHaveLength(2);
+  });
 });
 
 describe("a batch", () => {
+  /** `count` messages of one org
   /** `count` messages of one org, to an endpoint that takes `delayMs` to answer. */
   async function slowBatch(count: number, delayMs: number) {
     const orgId = uniqueId("org");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type PoolTask, runPool } from "../../src/delivery/pool";
+import { AttemptPool, type PoolTask, runPool } from "../../src/delivery/pool";
 
 /** The attempt pool of one queue run, with tasks that take a scripted time. */
 
@@ -164,5 +164,49 @@ describe("runPool", () => {
     await runPool(t.list, { connections: 2, perEndpoint: 2, perOrg: 6, handOffAfterMs: 50, busyAfterMs: null });
     // h holds one connection for its whole 200 ms: the other three ran one at a time beside it.
     expect(t.peak()).toBe(2);
+  });
+});
+
+describe("AttemptPool, taking tasks as each org's are ready", () => {
+  it("gives the first org no more than its shares until the pool is closed, then all it may", async () => {
+    const pool = new AttemptPool<string>(sharedPool);
+    // Org A's six tasks to one endpoint come first; others may still come.
+    const a = tasks(Array.from({ length: 6 }, () => ["A x", 50] as [string, number]));
+    pool.add(a.list);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(a.started).toHaveLength(3);
+    // Another org's come while they run: they take connections of their own at once.
+    const b = tasks([["B y", 50]]);
+    pool.add(b.list);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(b.started).toHaveLength(1);
+    expect(a.started).toHaveLength(3);
+    pool.close();
+    const results = await pool.results;
+    expect(results.map((r) => r.kind)).toEqual(Array(7).fill("done"));
+    expect(results.map((r) => (r.kind === "done" ? r.value : null))).toEqual([
+      ...a.list.map((_, i) => `A x${i}`),
+      "B y0",
+    ]);
+  });
+
+  it("releases tasks added when handed-off attempts hold every connection, once closed", async () => {
+    const pool = new AttemptPool<string>(sharedPool);
+    const hanging = tasks([
+      ["A x", 1000],
+      ["A x", 1000],
+      ["A x", 1000],
+      ["B y", 1000],
+      ["B y", 1000],
+      ["B y", 1000],
+    ]);
+    pool.add(hanging.list);
+    await new Promise((r) => setTimeout(r, 150)); // past the 100 ms hand-off
+    const late = tasks([["C z", 10]]);
+    pool.add(late.list);
+    pool.close();
+    const results = await pool.results;
+    expect(results.map((r) => r.kind)).toEqual([...Array(6).fill("handed_off"), "released"]);
+    expect(late.started).toEqual([]);
   });
 });

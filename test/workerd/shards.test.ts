@@ -195,6 +195,38 @@ describe("a consumer run over orgs on several shards", () => {
       expect(await attemptsOf(ofDown.message.body.delivery_id)).toHaveLength(1);
     }
   });
+
+  it("starts the orgs of a shard that answers at once, however long another shard takes to read", async () => {
+    const [slow, quick] = await Promise.all([orgOn(SHARDS[1]!), orgOn(SHARDS[0]!)]);
+    const ofSlow = await eventOf(slow.orgId);
+    const ofQuick = await eventOf(quick.orgId);
+    const db = await logDbOf(slow.orgId);
+    let answer: () => void = () => {};
+    const answered = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const prepare = db.prepare.bind(db);
+    vi.spyOn(db, "prepare").mockImplementation((sql) => {
+      const statement = prepare(sql);
+      if (!sql.trimStart().startsWith("SELECT")) return statement;
+      // The slow shard's state read answers only when the test says so.
+      return {
+        bind: (...values: unknown[]) => ({
+          run: async () => {
+            await answered;
+            return statement.bind(...values).run();
+          },
+        }),
+      } as unknown as D1PreparedStatement;
+    });
+    const running = runConsumer([ofSlow.message, ofQuick.message]);
+    await vi.waitUntil(async () => (await ofQuick.hook.requests()).length === 1, { timeout: 5_000, interval: 20 });
+    expect(await ofSlow.hook.requests()).toHaveLength(0);
+    answer();
+    const run = await running;
+    expect(run.acked.sort()).toEqual([ofSlow.message.id, ofQuick.message.id].sort());
+    expect(await ofSlow.hook.requests()).toHaveLength(1);
+  });
 });
 
 describe("an org whose shard record is lost or names a shard that is not bound", () => {
