@@ -42,6 +42,13 @@ export const FAILING_AFTER = 3;
 /** Good answers in a row that bring it back, the first time in a day. */
 export const RETURN_STREAK = 3;
 export const MAX_RETURN_STREAK = 48;
+/**
+ * An org that had this many endpoints it never reached start hanging (moved to the slow
+ * lane as `slow` or `timeout`, no success ever) within NEW_ENDPOINT_WINDOW_MS starts
+ * every endpoint it has never reached in the slow lane (src/org/org-settings.ts).
+ */
+export const NEW_ENDPOINTS_HANG_AFTER = 3;
+export const NEW_ENDPOINT_WINDOW_MS = 10 * 60 * 1000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 const HOUR_MS = 60 * 60 * 1000;
 /** Weight of the newest response time in `latency_ms` (an exponential moving average). */

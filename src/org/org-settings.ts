@@ -7,6 +7,9 @@ import {
   type EndpointHealthSummary,
   type EndpointReport,
   endpointOf,
+  type Lane,
+  NEW_ENDPOINT_WINDOW_MS,
+  NEW_ENDPOINTS_HANG_AFTER,
   newEndpointHealth,
   summarizeHealth,
 } from "./endpoint-health";
@@ -521,19 +524,22 @@ export class OrgSettings extends DurableObject<Env> {
     const secrets = [row.signing_secret, ...previousSecrets(row, Date.now()).map((p) => p.secret)];
     const defaultEndpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
     const asked = [...new Set(defaultEndpoint === null ? endpoints : [defaultEndpoint, ...endpoints])];
-    const slow =
+    const known =
       asked.length === 0
         ? []
         : this.sql
-            .exec<{ origin: string }>(
+            .exec<{ origin: string; lane: Lane }>(
               // One bound JSON list: a batch can ask about more origins than the 100
               // parameters a statement may bind.
-              `SELECT origin FROM endpoint_health
-                WHERE lane = 'slow' AND origin IN (SELECT value FROM json_each(?))`,
+              `SELECT origin, lane FROM endpoint_health WHERE origin IN (SELECT value FROM json_each(?))`,
               JSON.stringify(asked),
             )
-            .toArray()
-            .map((r) => r.origin);
+            .toArray();
+    const slow = known.filter((r) => r.lane === "slow").map((r) => r.origin);
+    if (known.length < asked.length && this.newEndpointsHang(Date.now())) {
+      const seen = new Set(known.map((r) => r.origin));
+      slow.push(...asked.filter((origin) => !seen.has(origin)));
+    }
     return {
       webhook_url: row.webhook_url,
       signing_secrets: secrets,
@@ -541,6 +547,28 @@ export class OrgSettings extends DurableObject<Env> {
       log_shard: row.log_shard,
       listeners: this.listeners().length,
     };
+  }
+
+  /**
+   * Whether NEW_ENDPOINTS_HANG_AFTER of this org's endpoints that never answered well
+   * started hanging within NEW_ENDPOINT_WINDOW_MS: its events keep naming new
+   * endpoints that hang (per-event URLs, a new host each time). Each would cost a
+   * fast-lane run a hand-off (SLOW_ATTEMPT_MS on up to 4 of its connections) before its
+   * own health moved it aside; so, meanwhile, an endpoint this org has never reached
+   * starts in the slow lane (its first good answer there makes it known, and fast). The org's
+   * endpoints known to answer well, its default among them, keep the fast lane; other
+   * orgs are not concerned (health is per org).
+   */
+  private newEndpointsHang(now: number): boolean {
+    return (
+      this.sql
+        .exec<{ n: number }>(
+          `SELECT COUNT(*) AS n FROM endpoint_health
+            WHERE last_success_at IS NULL AND lane_reason IN ('slow', 'timeout') AND demoted_at > ?`,
+          now - NEW_ENDPOINT_WINDOW_MS,
+        )
+        .one().n >= NEW_ENDPOINTS_HANG_AFTER
+    );
   }
 
   /**

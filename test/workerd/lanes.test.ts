@@ -286,6 +286,57 @@ describe("the fast lane", () => {
     await run.background;
   });
 
+  describe("an org whose new endpoints keep hanging (per-event URLs, a new host each time)", () => {
+    const hung = (origin: string) => ({
+      origin,
+      at: Date.now(),
+      outcome: "in_flight" as const,
+      error: null,
+      response_time_ms: 300,
+      slow: true,
+    });
+    const hangingHosts = ["https://a.hang.example", "https://b.hang.example", "https://c.hang.example"];
+
+    it("moves its deliveries to endpoints it never reached aside, once 3 hung within 10 minutes", async () => {
+      const [orgId, other] = [uniqueId("org"), uniqueId("org")];
+      const byDefault = await hook();
+      await orgSettings(env, orgId).setWebhookUrl(byDefault.url);
+      await runConsumer([await message(orgId, null)], "deliveries", laneEnv); // its default answers well
+      await orgSettings(env, orgId).reportAttempts(hangingHosts.map(hung));
+
+      // A fourth new endpoint (one that works): moved aside unattempted, delivered by the
+      // slow lane. The org's default, which it has reached, stays fast; so does another
+      // org's delivery to the same host.
+      const fresh = await hook([{}], "second");
+      const [mine, byDefaultNow, theirs] = [
+        await message(orgId, fresh.url),
+        await message(orgId, null),
+        await message(other, fresh.url),
+      ];
+      const { fast, slow, moved } = await runLanes([mine, byDefaultNow, theirs], laneEnv);
+      expect(moved.map((m) => m.body.delivery_id)).toEqual([mine.body.delivery_id]);
+      expect(fast.acked.sort()).toEqual([mine.id, byDefaultNow.id, theirs.id].sort());
+      expect(slow!.acked).toHaveLength(1);
+      for (const m of [mine, byDefaultNow, theirs]) {
+        expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
+      }
+    });
+
+    it("keeps them fast with 2 such endpoints, and again 10 minutes after the third", async () => {
+      const orgId = uniqueId("org");
+      const settings = orgSettings(env, orgId);
+      const newHost = "https://new.example";
+      await settings.reportAttempts(hangingHosts.slice(0, 2).map(hung));
+      expect((await settings.getDeliverySettings([newHost])).slow_endpoints).toEqual([]);
+      await settings.reportAttempts([hung(hangingHosts[2]!)]);
+      expect((await settings.getDeliverySettings([newHost])).slow_endpoints).toEqual([newHost]);
+      advance(10 * 60 + 1);
+      expect((await settings.getDeliverySettings([newHost])).slow_endpoints).toEqual([]);
+      // The three hanging ones stay in the slow lane by their own health all the while.
+      expect((await settings.getDeliverySettings(hangingHosts)).slow_endpoints.sort()).toEqual(hangingHosts);
+    });
+  });
+
   it("keeps the org default in the fast lane when only a per-event URL hangs", async () => {
     const orgId = uniqueId("org");
     const byDefault = await hook();
