@@ -154,26 +154,24 @@ export async function deliverBatch(
   const log = () => logBatch({ queue: batch.queue, messages: batch.messages.length, ...summary });
 
   // The settings do not depend on the log: both are asked at once (a run's fixed cost),
-  // once the orgs' shards are known (src/delivery/shard-groups.ts), and each org's
-  // attempts join the pool as soon as its own settings and its shard's log state are in:
-  // an org whose Durable Object answers slowly, or a shard that does, holds up only its
-  // own deliveries, never another org's.
+  // for the orgs whose shards this isolate knows (src/delivery/shard-groups.ts), and
+  // each org's attempts join the pool as soon as its own settings and its shard's log
+  // state are in: an org whose Durable Object answers slowly, or a shard that does,
+  // holds up only its own deliveries (and the orgs new to this isolate, placed with it).
   const orgLoads = loadOrgContexts(env, batch.messages);
-  const { groups, unplaced } = await groupByShard(env, batch.messages, shardRecords(orgLoads));
-  for (const { message, stage, error } of unplaced) defer([message], stage, error);
-  summary.deferred += unplaced.length;
   const shardOfOrg = new Map<string, ShardGroup<BatchMessage>>();
-  for (const group of groups) for (const message of group.messages) shardOfOrg.set(message.body.org_id, group);
 
   // Rows are written while the batch's other attempts go on (src/delivery/log-writer.ts),
   // by one writer per shard, each writing when a third of the whole batch is ready for it:
   // at most 3 writes to a shard, and the more shards a batch spreads over, the closer to
   // one write each (a shard with a third of the batch or less gets one, at the end).
   const chunk = Math.max(10, Math.ceil(batch.messages.length / 3));
-  const writers = new Map(groups.map((g) => [g.name, new LogWriter(g.db, chunk)] as const));
+  const writers = new Map<string, LogWriter>();
   const ended: Array<Attempted & { written: Promise<Written> }> = [];
   const end = (attempted: Attempted) => {
-    const writer = writers.get(shardOfOrg.get(attempted.message.body.org_id)!.name)!;
+    const shard = shardOfOrg.get(attempted.message.body.org_id)!;
+    let writer = writers.get(shard.name);
+    if (!writer) writers.set(shard.name, (writer = new LogWriter(shard.db, chunk)));
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
   const toOtherLanes: LaneMove[] = [];
@@ -240,17 +238,33 @@ export async function deliverBatch(
   };
 
   const claimed = new Set<string>();
-  await Promise.all(
-    groups.map(async (group) => {
-      const planned = await planGroup(group, claimed, summary, config);
-      await Promise.all(
-        [...Map.groupBy(planned, (p) => p.message.body.org_id)].map(async ([orgId, list]) =>
-          addOrg(orgId, await orgLoads.get(orgId)!, list),
-        ),
-      );
-    }),
-  );
-  pool.close();
+  const shardRecordOf = async (org: string): Promise<ShardRecord> => {
+    const loaded = await orgLoads.get(org)!;
+    return loaded.ok ? { ok: true, value: loaded.value.settings.log_shard } : loaded;
+  };
+  try {
+    await Promise.all(
+      groupByShard(env, batch.messages, shardRecordOf).map(async (placing) => {
+        const { groups, unplaced } = await placing;
+        for (const { message, stage, error } of unplaced) defer([message], stage, error);
+        summary.deferred += unplaced.length;
+        for (const group of groups) for (const message of group.messages) shardOfOrg.set(message.body.org_id, group);
+        await Promise.all(
+          groups.map(async (group) => {
+            const planned = await planGroup(group, claimed, summary, config);
+            await Promise.all(
+              [...Map.groupBy(planned, (p) => p.message.body.org_id)].map(async ([orgId, list]) =>
+                addOrg(orgId, await orgLoads.get(orgId)!, list),
+              ),
+            );
+          }),
+        );
+      }),
+    );
+  } finally {
+    // Also when a fault above ends the run: the attempts started go on to their end.
+    pool.close();
+  }
   const results = await pool.results;
   relay.flush();
   const handedOff: Array<(typeof tasks)[number] & { value: Promise<TaskValue> }> = [];
@@ -496,19 +510,6 @@ function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Map<strin
       })(),
     ]),
   );
-}
-
-/** Every org's shard record, from its settings read (awaited only for an org this isolate has not placed yet). */
-async function shardRecords(
-  orgLoads: ReadonlyMap<string, Promise<Settled<OrgContext>>>,
-): Promise<ReadonlyMap<string, ShardRecord>> {
-  const entries = await Promise.all(
-    [...orgLoads].map(async ([orgId, loading]): Promise<[string, ShardRecord]> => {
-      const loaded = await loading;
-      return [orgId, loaded.ok ? { ok: true, value: loaded.value.settings.log_shard } : loaded];
-    }),
-  );
-  return new Map(entries);
 }
 
 type Target =

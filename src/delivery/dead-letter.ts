@@ -34,17 +34,16 @@ const DEAD_LETTER_MAX_BACKOFF_SECONDS = 3600;
 export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env: Env): Promise<void> {
   // Each org's shard, from this isolate's memory or its object; then each shard on its own,
   // so one that fails keeps only its own messages for another try.
-  const orgs = [...new Set(batch.messages.map((m) => m.body.org_id))];
-  const records = Promise.all(
-    orgs.map(async (org): Promise<[string, ShardRecord]> => {
-      try {
-        return [org, { ok: true, value: await logShardOf(env, org) }];
-      } catch (error) {
-        return [org, { ok: false, error }];
-      }
-    }),
-  ).then((entries) => new Map(entries));
-  const { groups, unplaced } = await groupByShard(env, batch.messages, records);
+  const recordOf = async (org: string): Promise<ShardRecord> => {
+    try {
+      return { ok: true, value: await logShardOf(env, org) };
+    } catch (error) {
+      return { ok: false, error };
+    }
+  };
+  const placements = await Promise.all(groupByShard(env, batch.messages, recordOf));
+  const groups = placements.flatMap((p) => p.groups);
+  const unplaced = placements.flatMap((p) => p.unplaced);
   const tryAgain = (message: Message<DeliveryMessage>) =>
     message.retry({ delaySeconds: crashBackoffSeconds(message.attempts, DEAD_LETTER_MAX_BACKOFF_SECONDS) });
   let failed = 0;

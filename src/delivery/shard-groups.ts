@@ -5,9 +5,11 @@ import { LogShardUnavailable, logShard, logShardFault } from "../store/shards";
  * A consumer run's messages, grouped by the log shard of their org (src/store/shards.ts):
  * every read and write of the run goes to each shard once, for that shard's messages.
  *
- * The shard comes from the org's settings read, which the run makes anyway. When this
- * isolate already knows every org's shard (they never change), the log is read at once,
- * alongside the settings; the first run that sees an org waits for its settings first.
+ * The shard comes from the org's settings read, which the run makes anyway. The orgs
+ * this isolate already knows (they never move) are placed at once, so their log is read
+ * alongside the settings; the others are placed together once their own settings are in
+ * (one more read for a shard that both kinds share, on an isolate's first batches only).
+ * So an org whose settings are slow holds up no org this isolate has placed before.
  */
 
 export interface ShardGroup<M> {
@@ -26,29 +28,48 @@ export interface Unplaced<M> {
 /** An org's recorded shard (null: the record is lost), or why it could not be read. */
 export type ShardRecord = { ok: true; value: string | null } | { ok: false; error: unknown };
 
+/** Some of a batch's messages, placed. */
+export interface Placement<M> {
+  groups: ShardGroup<M>[];
+  unplaced: Unplaced<M>[];
+}
+
 /**
- * `records`: every org's shard record, as its settings read returns it; awaited only
- * when this isolate does not know every org's shard already.
+ * The batch's messages in one or two placements: the orgs this isolate knows (at once),
+ * then the others (once `recordOf` answers for each of them).
  */
-export async function groupByShard<M extends { body: { org_id: string } }>(
+export function groupByShard<M extends { body: { org_id: string } }>(
   env: Env,
   messages: readonly M[],
-  records: Promise<ReadonlyMap<string, ShardRecord>>,
-): Promise<{ groups: ShardGroup<M>[]; unplaced: Unplaced<M>[] }> {
-  const orgIds = new Set(messages.map((m) => m.body.org_id));
-  const shardOf = new Map<
-    string,
-    { ok: true; name: string } | { ok: false; stage: Unplaced<M>["stage"]; error: unknown }
-  >();
-  if ([...orgIds].every((org) => knownLogShard(org) !== undefined)) {
-    for (const org of orgIds) shardOf.set(org, { ok: true, name: knownLogShard(org)! });
-  } else {
-    const loaded = await records;
-    for (const org of orgIds) {
-      const record = loaded.get(org)!;
+  recordOf: (org: string) => Promise<ShardRecord>,
+): Promise<Placement<M>>[] {
+  const [known, unknown] = [[] as M[], [] as M[]];
+  for (const message of messages) (knownLogShard(message.body.org_id) === undefined ? unknown : known).push(message);
+  const placements: Promise<Placement<M>>[] = [];
+  if (known.length > 0) {
+    const shardOf = new Map(
+      known.map((m) => [m.body.org_id, { ok: true, name: knownLogShard(m.body.org_id)! } as const]),
+    );
+    placements.push(Promise.resolve(place(env, known, shardOf)));
+  }
+  if (unknown.length > 0) placements.push(placeUnknown(env, unknown, recordOf));
+  return placements;
+}
+
+type ShardOf<M> = Map<string, { ok: true; name: string } | { ok: false; stage: Unplaced<M>["stage"]; error: unknown }>;
+
+async function placeUnknown<M extends { body: { org_id: string } }>(
+  env: Env,
+  messages: readonly M[],
+  recordOf: (org: string) => Promise<ShardRecord>,
+): Promise<Placement<M>> {
+  const shardOf: ShardOf<M> = new Map();
+  await Promise.all(
+    [...new Set(messages.map((m) => m.body.org_id))].map(async (org) => {
+      const record = await recordOf(org);
       if (!record.ok) {
         shardOf.set(org, { ok: false, stage: "org_settings", error: record.error });
-        continue;
+        return;
       }
       const name = record.value;
       rememberLogShard(org, name);
@@ -58,9 +79,16 @@ export async function groupByShard<M extends { body: { org_id: string } }>(
           ? { ok: false, stage: "log_shard", error: new LogShardUnavailable(null, "the org has no log shard recorded") }
           : { ok: true, name },
       );
-    }
-  }
+    }),
+  );
+  return place(env, messages, shardOf);
+}
 
+function place<M extends { body: { org_id: string } }>(
+  env: Env,
+  messages: readonly M[],
+  shardOf: ShardOf<M>,
+): Placement<M> {
   const groups = new Map<string, ShardGroup<M>>();
   const unplaced: Unplaced<M>[] = [];
   const faults = new Map<string, unknown>();

@@ -43,9 +43,9 @@ export const FAILING_AFTER = 3;
 export const RETURN_STREAK = 3;
 export const MAX_RETURN_STREAK = 48;
 /**
- * An org that had this many endpoints it never reached start hanging (moved to the slow
- * lane as `slow` or `timeout`, no success ever) within NEW_ENDPOINT_WINDOW_MS starts
- * every endpoint it has never reached in the slow lane (src/org/org-settings.ts).
+ * An org that had this many endpoints with no success ever start hanging (moved to the
+ * slow lane as `slow` or `timeout`) within NEW_ENDPOINT_WINDOW_MS starts every per-event
+ * endpoint it has never sent to in the slow lane (src/org/org-settings.ts).
  */
 export const NEW_ENDPOINTS_HANG_AFTER = 3;
 export const NEW_ENDPOINT_WINDOW_MS = 10 * 60 * 1000;

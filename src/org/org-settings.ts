@@ -537,7 +537,8 @@ export class OrgSettings extends DurableObject<Env> {
             .toArray();
     const slow = known.filter((r) => r.lane === "slow").map((r) => r.origin);
     if (known.length < asked.length && this.newEndpointsHang(Date.now())) {
-      const seen = new Set(known.map((r) => r.origin));
+      // Never the org's default: the customer chose it for every event (and may just have).
+      const seen = new Set([...known.map((r) => r.origin), defaultEndpoint]);
       slow.push(...asked.filter((origin) => !seen.has(origin)));
     }
     return {
@@ -554,17 +555,20 @@ export class OrgSettings extends DurableObject<Env> {
    * started hanging within NEW_ENDPOINT_WINDOW_MS: its events keep naming new
    * endpoints that hang (per-event URLs, a new host each time). Each would cost a
    * fast-lane run a hand-off (SLOW_ATTEMPT_MS on up to 4 of its connections) before its
-   * own health moved it aside; so, meanwhile, an endpoint this org has never reached
-   * starts in the slow lane (its first good answer there makes it known, and fast). The org's
-   * endpoints known to answer well, its default among them, keep the fast lane; other
-   * orgs are not concerned (health is per org).
+   * own health moved it aside; so, meanwhile, a per-event endpoint this org has never
+   * sent to (no health kept) starts in the slow lane: its first answer there makes it
+   * known, and its own health decides from then on. The org's default and the endpoints
+   * it has sent to keep their own lanes; other orgs are not concerned (health is per org).
    */
   private newEndpointsHang(now: number): boolean {
     return (
       this.sql
         .exec<{ n: number }>(
+          // Hung: moved aside as slow or timed out (`lane_reason`, or a timeout among its
+          // recent outcomes when later failures renamed the reason `failing`).
           `SELECT COUNT(*) AS n FROM endpoint_health
-            WHERE last_success_at IS NULL AND lane_reason IN ('slow', 'timeout') AND demoted_at > ?`,
+            WHERE last_success_at IS NULL AND demoted_at > ?
+              AND (lane_reason IN ('slow', 'timeout') OR instr(recent, 't') > 0)`,
           now - NEW_ENDPOINT_WINDOW_MS,
         )
         .one().n >= NEW_ENDPOINTS_HANG_AFTER

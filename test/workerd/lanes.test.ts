@@ -325,10 +325,20 @@ describe("the fast lane", () => {
     it("keeps them fast with 2 such endpoints, and again 10 minutes after the third", async () => {
       const orgId = uniqueId("org");
       const settings = orgSettings(env, orgId);
+      // A default just set, never sent to yet: the rule leaves it to its own health.
+      await settings.setWebhookUrl("https://default.example/hook");
       const newHost = "https://new.example";
       await settings.reportAttempts(hangingHosts.slice(0, 2).map(hung));
       expect((await settings.getDeliverySettings([newHost])).slow_endpoints).toEqual([]);
-      await settings.reportAttempts([hung(hangingHosts[2]!)]);
+      // The third timed out, then failed fast twice (its reason became `failing`): it hung all the same.
+      const failed = (error: "timeout" | "http_status") => ({
+        ...hung(hangingHosts[2]!),
+        outcome: "failed" as const,
+        error,
+        slow: error === "timeout",
+      });
+      await settings.reportAttempts([failed("timeout"), failed("http_status"), failed("http_status")]);
+      expect(await settings.getEndpointHealth(hangingHosts[2]!)).toMatchObject({ lane_reason: "failing" });
       expect((await settings.getDeliverySettings([newHost])).slow_endpoints).toEqual([newHost]);
       advance(10 * 60 + 1);
       expect((await settings.getDeliverySettings([newHost])).slow_endpoints).toEqual([]);

@@ -190,6 +190,19 @@ describe("AttemptPool, taking tasks as each org's are ready", () => {
     ]);
   });
 
+  it("holds an org with many endpoints to its org share until the pool is closed", async () => {
+    const pool = new AttemptPool<string>(sharedPool);
+    const a = tasks([
+      ...Array.from({ length: 3 }, () => ["A x", 50] as [string, number]),
+      ...Array.from({ length: 3 }, () => ["A y", 50] as [string, number]),
+    ]);
+    pool.add(a.list);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(a.started).toHaveLength(4);
+    pool.close();
+    expect((await pool.results).map((r) => r.kind)).toEqual(Array(6).fill("done"));
+  });
+
   it("releases tasks added when handed-off attempts hold every connection, once closed", async () => {
     const pool = new AttemptPool<string>(sharedPool);
     const hanging = tasks([
