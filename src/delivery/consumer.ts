@@ -171,7 +171,10 @@ export async function deliverBatch(
   const end = (attempted: Attempted) => {
     const shard = shardOfOrg.get(attempted.message.body.org_id)!;
     let writer = writers.get(shard.name);
-    if (!writer) writers.set(shard.name, (writer = new LogWriter(shard.db, chunk)));
+    if (!writer) {
+      writer = new LogWriter(shard.db, chunk);
+      writers.set(shard.name, writer);
+    }
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
   const toOtherLanes: LaneMove[] = [];
