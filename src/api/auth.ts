@@ -70,59 +70,11 @@ export const requireOperator = requireSecretToken(
   "the producer token and org API keys",
 );
 
-/**
- * Invalid org keys are counted per client address (`CF-Connecting-IP`) with the Rate
- * Limiting binding AUTH_FAILURE_LIMIT (600 a minute): every key of the right shape costs
- * a D1 lookup on `DB`, which also holds a log shard, so a flood of made-up keys from one
- * address would otherwise cost a query each. An address past the limit is refused with
- * 429 for the period, without a lookup, by each isolate that saw it go past (a valid key
- * from it too: the address is all this knows). Requests without the header (tests, a
- * local call) are not counted; Cloudflare sets it on every request it proxies.
- */
-const refusedUntil = new Map<string, number>();
-/** At most this many refused addresses are remembered per isolate (the oldest go first). */
-const MAX_REFUSED_ADDRESSES = 10_000;
-export const AUTH_FAILURE_PERIOD_SECONDS = 60;
-
-function refusedAddress(address: string, now: number): boolean {
-  const until = refusedUntil.get(address);
-  if (until === undefined) return false;
-  if (until > now) return true;
-  refusedUntil.delete(address);
-  return false;
-}
-
-/** Counts an invalid key from `address`; past the limit, the address is refused from now on. */
-async function countInvalidKey(env: Env, address: string): Promise<void> {
-  try {
-    const { success } = await env.AUTH_FAILURE_LIMIT.limit({ key: address });
-    if (success) return;
-    refusedUntil.delete(address);
-    refusedUntil.set(address, Date.now() + AUTH_FAILURE_PERIOD_SECONDS * 1000);
-    if (refusedUntil.size > MAX_REFUSED_ADDRESSES) refusedUntil.delete(refusedUntil.keys().next().value!);
-  } catch {
-    // The count is a guard: when it cannot be taken, the key is simply refused with 401.
-  }
-}
-
 export const requireOrgKey = bearerAuth({
   verifyToken: async (token, c: Context<{ Bindings: Env; Variables: OrgVariables }>) => {
     if (!isOrgKeyShaped(token)) return false;
-    const address = c.req.header("cf-connecting-ip") ?? null;
-    if (address !== null && refusedAddress(address, Date.now())) {
-      throw new ApiError(
-        429,
-        "rate_limited",
-        `too many invalid org API keys from this address; try again in ${AUTH_FAILURE_PERIOD_SECONDS} s`,
-        undefined,
-        { "Retry-After": String(AUTH_FAILURE_PERIOD_SECONDS) },
-      );
-    }
     const key = await findValidKey(c.env.DB, token);
-    if (key === null) {
-      if (address !== null) await countInvalidKey(c.env, address);
-      return false;
-    }
+    if (key === null) return false;
     c.set("orgId", key.org_id);
     c.set("keyId", key.id);
     const now = Date.now();

@@ -47,9 +47,6 @@ export function spendSend(env: Env, orgId: string): Promise<void> {
 }
 
 export const RATE_LIMITED_429 = {
-  ...errorResponseSpec(
-    "Too many requests for this org, or too many invalid org keys from this address (`rate_limited`); " +
-      "`Retry-After` says when to try again",
-  ),
+  ...errorResponseSpec("Too many requests for this org (`rate_limited`); `Retry-After` says when to try again"),
   headers: { "Retry-After": { description: "Seconds to wait", schema: { type: "integer" as const } } },
 };
