@@ -3,13 +3,14 @@ import { LogShardUnavailable, logShard, logShardFault } from "../store/shards";
 
 /**
  * A consumer run's messages, grouped by the log shard of their org (src/store/shards.ts):
- * every read and write of the run goes to each shard once, for that shard's messages.
+ * the run reads each group's log state once, and writes each shard in a few chunks.
  *
  * The shard comes from the org's settings read, which the run makes anyway. The orgs
  * this isolate already knows (they never move) are placed at once, so their log is read
- * alongside the settings; the others are placed together once their own settings are in
- * (one more read for a shard that both kinds share, on an isolate's first batches only).
- * So an org whose settings are slow holds up no org this isolate has placed before.
+ * alongside the settings; the others (new to the isolate, or forgotten: it remembers the
+ * last 10,000, and not an org whose read failed) are placed together once their own
+ * settings are in, in groups of their own: one more read for a shard that both kinds
+ * share. So an org whose settings are slow holds up no org this isolate has placed.
  */
 
 export interface ShardGroup<M> {
