@@ -60,6 +60,26 @@ async function markSlow(orgId: string, url: string) {
   ]);
 }
 
+/** Logs attempt 1 of `m` as failed, for its own message, with attempt 2 due in `dueInMs`. */
+async function logFailedFirstAttempt(
+  orgId: string,
+  m: { id: string; body: DeliveryMessage },
+  error: "timeout" | "http_status",
+  dueInMs: number,
+) {
+  await insertAttempts(await logDbOf(orgId), [
+    attemptRecord({
+      delivery_id: m.body.delivery_id,
+      org_id: orgId,
+      message_id: m.id,
+      outcome: "failed",
+      status_code: error === "timeout" ? null : 500,
+      error,
+      next_attempt_at: Date.now() + dueInMs,
+    }),
+  ]);
+}
+
 async function health(orgId: string, url: string) {
   return orgSettings(env, orgId).getEndpointHealth(endpointOf(url)!);
 }
@@ -479,17 +499,7 @@ describe("the slow lane", () => {
     // 2 due in 60 s. Both rows are the owner's, base.id's.
     const running = runConsumer([leased], "deliveries-slow");
     await vi.waitUntil(async () => (await h.requests()).length === 1, { timeout: 5_000, interval: 20 });
-    await insertAttempts(await logDbOf(orgId), [
-      attemptRecord({
-        delivery_id: base.body.delivery_id,
-        org_id: orgId,
-        message_id: base.id,
-        outcome: "failed",
-        status_code: null,
-        error: "timeout",
-        next_attempt_at: Date.now() + 60_000,
-      }),
-    ]);
+    await logFailedFirstAttempt(orgId, base, "timeout", 60_000);
     const run = await running;
     // Its own row was not new. No other message carries the delivery on (the fast-lane
     // one was acked when it handed the attempt off), so this one is not dropped: it reads
@@ -513,17 +523,7 @@ describe("the slow lane", () => {
     const base = await message(orgId, h.url);
     // Attempt 1 failed; attempt 2 was resent now ("resend now", redeliver_after: 1) and
     // handed off, and the background work died before logging it.
-    await insertAttempts(await logDbOf(orgId), [
-      attemptRecord({
-        delivery_id: base.body.delivery_id,
-        org_id: orgId,
-        message_id: base.id,
-        outcome: "failed",
-        status_code: 500,
-        error: "http_status",
-        next_attempt_at: Date.now() + 200_000,
-      }),
-    ]);
+    await logFailedFirstAttempt(orgId, base, "http_status", 200_000);
     const resendId = uniqueId("msg");
     const leased: { id: string; body: DeliveryMessage } = {
       id: uniqueId("msg"),
