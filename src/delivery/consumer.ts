@@ -18,7 +18,7 @@ import { logFault } from "./fault-log";
 import { signedAttemptHeaders } from "./headers";
 import { type AsideLane, handOffLeaseMarginMs, type LaneName, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
-import type { DeliveryMessage } from "./message";
+import { DELIVERY_MESSAGE_CONTENT_TYPE, type DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
 import { AttemptPool, type PoolTask } from "./pool";
 import { eventColumns } from "./record";
@@ -416,9 +416,7 @@ export async function deliverBatch(
 async function putBack(env: Env, lane: LaneName, messages: readonly BatchMessage[]): Promise<void> {
   for (const chunk of inSendLimits(messages, (message) => message.body)) {
     try {
-      await laneQueue(env, lane).sendBatch(
-        chunk.map((message) => ({ body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" })),
-      );
+      await laneQueue(env, lane).sendBatch(chunk.map(requeued));
       for (const message of chunk) message.ack();
     } catch (error) {
       for (const message of chunk) message.retry({ delaySeconds: 0 });
@@ -636,10 +634,15 @@ interface LaneMove {
   lane: AsideLane;
 }
 
+/** The same delivery as a new queue message (in any lane) that keeps its owner. */
+function requeued(message: BatchMessage): MessageSendRequest<DeliveryMessage> {
+  return { body: { ...message.body, owner: ownerOf(message) }, contentType: DELIVERY_MESSAGE_CONTENT_TYPE };
+}
+
 /** The same delivery as a new message in another lane that keeps its owner. */
 function moveOf(message: BatchMessage, endpoint: string, running: boolean): LaneMove {
   return {
-    request: { body: { ...message.body, owner: ownerOf(message) }, contentType: "v8" },
+    request: requeued(message),
     message,
     share: { endpoint, running },
     leaseUntil: null,
