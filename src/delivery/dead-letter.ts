@@ -1,8 +1,9 @@
+import { readConfig } from "../config";
 import { logShardOf } from "../org/log-shard";
 import { type AttemptRecord, insertAttempts, readDeliveryStates } from "../store/attempts";
 import { unsentResponse } from "./attempt";
 import type { DeliveryMessage } from "./message";
-import { ownerOf } from "./plan";
+import { isStalled, ownerOf } from "./plan";
 import { eventColumns } from "./record";
 import { crashBackoffSeconds } from "./retry-policy";
 import { groupByShard, type ShardRecord } from "./shard-groups";
@@ -21,9 +22,12 @@ const DEAD_LETTER_MAX_BACKOFF_SECONDS = 3600;
  * sees it in the log and can redeliver it.
  *
  * Deliveries that already finished are left alone, and so are pending ones whose next
- * attempt is not yet due: a live schedule (another message of the same delivery, such
- * as a producer's retry that died on its own) still carries them. The primary key keeps
- * a redelivered dead letter from logging the row twice.
+ * attempt is not yet due, or due but owned by another message and not stalled: a live
+ * schedule (the owner, while this dead letter was a producer's retry that died on its
+ * own, say) still carries them, and may be making that very attempt; a row of ours
+ * logged first would make its real attempt unloggable. A stalled one is the sweep's or
+ * ours, whichever comes first. The primary key keeps a redelivered dead letter from
+ * logging the row twice.
  *
  * The row goes to the org's log shard. A shard that cannot be written, or an org whose
  * shard is unknown, keeps its messages here for another try (the DLQ has retries of its
@@ -50,7 +54,7 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   await Promise.all(
     groups.map(async (group) => {
       try {
-        failed += await failInShard(group.db, group.messages);
+        failed += await failInShard(group.db, group.messages, readConfig(env).stalledAfterMs);
         for (const message of group.messages) message.ack();
       } catch (error) {
         for (const message of group.messages) tryAgain(message);
@@ -64,14 +68,22 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
 }
 
 /** Logs the `internal` ending of the deliveries of one shard's dead letters; returns how many. */
-async function failInShard(db: D1Database, messages: readonly Message<DeliveryMessage>[]): Promise<number> {
+async function failInShard(
+  db: D1Database,
+  messages: readonly Message<DeliveryMessage>[],
+  stalledAfterMs: number,
+): Promise<number> {
   const states = await readDeliveryStates(db, [...new Set(messages.map((m) => m.body.delivery_id))]);
   const records = new Map<string, AttemptRecord>();
   const now = Date.now();
   for (const message of messages) {
     const { body } = message;
     const state = states.get(body.delivery_id);
-    const finishedOrLive = state !== undefined && (state.next_attempt_at === null || state.next_attempt_at > now);
+    const finishedOrLive =
+      state !== undefined &&
+      (state.next_attempt_at === null ||
+        state.next_attempt_at > now ||
+        (state.last_message_id !== ownerOf(message) && !isStalled(state, now, stalledAfterMs)));
     if (finishedOrLive || records.has(body.delivery_id)) continue;
     const attempt = (state?.last_attempt ?? 0) + 1;
     records.set(body.delivery_id, {

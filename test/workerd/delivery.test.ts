@@ -537,6 +537,18 @@ describe("the dead-letter queue", () => {
     expect((await attemptsOf(message.body.delivery_id)).map((a) => a.error)).toEqual(["http_status"]);
   });
 
+  it("leaves a due attempt to its owner, and ends the delivery once it has stalled", async () => {
+    const { message } = await setup({ replies: [{ status: 500 }] });
+    await runConsumer([message]);
+    const other = { id: uniqueId("msg"), body: message.body }; // a producer's retry that died
+    advance(61); // attempt 2 is due: its owner may be making it right now
+    await deadLetter(other);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.error)).toEqual(["http_status"]);
+    advance(360); // overdue by more than STALLED_AFTER_SECONDS: nobody is making it
+    await deadLetter(other);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.error)).toEqual(["http_status", "internal"]);
+  });
+
   it("leaves a delivered delivery alone", async () => {
     const { message } = await setup();
     await runConsumer([message]);
