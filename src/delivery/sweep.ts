@@ -12,10 +12,12 @@ import { resumeDeliveryMessage } from "./message";
  * `next_attempt_at` in the past. Every minute, the deliveries overdue by more than
  * STALLED_AFTER_SECONDS are claimed in every log shard (src/store/stalled.ts) and each
  * gets a new message that takes it over (`take_over`) and goes on with its schedule from
- * the next attempt, with the event as stored. If the old message turns up after all, it
- * no longer owns the delivery and is dropped; the primary key keeps any attempt from
- * being logged twice. The orgs with overdue deliveries share a sweep: one with a big
- * backlog takes its share, not the sweep.
+ * the next attempt, with the event as stored. The claim gives the delivery an owner no
+ * message has, so the old message, late rather than lost (a crash back-off, a backed-up
+ * lane), is dropped if it turns up, before or after the take-over's attempt, instead of
+ * sending that attempt too; the primary key keeps any attempt from being logged twice.
+ * The orgs with overdue deliveries share a sweep: one with a big backlog takes its
+ * share, not the sweep.
  */
 
 /** wrangler.toml `[triggers]`: the sweep runs every minute; the other cron is retention. */

@@ -79,21 +79,30 @@ export const OVERDUE_ORGS = `
 const CLAIMED = "RETURNING delivery_id, attempt, org_id, job_id, event_type";
 
 /**
+ * The owner a claim gives a delivery (`message_id` of its last attempt), which no queue
+ * message has: the late owner, if it turns up while the take-over's attempt is under
+ * way, is no longer the owner and is dropped, instead of making that same attempt. The
+ * take-over owns the delivery once it has logged its attempt. (A claim whose take-over
+ * cannot be queued leaves the delivery to the next sweep that finds it overdue.)
+ */
+export const SWEPT_OWNER = "sweep";
+
+/**
  * Claims the oldest overdue deliveries of org ?4: at most ?3, due before ?2. Claiming
  * sets `next_attempt_at = ?1` ("due now"), so another sweep leaves them alone until they
- * are overdue again; one statement picks and claims, so two sweeps at once cannot claim
- * a delivery twice. Of each delivery picked, only the last attempt keeps a due time.
+ * are overdue again, and their owner to SWEPT_OWNER; one statement picks and claims, so
+ * two sweeps at once cannot claim a delivery twice. Of each delivery picked, only the last attempt keeps a due time.
  * (A row value `(delivery_id, attempt)`, or a second test against ?2 outside the
  * subquery, makes SQLite scan a whole index instead of looking each delivery up.)
  */
-export const CLAIM_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1
+export const CLAIM_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1, message_id = '${SWEPT_OWNER}'
    WHERE delivery_id IN (SELECT delivery_id FROM attempts INDEXED BY attempts_pending_by_org
                           WHERE org_id = ?4 AND next_attempt_at < ?2 ORDER BY next_attempt_at LIMIT ?3)
      AND next_attempt_at IS NOT NULL
   ${CLAIMED}`;
 
 /** Claims every overdue delivery (due before ?2) of the orgs in the JSON array ?3, as above. */
-export const CLAIM_ALL_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1
+export const CLAIM_ALL_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1, message_id = '${SWEPT_OWNER}'
    WHERE delivery_id IN (SELECT delivery_id FROM attempts INDEXED BY attempts_pending_by_org
                           WHERE org_id IN (SELECT value FROM json_each(?3)) AND next_attempt_at < ?2)
      AND next_attempt_at IS NOT NULL

@@ -130,6 +130,21 @@ describe("the stall sweep", () => {
     expect(await hook.requests()).toHaveLength(3);
   });
 
+  it("drops the late owner that turns up before the take-over's attempt: one attempt 2, not two", async () => {
+    const { hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
+    advance(60 + 6 * 60); // its retry is late (a crash back-off, a backed-up lane), not lost
+    const [takeOver] = await sweep();
+    // The owner comes now, while the take-over waits in the queue.
+    expect((await runConsumer([{ ...message, attempts: 2 }])).acked).toEqual([message.id]);
+    expect(await hook.requests()).toHaveLength(1);
+    expect((await runConsumer([takeOver!])).acked).toEqual([takeOver!.id]);
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, "failed"],
+      [2, "succeeded"],
+    ]);
+  });
+
   it("leaves pending deliveries that are on time, finished ones, and attempts that were retried", async () => {
     const onTime = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
     advance(61);
