@@ -81,7 +81,7 @@ describe("the README and wrangler.toml", () => {
     const { triggers } = parse(read("wrangler.toml")) as { triggers: { crons: string[] } };
     expect(triggers.crons).toHaveLength(2);
     expect(triggers.crons.filter((cron) => cron === SWEEP_CRON)).toHaveLength(1);
-    expect(triggers.crons.find((cron) => cron !== SWEEP_CRON)).toMatch(/^\d+ \* \* \* \*$/); // hourly
+    expect(triggers.crons.find((cron) => cron !== SWEEP_CRON)).toBe("*/10 * * * *"); // retention
   });
 
   it("README's deploy steps create every queue wrangler.toml names, and the code reads each as a lane", () => {

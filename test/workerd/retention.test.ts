@@ -50,7 +50,7 @@ it("deletes finished deliveries past LOG_RETENTION_DAYS, all their attempts, and
   const recent = await deliveredDaysAgo(29, orgA);
   const today = await deliveredDaysAgo(0, orgB);
 
-  const controller = createScheduledController({ scheduledTime: Date.now(), cron: "17 * * * *" });
+  const controller = createScheduledController({ scheduledTime: Date.now(), cron: "*/10 * * * *" });
   await worker.scheduled(controller, env);
 
   expect(await attemptsOf(old.body.delivery_id)).toHaveLength(0);
@@ -188,4 +188,46 @@ it("clears an org past one chunk in a run, when its deliveries were retried", as
     .bind(orgId!)
     .first<{ n: number }>();
   expect(left!.n).toBe(0);
+});
+
+/**
+ * Orgs of their own on DB, sorted after every other test's (`~` sorts after hex), each
+ * with a delivery a day old; the last also with one 40 days old.
+ */
+async function orgsWithOneOldAtTheEnd(n: number) {
+  const prefix = `org_~${crypto.randomUUID().slice(0, 8)}`;
+  const orgs = Array.from({ length: n }, (_, i) => `${prefix}_${String(i).padStart(2, "0")}`);
+  const delivery = (orgId: string, attempted_at: number) =>
+    attemptRecord({ delivery_id: `dlv_${crypto.randomUUID().replaceAll("-", "")}`, org_id: orgId, attempted_at });
+  const recent = orgs.map((orgId) => delivery(orgId, Date.now() - DAY));
+  const old = delivery(orgs.at(-1)!, Date.now() - 40 * DAY);
+  await insertAttempts(env.DB, [...recent, old]);
+  await env.DB.prepare("INSERT OR REPLACE INTO retention_progress (id, next_org_id) VALUES (1, ?)")
+    .bind(orgs[0]!)
+    .run();
+  return { old, recent };
+}
+
+it("passes over orgs with nothing old inside its walk, spending no statement on them", async () => {
+  const { old, recent } = await orgsWithOneOldAtTheEnd(12);
+  const shard = counted(env.DB);
+  // Six statements: the progress read and write, the walk, and the one org with an old delivery.
+  const run = await deleteExpiredDeliveries(shard.db, Date.now() - 30 * DAY, 6);
+  expect(run).toMatchObject({ complete: true, orgs: 1, attempts_deleted: 1 });
+  expect(shard.statements()).toBeLessThanOrEqual(6);
+  expect(await attemptsOf(old.delivery_id)).toHaveLength(0);
+  for (const r of recent) expect(await attemptsOf(r.delivery_id)).toHaveLength(1);
+});
+
+it("stops a long walk where it reached its limit, and the next run goes on from there", async () => {
+  const { old } = await orgsWithOneOldAtTheEnd(6);
+  const runs: RetentionRun[] = [];
+  while (!runs.at(-1)?.complete) {
+    runs.push(await deleteExpiredDeliveries(env.DB, Date.now() - 30 * DAY, 100, 3));
+    expect(runs.length).toBeLessThan(10);
+  }
+  // Orgs 1-3, then 3-5 (the walk's last is visited again), then 5-7, where the old one is
+  // (the 7th, when there is one, belongs to another test, as do any runs after).
+  expect(runs.slice(0, 3).map((r) => r.attempts_deleted)).toEqual([0, 0, 1]);
+  expect(await attemptsOf(old.delivery_id)).toHaveLength(0);
 });
