@@ -4,7 +4,7 @@ import { deliverBatch } from "./delivery/consumer";
 import { DEAD_LETTER_QUEUE, failDeadLetters } from "./delivery/dead-letter";
 import type { DeliveryMessage } from "./delivery/message";
 import { SWEEP_CRON, sweepStalledDeliveries } from "./delivery/sweep";
-import { deleteExpiredDeliveries, RETENTION_STATEMENTS_PER_RUN } from "./store/retention";
+import { deleteExpiredDeliveries, RETENTION_STATEMENTS_PER_RUN, retentionCutoff } from "./store/retention";
 import { allLogShards } from "./store/shards";
 
 export { OrgSettings } from "./org/org-settings";
@@ -22,7 +22,7 @@ export default {
       await sweepStalledDeliveries(env, controller.scheduledTime);
       return;
     }
-    const cutoff = controller.scheduledTime - readConfig(env).logRetentionDays * 86_400_000;
+    const cutoff = retentionCutoff(controller.scheduledTime, readConfig(env).logRetentionDays);
     // Every shard on its own, with its share of the run's statements: one that fails is
     // logged and the others are swept.
     const shards = allLogShards(env);

@@ -5,6 +5,7 @@ import { resumeDeliveryMessage } from "../delivery/message";
 import { canResendNow } from "../delivery/plan";
 import { orgSettings } from "../org/org-settings";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
+import { isPastRetention } from "../store/retention";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
@@ -85,7 +86,8 @@ const redeliverRoute = createRoute({
     '`pending` delivery ("resend now") it is the next scheduled attempt, made now instead of at ' +
     "`next_attempt_at`: if it succeeds, the scheduled retry is dropped; if it fails, the schedule goes on " +
     "from it; within the attempt timeout + 5 s of `next_attempt_at` the scheduled attempt is being made, and " +
-    "this answers 409. Two redelivers of the same state make one attempt.",
+    "this answers 409. Two redelivers of the same state make one attempt. A finished delivery whose last " +
+    "attempt is older than the log retention (`LOG_RETENTION_DAYS`) is about to be deleted: 409.",
   tags: ["Deliveries"],
   ...orgKeyRoute,
   request: { params: DeliveryParams, query: strictQuery({}) },
@@ -103,7 +105,10 @@ const redeliverRoute = createRoute({
     401: ORG_KEY_401,
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such delivery in this org"),
-    409: errorResponseSpec("The delivery's next scheduled attempt is due now and is being made"),
+    409: errorResponseSpec(
+      "The delivery's next scheduled attempt is due now and is being made, or the delivery is past the log " +
+        "retention (`LOG_RETENTION_DAYS` since its last attempt) and about to be deleted",
+    ),
   },
 });
 
@@ -157,7 +162,16 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     const { id } = c.req.valid("param");
     const row = await getDelivery(c.var.log, c.var.orgId, id);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
-    if (!canResendNow(row, Date.now(), readConfig(c.env))) {
+    const config = readConfig(c.env);
+    if (isPastRetention(row, Date.now(), config.logRetentionDays)) {
+      throw new ApiError(
+        409,
+        "conflict",
+        `the delivery's last attempt is older than the ${config.logRetentionDays}-day log retention: ` +
+          "it is about to be deleted and can no longer be redelivered",
+      );
+    }
+    if (!canResendNow(row, Date.now(), config)) {
       const due = new Date(row.next_attempt_at!).toISOString();
       throw new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
     }

@@ -21,6 +21,31 @@ import type { LogDb } from "./shards";
 
 const CHUNK = 500;
 
+const DAY_MS = 86_400_000;
+
+/**
+ * How long past LOG_RETENTION_DAYS a finished delivery is kept before it is deleted. The
+ * API takes no redeliver of a delivery past LOG_RETENTION_DAYS (`isPastRetention`), so a
+ * redeliver it accepted has a day to make its attempt, which renews the delivery, before
+ * retention could delete it: its 202 does not end in nothing sent, and its attempt is
+ * never logged without the attempt 1 that holds the body.
+ */
+export const RETENTION_GRACE_MS = DAY_MS;
+
+/** The cutoff of a retention run at `now`: finished deliveries with no attempt since are deleted. */
+export function retentionCutoff(now: number, retentionDays: number): number {
+  return now - retentionDays * DAY_MS - RETENTION_GRACE_MS;
+}
+
+/** Whether a finished delivery is past the retention the API promises, so no longer redelivered. */
+export function isPastRetention(
+  delivery: { last_attempt_at: number; next_attempt_at: number | null },
+  now: number,
+  retentionDays: number,
+): boolean {
+  return delivery.next_attempt_at === null && delivery.last_attempt_at < now - retentionDays * DAY_MS;
+}
+
 /** Statements one run may spend in all (D1 allows 1,000 queries per Worker invocation). */
 export const RETENTION_STATEMENTS_PER_RUN = 800;
 

@@ -285,6 +285,18 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect((await getJson<Delivery>(`/v1/deliveries/${message.delivery_id}`, key)).attempt_count).toBe(2);
   });
 
+  it("answers 409 for a delivery past the log retention, which is about to be deleted", async () => {
+    const { key, hook, message } = await failedToFixedEndpoint("expiring");
+    const res = await atOffset(30 * 86_400 + 60, () => redeliver(message.delivery_id, key));
+    expect(res.status).toBe(409);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error).toMatchObject({ code: "conflict", message: expect.stringMatching(/30-day log retention/) });
+    // A day earlier it is redelivered as usual.
+    expect((await atOffset(29 * 86_400, () => redeliver(message.delivery_id, key))).status).toBe(202);
+    await deliveryWhen(message.delivery_id, key, (d) => d.status === "delivered");
+    expect(await hook.requests()).toHaveLength(2);
+  });
+
   it("answers 409 once the next attempt is due: the schedule is making it", async () => {
     const { orgId, key } = await newOrg();
     const down = receiver(uniqueId("down"));

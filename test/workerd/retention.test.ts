@@ -42,10 +42,11 @@ async function deliveredDaysAgo(
   return message;
 }
 
-it("deletes finished deliveries past LOG_RETENTION_DAYS, all their attempts, and keeps the rest", async () => {
+it("deletes finished deliveries a day past LOG_RETENTION_DAYS, all their attempts, and keeps the rest", async () => {
   vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
   const [orgA, orgB] = [uniqueId("org"), uniqueId("org")];
-  const old = await deliveredDaysAgo(31, orgA);
+  const old = await deliveredDaysAgo(32, orgA);
+  const inGrace = await deliveredDaysAgo(30.5, orgA); // no longer redelivered, not yet deleted
   const oldFailed = await deliveredDaysAgo(45, orgB, [], null); // failed: no_webhook_url
   const recent = await deliveredDaysAgo(29, orgA);
   const today = await deliveredDaysAgo(0, orgB);
@@ -56,6 +57,7 @@ it("deletes finished deliveries past LOG_RETENTION_DAYS, all their attempts, and
   expect(await attemptsOf(old.body.delivery_id)).toHaveLength(0);
   expect(await attemptsOf(oldFailed.body.delivery_id)).toHaveLength(0);
   expect(await attemptsOf(recent.body.delivery_id)).toHaveLength(1);
+  expect(await attemptsOf(inGrace.body.delivery_id)).toHaveLength(1);
   expect(await attemptsOf(today.body.delivery_id)).toHaveLength(1);
 });
 
