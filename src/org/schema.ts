@@ -4,8 +4,9 @@
  * Every org's object keeps its own copy of these tables, and objects live on for
  * years: a change to them is a new entry at the end of `MIGRATIONS`, never an edit of
  * an old one. Each object brings itself up to date when it starts (in its
- * constructor, before it serves anything), in one transaction per step, and records
- * the version it reached in `schema_version`.
+ * constructor, before it serves anything), every step it lacks in one transaction
+ * (all or none: an object never runs on a half-migrated schema), and records the
+ * version it reached in `schema_version`.
  *
  * Objects created before versioning (v1 only, no `schema_version` row) count as
  * version 0; their v1 step is a no-op (`IF NOT EXISTS`).
