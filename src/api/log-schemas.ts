@@ -94,7 +94,8 @@ export function page<T extends z.ZodTypeAny>(item: T, name: string) {
           description:
             "Pass as `cursor` for the next page; null on the last. With a filter the index does not hold " +
             "(`status`, `event_type`, `outcome=succeeded`) a page reads at most 2,000 entries of the org's log " +
-            "(of deliveries: 2,000 deliveries, with the later attempts logged among them), so it may hold fewer than `limit` items, even none, and still have a `next_cursor`",
+            "(of deliveries: 2,000 deliveries, with the later attempts logged among them), so it may hold " +
+            "fewer than `limit` items, even none, and still have a `next_cursor`",
         }),
     })
     .openapi(name);
