@@ -42,20 +42,47 @@ function isLoopback(hostname) {
 /** An answer of the API that is not a 2xx, with its error message. */
 export class ApiError extends Error {
   /**
-   * @param {number} status
+   * @param {number} status 0 when no answer came
    * @param {string} code
    * @param {string} message
+   * @param {{ details?: unknown, retryAfter?: number | null, usage?: boolean }} [more] the API's `details`
+   *   (which parameter, why); a 429's Retry-After in seconds; `usage`: the command line was at fault (exit 2)
    */
-  constructor(status, code, message) {
+  constructor(status, code, message, { details, retryAfter = null, usage = false } = {}) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details;
+    this.retryAfter = retryAfter;
+    this.usage = usage;
+  }
+
+  /**
+   * Worth trying again later: no answer, a 5xx, or the org's rate limit. Not a refused
+   * key, a bad filter, or a URL that is not the API: waiting changes none of those.
+   */
+  get passing() {
+    return this.code === "network_error" || this.status === 429 || this.status >= 500;
   }
 }
 
 /**
+ * What a 2xx that is not the API's (a website, a proxy's page) means: the URL is wrong.
+ * @param {string} apiUrl
+ */
+export function notTheApi(apiUrl) {
+  return new ApiError(
+    0,
+    "not_the_api",
+    `${apiUrl} answered with something that is not the Zupertry API: check --api-url (or ZUPERTRY_API_URL).`,
+  );
+}
+
+/**
  * Calls the org API; throws ApiError for a non-2xx answer, with a sentence a person can act on.
- * `signal` (Ctrl+C) stops the call at once: ApiError with code `aborted`.
+ * `signal` (Ctrl+C) stops the call at once: ApiError with code `aborted`. A redirect is not
+ * followed: the API never redirects, so one means --api-url points elsewhere (often http://
+ * where https:// is served), and following it would send the key on to wherever it leads.
  * @param {Credentials} creds
  * @param {string} method
  * @param {string} path
@@ -74,22 +101,50 @@ export async function call(creds, method, path, body, signal) {
         ...(body === undefined ? {} : { "Content-Type": "application/json" }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      redirect: "manual",
       signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
     });
   } catch (error) {
     if (signal?.aborted) throw new ApiError(0, "aborted", "Stopped.");
     throw new ApiError(0, "network_error", `Could not reach ${creds.apiUrl}: ${describeError(error)}`);
   }
+  if (res.status >= 300 && res.status < 400) {
+    await res.body?.cancel();
+    throw new ApiError(res.status, "redirect", redirected(creds.apiUrl, res.headers.get("location")));
+  }
+  const text = res.status === 204 ? "" : await res.text().catch(() => "");
   /** @type {any} */
-  const data = res.status === 204 ? null : await res.json().catch(() => null);
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    // Not JSON: a web page, a proxy's error. A 2xx is then the wrong server, just below.
+  }
+  if (res.ok && res.status !== 204 && (data === null || typeof data !== "object")) throw notTheApi(creds.apiUrl);
   if (!res.ok) {
     const message =
       res.status === 401
         ? "The API key was not accepted: it is invalid or has been revoked."
         : (data?.error?.message ?? `The dispatcher answered HTTP ${res.status}.`);
-    throw new ApiError(res.status, data?.error?.code ?? "http_error", message);
+    const retryAfter = Number(res.headers.get("retry-after"));
+    throw new ApiError(res.status, data?.error?.code ?? "http_error", message, {
+      details: data?.error?.details,
+      retryAfter: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null,
+    });
   }
   return data;
+}
+
+/**
+ * The sentence for a redirect: where it leads, and the likely fix.
+ * @param {string} apiUrl
+ * @param {string | null | undefined} location
+ */
+export function redirected(apiUrl, location) {
+  const to = location ? new URL(location, apiUrl).href : null;
+  const https = to?.startsWith("https://") && apiUrl.startsWith("http://") ? " (https:// may be needed)" : "";
+  const where = to ?? "another address";
+  return `${apiUrl} redirected to ${where}, which the Zupertry API never does: check --api-url${https}.`;
 }
 
 /**

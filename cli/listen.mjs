@@ -4,7 +4,7 @@
 // endpoint gets, so a receiver's signature check runs unchanged.
 
 import WebSocket from "ws";
-import { ApiError, call, clock, describeError } from "./api.mjs";
+import { ApiError, call, clock, describeError, notTheApi, redirected } from "./api.mjs";
 
 /** @typedef {import("./api.mjs").Credentials} Credentials */
 /**
@@ -33,6 +33,15 @@ const RESULTS_WAIT_MS = 200;
 const MAX_FRAME_BYTES = 8192 - 256;
 /** Deliveries forwarded lately, remembered so that a reconnect does not count them as missed. */
 const REMEMBER_FORWARDED = 1000;
+/**
+ * How long a reconnect waits out the org's listener limit (a 429 without Retry-After).
+ * The dispatcher counts a session as gone only after 90 s without a ping (it evicts a
+ * silent one when a new one connects), so a laptop whose connection dropped finds its own
+ * old session still counted, for up to 90 s from its last ping, which came before the
+ * drop: 2 minutes outlasts that. On the first connection of a run the limit is other
+ * people's sessions, and waiting would not help.
+ */
+const LISTENER_LIMIT_WAIT_MS = 120_000;
 /** Close codes of the dispatcher that end the session for good. */
 const CLOSED_FOR_GOOD = {
   4001: "This API key was revoked: the listener session ended.",
@@ -57,6 +66,8 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
   let lastHeard = null;
   /** Since when the listener has been disconnected; null while connected (or before the first). @type {Date | null} */
   let lostAt = null;
+  /** Since when reconnects have met the listener limit; null when they have not. @type {number | null} */
+  let limitedSince = null;
   /** `delivery_id#attempt` of deliveries forwarded lately. @type {Set<string>} */
   const forwarded = new Set();
   /** @type {WebSocket | null} */
@@ -104,10 +115,30 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         if (status === 401) {
           out("The API key was not accepted: it is invalid or has been revoked.");
           finish(1);
-        } else if (status === 429 && !response.headers["retry-after"]) {
-          // The org's listener limit: waiting would not help.
-          out(`The dispatcher refused the listener: ${message || "too many listeners"}`);
+        } else if (status >= 200 && status < 400) {
+          // Not the API (a website, an http:// to https:// redirect): trying again would not help.
+          out(status >= 300 ? redirected(creds.apiUrl, response.headers.location) : notTheApi(creds.apiUrl).message);
           finish(1);
+        } else if (status === 429 && !response.headers["retry-after"]) {
+          // The org's listener limit. After a drop, likely this laptop's own old session:
+          // it passes (LISTENER_LIMIT_WAIT_MS). Otherwise waiting would not help.
+          const refused = message || "too many listeners";
+          const waited = limitedSince === null ? 0 : Date.now() - limitedSince;
+          if (lastHeard === null || waited >= LISTENER_LIMIT_WAIT_MS) {
+            const after = lastHeard === null ? "" : ` (still, after ${Math.round(waited / 60_000)} minutes)`;
+            out(`The dispatcher refused the listener${after}: ${refused}`);
+            finish(1);
+            return;
+          }
+          if (limitedSince === null) {
+            limitedSince = Date.now();
+            out(
+              `The dispatcher refused the reconnect: ${refused}. One of them is likely this listener's ` +
+                "dropped connection, which the dispatcher counts until 90 s after its last ping: " +
+                "retrying for up to 2 minutes.",
+            );
+          }
+          lost(`HTTP 429: ${refused}`);
         } else if (status >= 400 && status < 500 && status !== 429) {
           // Not a passing fault (a wrong --api-url, say): trying again would not help either.
           out(`The dispatcher at ${creds.apiUrl} refused the listener: HTTP ${status}${message ? `: ${message}` : ""}`);
@@ -121,6 +152,7 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       });
       ws.on("open", async () => {
         backoffMs = 1000;
+        limitedSince = null;
         lastPong = Date.now();
         lastHeard = Date.now();
         clearInterval(ping);

@@ -4,7 +4,8 @@
 //
 //   zupertry listen --forward-to http://localhost:3000/webhooks/zupertry
 //   zupertry trigger job.completed|job.failed
-//   zupertry logs [--follow] [--job-id ID] [--delivery-id ID] [--event-type T] [--outcome O] [--since ISO]
+//   zupertry logs [--follow] [--job-id ID] [--delivery-id ID] [--event-type T] [--outcome O]
+//                 [--since ISO] [--until ISO]
 //
 // Every command takes --api-key (or ZUPERTRY_API_KEY) and --api-url (or ZUPERTRY_API_URL,
 // default http://127.0.0.1:8787).
@@ -12,7 +13,7 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { ApiError, call, credentials } from "./api.mjs";
+import { ApiError, call, credentials, notTheApi } from "./api.mjs";
 import { listen } from "./listen.mjs";
 import { logs } from "./logs.mjs";
 
@@ -27,17 +28,23 @@ Options:
   --api-url <url>      the dispatcher (default: $ZUPERTRY_API_URL or http://127.0.0.1:8787)
   --forward-to <url>   listen: where to POST each delivery
   --follow, -f         logs: keep printing new attempts
-  --job-id, --delivery-id, --event-type, --outcome, --since   logs: filters, as the API takes them
+  --job-id, --delivery-id, --event-type, --outcome   logs: filters, as the API takes them
+  --since <ISO time>   logs: attempts from then on (2026-03-19T10:00:00Z), up to 10,000
+  --until <ISO time>   logs: attempts before then (not with --follow)
   --help, -h           this text`;
 
 const EVENT_TYPES = ["job.completed", "job.failed"];
+const COMMANDS = ["listen", "trigger", "logs"];
 
 /**
  * @param {string[]} argv
- * @param {{ env?: Record<string, string | undefined>, out?: (line: string) => void, signal?: AbortSignal }} [io]
- * @returns {Promise<number>} the exit code
+ * @param {{ env?: Record<string, string | undefined>, out?: (line: string) => void,
+ *   err?: (line: string) => void, signal?: AbortSignal }} [io] `err`: notes beside the output
+ *   (`logs` prints attempts to `out`, and what it says about them here)
+ * @returns {Promise<number>} the exit code: 0, 1 (the dispatcher refused or failed), 2 (a usage
+ *   mistake: the command line's own, or a flag value the API refused), 130 (Ctrl+C)
  */
-export async function main(argv, { env = process.env, out = console.log, signal } = {}) {
+export async function main(argv, { env = process.env, out = console.log, err = console.error, signal } = {}) {
   let parsed;
   try {
     parsed = parseArgs({
@@ -53,6 +60,7 @@ export async function main(argv, { env = process.env, out = console.log, signal 
         "event-type": { type: "string" },
         outcome: { type: "string" },
         since: { type: "string" },
+        until: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
     });
@@ -65,6 +73,15 @@ export async function main(argv, { env = process.env, out = console.log, signal 
   if (values.help || !command) {
     out(USAGE);
     return values.help ? 0 : 2;
+  }
+  // A typo in the command is said as such, not as the key it did not get to.
+  if (!COMMANDS.includes(command)) {
+    out(`Unknown command: ${command}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.follow && values.until) {
+    out("logs --follow shows attempts as they come: it takes no --until.");
+    return 2;
   }
   const creds = credentials(values, env);
   if ("error" in creds) {
@@ -88,6 +105,7 @@ export async function main(argv, { env = process.env, out = console.log, signal 
           return 2;
         }
         const queued = await call(creds, "POST", "/v1/webhook/test", { event_type: type }, signal);
+        if (typeof queued?.delivery_id !== "string") throw notTheApi(creds.apiUrl);
         out(`Triggered ${type}: delivery ${queued.delivery_id}, job ${queued.job_id}.`);
         return 0;
       }
@@ -95,6 +113,7 @@ export async function main(argv, { env = process.env, out = console.log, signal 
         return await logs(creds, {
           follow: values.follow,
           since: values.since,
+          until: values.until,
           filters: {
             job_id: values["job-id"],
             delivery_id: values["delivery-id"],
@@ -102,6 +121,7 @@ export async function main(argv, { env = process.env, out = console.log, signal 
             outcome: values.outcome,
           },
           out,
+          note: err,
           signal,
         });
       default:
@@ -112,7 +132,8 @@ export async function main(argv, { env = process.env, out = console.log, signal 
     if (error instanceof ApiError) {
       out(error.message);
       // Ctrl+C: the shell's code for a stop by SIGINT.
-      return error.code === "aborted" ? 130 : 1;
+      if (error.code === "aborted") return 130;
+      return error.usage ? 2 : 1;
     }
     throw error;
   }

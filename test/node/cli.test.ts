@@ -33,6 +33,21 @@ describe("zupertry", () => {
     });
     expect(await run(["deploy"], env)).toMatchObject({ code: 2, text: expect.stringContaining("Unknown command") });
     expect(await run(["logs", "--bogus"], env)).toMatchObject({ code: 2, text: expect.stringContaining("bogus") });
+    expect(await run(["logs", "--follow", "--until", "2026-03-19T10:00:00Z"], env)).toEqual({
+      code: 2,
+      text: "logs --follow shows attempts as they come: it takes no --until.",
+    });
+  });
+
+  it("says a mistyped command is unknown (exit 2) before asking for a key", async () => {
+    expect(await run(["lsten", "--forward-to", "http://localhost:3000/hook"])).toMatchObject({
+      code: 2,
+      text: expect.stringMatching(/^Unknown command: lsten\n/),
+    });
+  });
+
+  it("lists --until with the other filters of `logs`", async () => {
+    expect((await run(["--help"])).text).toMatch(/--until <ISO time> +logs: attempts before then/);
   });
 
   it("takes the key and URL from flags first, then the environment", () => {
