@@ -121,7 +121,7 @@ function previousSecrets(row: Pick<SettingsRow, "previous_secrets">, now: number
 /**
  * Endpoints whose health an org keeps. Per-event URLs can name any number of hosts;
  * past this many, the endpoint least recently attempted is forgotten (it starts over
- * in the fast lane if it comes back).
+ * in the fast lane if it comes back), but never the default URL's.
  */
 export const MAX_ENDPOINTS = 1000;
 
@@ -623,10 +623,15 @@ export class OrgSettings extends DurableObject<Env> {
       if (!added) return;
       const count = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM endpoint_health").one().n;
       if (count > MAX_ENDPOINTS) {
+        // The least recently used go, never the default's: however many per-event URLs an
+        // org's events name, the endpoint it chose for all of them keeps its health (and
+        // its lane) and shows it in GET /v1/webhook.
+        const { webhook_url } = this.row();
         this.sql.exec(
           `DELETE FROM endpoint_health
-            WHERE origin IN (SELECT origin FROM endpoint_health
+            WHERE origin IN (SELECT origin FROM endpoint_health WHERE origin IS NOT ?
                               ORDER BY COALESCE(last_attempt_at, lane_changed_at) LIMIT ?)`,
+          webhook_url === null ? null : endpointOf(webhook_url),
           count - MAX_ENDPOINTS,
         );
       }

@@ -843,6 +843,24 @@ describe("the org object's storage", () => {
     expect(await stub.getEndpointHealth("https://h2000.example")).toMatchObject({ lane: "slow" });
     expect(await stub.getEndpointHealth("https://h1.example")).toBeNull();
   });
+
+  it("never forgets the default's endpoint, however many per-event endpoints come after it", async () => {
+    const stub = orgSettings(env, uniqueId("org"));
+    expect(await stub.setWebhookUrl("https://h0.example/hook")).toMatchObject({ ok: true });
+    const report = (i: number) => ({
+      origin: `https://h${i}.example`,
+      at: 1_000_000 + i,
+      outcome: i === 0 ? ("failed" as const) : ("succeeded" as const),
+      error: i === 0 ? ("timeout" as const) : null,
+      response_time_ms: i === 0 ? 10_000 : 5,
+      slow: i === 0,
+    });
+    await stub.reportAttempts([report(0)]); // the default hung: slow lane
+    await stub.reportAttempts(Array.from({ length: 1000 }, (_, i) => report(i + 1)));
+    expect(await stub.getEndpointHealth("https://h0.example")).toMatchObject({ lane: "slow" });
+    expect(await stub.getEndpointHealth("https://h1.example")).toBeNull(); // the least recent other
+    expect((await stub.getDeliverySettings(["https://h0.example"])).slow_endpoints).toEqual(["https://h0.example"]);
+  });
 });
 
 /** Rebuilds org_settings as schema v1 made it (before the log shard column), keeping its row. */
