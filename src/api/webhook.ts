@@ -133,8 +133,9 @@ const rotateSecret = createRoute({
   path: "/v1/webhook/rotate-secret",
   summary: "Replace the signing secret",
   description:
-    "`X-Zupertry-Signature` uses the new secret from the next attempt on; `webhook-signature` carries " +
-    "signatures with both the new and the previous secret for 24 h.",
+    "`X-Zupertry-Signature` uses the new secret in the queue runs that start after this (runs under way " +
+    "finish with the old one: about 10 s); `webhook-signature` carries signatures with both the new and " +
+    "the previous secret for 24 h.",
   tags: ["Webhook"],
   ...orgKeyRoute,
   request: { query: strictQuery({}) },
