@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { parse } from "smol-toml";
 import { describe, expect, it } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
-import { CONFIG_DEFAULTS } from "../../src/config";
+import { CONFIG_DEFAULTS, parseConfig } from "../../src/config";
 import {
   BULK_LANE_QUEUE,
   FAST_LANE_QUEUE,
@@ -51,6 +51,21 @@ describe("docs/DESIGN.md, the contract", () => {
 
   it("has the configuration table of the code: every var, its default", () => {
     expect(Object.fromEntries(configRows(design))).toEqual(CONFIG_DEFAULTS);
+  });
+});
+
+describe("the customer doc's schedule", () => {
+  it("is what the code does by default: a 10 s timeout, retries after 60 s and 5 min, 3 attempts", () => {
+    const config = parseConfig(CONFIG_DEFAULTS);
+    expect(config.attemptTimeoutMs).toBe(10_000);
+    expect(config.retryDelaysSeconds).toEqual([60, 300]);
+    expect(config.retryDelaysSeconds.length + 1).toBe(3);
+    // The seed says so in these words; a changed default would have to change them too.
+    const seed = read("docs/customer-webhooks.txt");
+    for (const words of ["within 10 seconds", "| 1st retry | 60 seconds |", "| 2nd retry | 5 minutes |"]) {
+      expect(seed).toContain(words);
+    }
+    expect(seed).toContain("| After 3 failures | Marked failed");
   });
 });
 

@@ -458,8 +458,20 @@ describe("POST /v1/webhook/test", () => {
 
     await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
     const [request] = await hook.requests();
-    const event = JSON.parse(request!.text) as { type: string; data: { job_id: string } };
-    expect(event).toMatchObject({ type: "job.completed", data: { job_id: queued.job_id, status: "completed" } });
+    // The payload shape of the customer doc, key for key.
+    expect(JSON.parse(request!.text)).toEqual({
+      type: "job.completed",
+      data: {
+        job_id: queued.job_id,
+        workspace_id: expect.any(String),
+        org_id: expect.any(String),
+        status: "completed",
+        output_url: expect.stringMatching(/^https:\/\//),
+        credits_consumed: 0,
+        created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        completed_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      },
+    });
     expect(request!.headers["x-zupertry-signature"]).toBe(await hmacHex(secret, request!.text));
     expect(request!.headers["x-zupertry-delivery"]).toBe(queued.delivery_id);
     await vi.waitUntil(

@@ -193,7 +193,9 @@ describe("a delivery", () => {
       error: "timeout",
       error_detail: "no response within 1000 ms",
     });
-    expect(attempt!.response_time_ms).toBeGreaterThanOrEqual(900);
+    // The whole wait, not the receiver's 3 s (timed with this file's fake Date, which can
+    // lag the real clock on a busy machine: hence no tighter lower bound).
+    expect(attempt!.response_time_ms).toBeGreaterThanOrEqual(500);
     expect(attempt!.response_time_ms).toBeLessThan(3000);
   });
 
@@ -487,10 +489,12 @@ describe("a batch", () => {
     const { hook, messages } = await slowBatch(10, 300);
     await runConsumer(messages);
     expect(Math.max(...(await hook.requests()).map((r) => r.in_flight))).toBe(6);
-    for (const { body } of messages) {
-      // The second wave waited ~300 ms for a connection; that wait is not its response time.
-      expect((await attemptsOf(body.delivery_id))[0]!.response_time_ms).toBeLessThan(550);
-    }
+    // The second wave waited ~300 ms for a connection; that wait is not its response time:
+    // it took as long as the first wave's (with the wait, it would take twice as long).
+    const times = await Promise.all(
+      messages.map(async ({ body }) => (await attemptsOf(body.delivery_id))[0]!.response_time_ms),
+    );
+    expect(Math.max(...times)).toBeLessThan(Math.min(...times) * 1.6);
   });
 });
 

@@ -250,7 +250,15 @@ describe("secrets", () => {
     expect(readable.some((row) => String(row.exchange).includes("signatures"))).toBe(true);
     const stored = JSON.stringify(readable);
     const everything = logged.join("\n");
+    // The secrets as they are now (an earlier test rotated one), and as they were.
+    const current = await Promise.all(
+      [mine.key, theirs.key].map(
+        async (token) =>
+          ((await (await call("GET", "/v1/webhook", { token })).json()) as { signing_secret: string }).signing_secret,
+      ),
+    );
     for (const secret of [
+      ...current,
       mine.secret,
       theirs.secret,
       mine.key,
@@ -263,5 +271,6 @@ describe("secrets", () => {
       expect(everything).not.toContain(secret);
     }
     expect(stored).not.toContain("whsec_");
+    expect(everything).not.toContain("whsec_");
   });
 });

@@ -124,12 +124,14 @@ describe("sending on behalf of an org", () => {
 describe("the org API as a whole", () => {
   it("takes 1,200 requests a minute per org, then 429", { timeout: 60_000 }, async () => {
     const key = await orgKey(uniqueId("org"));
-    await freshWindow(25_000);
+    const window = await freshWindow(25_000);
     const statuses = new Map<number, number>();
-    for (let i = 0; i < 1201; i++) {
-      const { status } = await call("GET", "/v1/webhook", { token: key });
-      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    for (let i = 0; i < 1201; i += 50) {
+      const chunk = Array.from({ length: Math.min(50, 1201 - i) }, () => call("GET", "/v1/webhook", { token: key }));
+      for (const { status } of await Promise.all(chunk)) statuses.set(status, (statuses.get(status) ?? 0) + 1);
     }
+    // All in one window of the limit (else the count would start over and say nothing).
+    expect(Math.floor(Date.now() / 60_000)).toBe(window);
     expect(Object.fromEntries(statuses)).toEqual({ 200: 1200, 429: 1 });
     // Another org is not slowed by it.
     expect((await call("GET", "/v1/webhook", { token: await orgKey(uniqueId("org")) })).status).toBe(200);
