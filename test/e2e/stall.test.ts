@@ -11,7 +11,9 @@ import { record } from "./support/summary";
  * src/delivery/sweep.ts). `wrangler dev` keeps queued messages in memory, so stopping it
  * while a retry waits loses that message for real; the restarted dispatcher finds the
  * delivery pending in D1, and the every-minute cron (triggered here by hand: local dev
- * runs no crons by itself) takes it over. Stall threshold shortened to 3 s by --var.
+ * runs no crons by itself) takes it over. Stall threshold shortened to 3 s by --var, and
+ * the retry waits 20 s: far longer than stopping `wrangler dev` takes (at most 5 s, then
+ * SIGKILL), so attempt 2 is never made before its message is lost.
  */
 
 const receiver = new Receiver();
@@ -21,7 +23,7 @@ let dispatcher: Dispatcher;
 const VARS = {
   PRODUCER_TOKEN: `e2e-stall-${Math.random().toString(36).slice(2)}`,
   OPERATOR_TOKEN: `e2e-stall-operator-${Math.random().toString(36).slice(2)}`,
-  RETRY_DELAYS_SECONDS: "2,2",
+  RETRY_DELAYS_SECONDS: "20,2",
   ATTEMPT_TIMEOUT_MS: "2000",
   STALLED_AFTER_SECONDS: "3",
   ALLOW_INSECURE_WEBHOOK_URLS: "true",
@@ -61,6 +63,7 @@ async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000)
 type Delivery = {
   status: string;
   attempt_count: number;
+  next_attempt_at: string | null;
   attempts: Array<{ attempt: number; outcome: string; status_code: number | null }>;
 };
 
@@ -83,10 +86,14 @@ it("a delivery whose retry message was lost in a restart is picked up by the swe
       : undefined;
   await until(async () => ((await get())?.attempt_count === 1 ? true : undefined));
 
-  // The retry waits in the queue (2 s): stopping the dispatcher loses it.
+  // The retry waits in the queue (20 s): stopping the dispatcher loses it.
   await dispatcher.stop();
   dispatcher = await startDispatcher(VARS, { state, testScheduled: true, migrate: false });
-  await new Promise((r) => setTimeout(r, 6000)); // due after 2 s, stalled 3 s later
+  // Past the retry's due time, by the stall threshold (3 s) and a second more: a message
+  // that survived the restart would have made attempt 2 by now; a lost one did not.
+  const { next_attempt_at } = (await get())!;
+  expect(next_attempt_at).not.toBeNull();
+  await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(next_attempt_at!) + 4000 - Date.now())));
   const stuck = await get();
   expect(stuck).toMatchObject({ status: "pending", attempt_count: 1 });
   expect(receiver.requests("stall")).toHaveLength(1);
@@ -106,4 +113,4 @@ it("a delivery whose retry message was lost in a restart is picked up by the swe
   expect(requests.map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
   expect(requests[1]!.body).toBe(requests[0]!.body);
   record("faults", "retry message lost in a restart (queue purged)", "picked up by the sweep, delivered at attempt 2");
-}, 90_000);
+}, 120_000);

@@ -1,6 +1,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
+import { handOffLeaseMarginMs } from "../../src/delivery/lanes";
 import type { DeliveryMessage } from "../../src/delivery/message";
 import { endpointOf } from "../../src/org/endpoint-health";
 import { OrgSettings, orgSettings } from "../../src/org/org-settings";
@@ -410,6 +411,16 @@ describe("the fast lane", () => {
     const run = await runConsumer([m], "deliveries", faulty);
     expect(run.acked).toEqual([m.id]);
     expect(await attemptsOf(m.body.delivery_id)).toMatchObject([{ outcome: "succeeded" }]);
+  });
+});
+
+describe("a hand-off's lease", () => {
+  it("waits 5 s past the timeout for the attempt's row, or less when the schedule's first delay is shorter", () => {
+    // The lease never makes attempt 2 later than the schedule would: with retries after
+    // 2 s (tests, the e2e suite), it waits 2 s, not 5.
+    expect(handOffLeaseMarginMs([60, 300])).toBe(5_000);
+    expect(handOffLeaseMarginMs([2, 3])).toBe(2_000);
+    expect(handOffLeaseMarginMs([])).toBe(5_000);
   });
 });
 
