@@ -1136,7 +1136,6 @@ function descendants(pid: number, children = processChildren()): number[] {
 
 type IngestMean = ReturnType<typeof mean>;
 
-/** Per delivered event, from one phase's counters. */
 /**
  * The hanging run's counters, with what its moves cost after the counters are read: the
  * run is measured when the healthy orgs' events have arrived, and by then each message
@@ -1152,6 +1151,7 @@ function withMovesDone(c: Counters): Counters {
   return { ...c, queueMessagesRead: c.queueMessagesRead + moved, queueMessagesAcked: c.queueMessagesAcked + moved };
 }
 
+/** Per delivered event, from one phase's counters. */
 function perEventOf(c: Counters, events: number) {
   const per = (n: number) => n / events;
   return {

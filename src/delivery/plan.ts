@@ -1,4 +1,5 @@
 import type { DeliveryState } from "../store/attempts";
+import { SWEPT_OWNER } from "../store/stalled";
 import type { DeliveryMessage } from "./message";
 
 /**
@@ -109,6 +110,12 @@ function planFromState(
   const { stalledAfterMs } = rules;
   const lease = message.lease;
   if (lease !== undefined && (state?.last_attempt ?? 0) < lease.attempt) {
+    // A sweep claimed the delivery since (the lease's message was late past the stall
+    // threshold, in a backed-up lane): its take-over makes this attempt, unless this is
+    // the take-over's own follower.
+    if (state?.last_message_id === SWEPT_OWNER && message.take_over !== state.last_attempt) {
+      return { kind: "drop", reason: "not_owner" };
+    }
     const remainingMs = lease.until - now;
     if (remainingMs > DUE_TOLERANCE_MS) return { kind: "wait", delaySeconds: Math.ceil(remainingMs / 1000) };
     // The handed-off attempt was never logged: make it now, as it would have been (a

@@ -65,7 +65,10 @@ export interface DeliveryState {
   last_attempt: number;
   /** The queue message that made the last attempt (it owns the schedule). */
   last_message_id: string;
-  /** The queue message that made attempt 1: its body is the stored event. */
+  /**
+   * The queue message that made attempt 1 (its body is the stored event), or SWEPT_OWNER
+   * when a sweep claimed the delivery right after attempt 1 (src/store/stalled.ts).
+   */
   first_message_id: string;
   /** When the next scheduled attempt is due; null when the delivery is finished. */
   next_attempt_at: number | null;

@@ -145,6 +145,27 @@ describe("the stall sweep", () => {
     ]);
   });
 
+  it("drops a late owner's lease follower after a claim: the take-over makes the attempt", async () => {
+    const { hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
+    // The owner handed attempt 2 off, its row was never written, and the lease's message
+    // waited in a backed-up lane past the stall threshold.
+    const follower = {
+      id: uniqueId("msg"),
+      body: { ...message.body, owner: message.id, lease: { attempt: 2, until: Date.now(), scheduled: true } },
+    };
+    advance(60 + 6 * 60);
+    const [takeOver] = await sweep();
+    expect((await runConsumer([follower])).acked).toEqual([follower.id]);
+    expect(await hook.requests()).toHaveLength(1);
+    // The take-over's own follower (its attempt handed off, its row lost) still makes it.
+    const takeOverFollower = {
+      id: uniqueId("msg"),
+      body: { ...takeOver!.body, owner: takeOver!.id, lease: { attempt: 2, until: Date.now(), scheduled: true } },
+    };
+    await runConsumer([takeOverFollower]);
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+  });
+
   it("leaves pending deliveries that are on time, finished ones, and attempts that were retried", async () => {
     const onTime = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
     advance(61);
