@@ -112,7 +112,16 @@ export async function call(creds, method, path, body, signal) {
     await res.body?.cancel();
     throw new ApiError(res.status, "redirect", redirected(creds.apiUrl, res.headers.get("location")));
   }
-  const text = res.status === 204 ? "" : await res.text().catch(() => "");
+  let text = "";
+  if (res.status !== 204) {
+    try {
+      text = await res.text();
+    } catch (error) {
+      // Cut off mid-answer (a timeout, a restart, Ctrl+C): a passing fault, not a wrong URL.
+      if (signal?.aborted) throw new ApiError(0, "aborted", "Stopped.");
+      throw new ApiError(0, "network_error", `The answer from ${creds.apiUrl} was cut off: ${describeError(error)}`);
+    }
+  }
   /** @type {any} */
   let data = null;
   try {

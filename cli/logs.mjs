@@ -188,6 +188,8 @@ async function listAndFollow(
     for (const [name, value] of Object.entries({ ...filters, ...extra })) if (value) q.set(name, value);
     return q;
   };
+  /** When the first listing began: following goes on from there, however long it took. */
+  const listingStarted = Date.now();
   /** @type {Attempt[]} */
   let first;
   /** @type {string | null} said after the first screen */
@@ -262,11 +264,11 @@ async function listAndFollow(
     }
     return pages;
   };
-  if (!since) {
-    // The first screen showed the newest 20; the others of the window are older
-    // history, not new attempts: only what is newer than that screen is printed.
-    await poll(Date.now() - WINDOW_MS, undefined, Math.max(0, ...seen.values()));
-  }
+  // What was logged while the first listing was read (a long --since, a 429 waited out):
+  // from a timeout before it began. Without --since, the first screen showed the newest
+  // 20; the others of the window are older history, not new attempts: only what is newer
+  // than that screen is printed.
+  await poll(listingStarted - WINDOW_MS, undefined, since ? Number.NEGATIVE_INFINITY : Math.max(0, ...seen.values()));
   out("Following new attempts (Ctrl+C to stop)…");
   let wait = POLL_MS;
   let polls = 0;

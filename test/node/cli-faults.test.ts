@@ -319,6 +319,28 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     ]);
   });
 
+  it("`--follow` takes an answer cut off mid-body for a passing fault, not a wrong --api-url", async () => {
+    let cut = false;
+    const url = await serve((req, res) => {
+      if (!cut) return json(res, 200, logPage([], queryOf(req)));
+      cut = false;
+      res.writeHead(200, { "Content-Type": "application/json", "Content-Length": "1000" });
+      res.write('{"data":[');
+      setTimeout(() => req.socket.destroy(), 20);
+    });
+    setTimeout(() => {
+      cut = true;
+    }, 300);
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 3_000);
+    const { code, notes } = await run(["logs", "--follow"], url, stop.signal);
+    expect(code).toBe(0);
+    expect(notes).toEqual([
+      expect.stringMatching(/^The answer from http:\/\/127\.0\.0\.1:\d+ was cut off: .+; retrying in 1 s/),
+      "Back: the dispatcher answers again; following.",
+    ]);
+  });
+
   it("`--follow` still ends with exit 1 when the key is revoked", async () => {
     let revoked = false;
     const url = await serve((req, res) => {
