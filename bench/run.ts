@@ -1201,6 +1201,8 @@ function report(m: Measured) {
   const perEvent = d && perEventOf(d.delivery.counters, d.delivery.events);
   const dollarsPerMillion = perEvent && dollarsPerMillionOf(perEvent);
   const retentionDays = 30;
+  // A finished delivery is kept a day past the retention (src/store/retention.ts).
+  const daysKept = retentionDays + 1;
   const deliveriesIn10GB = d && Math.floor(10e9 / d.delivery.d1BytesPerDelivery);
   const nb = m.neighbour;
   const neighbourCost = nb && dollarsPerMillionOf(perEventOf(withMovesDone(nb.noisy.counters), nb.noisy.healthyEvents));
@@ -1373,7 +1375,7 @@ function report(m: Measured) {
     storage: d && {
       d1BytesPerDelivery: d.delivery.d1BytesPerDelivery,
       deliveriesIn10GB,
-      deliveriesPerDayAt30DayRetention: Math.floor(deliveriesIn10GB! / retentionDays),
+      deliveriesPerDayAt30DayRetention: Math.floor(deliveriesIn10GB! / daysKept),
     },
     targets,
   };
