@@ -3,6 +3,11 @@
 
 /** @typedef {{ apiUrl: string, apiKey: string }} Credentials */
 
+/** Back-off while the dispatcher cannot be reached (`listen`, `logs --follow`): 1 s, doubling, at most 30 s. */
+export const MAX_BACKOFF_MS = 30_000;
+/** The longest Retry-After the CLI waits out (the org API's own is its 60 s period). */
+export const MAX_RETRY_AFTER_S = 300;
+
 export const DEFAULT_API_URL = "http://127.0.0.1:8787";
 
 /**

@@ -4,7 +4,16 @@
 // endpoint gets, so a receiver's signature check runs unchanged.
 
 import WebSocket from "ws";
-import { ApiError, call, clock, describeError, notTheApi, redirected } from "./api.mjs";
+import {
+  ApiError,
+  call,
+  clock,
+  describeError,
+  MAX_BACKOFF_MS,
+  MAX_RETRY_AFTER_S,
+  notTheApi,
+  redirected,
+} from "./api.mjs";
 
 /** @typedef {import("./api.mjs").Credentials} Credentials */
 /**
@@ -14,8 +23,6 @@ import { ApiError, call, clock, describeError, notTheApi, redirected } from "./a
 
 /** A local receiver gets as long as a real one. */
 const FORWARD_TIMEOUT_MS = 10_000;
-/** Reconnect back-off: 1 s, doubling, at most 30 s. */
-const MAX_BACKOFF_MS = 30_000;
 /**
  * A text ping this often keeps proxies from closing an idle socket (the object answers
  * without waking); no pong for two of them means the connection is dead (a laptop that
@@ -146,7 +153,8 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         } else {
           // A rate limit (Retry-After) or a passing fault: try again.
           const after = Number(response.headers["retry-after"]);
-          if (Number.isFinite(after) && after > 0) backoffMs = Math.max(backoffMs, Math.min(after, 300) * 1000);
+          if (Number.isFinite(after) && after > 0)
+            backoffMs = Math.max(backoffMs, Math.min(after, MAX_RETRY_AFTER_S) * 1000);
           lost(`HTTP ${status}${message ? `: ${message}` : ""}`);
         }
       });

@@ -2,7 +2,7 @@
 // `zupertry logs [--follow]`: the org's attempts, oldest first, one line each, filtered
 // like GET /v1/webhook-logs; with --follow, new ones as they are logged.
 
-import { ApiError, call, clock, notTheApi } from "./api.mjs";
+import { ApiError, call, clock, MAX_BACKOFF_MS, MAX_RETRY_AFTER_S, notTheApi } from "./api.mjs";
 
 /** @typedef {import("./api.mjs").Credentials} Credentials */
 /**
@@ -37,10 +37,6 @@ const POLL_PAGES = 5;
  */
 const DEEP_EVERY = 10;
 const LOOK_BACK_MS = 60_000;
-/** --follow's back-off while the dispatcher cannot be reached or answers 5xx: 1 s, doubling, at most 30 s. */
-const MAX_BACKOFF_MS = 30_000;
-/** The longest Retry-After waited out (the org API's own is its 60 s period). */
-const MAX_RETRY_AFTER_S = 300;
 
 /** The most pages the first screen (the newest 20) reads: a filter may leave pages empty. */
 const FIRST_SCREEN_PAGES = 10;

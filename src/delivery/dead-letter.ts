@@ -50,11 +50,12 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   const unplaced = placements.flatMap((p) => p.unplaced);
   const tryAgain = (message: Message<DeliveryMessage>) =>
     message.retry({ delaySeconds: crashBackoffSeconds(message.attempts, DEAD_LETTER_MAX_BACKOFF_SECONDS) });
+  const { stalledAfterMs } = readConfig(env);
   let failed = 0;
   await Promise.all(
     groups.map(async (group) => {
       try {
-        failed += await failInShard(group.db, group.messages, readConfig(env).stalledAfterMs);
+        failed += await failInShard(group.db, group.messages, stalledAfterMs);
         for (const message of group.messages) message.ack();
       } catch (error) {
         for (const message of group.messages) tryAgain(message);

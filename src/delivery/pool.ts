@@ -165,7 +165,7 @@ export class AttemptPool<R> {
         const [i] = pending.splice(next === -1 ? 0 : next, 1);
         start(i!);
       }
-      if (pending.length > 0 && running === 0 && running + handedOff >= options.connections) {
+      if (pending.length > 0 && running === 0 && handedOff >= options.connections) {
         // Every connection is held by attempts the run no longer waits for.
         for (const i of pending.splice(0)) results[i] = { kind: "released" };
       }

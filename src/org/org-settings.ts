@@ -118,6 +118,11 @@ function previousSecrets(row: Pick<SettingsRow, "previous_secrets">, now: number
   return (JSON.parse(row.previous_secrets) as PreviousSecret[]).filter((p) => p.expires_at > now);
 }
 
+/** The endpoint (origin) of the org's default URL; null without one. */
+function defaultEndpointOf(row: Pick<SettingsRow, "webhook_url">): string | null {
+  return row.webhook_url === null ? null : endpointOf(row.webhook_url);
+}
+
 /**
  * Endpoints whose health an org keeps. Per-event URLs can name any number of hosts;
  * past this many, the endpoint least recently attempted is forgotten (it starts over
@@ -522,7 +527,7 @@ export class OrgSettings extends DurableObject<Env> {
   getDeliverySettings(endpoints: readonly string[] = []): DeliverySettings {
     const row = this.row();
     const secrets = [row.signing_secret, ...previousSecrets(row, Date.now()).map((p) => p.secret)];
-    const defaultEndpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
+    const defaultEndpoint = defaultEndpointOf(row);
     const asked = [...new Set(defaultEndpoint === null ? endpoints : [defaultEndpoint, ...endpoints])];
     const known =
       asked.length === 0
@@ -626,12 +631,11 @@ export class OrgSettings extends DurableObject<Env> {
         // The least recently used go, never the default's: however many per-event URLs an
         // org's events name, the endpoint it chose for all of them keeps its health (and
         // its lane) and shows it in GET /v1/webhook.
-        const { webhook_url } = this.row();
         this.sql.exec(
           `DELETE FROM endpoint_health
             WHERE origin IN (SELECT origin FROM endpoint_health WHERE origin IS NOT ?
                               ORDER BY COALESCE(last_attempt_at, lane_changed_at) LIMIT ?)`,
-          webhook_url === null ? null : endpointOf(webhook_url),
+          defaultEndpointOf(this.row()),
           count - MAX_ENDPOINTS,
         );
       }
@@ -680,7 +684,7 @@ export class OrgSettings extends DurableObject<Env> {
   }
 
   private present(row: SettingsRow): WebhookSettings {
-    const endpoint = row.webhook_url === null ? null : endpointOf(row.webhook_url);
+    const endpoint = defaultEndpointOf(row);
     return {
       webhook_url: row.webhook_url,
       signing_secret: row.signing_secret,
