@@ -1,11 +1,12 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { readConfig } from "../config";
 import { enqueueDeliveries } from "../delivery/enqueue";
-import { resumeDeliveryMessage } from "../delivery/message";
-import { canResendNow } from "../delivery/plan";
+import { type DeliveryMessage, resumeDeliveryMessage } from "../delivery/message";
+import { canResendNow, isStalled } from "../delivery/plan";
 import { orgSettings } from "../org/org-settings";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
 import { isPastRetention } from "../store/retention";
+import { claimStalledDelivery } from "../store/stalled";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
@@ -163,7 +164,8 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     const row = await getDelivery(c.var.log, c.var.orgId, id);
     if (!row) throw new ApiError(404, "not_found", "no such delivery");
     const config = readConfig(c.env);
-    if (isPastRetention(row, Date.now(), config.logRetentionDays)) {
+    const now = Date.now();
+    if (isPastRetention(row, now, config.logRetentionDays)) {
       throw new ApiError(
         409,
         "conflict",
@@ -171,10 +173,7 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
           "it is about to be deleted and can no longer be redelivered",
       );
     }
-    if (!canResendNow(row, Date.now(), config)) {
-      const due = new Date(row.next_attempt_at!).toISOString();
-      throw new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
-    }
+    if (!canResendNow(row, now, config)) throw dueNow(row.next_attempt_at!);
     // One attempt per state of the delivery, however many clicks: a click that finds this
     // state queued queues nothing and spends nothing. A claim whose send the allowance
     // refuses, or whose queue write fails, is given back, so that trying again can work
@@ -184,12 +183,24 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     if (claim.status === "claimed") {
       try {
         await spendSend(c.env, c.var.orgId);
-        await enqueueDeliveries(c.env.DELIVERIES, [
-          resumeDeliveryMessage(
-            { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url },
-            { redeliver_after: row.attempt_count },
-          ),
-        ]);
+        const stored = { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url };
+        let message: DeliveryMessage;
+        if (isStalled(row, now, config.stalledAfterMs)) {
+          // A stalled delivery is claimed in the log as the sweep claims it, and taken
+          // over: a sweep in the same minute then finds it claimed (or this finds it
+          // claimed by the sweep, whose take-over makes the attempt), never both sending.
+          const sweepClaim = crypto.randomUUID();
+          const target = { orgId: c.var.orgId, deliveryId: row.delivery_id, lastAttempt: row.attempt_count };
+          if (!(await claimStalledDelivery(c.var.log, target, now - config.stalledAfterMs, now, sweepClaim))) {
+            throw dueNow(now);
+          }
+          // If the queue write fails, the claim stays: the sweep takes the delivery over
+          // once it is overdue again (STALLED_AFTER_SECONDS), as for any lost message.
+          message = resumeDeliveryMessage(stored, { take_over: row.attempt_count, claim: sweepClaim });
+        } else {
+          message = resumeDeliveryMessage(stored, { redeliver_after: row.attempt_count });
+        }
+        await enqueueDeliveries(c.env.DELIVERIES, [message]);
       } catch (error) {
         // Unreachable object: the claim lapses after its 10 seconds instead.
         await org.releaseRedeliver(row.delivery_id, row.attempt_count, claim.token).catch(() => {});
@@ -201,3 +212,9 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     }
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });
+
+/** The 409 for a delivery whose next attempt is being made by its schedule (or a sweep's take-over). */
+function dueNow(dueAt: number): ApiError {
+  const due = new Date(dueAt).toISOString();
+  return new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
+}

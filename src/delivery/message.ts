@@ -46,11 +46,16 @@ export interface DeliveryMessage {
    */
   lease?: { attempt: number; until: number; scheduled?: boolean };
   /**
-   * Set by the stall sweep: the last attempt of the pending delivery it claimed. The
-   * message takes the delivery over and makes the next attempt, if nothing happened to
-   * it in between.
+   * Set by the stall sweep (or a redeliver of a stalled delivery): the last attempt of the
+   * pending delivery it claimed. The message takes the delivery over and makes the next
+   * attempt, if nothing happened to it in between.
    */
   take_over?: number;
+  /**
+   * With `take_over`: the claim's id (src/store/stalled.ts). The take-over is void once
+   * the delivery is claimed again. Unset in take-overs queued before 2026-11-30.
+   */
+  claim?: string;
 }
 
 /** Options for every `send`/`sendBatch` of a `DeliveryMessage`. */
@@ -120,7 +125,7 @@ export interface StoredDelivery {
  */
 export function resumeDeliveryMessage(
   stored: StoredDelivery,
-  resume: { redeliver_after: number } | { take_over: number },
+  resume: { redeliver_after: number } | { take_over: number; claim: string },
 ): DeliveryMessage {
   return {
     delivery_id: stored.delivery_id,

@@ -1,5 +1,5 @@
 import type { DeliveryState } from "../store/attempts";
-import { SWEPT_OWNER } from "../store/stalled";
+import { claimOwner, isClaimed } from "../store/stalled";
 import type { DeliveryMessage } from "./message";
 
 /**
@@ -17,9 +17,12 @@ import type { DeliveryMessage } from "./message";
  *   early (a crash after the log was written);
  * - stalled (pending, but overdue by more than STALLED_AFTER_SECONDS, 5 minutes by
  *   default: its owner message is lost or stuck): any message of the delivery takes it
- *   over and goes on with its schedule: the stall sweep's (`take_over`), a producer's
- *   re-send. A redeliver after the last attempt takes over any pending delivery,
- *   stalled or not, by making the next attempt now ("resend now");
+ *   over and goes on with its schedule: a producer's re-send, or the stall sweep's
+ *   (`take_over`), which first claims it (src/store/stalled.ts): a claimed delivery is
+ *   no longer stalled, and only the take-over holding the latest claim makes its next
+ *   attempt. A redeliver after the last attempt takes over any pending delivery by
+ *   making the next attempt now ("resend now"); of a stalled one, by a claim and a
+ *   take-over like the sweep's;
  * - leased (the fast or bulk lane handed attempt N off to finish in the background): until the
  *   lease ends the message waits; if attempt N is logged by then it goes on as above,
  *   otherwise (the background work died) it makes attempt N itself.
@@ -89,7 +92,7 @@ export function ownerOf(message: { id: string; body: Pick<DeliveryMessage, "owne
 
 export function planMessage(
   messageId: string,
-  message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over">,
+  message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over" | "claim">,
   state: DeliveryState | undefined,
   now: number,
   rules: { stalledAfterMs: number; attemptTimeoutMs: number },
@@ -100,9 +103,20 @@ export function planMessage(
     : plan;
 }
 
+/**
+ * Whether this message is the take-over of the claim the delivery is under: it follows the
+ * claimed attempt, and (since 2026-11-30, when claims got ids) carries that claim's id.
+ */
+function holdsClaim(message: Pick<DeliveryMessage, "take_over" | "claim">, state: DeliveryState): boolean {
+  return (
+    message.take_over === state.last_attempt &&
+    (message.claim === undefined || state.last_message_id === claimOwner(message.claim))
+  );
+}
+
 function planFromState(
   messageId: string,
-  message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over">,
+  message: Pick<DeliveryMessage, "redeliver_after" | "lease" | "take_over" | "claim">,
   state: DeliveryState | undefined,
   now: number,
   rules: { stalledAfterMs: number; attemptTimeoutMs: number },
@@ -113,7 +127,7 @@ function planFromState(
     // A sweep claimed the delivery since (the lease's message was late past the stall
     // threshold, in a backed-up lane): its take-over makes this attempt, unless this is
     // the take-over's own follower.
-    if (state?.last_message_id === SWEPT_OWNER && message.take_over !== state.last_attempt) {
+    if (state !== undefined && isClaimed(state.last_message_id) && !holdsClaim(message, state)) {
       return { kind: "drop", reason: "not_owner" };
     }
     const remainingMs = lease.until - now;
@@ -130,8 +144,9 @@ function planFromState(
   // owner: its marker only says which attempt it may follow.
   const owns = state !== undefined && state.last_message_id === messageId;
   if (message.take_over !== undefined && !owns) {
-    // The sweep claimed the delivery after exactly this attempt (src/delivery/sweep.ts).
-    return state !== undefined && state.next_attempt_at !== null && state.last_attempt === message.take_over
+    // The sweep claimed the delivery after exactly this attempt (src/delivery/sweep.ts),
+    // and has not claimed it again since.
+    return state !== undefined && state.next_attempt_at !== null && holdsClaim(message, state)
       ? { kind: "attempt", attempt: state.last_attempt + 1, scheduled: true }
       : { kind: "drop", reason: "stale_take_over" };
   }

@@ -15,7 +15,8 @@ import { resumeDeliveryMessage } from "./message";
  * the next attempt, with the event as stored. The claim gives the delivery an owner no
  * message has, so the old message, late rather than lost (a crash back-off, a backed-up
  * lane), is dropped if it turns up, before or after the take-over's attempt, instead of
- * sending that attempt too; the primary key keeps any attempt from being logged twice.
+ * sending that attempt too; so is an older take-over of the same delivery, once a later
+ * sweep claimed it again. The primary key keeps any attempt from being logged twice.
  * The orgs with overdue deliveries share a sweep: one with a big backlog takes its
  * share, not the sweep.
  */
@@ -31,14 +32,14 @@ export async function sweepStalledDeliveries(env: Env, now: number): Promise<{ r
   const swept = await Promise.all(
     allLogShards(env).map(async ({ name, db }) => {
       try {
-        const { stalled, abandoned } = await claimStalledDeliveries(db, overdueBefore, now, SWEEP_LIMIT);
+        const { stalled, abandoned, claim } = await claimStalledDeliveries(db, overdueBefore, now, SWEEP_LIMIT);
         if (abandoned.length > 0) {
           // Their event is gone (see ABANDON in src/store/stalled.ts): they end as failed.
           console.error(
             JSON.stringify({ event: "deliveries.sweep_abandoned", shard: name, deliveries: abandoned.slice(0, 20) }),
           );
         }
-        const messages = stalled.map((s) => resumeDeliveryMessage(s, { take_over: s.attempt }));
+        const messages = stalled.map((s) => resumeDeliveryMessage(s, { take_over: s.attempt, claim }));
         // If this fails, the claimed deliveries are due "now" and the sweep finds them again
         // once they are overdue: nothing is lost, only late.
         await enqueueDeliveries(env.DELIVERIES, messages);

@@ -66,8 +66,8 @@ export interface DeliveryState {
   /** The queue message that made the last attempt (it owns the schedule). */
   last_message_id: string;
   /**
-   * The queue message that made attempt 1 (its body is the stored event), or SWEPT_OWNER
-   * when a sweep claimed the delivery right after attempt 1 (src/store/stalled.ts).
+   * The queue message that made attempt 1 (its body is the stored event), or a claim's
+   * owner when a sweep claimed the delivery right after attempt 1 (src/store/stalled.ts).
    */
   first_message_id: string;
   /** When the next scheduled attempt is due; null when the delivery is finished. */

@@ -79,30 +79,40 @@ export const OVERDUE_ORGS = `
 const CLAIMED = "RETURNING delivery_id, attempt, org_id, job_id, event_type";
 
 /**
- * The owner a claim gives a delivery (`message_id` of its last attempt), which no queue
- * message has: the late owner, if it turns up while the take-over's attempt is under
- * way, is no longer the owner and is dropped, instead of making that same attempt. The
- * take-over owns the delivery once it has logged its attempt. (A claim whose take-over
- * cannot be queued leaves the delivery to the next sweep that finds it overdue.)
+ * The owner a claim gives a delivery (`message_id` of its last attempt): `sweep:` and
+ * the claim's own id, which no queue message has. The late owner, if it turns up while
+ * the take-over's attempt is under way, is no longer the owner and is dropped, instead of
+ * making that same attempt; and a take-over whose claim was claimed again since (it
+ * waited in the queue past the stall threshold itself) is dropped too, so that two
+ * take-overs of one delivery never both make its next attempt. The take-over owns the
+ * delivery once it has logged its attempt. (A claim whose take-over cannot be queued
+ * leaves the delivery to the next sweep that finds it overdue.)
  */
-export const SWEPT_OWNER = "sweep";
+export function claimOwner(claim: string): string {
+  return `sweep:${claim}`;
+}
+
+/** Whether a delivery's owner is a claim's: a take-over is due (claims before 2026-11-30 wrote `sweep`). */
+export function isClaimed(ownerId: string | undefined): boolean {
+  return ownerId === "sweep" || (ownerId?.startsWith("sweep:") ?? false);
+}
 
 /**
  * Claims the oldest overdue deliveries of org ?4: at most ?3, due before ?2. Claiming
  * sets `next_attempt_at = ?1` ("due now"), so another sweep leaves them alone until they
- * are overdue again, and their owner to SWEPT_OWNER; one statement picks and claims, so
+ * are overdue again, and their owner to ?5 (`claimOwner`); one statement picks and claims, so
  * two sweeps at once cannot claim a delivery twice. Of each delivery picked, only the last attempt keeps a due time.
  * (A row value `(delivery_id, attempt)`, or a second test against ?2 outside the
  * subquery, makes SQLite scan a whole index instead of looking each delivery up.)
  */
-export const CLAIM_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1, message_id = '${SWEPT_OWNER}'
+export const CLAIM_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1, message_id = ?5
    WHERE delivery_id IN (SELECT delivery_id FROM attempts INDEXED BY attempts_pending_by_org
                           WHERE org_id = ?4 AND next_attempt_at < ?2 ORDER BY next_attempt_at LIMIT ?3)
      AND next_attempt_at IS NOT NULL
   ${CLAIMED}`;
 
-/** Claims every overdue delivery (due before ?2) of the orgs in the JSON array ?3, as above. */
-export const CLAIM_ALL_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1, message_id = '${SWEPT_OWNER}'
+/** Claims every overdue delivery (due before ?2) of the orgs in the JSON array ?3, as above, for owner ?4. */
+export const CLAIM_ALL_OVERDUE = `UPDATE attempts SET next_attempt_at = ?1, message_id = ?4
    WHERE delivery_id IN (SELECT delivery_id FROM attempts INDEXED BY attempts_pending_by_org
                           WHERE org_id IN (SELECT value FROM json_each(?3)) AND next_attempt_at < ?2)
      AND next_attempt_at IS NOT NULL
@@ -170,6 +180,8 @@ export function shareOut(overdue: readonly number[], limit: number): number[] {
 export interface SweepClaim {
   stalled: StalledDelivery[];
   abandoned: string[];
+  /** The claim's id: its take-overs carry it (`claimOwner`). */
+  claim: string;
 }
 
 /**
@@ -215,11 +227,12 @@ export async function claimStalledDeliveries(
   }
   // Past an org left out, the next sweep starts from the last one served.
   const next = (allTaken ? stoppedAt : null) ?? served.at(-1)?.org_id;
-  if (next === undefined) return { stalled: [], abandoned: [] };
+  const claim = crypto.randomUUID();
+  if (next === undefined) return { stalled: [], abandoned: [], claim };
   const saveCursor = writeProgress(db, "sweep_progress", next);
   if (served.length === 0) {
     await saveCursor.run();
-    return { stalled: [], abandoned: [] };
+    return { stalled: [], abandoned: [], claim };
   }
 
   // The orgs with more than one: how many, up to more than the whole sweep.
@@ -241,8 +254,10 @@ export async function claimStalledDeliveries(
   // One round trip (a transaction): the orgs claimed whole, each other org's share, the cursor.
   const claimOne = db.prepare(CLAIM_OVERDUE);
   const statements = [
-    ...(whole.length > 0 ? [db.prepare(CLAIM_ALL_OVERDUE).bind(now, overdueBefore, JSON.stringify(whole))] : []),
-    ...partial.map(({ org, share }) => claimOne.bind(now, overdueBefore, share, org)),
+    ...(whole.length > 0
+      ? [db.prepare(CLAIM_ALL_OVERDUE).bind(now, overdueBefore, JSON.stringify(whole), claimOwner(claim))]
+      : []),
+    ...partial.map(({ org, share }) => claimOne.bind(now, overdueBefore, share, org, claimOwner(claim))),
   ];
   const results = await db.batch<Omit<StalledDelivery, "webhook_url" | "body">>([...statements, saveCursor]);
   const claimed = results.slice(0, statements.length).flatMap((r) => r.results);
@@ -259,7 +274,32 @@ export async function claimStalledDeliveries(
       return event === undefined ? [] : [{ ...row, ...event }];
     }),
     abandoned,
+    claim,
   };
+}
+
+/**
+ * Claims one stalled delivery as a sweep would, for a redeliver: only if its last attempt
+ * is still `lastAttempt` and it is still due before `overdueBefore` (no sweep claimed it
+ * and no attempt was logged since). True when claimed: the caller queues its take-over.
+ * A redeliver and a sweep in the same minute then make one take-over between them.
+ */
+export async function claimStalledDelivery(
+  db: LogDb,
+  delivery: { orgId: string; deliveryId: string; lastAttempt: number },
+  overdueBefore: number,
+  now: number,
+  claim: string,
+): Promise<boolean> {
+  const { results } = await db
+    .prepare(
+      `UPDATE attempts SET next_attempt_at = ?1, message_id = ?2
+        WHERE delivery_id = ?3 AND attempt = ?4 AND org_id = ?5 AND next_attempt_at < ?6
+        RETURNING delivery_id`,
+    )
+    .bind(now, claimOwner(claim), delivery.deliveryId, delivery.lastAttempt, delivery.orgId, overdueBefore)
+    .run();
+  return results.length === 1;
 }
 
 /**

@@ -38,8 +38,8 @@ import {
 
 const advance = fakeDate();
 
-/** Runs the every-minute cron; answers the messages it queued (kept off the real queue). */
-async function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
+/** Runs `work`, catching what it queues on the fast lane (kept off the real queue) as messages to run here. */
+async function queuedBy(work: () => Promise<unknown>): Promise<Array<{ id: string; body: DeliveryMessage }>> {
   const sent: DeliveryMessage[] = [];
   const capture = async (messages: Iterable<MessageSendRequest<unknown>>) => {
     for (const m of messages) sent.push(m.body as DeliveryMessage);
@@ -49,10 +49,20 @@ async function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
     .spyOn(env.DELIVERIES, "send")
     .mockImplementation(async (body) => void (await capture([{ body }])) as never);
   const sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(capture);
-  await worker.scheduled(createScheduledController({ cron: SWEEP_CRON, scheduledTime: Date.now() }), env);
-  send.mockRestore();
-  sendBatch.mockRestore();
+  try {
+    await work();
+  } finally {
+    send.mockRestore();
+    sendBatch.mockRestore();
+  }
   return sent.map((body) => ({ id: uniqueId("msg"), body }));
+}
+
+/** Runs the every-minute cron; answers the messages it queued. */
+function sweep(): Promise<Array<{ id: string; body: DeliveryMessage }>> {
+  return queuedBy(() =>
+    worker.scheduled(createScheduledController({ cron: SWEEP_CRON, scheduledTime: Date.now() }), env),
+  );
 }
 
 /** A delivery of `orgId` whose attempt 1 failed and whose next attempt was due at `dueAt`. */
@@ -166,6 +176,63 @@ describe("the stall sweep", () => {
     expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
   });
 
+  it("makes attempt 2 once when a take-over and a later claim's take-over run at the same time", async () => {
+    // Attempt 2 answers after half a second (the tests' timeout is 1 s): both take-overs would be under way at once.
+    const { hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200, delayMs: 500 }]);
+    advance(60 + 6 * 60);
+    const [first] = await sweep();
+    // The first take-over waits in a backed-up lane past the stall threshold itself: claimed again.
+    advance(6 * 60);
+    const [second] = await sweep();
+    expect(second!.body).toMatchObject({ delivery_id: message.body.delivery_id, take_over: 1 });
+    expect(second!.body.claim).not.toBe(first!.body.claim);
+
+    // They reach two runs at once: only the latest claim's take-over sends.
+    const runs = await Promise.all([runConsumer([first!]), runConsumer([second!])]);
+    expect(runs.flatMap((r) => r.acked).sort()).toEqual([first!.id, second!.id].sort());
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, "failed"],
+      [2, "succeeded"],
+    ]);
+  });
+
+  it("makes attempt 2 once when a redeliver of a stalled delivery and the minute's sweep meet", async () => {
+    const { orgId, hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200, delayMs: 500 }]);
+    const key = await orgKey(orgId);
+    advance(60 + 6 * 60);
+    const [resend] = await queuedBy(async () => {
+      const res = await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key });
+      expect(res.status).toBe(202);
+    });
+    // The resend's attempt 2 is under way when the sweep runs: the sweep finds the
+    // delivery already taken over, and queues nothing for it.
+    const resent = runConsumer([resend!]);
+    await vi.waitUntil(async () => (await hook.requests()).length === 2, { timeout: 5_000, interval: 20 });
+    const swept = (await sweep()).filter((m) => m.body.delivery_id === message.body.delivery_id);
+    await Promise.all([resent, swept.length > 0 && runConsumer(swept)]);
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+    expect(swept).toEqual([]);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.outcome])).toEqual([
+      [1, "failed"],
+      [2, "succeeded"],
+    ]);
+  });
+
+  it("answers a redeliver that finds the sweep's claim first with 409: the take-over makes the attempt", async () => {
+    const { orgId, hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
+    const key = await orgKey(orgId);
+    advance(60 + 6 * 60);
+    const [takeOver] = await sweep();
+    const resent = await queuedBy(async () => {
+      const res = await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key });
+      expect(res.status).toBe(409);
+    });
+    expect(resent).toEqual([]);
+    await runConsumer([takeOver!]);
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+  });
+
   it("leaves pending deliveries that are on time, finished ones, and attempts that were retried", async () => {
     const onTime = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
     advance(61);
@@ -180,8 +247,8 @@ describe("the stall sweep", () => {
     const now = Date.now();
     const plans = [
       env.DB.prepare(`EXPLAIN QUERY PLAN ${OVERDUE_ORGS}`).bind(now, SWEEP_WALK_LIMIT, SWEEP_ORGS, "", "org_m", 201),
-      env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_OVERDUE}`).bind(now, now, 66, "org_a"),
-      env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_ALL_OVERDUE}`).bind(now, now, '["org_a","org_b"]'),
+      env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_OVERDUE}`).bind(now, now, 66, "org_a", "sweep:x"),
+      env.DB.prepare(`EXPLAIN QUERY PLAN ${CLAIM_ALL_OVERDUE}`).bind(now, now, '["org_a","org_b"]', "sweep:x"),
       env.DB.prepare(`EXPLAIN QUERY PLAN ${COUNT_OVERDUE}`).bind(now, 201, '["org_a","org_b"]'),
     ];
     for (const plan of await env.DB.batch<{ detail: string }>(plans)) {
