@@ -7,7 +7,7 @@ import { type InexactNumber, MAX_DATA_DEPTH, parseExactJson, TooDeepJson } from 
 /**
  * Reads a JSON request body in the order a client would want its mistakes reported:
  * wrong `Content-Type` → 415, too large → 413 (from `Content-Length`, or while
- * streaming when there is none), not JSON → 400 `invalid_json`. Only then does the
+ * streaming when there is none), not JSON (or not UTF-8) → 400 `invalid_json`. Only then does the
  * route's zod schema see it (400 `invalid_request`).
  *
  * With `optional`, a request without a body counts as `{}`.
@@ -28,7 +28,19 @@ export const JSON_BODY_ERRORS = {
   415: errorResponseSpec("Body is not `application/json`"),
 };
 
-const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
+/**
+ * A JSON media type: the part of `Content-Type` before any `;`, trimmed, any case (what
+ * Hono's own validator reads a body by, `hono/validator`). Anything RFC 9110 allows
+ * around it (spaces before the `;`, a `charset`) is fine.
+ */
+const JSON_MEDIA_TYPE = /^application\/([\w.-]+\+)?json$/i;
+
+function isJsonContentType(header: string | undefined): boolean {
+  return JSON_MEDIA_TYPE.test((header ?? "").split(";")[0]!.trim());
+}
+
+/** UTF-8 that refuses malformed bytes, where `text()` would replace them with U+FFFD and deliver that. */
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
 export function jsonBody(
   maxBytes: number,
@@ -38,19 +50,25 @@ export function jsonBody(
     createMiddleware<{ Variables: JsonBodyVariables }>(async (c, next) => {
       if (optional && isEmpty(c.req.raw)) {
         // No body means `{}`, whatever Content-Type came with it (curl -X POST sends none).
-        const headers = new Headers(c.req.raw.headers);
-        headers.set("content-type", "application/json");
-        c.req.raw = new Request(c.req.raw, { body: "{}", headers });
+        c.req.raw = new Request(c.req.raw, { body: "{}", headers: withJsonType(c.req.raw.headers) });
         c.set("json", {});
         c.set("inexact", []);
         return next();
       }
-      if (!JSON_TYPE.test(c.req.header("content-type") ?? "")) {
+      const type = c.req.header("content-type");
+      if (!isJsonContentType(type)) {
         throw new ApiError(
           415,
           "unsupported_media_type",
           "the body must be JSON, sent with Content-Type: application/json",
         );
+      }
+      if (type !== "application/json") {
+        // The route's validators (@hono/zod-openapi) take a stricter spelling than RFC 9110
+        // allows (`application/json ; charset=utf-8` is refused), and the one for an
+        // optional body reads an unexpected one as no body at all. They see the one they
+        // take; a JSON body is UTF-8 whatever its charset says.
+        c.req.raw = new Request(c.req.raw, { headers: withJsonType(c.req.raw.headers) });
       }
       await next();
     }),
@@ -62,7 +80,12 @@ export function jsonBody(
     }),
     createMiddleware<{ Variables: JsonBodyVariables }>(async (c, next) => {
       if (c.var.json !== undefined) return next();
-      const text = await c.req.text();
+      let text: string;
+      try {
+        text = strictUtf8.decode(await c.req.arrayBuffer());
+      } catch {
+        throw new ApiError(400, "invalid_json", "the body is not valid JSON: it is not UTF-8");
+      }
       let parsed: ReturnType<typeof parseExactJson>;
       try {
         parsed = parseExactJson(text);
@@ -78,6 +101,12 @@ export function jsonBody(
       await next();
     }),
   ];
+}
+
+function withJsonType(headers: Headers): Headers {
+  const copy = new Headers(headers);
+  copy.set("content-type", "application/json");
+  return copy;
 }
 
 /** A request without a body, or with an empty one (`curl -X POST` sends `Content-Length: 0`). */

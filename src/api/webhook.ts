@@ -165,8 +165,8 @@ const sendTest = createRoute({
               webhook_url: z
                 .string()
                 .max(MAX_WEBHOOK_URL_LENGTH)
-                .optional()
-                .openapi({ description: "Defaults to the org default" }),
+                .nullish()
+                .openapi({ description: "Defaults to the org default (also when null, as on ingest)" }),
               event_type: EventTypeSchema.default("job.completed").openapi({
                 description: "Which sample event to send, shaped as the docs show it",
               }),

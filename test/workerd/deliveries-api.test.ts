@@ -522,6 +522,38 @@ describe("POST /v1/webhook/test", () => {
     expect(await orgDefault.requests()).toEqual([]);
   });
 
+  it("reads its body under any spelling of the JSON media type, and refuses the ones it would not read", async () => {
+    const { key } = await newOrg();
+    const orgDefault = receiver(uniqueId("test-default"));
+    const hook = receiver(uniqueId("test-url"));
+    expect((await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: orgDefault.url } })).status).toBe(200);
+    const body = { webhook_url: hook.url, event_type: "job.failed" };
+    const res = await call("POST", "/v1/webhook/test", {
+      token: key,
+      body,
+      headers: { "Content-Type": "Application/JSON ; charset=UTF-8" },
+    });
+    expect(res.status).toBe(202);
+    await vi.waitUntil(async () => (await hook.requests()).length === 1, { timeout: 10_000, interval: 50 });
+    expect(JSON.parse((await hook.requests())[0]!.text)).toMatchObject({ type: "job.failed" });
+    // A type whose body would reach the route as `{}` (the sample to the default URL): 415, nothing sent.
+    const odd = await call("POST", "/v1/webhook/test", {
+      token: key,
+      body,
+      headers: { "Content-Type": "application/vnd.a+b+json" },
+    });
+    expect(odd.status).toBe(415);
+    expect(await orgDefault.requests()).toEqual([]);
+  });
+
+  it("takes webhook_url null as none given: the org default", async () => {
+    const { key } = await newOrg();
+    const orgDefault = receiver(uniqueId("test-default"));
+    expect((await call("PUT", "/v1/webhook", { token: key, body: { webhook_url: orgDefault.url } })).status).toBe(200);
+    expect((await call("POST", "/v1/webhook/test", { token: key, body: { webhook_url: null } })).status).toBe(202);
+    await vi.waitUntil(async () => (await orgDefault.requests()).length === 1, { timeout: 10_000, interval: 50 });
+  });
+
   it.each([
     ["no URL and no org default", undefined, 400, "no_webhook_url"],
     ["a private URL", { webhook_url: "https://10.0.0.8/hook" }, 400, "invalid_request"],

@@ -29,7 +29,8 @@ export async function call(
   const init: RequestInit = { method, headers: { ...headers } };
   if (token !== undefined) (init.headers as Record<string, string>).Authorization = `Bearer ${token}`;
   if (body !== undefined) {
-    init.body = typeof body === "string" ? body : JSON.stringify(body);
+    // A string or bytes go as they are; anything else as JSON.
+    init.body = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)["Content-Type"] ??= "application/json";
   }
   return worker.fetch(new Request(`https://dispatcher.test${path}`, init), env, createExecutionContext());

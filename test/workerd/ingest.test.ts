@@ -133,6 +133,21 @@ describe("POST /v1/events", () => {
 });
 
 describe("bad input to POST /v1/events answers a JSON error and queues nothing", () => {
+  it("refuses a body that is not UTF-8, rather than deliver it with U+FFFD in place of its bytes", async () => {
+    const event = jobEvent("org_ingest", uniqueId("job"));
+    const text = JSON.stringify({ ...event, data: { ...event.data, note: "caf\u00e9" } });
+    // The same event in Latin-1: é is the single byte 0xE9, which UTF-8 does not allow there.
+    const latin1 = Uint8Array.from(text, (ch) => ch.charCodeAt(0));
+    const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: latin1 });
+    expect(res.status).toBe(400);
+    const refused = { code: "invalid_json", message: expect.stringMatching(/UTF-8/) };
+    expect(await res.json()).toMatchObject({ error: refused });
+    expect(queue.calls()).toHaveLength(0);
+    // As UTF-8 it is queued, é and all.
+    expect((await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: text })).status).toBe(202);
+    expect(new TextDecoder().decode(sentMessages()[0]!.body)).toContain("caf\u00e9");
+  });
+
   const valid = () => jobEvent("org_ingest", uniqueId("job"));
   const withData = (patch: Record<string, unknown>) => {
     const event = valid();
