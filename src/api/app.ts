@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { apiKeys } from "./api-keys";
 import { requireOperator, requireOrgKey, requireProducer } from "./auth";
 import { deliveries } from "./deliveries";
-import { notFound, onError, validationHook } from "./errors";
+import { errorResponseSpec, notFound, onError, validationHook } from "./errors";
 import { events } from "./events";
 import { indexPage } from "./index-page";
 import { listen } from "./listen";
@@ -47,6 +47,17 @@ app.route("/", webhook);
 app.route("/", webhookLogs);
 app.route("/", deliveries);
 app.route("/", listen);
+
+// Any route but /health can meet a fault it cannot answer for (a queue, D1 or the org's
+// object unavailable): 500 `internal`, documented once here rather than route by route.
+const INTERNAL_500 = errorResponseSpec(
+  "`internal`: a fault on our side (a queue, a database or the org's settings unavailable); " +
+    "the request may be tried again as it was",
+);
+for (const definition of app.openAPIRegistry.definitions) {
+  if (definition.type === "route" && definition.route.path !== "/health")
+    definition.route.responses[500] ??= INTERNAL_500;
+}
 
 app.openAPIRegistry.registerComponent("securitySchemes", "producerToken", {
   type: "http",

@@ -91,7 +91,8 @@ const redeliverRoute = createRoute({
     "attempt is older than the log retention (`LOG_RETENTION_DAYS`) is about to be deleted: 409.",
   tags: ["Deliveries"],
   ...orgKeyRoute,
-  request: { params: DeliveryParams, query: strictQuery({}) },
+  // A bookmark is taken, as on the reads (a redeliver reads the primary, the newest log, anyway).
+  request: { params: DeliveryParams, query: strictQuery({}), headers: BookmarkHeaders },
   responses: {
     202: {
       description: "Queued",

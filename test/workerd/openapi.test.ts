@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { type Schema, Validator } from "@cfworker/json-schema";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { ERROR_CODES } from "../../src/api/errors";
 import {
   call,
@@ -93,9 +93,11 @@ describe("/openapi.json", () => {
       if (!path.startsWith("/v1/")) continue;
       for (const [method, op] of Object.entries(ops)) {
         expect(op.security, `${method} ${path}`).toHaveLength(1);
-        expect(op.responses["401"]?.content?.["application/json"]?.schema, `${method} ${path}`).toEqual({
-          $ref: "#/components/schemas/Error",
-        });
+        for (const status of ["401", "500"]) {
+          expect(op.responses[status]?.content?.["application/json"]?.schema, `${method} ${path} ${status}`).toEqual({
+            $ref: "#/components/schemas/Error",
+          });
+        }
       }
     }
     expect(Object.keys(doc.components.securitySchemes).sort()).toEqual(["operatorToken", "orgKey", "producerToken"]);
@@ -202,6 +204,21 @@ describe("/openapi.json", () => {
       const res = await call("GET", path, { token });
       expect(res.status, path).toBe(404);
       expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+    }
+  });
+
+  it("answers a fault inside as the documented 500: the queue refusing an event's write", async () => {
+    const refuse = async () => {
+      throw new Error("queue unavailable");
+    };
+    vi.spyOn(env.DELIVERIES, "send").mockImplementation(refuse);
+    vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(refuse);
+    try {
+      const res = await call("POST", "/v1/events", { token: PRODUCER_TOKEN, body: jobEvent("org_x", uniqueId("job")) });
+      expect(res.status).toBe(500);
+      await expectConforms(res, "/v1/events", "post");
+    } finally {
+      vi.restoreAllMocks();
     }
   });
 
