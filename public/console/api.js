@@ -107,14 +107,15 @@ export function asApiError(error) {
 }
 
 /**
- * The message and what `details` says of each field (which filter to fix).
+ * The message and what `details` says of each field (which filter to fix), unless it
+ * repeats the message.
  * @param {string} message
  * @param {unknown} details `[{path, message}]` from a 400 (src/api/errors.ts)
  */
 function withDetails(message, details) {
   if (!Array.isArray(details)) return message;
   const parts = details.flatMap((d) =>
-    d && typeof d.message === "string"
+    d && typeof d.message === "string" && d.message !== message
       ? [`${Array.isArray(d.path) && d.path.length ? `${d.path.join(".")}: ` : ""}${d.message}`]
       : [],
   );
@@ -183,12 +184,17 @@ export async function api(method, path, body, key = session.key) {
   // Bookmarks sort by time: keep the newest (answers may arrive out of order).
   if (bookmark !== null && (session.bookmark === null || bookmark > session.bookmark)) session.bookmark = bookmark;
   if (!res.ok) {
+    const message = withDetails(
+      data?.error?.message ??
+        (res.status === 429 ? "Too many requests for this org right now." : `The server answered HTTP ${res.status}.`),
+      data?.error?.details,
+    );
+    // A 429's message says which limit; how long to wait too, or Retry-After does.
+    const wait = res.status === 429 ? res.headers.get("Retry-After") : null;
     const error = new ApiError(
       res.status,
       data?.error?.code ?? "http_error",
-      res.status === 429
-        ? "Too many requests for this org right now. Wait a minute, then try again."
-        : withDetails(data?.error?.message ?? `The server answered HTTP ${res.status}.`, data?.error?.details),
+      wait && !message.includes(`${wait} s`) ? `${message} Try again in ${wait} s.` : message,
     );
     if (res.status === 401 && key === session.key) {
       onUnauthorized("That API key was not accepted: it is invalid or has been revoked.");

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { $, $input, $select, copyButton, el, exactTime, idFacts, pretty, timeEl } from "./dom.js";
-import { attemptStatus } from "./logs.js";
+import { attemptDetail, attemptStatus } from "./logs.js";
 import { navigate, Pager, viewLink } from "./nav.js";
 import { redeliverButton } from "./redeliver.js";
 import { ListView } from "./rows.js";
@@ -84,17 +84,25 @@ const view = new ListView({
         el("td", { "data-label": "Job ID", class: "mono", text: d.job_id }),
         el("td", { "data-label": "Status" }, statusBadge(d)),
         el("td", { "data-label": "Attempts", text: String(d.attempt_count) }),
-        el("td", { "data-label": "Next retry" }, d.next_attempt_at ? timeEl(d.next_attempt_at) : "—"),
+        el("td", { "data-label": "Next retry" }, d.next_attempt_at ? timeEl(d.next_attempt_at, true) : "—"),
       ],
-      detail: async () => renderDetail(await api("GET", `/v1/deliveries/${encodeURIComponent(d.id)}`)),
+      detail: async () => {
+        const detail = await api("GET", `/v1/deliveries/${encodeURIComponent(d.id)}`);
+        const last = detail.attempts.at(-1);
+        return renderDetail(detail, last ? await attemptDetail(last.id).catch(() => null) : null);
+      },
     })),
 });
 
 /** Loads the page the URL names. */
 export const loadDeliveries = () => view.load();
 
-/** @param {DeliveryDetail} d */
-function renderDetail(d) {
+/**
+ * @param {DeliveryDetail} d
+ * @param {import("./api.js").AttemptDetail | null} sent its latest attempt: its URL, and the bytes sent
+ *   (not `payload` re-serialised)
+ */
+function renderDetail(d, sent) {
   const status = el("p", { class: "status", role: "status" });
   const pending = d.status === "pending";
   const redeliver = redeliverButton(d.id, status, {
@@ -118,12 +126,12 @@ function renderDetail(d) {
       el("dt", { text: "Status" }),
       el("dd", {}, statusBadge(d), d.last_error ? ` last error: ${d.last_error}` : ""),
       el("dt", { text: "Sent to" }),
-      el("dd", { class: "mono", text: d.webhook_url ?? "the org's default URL" }),
+      el("dd", { class: "mono", text: sent ? (sent.url ?? "(none)") : (d.webhook_url ?? "the org's default URL") }),
       el("dt", { text: "Created" }),
       el("dd", { text: exactTime(d.created_at) }),
       pending && d.next_attempt_at ? el("dt", { text: "Next retry" }) : null,
       pending && d.next_attempt_at
-        ? el("dd", {}, timeEl(d.next_attempt_at), ` (${exactTime(d.next_attempt_at)})`)
+        ? el("dd", {}, timeEl(d.next_attempt_at, true), ` (${exactTime(d.next_attempt_at)})`)
         : null,
     ),
     el("div", { class: "actions" }, redeliver, toLog),
@@ -151,7 +159,7 @@ function renderDetail(d) {
       "h4",
       {},
       "Payload",
-      copyButton("Copy payload", () => JSON.stringify(d.payload, null, 2)),
+      copyButton("Copy payload", () => sent?.request.body ?? JSON.stringify(d.payload, null, 2)),
     ),
     payload,
   );

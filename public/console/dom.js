@@ -112,13 +112,34 @@ export function relativeTime(iso, now = Date.now()) {
 }
 
 /**
+ * What a `<time>` reads now: a due time past is late (the stall sweep takes it within
+ * minutes), not "7 minutes ago".
+ * @param {HTMLTimeElement} node
+ */
+const timeText = (node) =>
+  node.dataset.due !== undefined && Date.parse(node.dateTime) <= Date.now()
+    ? "overdue: retrying shortly"
+    : relativeTime(node.dateTime);
+
+/**
  * A `<time>` that reads as a relative time, with the exact one on hover and for
  * assistive technology.
  * @param {string} iso
+ * @param {boolean} [due] a next retry's
  */
-export function timeEl(iso) {
-  return el("time", { datetime: iso, title: exactTime(iso), text: relativeTime(iso) });
+export function timeEl(iso, due = false) {
+  const node = /** @type {HTMLTimeElement} */ (el("time", { datetime: iso, title: exactTime(iso), "data-due": due }));
+  node.textContent = timeText(node);
+  return node;
 }
+
+// One timer for the page: a tab left open must not say "in 1 minute" 20 minutes later.
+setInterval(() => {
+  for (const node of document.querySelectorAll("time")) {
+    const text = timeText(node);
+    if (node.textContent !== text) node.textContent = text;
+  }
+}, 30_000);
 
 /** Indented JSON when the text is JSON; the text itself otherwise. @param {string} text */
 export function pretty(text) {

@@ -26,13 +26,13 @@ $("filters").addEventListener("submit", (event) => {
 });
 $("refresh").addEventListener("click", () => loadLogs());
 
-/** An attempt's outcome as a badge, its cause on hover. @param {Attempt} attempt */
+/** An attempt's outcome as a badge ("✗ 200 · timeout": the body timed out), why on hover. @param {Attempt} attempt */
 export function attemptStatus(attempt) {
   const label =
     attempt.status_code === null
       ? String(attempt.error)
-      : attempt.error === "redirect"
-        ? `${attempt.status_code} redirect`
+      : attempt.error && attempt.error !== "http_status"
+        ? `${attempt.status_code} · ${attempt.error}`
         : String(attempt.status_code);
   return el("span", {
     class: `badge ${attempt.outcome === "succeeded" ? "ok" : "fail"}`,
@@ -67,13 +67,16 @@ const view = new ListView({
         el("td", { "data-label": "Status" }, attemptStatus(a)),
         el("td", { "data-label": "Response time", text: `${a.response_time_ms} ms` }),
       ],
-      detail: async () => {
-        const detail = details.get(a.id) ?? (await api("GET", `/v1/webhook-logs/${encodeURIComponent(a.id)}`));
-        details.set(a.id, detail);
-        return renderDetail(detail);
-      },
+      detail: async () => renderDetail(await attemptDetail(a.id)),
     })),
 });
+
+/** One attempt in full. @param {string} id @returns {Promise<AttemptDetail>} */
+export async function attemptDetail(id) {
+  const detail = details.get(id) ?? (await api("GET", `/v1/webhook-logs/${encodeURIComponent(id)}`));
+  details.set(id, detail);
+  return detail;
+}
 
 /** Loads the page the URL names. */
 export const loadLogs = () => view.load();

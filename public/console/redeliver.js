@@ -46,16 +46,20 @@ export function redeliverButton(deliveryId, status, { label, after }) {
     node.disabled = true;
     say(status, "Sending it now…");
     const scope = thisSession();
+    // Reloaded only if still shown: another view has its own URL and open rows.
+    const view = node.closest("section");
     try {
       const due = await dueNow(scope.api, deliveryId);
       await scope.api("POST", `/v1/deliveries/${encodeURIComponent(deliveryId)}/redeliver`);
-      const text = due
-        ? `Sent now instead of at ${exactTime(due)}. If it succeeds, that retry is dropped; ` +
-          "if it fails, the schedule goes on from it."
-        : "Redelivery queued: a new attempt is made in a moment.";
+      const text = !due
+        ? "Redelivery queued: a new attempt is made in a moment."
+        : Date.parse(due) > Date.now()
+          ? `Sent now instead of at ${exactTime(due)}. If it succeeds, that retry is dropped; ` +
+            "if it fails, the schedule goes on from it."
+          : "Sent now: its retry was overdue. If it fails, the schedule goes on from it.";
       say(status, text, "ok");
       said.set(deliveryId, { text, at: Date.now(), refocus: true });
-      setTimeout(() => scope.active() && after(), 1500);
+      setTimeout(() => scope.active() && !view?.hidden && after(), 1500);
     } catch (thrown) {
       said.delete(deliveryId);
       const error = asApiError(thrown);

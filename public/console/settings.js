@@ -19,7 +19,7 @@ import {
   timeEl,
 } from "./dom.js";
 import { loadKeys } from "./keys.js";
-import { attemptStatus } from "./logs.js";
+import { attemptDetail, attemptStatus } from "./logs.js";
 import { viewLink } from "./nav.js";
 
 /** @typedef {import("./api.js").Settings} Settings */
@@ -36,19 +36,25 @@ const state = { settings: null, secretShown: false };
  */
 const SETTINGS_CONTROLS = ["webhook-url", "save-url", "reveal", "copy", "rotate"];
 
+/** Counts loads: an older answer landing last must not overwrite a URL typed since. */
+let loads = 0;
+
 export async function loadSettings() {
+  const load = ++loads;
   for (const id of SETTINGS_CONTROLS) $control(id).disabled = true;
   state.secretShown = false; // shown after a rotation, not whenever Settings is opened again
   $("view-settings").setAttribute("aria-busy", "true");
   loadKeys();
   try {
-    state.settings = await api("GET", "/v1/webhook");
+    const answer = await api("GET", "/v1/webhook");
+    if (load !== loads) return;
+    state.settings = answer;
     renderUrl();
     renderSecret();
     for (const id of SETTINGS_CONTROLS) $control(id).disabled = false;
   } catch (thrown) {
     const error = asApiError(thrown);
-    if (isQuiet(error)) return;
+    if (isQuiet(error) || load !== loads) return;
     say("url-status", error.message, "error");
     // The controls stay off until the settings are known: offer to ask again.
     if (worthRetrying(error)) {
@@ -57,7 +63,7 @@ export async function loadSettings() {
       $("url-status").append(" ", again);
     }
   } finally {
-    $("view-settings").removeAttribute("aria-busy");
+    if (load === loads) $("view-settings").removeAttribute("aria-busy");
   }
 }
 
@@ -180,7 +186,7 @@ function renderHealth() {
     h.recent.length === 0 ? "None yet" : "",
   );
   renderChart(h.hourly);
-  loadRecentFailures();
+  loadRecentFailures(h.endpoint);
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -246,18 +252,34 @@ function renderChart(hours) {
   $("health-chart-bars").replaceChildren(chart);
 }
 
-/** The org's last few failed attempts, each one click from the log. */
-async function loadRecentFailures() {
+/** @param {string | null} url */
+function originOf(url) {
+  try {
+    return url && new URL(url).origin;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The endpoint's last failed attempts, each one click from the log: the log's are the
+ * org's, so those sent to another host (an event's own URL) or nowhere are left out.
+ * @param {string} endpoint an origin, as the health's
+ */
+async function loadRecentFailures(endpoint) {
   const list = $("recent-failures");
   try {
     /** @type {import("./api.js").Page<import("./api.js").Attempt>} */
-    const page = await api("GET", "/v1/webhook-logs?outcome=failed&limit=5");
-    if (!page.data.length) {
-      list.replaceChildren(el("li", { class: "muted", text: "No failed attempts in the log." }));
+    const page = await api("GET", "/v1/webhook-logs?outcome=failed&limit=10");
+    const urls = await Promise.all(page.data.map(async (a) => (await attemptDetail(a.id)).url));
+    const mine = page.data.filter((_, i) => originOf(urls[i]) === endpoint);
+    if (state.settings?.health?.endpoint !== endpoint) return; // a newer URL's is due
+    if (!mine.length) {
+      list.replaceChildren(el("li", { class: "muted", text: "None among the org's latest failed attempts." }));
       return;
     }
     list.replaceChildren(
-      ...page.data.map((a) => {
+      ...mine.slice(0, 5).map((a) => {
         const link = viewLink(a.job_id, { view: "logs", delivery_id: a.delivery_id });
         return el("li", {}, timeEl(a.attempted_at), link, `#${a.attempt}`, attemptStatus(a));
       }),
@@ -355,8 +377,9 @@ $("send-test").addEventListener("click", async () => {
       result.replaceChildren(`Delivered: HTTP ${attempt.status_code} in ${attempt.response_time_ms} ms. `, link);
     } else {
       result.dataset.kind = "error";
+      const why = attempt.error_detail ? ` (${attempt.error_detail})` : "";
       result.replaceChildren(
-        `Failed: ${attempt.status_code ?? ""} ${attempt.error} after ${attempt.response_time_ms} ms. `,
+        `Failed: ${attempt.status_code ?? ""} ${attempt.error} after ${attempt.response_time_ms} ms${why}. `,
         link,
       );
     }

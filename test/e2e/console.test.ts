@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { type Browser, type BrowserContext, chromium, type Page, type Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,8 +17,8 @@ import { record } from "./support/summary";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SHOTS = process.env.UPDATE_SCREENSHOTS
-  ? new URL("../../docs/screenshots/", import.meta.url).pathname
-  : new URL("./.tmp/screenshots/", import.meta.url).pathname;
+  ? fileURLToPath(new URL("../../docs/screenshots/", import.meta.url))
+  : fileURLToPath(new URL("./.tmp/screenshots/", import.meta.url));
 
 let browser: Browser;
 let context: BrowserContext;
@@ -152,6 +153,8 @@ describe("the console", () => {
     await page.getByLabel("Default webhook URL").fill("https://10.0.0.1/hook");
     await page.getByRole("button", { name: "Save URL" }).click();
     await expect.poll(() => page.locator("#url-status").textContent()).toContain("private");
+    // The reason once, not again as its field's detail.
+    expect(await page.locator("#url-status").textContent()).not.toContain("(webhook_url:");
     expect((await settings()).webhook_url).toBeNull();
 
     await page.getByLabel("Default webhook URL").fill(hook.url);
@@ -192,9 +195,12 @@ describe("the console", () => {
     expect(await page.locator("#health-chart-caption").textContent()).toMatch(
       /Attempts by hour, last 24 hours: [12] hours? with attempts/, // 2 when the test runs across an hour
     );
-    // Recent failures: the org's last failed attempts (the history), one click from the log.
+    // Recent failures: this endpoint's last failed attempts (the history sent to its host), one click from
+    // the log; not the org's no_webhook_url ones.
     await expect.poll(() => page.locator("#recent-failures li").count()).toBe(5);
-    expect(await page.locator("#recent-failures li").first().textContent()).toMatch(/job_history_\d+.*✗/s);
+    for (const text of await page.locator("#recent-failures li").allTextContents()) {
+      expect(text).toMatch(/job_history_\d+.*✗ 503/s);
+    }
 
     // Both lanes, from an answer held to a known state (the lanes themselves are proven
     // in test/e2e/isolation.test.ts).
@@ -469,9 +475,21 @@ describe("the console", () => {
     await expect.poll(() => detail.locator(".attempts li").count()).toBe(3);
     for (const text of await detail.locator(".attempts li").allTextContents()) expect(text).toMatch(/✗ 503/);
     expect(await detail.getByLabel("Payload", { exact: true }).textContent()).toContain('"job_id": "job_history_1"');
+    // Sent to: where its latest attempt went (the event's own URL), not "the org's default URL".
+    expect(await detail.textContent()).toContain("/hook/console-failing-");
+    await detail.getByRole("button", { name: "Copy payload" }).click();
+    const payload = await clipboard();
     await detail.getByRole("button", { name: "Copy delivery ID" }).click();
     const deliveryId = await clipboard();
     expect(deliveryId).toMatch(/^dlv_/);
+    // The payload is copied as sent (the bytes its signature is over), not as indented here.
+    const logged = (await (await api("GET", `/v1/webhook-logs?delivery_id=${deliveryId}&limit=1`, org.key)).json()) as {
+      data: Array<{ id: string }>;
+    };
+    const attempt = (await (await api("GET", `/v1/webhook-logs/${logged.data[0]!.id}`, org.key)).json()) as {
+      request: { body: string };
+    };
+    expect(payload).toBe(attempt.request.body);
 
     await detail.getByRole("link", { name: "Open its attempts in the log" }).click();
     await expect.poll(() => page.url()).toContain(`view=logs&delivery_id=${deliveryId}`);
@@ -495,6 +513,18 @@ describe("the console", () => {
     await expect
       .poll(() => deliveryRows().first().textContent(), { timeout: 10_000 })
       .toMatch(/job_resend.*Pending.*in (9|10) minutes/s);
+    // A retry past its time reads as overdue, not as "7 minutes ago".
+    await page.route(/\/v1\/deliveries\?/, async (route) => {
+      const answer = await route.fetch();
+      const body = (await answer.json()) as { data: Array<{ next_attempt_at: string | null }> };
+      body.data[0]!.next_attempt_at = new Date(Date.now() - 7 * 60_000).toISOString();
+      await route.fulfill({ response: answer, json: body });
+    });
+    await deliveryFilters().getByRole("button", { name: "Refresh" }).click();
+    await expect.poll(() => deliveryRows().first().textContent()).toMatch(/job_resend.*overdue: retrying shortly/s);
+    await page.unroute(/\/v1\/deliveries\?/);
+    await deliveryFilters().getByRole("button", { name: "Refresh" }).click();
+    await expect.poll(() => deliveryRows().first().textContent()).toMatch(/job_resend.*in (9|10) minutes/s);
     await deliveryRows().first().click();
     const detail = page.locator("tr.detail");
     await detail.getByRole("button", { name: "Resend now" }).click();
