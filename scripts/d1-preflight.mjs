@@ -25,6 +25,9 @@ export function sqlPreflight(binding, { mode, config, persistTo, env = process.e
     // not JSON: wrangler failed before it ran anything
   }
   if (result.status === 0 && answer?.[0]?.results?.[0]?.h === "00FF") return null;
-  const said = answer?.error?.text ?? (result.stderr || result.stdout || "").trim().split("\n").slice(-3).join(" ");
+  const said =
+    answer?.error?.text ??
+    result.error?.message ??
+    (result.stderr || result.stdout || "").trim().split("\n").slice(-3).join(" ");
   return `${binding}: "${PROBE}" did not answer 00FF, so this database cannot take the log's writes: ${said}`;
 }

@@ -45,7 +45,8 @@ for (const { binding } of databases) {
   const stdin = values.local ? "ignore" : "inherit";
   const result = spawnSync("npx", args, { stdio: [stdin, "inherit", "inherit"], env });
   if (result.status !== 0) {
-    console.error(`migrations failed on ${binding}`);
+    // `error` when npx could not be run at all (then there is no status either).
+    console.error(`migrations failed on ${binding}${result.error ? `: ${result.error.message}` : ""}`);
     process.exit(result.status ?? 1);
   }
 }

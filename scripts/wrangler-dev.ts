@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 /**
  * Runs the real dispatcher with `wrangler dev`, as a developer would, in a fresh
@@ -20,13 +21,19 @@ export interface Dispatcher {
   /** Where wrangler's DevTools inspector listens, when it is on (`--inspector-port`). */
   inspectorPort: number;
   stop(): Promise<void>;
-  /** Everything wrangler printed so far. */
-  output(): string;
+  /**
+   * What wrangler printed so far (its last megabyte or more), or from `since` on: a
+   * `printed()` taken earlier. Throws when that part was already dropped.
+   */
+  output(since?: number): string;
+  /** How many characters wrangler printed so far, dropped ones included: a mark for `output`. */
+  printed(): number;
 }
 
 /** The repository root: the nearest folder above this file with the project's package.json. */
 function findRoot(): string {
-  let dir = dirname(new URL(import.meta.url).pathname);
+  // fileURLToPath, not `.pathname`: that keeps %20 for a space in the path.
+  let dir = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(dir, "wrangler.toml")) || !existsSync(join(dir, "package.json"))) {
     const up = dirname(dir);
     if (up === dir) throw new Error("project root not found");
@@ -77,11 +84,6 @@ export async function startDispatcher(
     WRANGLER_LOG_PATH: join(state, "wrangler-debug.log"),
   };
   const configArgs = config ? ["--config", config] : [];
-  if (migrate) {
-    // Every D1 database of the config: each log shard.
-    await run("node", [join(root, "scripts", "migrate.mjs"), "--local", "--persist-to", state, ...configArgs], env);
-  }
-
   const allVars = { PRODUCER_TOKEN: producerToken, OPERATOR_TOKEN: operatorToken, ...vars };
   const launch = async (port: number) => {
     const inspectorPort = await freePort();
@@ -106,53 +108,80 @@ export async function startDispatcher(
       // Its own process group: stopping it stops its workerd too, even one too busy to exit.
       { cwd: root, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
     );
-    // The last megabyte of what wrangler printed (a long run prints a line per queue batch).
+    // The last megabyte of what wrangler printed (a long run prints a line per queue batch),
+    // and how much was dropped before it: a caller's mark stays an offset into everything.
     let log = "";
+    let dropped = 0;
     const keep = (d: Buffer) => {
       log += d.toString();
-      if (log.length > 2_000_000) log = log.slice(-1_000_000);
+      if (log.length > 2_000_000) {
+        dropped += log.length - 1_000_000;
+        log = log.slice(-1_000_000);
+      }
     };
     child.stdout!.on("data", keep);
     child.stderr!.on("data", keep);
+    const output = (since?: number) => {
+      if (since === undefined) return log;
+      if (since < dropped) throw new Error(`wrangler's output from ${since} on was dropped (kept from ${dropped})`);
+      return log.slice(since - dropped);
+    };
 
     const url = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (child.exitCode !== null) {
+      // Exited, or killed by a signal (then `exitCode` stays null).
+      if (child.exitCode !== null || child.signalCode !== null) {
         await stopProcess(child); // its workerd, if one outlived it
         return { ok: false as const, log };
       }
       try {
         // Any HTTP answer means it listens (the control Worker has no /health).
         if ((await fetch(`${url}/health`)).status < 500)
-          return { ok: true as const, child, url, inspectorPort, log: () => log };
+          return { ok: true as const, child, url, inspectorPort, output, printed: () => dropped + log.length };
       } catch {
         // not listening yet
       }
-      if (Date.now() > deadline) throw new Error(`wrangler dev did not start in 60 s:\n${log}`);
+      if (Date.now() > deadline) {
+        await stopProcess(child); // its own process group: nothing may outlive the caller
+        throw new Error(`wrangler dev did not start in 60 s:\n${log}`);
+      }
       await new Promise((r) => setTimeout(r, 250));
     }
   };
 
-  // A free port can be taken between `freePort` and workerd's bind (e2e files run in
-  // parallel): a launch that lost a port it chose is tried again with new ones, twice at
-  // most. A port the caller asked for is never replaced.
+  // A free port can be taken between `freePort` and workerd's bind (by any other process
+  // on the machine): a launch that lost a port it chose is tried again with new ones,
+  // twice at most. A port the caller asked for is never replaced.
   const lostChosenPort = (log: string) =>
     /Address already in use/.test(log) &&
     !(options.port !== undefined && log.includes(`Address already in use (127.0.0.1:${options.port})`));
-  let started = await launch(options.port ?? (await freePort()));
-  for (let retry = 0; retry < 2 && !started.ok && lostChosenPort(started.log); retry++) {
+  let started: Awaited<ReturnType<typeof launch>>;
+  try {
+    if (migrate) {
+      // Every D1 database of the config: each log shard.
+      await run("node", [join(root, "scripts", "migrate.mjs"), "--local", "--persist-to", state, ...configArgs], env);
+    }
     started = await launch(options.port ?? (await freePort()));
+    for (let retry = 0; retry < 2 && !started.ok && lostChosenPort(started.log); retry++) {
+      started = await launch(options.port ?? (await freePort()));
+    }
+    if (!started.ok) throw new Error(`wrangler dev exited:\n${started.log}`);
+  } catch (error) {
+    // A failed start leaves nothing behind: `launch` stopped its processes; a state
+    // directory of its own goes too.
+    if (options.state === undefined) rmSync(state, { recursive: true, force: true });
+    throw error;
   }
-  if (!started.ok) throw new Error(`wrangler dev exited:\n${started.log}`);
-  const { child, url, inspectorPort, log } = started;
+  const { child, url, inspectorPort, output, printed } = started;
   return {
     url,
     producerToken,
     operatorToken,
     pid: child.pid!,
     inspectorPort,
-    output: log,
+    output,
+    printed,
     async stop() {
       await stopProcess(child);
       if (options.state === undefined) rmSync(state, { recursive: true, force: true });

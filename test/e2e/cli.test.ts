@@ -200,7 +200,7 @@ describe("zupertry listen", () => {
     const deliveryId = await sendEvent("job_cli_after_restart");
     await first.line(new RegExp(`${deliveryId} +#1 +→ 200`));
     record("listen", "dispatcher killed and restarted", "both listeners reconnected, said what they missed");
-  });
+  }, 300_000); // its waits: a stop, a start (up to 60 s), two of 60 s and three of 20 s
 
   it("ends the session when its key is revoked, and refuses a wrong key", async () => {
     expect((await api("DELETE", `/v1/orgs/${org.orgId}/api-keys/${org.keyId}`, dispatcher.operatorToken)).status).toBe(

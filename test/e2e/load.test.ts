@@ -101,7 +101,7 @@ describe("load", () => {
     expect(duplicateRows).toBe(0);
     expect(new Set(loggedKeys)).toEqual(sentKeys);
     expect(retried).toBeGreaterThan(EVENTS * 0.2);
-  });
+  }, 420_000); // its waits: up to 300 s for the deliveries and 60 s for the log, and the sending and paging
 
   it("50 concurrent producers posting the same job make one delivery", async () => {
     const org = await newOrg();

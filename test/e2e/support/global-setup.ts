@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { startDispatcher } from "../../../scripts/wrangler-dev";
+import { type Dispatcher, startDispatcher } from "../../../scripts/wrangler-dev";
 import { Receiver } from "../../support/receiver";
 import { formatSummary } from "./summary";
 
@@ -23,7 +23,15 @@ export default async function setup(project: TestProject) {
   project.provide("summaryFile", summaryFile);
   const receiver = new Receiver();
   project.provide("receiverUrl", await receiver.start());
-  const dispatcher = await startDispatcher(E2E_VARS);
+  let dispatcher: Dispatcher;
+  try {
+    dispatcher = await startDispatcher(E2E_VARS);
+  } catch (error) {
+    // No teardown runs after a failed setup: what it started goes now.
+    await receiver.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   project.provide("dispatcherUrl", dispatcher.url);
   project.provide("producerToken", dispatcher.producerToken);
   project.provide("operatorToken", dispatcher.operatorToken);

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { freePort, stopProcess } from "../../../scripts/wrangler-dev";
 
 /**
@@ -17,10 +18,13 @@ export interface ReceiverProcess {
 
 export type ReceiverKind = "express-seed" | "flask-seed" | "standardwebhooks";
 
-const receivers = new URL("../receivers/", import.meta.url).pathname;
+const receivers = fileURLToPath(new URL("../receivers/", import.meta.url));
 
-/** Debian's python3-flask installs for the system interpreter (.ci/run installs it). */
-export const SYSTEM_PYTHON = "/usr/bin/python3";
+/**
+ * Debian's python3-flask installs for the system interpreter (.ci/run installs it);
+ * PYTHON points the tests at another one that has Flask.
+ */
+export const SYSTEM_PYTHON = process.env.PYTHON || "/usr/bin/python3";
 
 const commands: Record<ReceiverKind, () => [string, string[]]> = {
   "express-seed": () => [process.execPath, [`${receivers}express-seed.cjs`]],
