@@ -32,11 +32,12 @@ if (!existsSync(".dev.vars")) {
 }
 // On every start, not only the first: a .dev.vars of one's own may hold other tokens.
 const devVars = readFileSync(".dev.vars", "utf8");
+// dotenv lines: `NAME=value`, `export NAME = "value"`, with a `# comment` after an unquoted value.
 const token = (name) =>
-  new RegExp(`^${name}=(.*)$`, "m")
-    .exec(devVars)?.[1]
-    .trim()
-    .replace(/^(["'])(.*)\1$/, "$2") ?? "(not set)";
+  new RegExp(`^\\s*(?:export\\s+)?${name}\\s*=\\s*(?:(["'])(.*?)\\1|([^#\\s]*))`, "m")
+    .exec(devVars)
+    ?.slice(2)
+    .find((v) => v !== undefined) ?? "(not set)";
 console.log(`Local tokens (.dev.vars): producer ${token("PRODUCER_TOKEN")}, operator ${token("OPERATOR_TOKEN")}`);
 
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };

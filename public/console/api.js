@@ -18,8 +18,8 @@
  *   ListenerResult
  * @typedef {{ id: string, delivery_id: string, job_id: string, event_type: string, attempt: number,
  *   status_code: number | null, response_time_ms: number, attempted_at: string, outcome: "succeeded" | "failed",
- *   error: string | null, error_detail: string | null }} Attempt
- * @typedef {Attempt & { url: string | null,
+ *   error: string | null, error_detail: string | null, url: string | null }} Attempt
+ * @typedef {Attempt & {
  *   request: { headers: Record<string, string> | null, body: string },
  *   response: { headers: Record<string, string> | null, body: string | null, truncated: boolean } }} AttemptDetail
  * @typedef {{ id: string, job_id: string, event_type: string, status: "pending" | "delivered" | "failed",

@@ -87,9 +87,12 @@ const view = new ListView({
         el("td", { "data-label": "Next retry" }, d.next_attempt_at ? timeEl(d.next_attempt_at, true) : "—"),
       ],
       detail: async () => {
-        const detail = await api("GET", `/v1/deliveries/${encodeURIComponent(d.id)}`);
-        const last = detail.attempts.at(-1);
-        return renderDetail(detail, last ? await attemptDetail(last.id).catch(() => null) : null);
+        // Attempt 1 holds the bytes every attempt sent (the payload below is parsed JSON).
+        const [detail, first] = await Promise.all([
+          api("GET", `/v1/deliveries/${encodeURIComponent(d.id)}`),
+          attemptDetail(`att_${d.id.slice("dlv_".length)}_1`).catch(() => null),
+        ]);
+        return renderDetail(detail, first?.request.body ?? null);
       },
     })),
 });
@@ -99,10 +102,10 @@ export const loadDeliveries = () => view.load();
 
 /**
  * @param {DeliveryDetail} d
- * @param {import("./api.js").AttemptDetail | null} sent its latest attempt: its URL, and the bytes sent
- *   (not `payload` re-serialised)
+ * @param {string | null} sentBody the bytes sent, not `payload` re-serialised (null if they could not be read)
  */
-function renderDetail(d, sent) {
+function renderDetail(d, sentBody) {
+  const last = d.attempts.at(-1);
   const status = el("p", { class: "status", role: "status" });
   const pending = d.status === "pending";
   const redeliver = redeliverButton(d.id, status, {
@@ -126,7 +129,10 @@ function renderDetail(d, sent) {
       el("dt", { text: "Status" }),
       el("dd", {}, statusBadge(d), d.last_error ? ` last error: ${d.last_error}` : ""),
       el("dt", { text: "Sent to" }),
-      el("dd", { class: "mono", text: sent ? (sent.url ?? "(none)") : (d.webhook_url ?? "the org's default URL") }),
+      el("dd", {
+        class: "mono",
+        text: last?.url ?? (last?.error === "no_webhook_url" ? "(no URL)" : (d.webhook_url ?? "the org's default URL")),
+      }),
       el("dt", { text: "Created" }),
       el("dd", { text: exactTime(d.created_at) }),
       pending && d.next_attempt_at ? el("dt", { text: "Next retry" }) : null,
@@ -159,7 +165,7 @@ function renderDetail(d, sent) {
       "h4",
       {},
       "Payload",
-      copyButton("Copy payload", () => sent?.request.body ?? JSON.stringify(d.payload, null, 2)),
+      copyButton("Copy payload", () => sentBody ?? JSON.stringify(d.payload, null, 2)),
     ),
     payload,
   );

@@ -19,7 +19,7 @@ import {
   timeEl,
 } from "./dom.js";
 import { loadKeys } from "./keys.js";
-import { attemptDetail, attemptStatus } from "./logs.js";
+import { attemptStatus } from "./logs.js";
 import { viewLink } from "./nav.js";
 
 /** @typedef {import("./api.js").Settings} Settings */
@@ -270,9 +270,8 @@ async function loadRecentFailures(endpoint) {
   const list = $("recent-failures");
   try {
     /** @type {import("./api.js").Page<import("./api.js").Attempt>} */
-    const page = await api("GET", "/v1/webhook-logs?outcome=failed&limit=10");
-    const urls = await Promise.all(page.data.map(async (a) => (await attemptDetail(a.id)).url));
-    const mine = page.data.filter((_, i) => originOf(urls[i]) === endpoint);
+    const page = await api("GET", "/v1/webhook-logs?outcome=failed&limit=20");
+    const mine = page.data.filter((a) => originOf(a.url) === endpoint);
     if (state.settings?.health?.endpoint !== endpoint) return; // a newer URL's is due
     if (!mine.length) {
       list.replaceChildren(el("li", { class: "muted", text: "None among the org's latest failed attempts." }));
@@ -285,7 +284,8 @@ async function loadRecentFailures(endpoint) {
       }),
     );
   } catch (error) {
-    if (!isQuiet(error)) list.replaceChildren(el("li", { class: "error", text: asApiError(error).message }));
+    if (isQuiet(error) || state.settings?.health?.endpoint !== endpoint) return;
+    list.replaceChildren(el("li", { class: "error", text: asApiError(error).message }));
   }
 }
 

@@ -51,8 +51,7 @@ app.route("/", listen);
 // Any route but /health can meet a fault it cannot answer for (a queue, D1 or the org's
 // object unavailable): 500 `internal`, documented once here rather than route by route.
 const INTERNAL_500 = errorResponseSpec(
-  "`internal`: a fault on our side (a queue, a database or the org's settings unavailable); " +
-    "the request may be tried again as it was",
+  "`internal`: a fault on our side (a queue, a database or the org's settings unavailable)",
 );
 for (const definition of app.openAPIRegistry.definitions) {
   if (definition.type === "route" && definition.route.path !== "/health")

@@ -6,7 +6,7 @@ import { canResendNow, isStalled } from "../delivery/plan";
 import { orgSettings } from "../org/org-settings";
 import { getDelivery, listAttempts, listDeliveries } from "../store/log";
 import { isPastRetention } from "../store/retention";
-import { claimStalledDelivery } from "../store/stalled";
+import { claimStalledDelivery, releaseStalledDelivery } from "../store/stalled";
 import { ORG_KEY_401, type OrgVariables, orgKeyRoute } from "./auth";
 import { cutPage, decodeCursor, pageQuery } from "./cursor";
 import { ApiError, errorResponseSpec, validationHook } from "./errors";
@@ -174,7 +174,10 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
           "it is about to be deleted and can no longer be redelivered",
       );
     }
-    if (!canResendNow(row, now, config)) throw dueNow(row.next_attempt_at!);
+    if (!canResendNow(row, now, config)) {
+      const due = new Date(row.next_attempt_at!).toISOString();
+      throw new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
+    }
     // One attempt per state of the delivery, however many clicks: a click that finds this
     // state queued queues nothing and spends nothing. A claim whose send the allowance
     // refuses, or whose queue write fails, is given back, so that trying again can work
@@ -182,8 +185,9 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     const org = orgSettings(c.env, c.var.orgId);
     const claim = await org.claimRedeliver(row.delivery_id, row.attempt_count);
     if (claim.status === "claimed") {
+      /** Puts back a stalled delivery's claim in the log, when what it was for cannot be done. */
+      let undo: (() => Promise<unknown>) | null = null;
       try {
-        await spendSend(c.env, c.var.orgId);
         const stored = { ...row, org_id: c.var.orgId, webhook_url: row.event_webhook_url };
         let message: DeliveryMessage;
         if (isStalled(row, now, config.stalledAfterMs)) {
@@ -193,16 +197,25 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
           const sweepClaim = crypto.randomUUID();
           const target = { orgId: c.var.orgId, deliveryId: row.delivery_id, lastAttempt: row.attempt_count };
           if (!(await claimStalledDelivery(c.var.log, target, now - config.stalledAfterMs, now, sweepClaim))) {
-            throw dueNow(now);
+            throw new ApiError(
+              409,
+              "conflict",
+              "the delivery changed while this was asked (an attempt was made, or the stall sweep took it over): " +
+                "see its latest state",
+            );
           }
-          // If the queue write fails, the claim stays: the sweep takes the delivery over
-          // once it is overdue again (STALLED_AFTER_SECONDS), as for any lost message.
+          undo = () => releaseStalledDelivery(c.var.log, target, row.next_attempt_at!, sweepClaim);
           message = resumeDeliveryMessage(stored, { take_over: row.attempt_count, claim: sweepClaim });
         } else {
           message = resumeDeliveryMessage(stored, { redeliver_after: row.attempt_count });
         }
+        await spendSend(c.env, c.var.orgId);
         await enqueueDeliveries(c.env.DELIVERIES, [message]);
       } catch (error) {
+        // Refused by the send limit, or not queued: the delivery is as it was (stalled, so
+        // a click again, or the next sweep, takes it over); an unreachable log leaves the
+        // claim to lapse into a stall again instead.
+        await undo?.().catch(() => {});
         // Unreachable object: the claim lapses after its 10 seconds instead.
         await org.releaseRedeliver(row.delivery_id, row.attempt_count, claim.token).catch(() => {});
         throw error;
@@ -213,9 +226,3 @@ export const deliveries = new OpenAPIHono<{ Bindings: Env; Variables: OrgVariabl
     }
     return c.json({ delivery_id: row.delivery_id, status: "queued" as const }, 202);
   });
-
-/** The 409 for a delivery whose next attempt is being made by its schedule (or a sweep's take-over). */
-function dueNow(dueAt: number): ApiError {
-  const due = new Date(dueAt).toISOString();
-  return new ApiError(409, "conflict", `the next attempt is due now (${due}) and is being made; see its outcome`);
-}

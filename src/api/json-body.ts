@@ -80,9 +80,10 @@ export function jsonBody(
     }),
     createMiddleware<{ Variables: JsonBodyVariables }>(async (c, next) => {
       if (c.var.json !== undefined) return next();
+      const bytes = await c.req.arrayBuffer();
       let text: string;
       try {
-        text = strictUtf8.decode(await c.req.arrayBuffer());
+        text = strictUtf8.decode(bytes);
       } catch {
         throw new ApiError(400, "invalid_json", "the body is not valid JSON: it is not UTF-8");
       }

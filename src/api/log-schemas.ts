@@ -33,11 +33,11 @@ export const AttemptSummarySchema = z
         "Why it failed, in a few words (`no response within 10000 ms`, `the TLS handshake failed`, a URL rule)",
       example: "the connection was refused or dropped before an answer",
     }),
+    url: z.string().nullable().openapi({ description: "Where it was sent; null when there was no URL" }),
   })
   .openapi("AttemptSummary");
 
 export const AttemptDetailSchema = AttemptSummarySchema.extend({
-  url: z.string().nullable().openapi({ description: "Where it was sent; null when there was no URL" }),
   request: z.object({
     headers: z
       .record(z.string(), z.string())
@@ -114,6 +114,7 @@ export function presentAttempt(row: AttemptSummaryRow): z.infer<typeof AttemptSu
     outcome: row.outcome,
     error: row.error as AttemptError | null,
     error_detail: row.error_detail,
+    url: row.url,
   };
 }
 
@@ -130,7 +131,6 @@ export function presentAttemptDetail(row: AttemptDetailRow): z.infer<typeof Atte
     });
   return {
     ...presentAttempt(row),
-    url: row.url,
     request: { headers, body: row.request_body },
     response: { headers: row.response_headers, body: row.response_body, truncated: row.response_truncated },
   };

@@ -1,5 +1,6 @@
 import { type Config, readConfig } from "../config";
 import { type EndpointReport, endpointOf } from "../org/endpoint-health";
+import type { FirstAttemptClaim } from "../org/first-attempts";
 import { type DeliverySettings, orgSettings } from "../org/org-settings";
 import type { ShareRules, SlowLaneMove } from "../org/slow-lane-share";
 import { checkWebhookUrl } from "../org/webhook-url";
@@ -30,8 +31,9 @@ import { Signer } from "./signing";
 /**
  * The queue consumer: one run delivers one batch of one lane (src/delivery/lanes.ts).
  *
- *   1. one Durable Object call per org: its URL, signing secrets, log shard, and which
- *      of the batch's endpoints are in the slow lane; and one D1 read per log shard:
+ *   1. one Durable Object call per org: its URL, signing secrets, log shard, which of
+ *      the batch's endpoints are in the slow lane, and which of its new deliveries
+ *      another message holds (src/org/first-attempts.ts); and one D1 read per log shard:
  *      the logged state of the batch's deliveries there (at the same time as the calls
  *      once this isolate knows the orgs' shards, src/delivery/shard-groups.ts);
  *   2. a plan per message (src/delivery/plan.ts): attempt, wait, or drop;
@@ -80,6 +82,23 @@ const encoder = new TextEncoder();
  */
 export function busyAfterMs(config: Pick<Config, "slowAttemptMs">): number {
   return 5 * config.slowAttemptMs;
+}
+
+/**
+ * How many times a message waits out another message's hold on its delivery's attempt 1
+ * (src/org/first-attempts.ts) before it makes the attempt anyway: a holder that keeps
+ * renewing its hold without logging (stuck moving between lanes) must not keep the
+ * delivery from being made, nor send this message to the dead letters (each wait is a
+ * retry of it).
+ */
+export const MAX_HOLD_WAITS = 3;
+
+/**
+ * Whether a message may make its delivery's attempt 1: any but a take-over and a
+ * redeliver (they follow a logged attempt), and a lease's follower of a later attempt.
+ */
+function mayMakeAttempt1(body: DeliveryMessage): boolean {
+  return body.take_over === undefined && body.redeliver_after === undefined && (body.lease?.attempt ?? 1) === 1;
 }
 
 /** Of those, what one endpoint may hold while others wait (src/delivery/pool.ts). */
@@ -202,7 +221,16 @@ export async function deliverBatch(
     }
     const added: AttemptTask[] = [];
     const { settings, signer } = org.value;
+    const now = Date.now();
     for (const { message, plan, event } of list) {
+      const hold = plan.attempt === 1 ? settings.held[message.body.delivery_id] : undefined;
+      if (hold !== undefined && hold.owner !== ownerOf(message) && message.attempts <= MAX_HOLD_WAITS) {
+        // Another message of this delivery holds its attempt 1: by the end of the hold
+        // it is logged (and this message is dropped) or its holder is gone (src/org/first-attempts.ts).
+        message.retry({ delaySeconds: Math.max(1, Math.ceil((hold.until - now) / 1000)) });
+        summary.waiting++;
+        continue;
+      }
       const target = resolveTarget(event, settings, config);
       const moving = target.ok && fastLike && settings.slow_endpoints.includes(target.endpoint);
       // To the org's `zupertry listen` sessions, as each attempt starts (src/delivery/relay.ts).
@@ -491,19 +519,22 @@ async function planGroup(
 
 /** One settings read per org of the batch, all at once; each org's settles on its own. */
 function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Map<string, Promise<Settled<OrgContext>>> {
-  const endpoints = new Map<string, Set<string>>();
+  const orgs = new Map<string, { endpoints: Set<string>; firstAttempts: FirstAttemptClaim[] }>();
   for (const message of messages) {
-    const forOrg = endpoints.get(message.body.org_id) ?? new Set<string>();
-    endpoints.set(message.body.org_id, forOrg);
+    const org = orgs.get(message.body.org_id) ?? { endpoints: new Set<string>(), firstAttempts: [] };
+    orgs.set(message.body.org_id, org);
     const endpoint = message.body.webhook_url === null ? null : endpointOf(message.body.webhook_url);
-    if (endpoint !== null) forOrg.add(endpoint);
+    if (endpoint !== null) org.endpoints.add(endpoint);
+    if (mayMakeAttempt1(message.body)) {
+      org.firstAttempts.push({ delivery_id: message.body.delivery_id, owner: ownerOf(message) });
+    }
   }
   return new Map(
-    [...endpoints].map(([orgId, asked]) => [
+    [...orgs].map(([orgId, asked]) => [
       orgId,
       (async (): Promise<Settled<OrgContext>> => {
         try {
-          const settings = await orgSettings(env, orgId).getDeliverySettings([...asked]);
+          const settings = await orgSettings(env, orgId).getDeliverySettings([...asked.endpoints], asked.firstAttempts);
           return { ok: true, value: { settings, signer: await Signer.create(settings.signing_secrets) } };
         } catch (error) {
           return { ok: false, error };

@@ -1,5 +1,5 @@
 import type { DeliveryState } from "../store/attempts";
-import { claimOwner, isClaimed } from "../store/stalled";
+import { claimOwner, isClaimed, LEGACY_CLAIM_OWNER } from "../store/stalled";
 import type { DeliveryMessage } from "./message";
 
 /**
@@ -105,13 +105,14 @@ export function planMessage(
 
 /**
  * Whether this message is the take-over of the claim the delivery is under: it follows the
- * claimed attempt, and (since 2026-11-30, when claims got ids) carries that claim's id.
+ * claimed attempt, and carries that claim's id. A take-over queued before claims had ids
+ * (2026-11-30) holds only a claim of that time, `sweep`: under a later claim it is
+ * dropped, and the later one's take-over makes the attempt (the delivery of one whose
+ * claim wrote no owner at all stalls again, and the next sweep claims it anew).
  */
 function holdsClaim(message: Pick<DeliveryMessage, "take_over" | "claim">, state: DeliveryState): boolean {
-  return (
-    message.take_over === state.last_attempt &&
-    (message.claim === undefined || state.last_message_id === claimOwner(message.claim))
-  );
+  const claimedBy = message.claim === undefined ? LEGACY_CLAIM_OWNER : claimOwner(message.claim);
+  return message.take_over === state.last_attempt && state.last_message_id === claimedBy;
 }
 
 function planFromState(

@@ -13,6 +13,7 @@ import {
   newEndpointHealth,
   summarizeHealth,
 } from "./endpoint-health";
+import { type FirstAttemptClaim, type FirstAttemptHold, FirstAttemptHolds } from "./first-attempts";
 import {
   ANSWER_SLACK,
   type DeliveryFrame,
@@ -40,7 +41,7 @@ import { checkWebhookUrl } from "./webhook-url";
 /**
  * One Durable Object per org (`idFromName(org_id)`) owns the org's delivery settings:
  * its default webhook URL and its signing secrets. Nothing else stores them, so a
- * rotation is seen by the very next delivery, and no D1 query can ever leak a secret.
+ * rotation is seen by the next queue run that starts, and no D1 query can ever leak a secret.
  *
  * It also keeps the health of every endpoint the org's deliveries go to
  * (src/org/endpoint-health.ts): the consumer reads it with the settings, once per org
@@ -74,7 +75,8 @@ import { checkWebhookUrl } from "./webhook-url";
  * Why previous secrets: Standard Webhooks receivers accept any of several signatures,
  * so during 24 h after a rotation deliveries carry the old secret's too and receivers can
  * switch over without a gap, however many rotations that day brought (a double click
- * rotates twice). `X-Zupertry-Signature` has room for one value and switches at once.
+ * rotates twice). `X-Zupertry-Signature` has room for one value and switches in the runs
+ * that start after the rotation.
  */
 
 /** What an org sees of its endpoint settings (GET/PUT /v1/webhook). */
@@ -99,6 +101,12 @@ export interface DeliverySettings {
   log_shard: string | null;
   /** `zupertry listen` sessions connected now: the run relays the org's attempts to them. */
   listeners: number;
+  /**
+   * Of the deliveries asked about (`firstAttempts`), those whose attempt 1 a message holds
+   * that one of the batch's does not: each with its holder and when the hold ends (unix
+   * ms). The others wait, and do not make it too (src/org/first-attempts.ts).
+   */
+  held: Record<string, FirstAttemptHold>;
 }
 
 export type SetWebhookUrlResult = { ok: true; settings: WebhookSettings } | { ok: false; reason: string };
@@ -213,6 +221,8 @@ export class OrgSettings extends DurableObject<Env> {
    * timeout's worth of deliveries let in.
    */
   private slowLaneClock = 0;
+  /** Which message makes each new delivery's attempt 1 (src/org/first-attempts.ts). In memory, on purpose. */
+  private readonly firstAttempts = new FirstAttemptHolds();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -522,9 +532,14 @@ export class OrgSettings extends DurableObject<Env> {
 
   /**
    * Read by the consumer once per org per queue batch. `endpoints`: the endpoints of the
-   * batch's per-event URLs, whose lanes it needs besides the default's.
+   * batch's per-event URLs, whose lanes it needs besides the default's. `firstAttempts`:
+   * the batch's messages that may make a delivery's attempt 1, held for them unless
+   * another message holds it (`held`).
    */
-  getDeliverySettings(endpoints: readonly string[] = []): DeliverySettings {
+  getDeliverySettings(
+    endpoints: readonly string[] = [],
+    firstAttempts: readonly FirstAttemptClaim[] = [],
+  ): DeliverySettings {
     const row = this.row();
     const secrets = [row.signing_secret, ...previousSecrets(row, Date.now()).map((p) => p.secret)];
     const defaultEndpoint = defaultEndpointOf(row);
@@ -552,6 +567,7 @@ export class OrgSettings extends DurableObject<Env> {
       slow_endpoints: slow,
       log_shard: row.log_shard,
       listeners: this.listeners().length,
+      held: this.firstAttempts.claim(firstAttempts, Date.now()),
     };
   }
 

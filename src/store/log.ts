@@ -23,10 +23,11 @@ export interface AttemptSummaryRow {
   outcome: AttemptOutcome;
   error: string | null;
   error_detail: string | null;
+  /** Where it was sent; null when there was no URL. */
+  url: string | null;
 }
 
 export interface AttemptDetailRow extends AttemptSummaryRow {
-  url: string | null;
   /** Null when nothing was sent (no URL, a refused URL, an internal failure). */
   signatures: AttemptSignatures | null;
   response_headers: Record<string, string> | null;
@@ -114,7 +115,7 @@ function rangeConditions(alias: string, q: TimeRange, where: string[], params: u
 }
 
 const SUMMARY_COLUMNS = `delivery_id, attempt, job_id, event_type, status_code, response_time_ms, attempted_at,
-  outcome, error, error_detail`;
+  outcome, error, error_detail, url`;
 
 /** Attempts newest first: `ORDER BY attempted_at DESC, delivery_id DESC, attempt DESC`. */
 export async function listAttempts(

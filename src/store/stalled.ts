@@ -92,9 +92,12 @@ export function claimOwner(claim: string): string {
   return `sweep:${claim}`;
 }
 
-/** Whether a delivery's owner is a claim's: a take-over is due (claims before 2026-11-30 wrote `sweep`). */
+/** The owner claims wrote before they had ids (2026-11-30). */
+export const LEGACY_CLAIM_OWNER = "sweep";
+
+/** Whether a delivery's owner is a claim's: a take-over is due. */
 export function isClaimed(ownerId: string | undefined): boolean {
-  return ownerId === "sweep" || (ownerId?.startsWith("sweep:") ?? false);
+  return ownerId === LEGACY_CLAIM_OWNER || (ownerId?.startsWith("sweep:") ?? false);
 }
 
 /**
@@ -324,4 +327,24 @@ export async function readStoredEvents(
       { body: inflate(r.request_body), webhook_url: r.url_from_event === 1 ? r.url : null },
     ]),
   );
+}
+
+/**
+ * Undoes `claimStalledDelivery` when its take-over cannot be queued: the delivery is due
+ * when it was before (stalled: anyone's to take over, the next sweep's too). The claim's
+ * owner stays, so that an undo never touches a delivery that moved on since.
+ */
+export async function releaseStalledDelivery(
+  db: LogDb,
+  delivery: { orgId: string; deliveryId: string; lastAttempt: number },
+  dueAt: number,
+  claim: string,
+): Promise<void> {
+  await db
+    .prepare(
+      `UPDATE attempts SET next_attempt_at = ?1
+        WHERE delivery_id = ?2 AND attempt = ?3 AND org_id = ?4 AND message_id = ?5 AND next_attempt_at IS NOT NULL`,
+    )
+    .bind(dueAt, delivery.deliveryId, delivery.lastAttempt, delivery.orgId, claimOwner(claim))
+    .run();
 }

@@ -346,6 +346,33 @@ describe("at least once, never twice in the log", () => {
     expect(await attemptsOf(message.body.delivery_id)).toHaveLength(1);
   });
 
+  it("sends attempt 1 once when a producer's retry reaches another run while it is under way", async () => {
+    const { hook, message } = await setup({ replies: [{ status: 200, delayMs: 300 }] });
+    const retry = { id: uniqueId("msg"), body: message.body };
+    const [first, second] = await Promise.all([runConsumer([message]), runConsumer([retry])]);
+    expect(first.acked).toEqual([message.id]);
+    // The retry waits out the first message's hold on attempt 1, then finds it logged.
+    const wait = second.retried.get(retry.id)!;
+    expect(wait).toBeGreaterThan(0);
+    expect(await hook.requests()).toHaveLength(1);
+    advance(wait);
+    expect((await runConsumer([{ ...retry, attempts: 2 }])).acked).toEqual([retry.id]);
+    expect(await hook.requests()).toHaveLength(1);
+    expect(await attemptsOf(message.body.delivery_id)).toHaveLength(1);
+  });
+
+  it("makes attempt 1 from the waiting message when the one holding it is gone", async () => {
+    const { orgId, hook, message } = await setup();
+    // A run saw the first message, then died with it: nothing logged, the message lost.
+    await orgSettings(env, orgId).getDeliverySettings([], [{ delivery_id: message.body.delivery_id, owner: "lost" }]);
+    const retry = { id: uniqueId("msg"), body: message.body };
+    const wait = (await runConsumer([retry])).retried.get(retry.id)!;
+    expect(await hook.requests()).toHaveLength(0);
+    advance(wait);
+    expect((await runConsumer([{ ...retry, attempts: 2 }])).acked).toEqual([retry.id]);
+    expect(await hook.requests()).toHaveLength(1);
+  });
+
   it("logs an attempt once when the same message is consumed twice at the same time", async () => {
     const { message } = await setup({ replies: [{ status: 500, delayMs: 100 }] });
     const runs = await Promise.all([runConsumer([message]), runConsumer([message])]);

@@ -188,7 +188,11 @@ describe("the fast lane", () => {
     expect(followUp.body.lease!.until).toBeGreaterThanOrEqual(runStarted + 1_000 + 5_000);
     expect(followUp.body.lease!.until).toBeLessThanOrEqual(runEnded + 1_000 + 5_000);
     expect(followUp.delaySeconds).toBeGreaterThanOrEqual(5);
-    expect(await health(orgA, hanging.url)).toMatchObject({ lane: "slow", lane_reason: "slow" });
+    const moved = await health(orgA, hanging.url);
+    expect(moved?.lane).toBe("slow");
+    // "slow" from the hand-off, or "timeout" when the background attempts' 1 s timeouts
+    // were reported first (a loaded machine reads the health later).
+    expect(["slow", "timeout"]).toContain(moved?.lane_reason);
     expect(await health(orgB, quick.url)).toMatchObject({ lane: "fast", success_rate_24h: 1 });
 
     // In the background the attempts run to their timeout and are logged, on the schedule.

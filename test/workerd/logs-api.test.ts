@@ -112,6 +112,7 @@ describe("GET /v1/webhook-logs", () => {
       outcome: "failed",
       error: "http_status",
       error_detail: null, // the status says it all
+      url: failing.url,
     });
   });
 

@@ -219,6 +219,25 @@ describe("the stall sweep", () => {
     ]);
   });
 
+  it("gives a stalled delivery back when a redeliver cannot queue its take-over: the next sweep takes it", async () => {
+    const { orgId, hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
+    const key = await orgKey(orgId);
+    advance(60 + 6 * 60);
+    const refuse = async () => {
+      throw new Error("queue unavailable");
+    };
+    vi.spyOn(env.DELIVERIES, "send").mockImplementation(refuse);
+    vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(refuse);
+    const res = await call("POST", `/v1/deliveries/${message.body.delivery_id}/redeliver`, { token: key });
+    expect(res.status).toBe(500);
+    vi.restoreAllMocks();
+    // Still stalled, not "due now" for another five minutes: the sweep of this minute takes it over.
+    const [takeOver] = (await sweep()).filter((m) => m.body.delivery_id === message.body.delivery_id);
+    expect(takeOver).toBeDefined();
+    await runConsumer([takeOver!]);
+    expect((await hook.requests()).map((r) => r.headers["x-zupertry-attempt"])).toEqual(["1", "2"]);
+  });
+
   it("answers a redeliver that finds the sweep's claim first with 409: the take-over makes the attempt", async () => {
     const { orgId, hook, message } = await stalledAfterAttempt1([{ status: 500 }, { status: 200 }]);
     const key = await orgKey(orgId);

@@ -1,0 +1,77 @@
+/**
+ * Which queue message makes a delivery's attempt 1, when two could.
+ *
+ * A producer that retries (after a timeout, or a batch's 500 that had queued some of
+ * its events) queues a delivery a second time, with the same id. The log decides
+ * between the two messages once attempt 1 is logged (src/delivery/plan.ts), but two
+ * consumer runs that both read the log before that both make attempt 1, and the
+ * receiver gets it twice. In production runs go on side by side, so a retry queued a
+ * moment after the first message is likely to meet it.
+ *
+ * The org's object sees every run's messages of the org first (the settings call, once
+ * per org per batch), so it keeps a short hold per delivery: the first message it sees
+ * that may make attempt 1 holds it for HOLD_MS, renewed whenever a run sees that message
+ * again (moved to another lane, put back, retried after a crash). Another message of the
+ * same delivery waits out the hold instead of attempting; by then attempt 1 is logged and
+ * the log drops it, or the holder is gone and it makes attempt 1 itself.
+ *
+ * Holds live in the object's memory only: writing one per delivery would cost a row
+ * written each, more than the rest of a delivery's Durable Object work. An object that is
+ * evicted forgets them, and then the log's primary key is what remains, as before: one
+ * row logged, the attempt perhaps made twice, which the seed tells receivers to expect.
+ */
+
+/** Longer than an attempt (10 s) and its write; a holder that waits in a queue renews it each time a run sees it. */
+export const HOLD_MS = 60_000;
+
+/** Most holds one object keeps: past it, new deliveries go unheld (the primary key alone) until some expire. */
+export const MAX_HOLDS = 50_000;
+
+/** A message that may make a delivery's attempt 1: its delivery and the owner it logs as. */
+export interface FirstAttemptClaim {
+  delivery_id: string;
+  owner: string;
+}
+
+/** Who holds a delivery's attempt 1 (the owner it logs as), and until when (unix ms). */
+export interface FirstAttemptHold {
+  owner: string;
+  until: number;
+}
+
+export class FirstAttemptHolds {
+  /** Delivery id → its hold, the oldest renewal first. */
+  private readonly holds = new Map<string, FirstAttemptHold>();
+
+  /**
+   * Holds each delivery for its message, unless another message holds it: those are
+   * returned, each with its holder and when the hold ends. (Keyed by delivery: the holder
+   * tells its own message, in the same batch perhaps, from the others.)
+   */
+  claim(claims: readonly FirstAttemptClaim[], now: number): Record<string, FirstAttemptHold> {
+    this.prune(now);
+    const heldElsewhere: Record<string, FirstAttemptHold> = {};
+    for (const { delivery_id, owner } of claims) {
+      const hold = this.holds.get(delivery_id);
+      if (hold !== undefined && hold.owner !== owner && hold.until > now) {
+        heldElsewhere[delivery_id] = { ...hold };
+        continue;
+      }
+      // Deleted first, so that the map stays in order of renewal (prune reads it from the front).
+      this.holds.delete(delivery_id);
+      if (this.holds.size < MAX_HOLDS) this.holds.set(delivery_id, { owner, until: now + HOLD_MS });
+    }
+    return heldElsewhere;
+  }
+
+  get size(): number {
+    return this.holds.size;
+  }
+
+  private prune(now: number): void {
+    for (const [id, hold] of this.holds) {
+      if (hold.until > now) return;
+      this.holds.delete(id);
+    }
+  }
+}
