@@ -85,20 +85,19 @@ export function busyAfterMs(config: Pick<Config, "slowAttemptMs">): number {
 }
 
 /**
- * How many times a message waits out another message's hold on its delivery's attempt 1
- * (src/org/first-attempts.ts) before it makes the attempt anyway: a holder that keeps
- * renewing its hold without logging (stuck moving between lanes) must not keep the
- * delivery from being made, nor send this message to the dead letters (each wait is a
- * retry of it).
+ * Whether a message may make its delivery's attempt 1 and is new to the queue: any but a
+ * take-over and a redeliver (they follow a logged attempt) and a lease's follower of a
+ * later attempt, on its first delivery (an owner back for attempt 2 or 3 is a retry of its
+ * message, so it takes no hold it cannot use).
  */
-export const MAX_HOLD_WAITS = 3;
-
-/**
- * Whether a message may make its delivery's attempt 1: any but a take-over and a
- * redeliver (they follow a logged attempt), and a lease's follower of a later attempt.
- */
-function mayMakeAttempt1(body: DeliveryMessage): boolean {
-  return body.take_over === undefined && body.redeliver_after === undefined && (body.lease?.attempt ?? 1) === 1;
+function mayMakeAttempt1(message: BatchMessage): boolean {
+  const body = message.body;
+  return (
+    message.attempts === 1 &&
+    body.take_over === undefined &&
+    body.redeliver_after === undefined &&
+    (body.lease?.attempt ?? 1) === 1
+  );
 }
 
 /** Of those, what one endpoint may hold while others wait (src/delivery/pool.ts). */
@@ -197,6 +196,7 @@ export async function deliverBatch(
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
   const toOtherLanes: LaneMove[] = [];
+  const holdWaits: HoldWait[] = [];
   const tasks: AttemptTask[] = [];
   const relay = new RunRelay(env, ctx);
   const pool = new AttemptPool<TaskValue>({
@@ -222,13 +222,16 @@ export async function deliverBatch(
     const added: AttemptTask[] = [];
     const { settings, signer } = org.value;
     const now = Date.now();
+    // This batch's messages of each delivery: a hold by one of them is the run's own (it
+    // picked one message of the delivery, perhaps another, and dropped the rest).
+    const inBatch = new Set(batch.messages.map((m) => `${m.body.delivery_id} ${ownerOf(m)}`));
     for (const { message, plan, event } of list) {
-      const hold = plan.attempt === 1 ? settings.held[message.body.delivery_id] : undefined;
-      if (hold !== undefined && hold.owner !== ownerOf(message) && message.attempts <= MAX_HOLD_WAITS) {
+      // (`?.`: an object still on the code before holds answers without them.)
+      const hold = plan.attempt === 1 ? settings.held?.[message.body.delivery_id] : undefined;
+      if (hold !== undefined && !inBatch.has(`${message.body.delivery_id} ${hold.owner}`)) {
         // Another message of this delivery holds its attempt 1: by the end of the hold
         // it is logged (and this message is dropped) or its holder is gone (src/org/first-attempts.ts).
-        message.retry({ delaySeconds: Math.max(1, Math.ceil((hold.until - now) / 1000)) });
-        summary.waiting++;
+        holdWaits.push({ message, delaySeconds: Math.max(1, Math.ceil((hold.until - now) / 1000)) });
         continue;
       }
       const target = resolveTarget(event, settings, config);
@@ -431,7 +434,34 @@ export async function deliverBatch(
   }
   await putBack(env, lane, released);
   summary.released += released.length;
+  await waitForHolds(env, lane, holdWaits);
+  summary.waiting += holdWaits.length;
   log();
+}
+
+/** A message that waits out another message's hold on its delivery's attempt 1. */
+interface HoldWait {
+  message: BatchMessage;
+  delaySeconds: number;
+}
+
+/**
+ * Sends the messages that wait out a hold as new messages of this lane (keeping their
+ * owner), due when the hold ends, rather than retrying them: a wait is no fault of theirs,
+ * and retries bring the dead letters closer. A send that fails falls back to a retry.
+ */
+async function waitForHolds(env: Env, lane: LaneName, waits: readonly HoldWait[]): Promise<void> {
+  for (const chunk of inSendLimits(waits, (wait) => wait.message.body)) {
+    try {
+      await laneQueue(env, lane).sendBatch(
+        chunk.map(({ message, delaySeconds }) => ({ ...requeued(message), delaySeconds })),
+      );
+      for (const { message } of chunk) message.ack();
+    } catch (error) {
+      for (const { message, delaySeconds } of chunk) message.retry({ delaySeconds });
+      logFault("hold_wait", chunk.length, error);
+    }
+  }
 }
 
 /**
@@ -525,7 +555,7 @@ function loadOrgContexts(env: Env, messages: readonly BatchMessage[]): Map<strin
     orgs.set(message.body.org_id, org);
     const endpoint = message.body.webhook_url === null ? null : endpointOf(message.body.webhook_url);
     if (endpoint !== null) org.endpoints.add(endpoint);
-    if (mayMakeAttempt1(message.body)) {
+    if (mayMakeAttempt1(message)) {
       org.firstAttempts.push({ delivery_id: message.body.delivery_id, owner: ownerOf(message) });
     }
   }

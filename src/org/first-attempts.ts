@@ -17,15 +17,24 @@
  *
  * Holds live in the object's memory only: writing one per delivery would cost a row
  * written each, more than the rest of a delivery's Durable Object work. An object that is
- * evicted forgets them, and then the log's primary key is what remains, as before: one
- * row logged, the attempt perhaps made twice, which the seed tells receivers to expect.
+ * evicted (or a deploy) forgets them, and then the log's primary key is what remains, as
+ * before: one row logged, the attempt perhaps made twice, which the seed tells receivers
+ * to expect. So does a hold past MAX_HELD_MS, or one never taken past MAX_HOLDS, and a
+ * holder that made attempt 1 but could not log it (the other makes it again).
  */
 
 /** Longer than an attempt (10 s) and its write; a holder that waits in a queue renews it each time a run sees it. */
 export const HOLD_MS = 60_000;
 
-/** Most holds one object keeps: past it, new deliveries go unheld (the primary key alone) until some expire. */
-export const MAX_HOLDS = 50_000;
+/**
+ * How long a hold is honoured however often it is renewed: a holder that keeps coming
+ * back without making attempt 1 (moved from lane to lane) must not keep the delivery
+ * waiting on it. Past it, a waiting message makes attempt 1 too.
+ */
+export const MAX_HELD_MS = 3 * HOLD_MS;
+
+/** Most holds one object keeps (a few MB): past it, new deliveries go unheld (the primary key alone). */
+export const MAX_HOLDS = 20_000;
 
 /** A message that may make a delivery's attempt 1: its delivery and the owner it logs as. */
 export interface FirstAttemptClaim {
@@ -40,26 +49,29 @@ export interface FirstAttemptHold {
 }
 
 export class FirstAttemptHolds {
-  /** Delivery id → its hold, the oldest renewal first. */
-  private readonly holds = new Map<string, FirstAttemptHold>();
+  /** Delivery id → its hold and when it was first taken, the oldest renewal first. */
+  private readonly holds = new Map<string, FirstAttemptHold & { since: number }>();
 
   /**
    * Holds each delivery for its message, unless another message holds it: those are
-   * returned, each with its holder and when the hold ends. (Keyed by delivery: the holder
-   * tells its own message, in the same batch perhaps, from the others.)
+   * returned, each with its holder and when the hold ends. (The holder may be in the same
+   * batch: the run tells, and picks one message of a delivery itself.)
    */
   claim(claims: readonly FirstAttemptClaim[], now: number): Record<string, FirstAttemptHold> {
     this.prune(now);
     const heldElsewhere: Record<string, FirstAttemptHold> = {};
     for (const { delivery_id, owner } of claims) {
       const hold = this.holds.get(delivery_id);
-      if (hold !== undefined && hold.owner !== owner && hold.until > now) {
-        heldElsewhere[delivery_id] = { ...hold };
+      const live = hold !== undefined && hold.until > now && now - hold.since < MAX_HELD_MS;
+      if (live && hold.owner !== owner) {
+        heldElsewhere[delivery_id] = { owner: hold.owner, until: hold.until };
         continue;
       }
       // Deleted first, so that the map stays in order of renewal (prune reads it from the front).
       this.holds.delete(delivery_id);
-      if (this.holds.size < MAX_HOLDS) this.holds.set(delivery_id, { owner, until: now + HOLD_MS });
+      if (this.holds.size < MAX_HOLDS) {
+        this.holds.set(delivery_id, { owner, until: now + HOLD_MS, since: live ? hold.since : now });
+      }
     }
     return heldElsewhere;
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { FirstAttemptHolds, HOLD_MS, MAX_HOLDS } from "../../src/org/first-attempts";
+import { FirstAttemptHolds, HOLD_MS, MAX_HELD_MS, MAX_HOLDS } from "../../src/org/first-attempts";
 
 /** The org object's holds on new deliveries' attempt 1 (src/org/first-attempts.ts). */
 describe("first-attempt holds", () => {
@@ -18,13 +18,26 @@ describe("first-attempt holds", () => {
     });
   });
 
-  it("names the holder when one batch asks for two messages of a delivery", () => {
+  it("names the holder when one batch asks for two messages of a delivery (the run tells its own)", () => {
     const holds = new FirstAttemptHolds();
     const both = [
       { delivery_id: "dlv_a", owner: "m1" },
       { delivery_id: "dlv_a", owner: "m2" },
     ];
     expect(holds.claim(both, at)).toEqual({ dlv_a: { owner: "m1", until: at + HOLD_MS } });
+  });
+
+  it("honours a hold renewed again and again for MAX_HELD_MS at most", () => {
+    const holds = new FirstAttemptHolds();
+    for (let t = 0; t < MAX_HELD_MS; t += HOLD_MS / 2) holds.claim([{ delivery_id: "dlv_a", owner: "m1" }], at + t);
+    expect(holds.claim([{ delivery_id: "dlv_a", owner: "m2" }], at + MAX_HELD_MS - 1)).toEqual({
+      dlv_a: expect.objectContaining({ owner: "m1" }),
+    });
+    // Past it the other message takes it, with a fresh hold of its own.
+    expect(holds.claim([{ delivery_id: "dlv_a", owner: "m2" }], at + MAX_HELD_MS)).toEqual({});
+    expect(holds.claim([{ delivery_id: "dlv_a", owner: "m1" }], at + MAX_HELD_MS + 1)).toEqual({
+      dlv_a: { owner: "m2", until: at + MAX_HELD_MS + HOLD_MS },
+    });
   });
 
   it("lets another message have it once the hold has ended (its holder is gone)", () => {
