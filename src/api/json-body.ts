@@ -87,6 +87,9 @@ export function jsonBody(
       } catch {
         throw new ApiError(400, "invalid_json", "the body is not valid JSON: it is not UTF-8");
       }
+      // The route's validator reads the body again as text: it gets this one rather than
+      // decoding the bytes a second time (Hono caches each body read as a promise).
+      Object.assign(c.req.bodyCache, { text: Promise.resolve(text) });
       let parsed: ReturnType<typeof parseExactJson>;
       try {
         parsed = parseExactJson(text);
