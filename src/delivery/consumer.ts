@@ -197,6 +197,9 @@ export async function deliverBatch(
   };
   const toOtherLanes: LaneMove[] = [];
   const holdWaits: HoldWait[] = [];
+  // This batch's messages of each delivery: a hold by one of them is the run's own (it
+  // picked one message of the delivery, perhaps another, and dropped the rest).
+  const inBatch = new Set(batch.messages.map((m) => `${m.body.delivery_id} ${ownerOf(m)}`));
   const tasks: AttemptTask[] = [];
   const relay = new RunRelay(env, ctx);
   const pool = new AttemptPool<TaskValue>({
@@ -222,9 +225,6 @@ export async function deliverBatch(
     const added: AttemptTask[] = [];
     const { settings, signer } = org.value;
     const now = Date.now();
-    // This batch's messages of each delivery: a hold by one of them is the run's own (it
-    // picked one message of the delivery, perhaps another, and dropped the rest).
-    const inBatch = new Set(batch.messages.map((m) => `${m.body.delivery_id} ${ownerOf(m)}`));
     for (const { message, plan, event } of list) {
       // (`?.`: an object still on the code before holds answers without them.)
       const hold = plan.attempt === 1 ? settings.held?.[message.body.delivery_id] : undefined;

@@ -102,9 +102,9 @@ export interface DeliverySettings {
   /** `zupertry listen` sessions connected now: the run relays the org's attempts to them. */
   listeners: number;
   /**
-   * Of the deliveries asked about (`firstAttempts`), those whose attempt 1 a message holds
-   * that one of the batch's does not: each with its holder and when the hold ends (unix
-   * ms). The others wait, and do not make it too (src/org/first-attempts.ts).
+   * Of the deliveries asked about (`firstAttempts`), those whose attempt 1 another message
+   * than the one asking holds: each with its holder and when the hold ends (unix ms). A
+   * message held elsewhere waits, and does not make it too (src/org/first-attempts.ts).
    */
   held: Record<string, FirstAttemptHold>;
 }
