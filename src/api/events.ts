@@ -118,7 +118,9 @@ const postEventBatch = createRoute({
   },
   responses: {
     202: {
-      description: "At least one event was queued (or is a duplicate of one queued)",
+      description:
+        "At least one event was queued (or is a duplicate of one queued). An event the queue did not take, " +
+        "while others went through, has an `internal` error in `results`: send it again",
       content: { "application/json": { schema: BatchOutputSchema } },
     },
     400: {
@@ -221,8 +223,17 @@ export const events = new OpenAPIHono<{ Bindings: Env; Variables: JsonBodyVariab
       messages.push(prepared.message);
       results.push({ index, delivery_id, status: "queued" });
     }
-    await enqueueEvents(c.env, messages);
-    for (const id of queued) recent.add(id, now);
+    const unqueued = await enqueueEvents(c.env, messages);
+    for (const id of queued) if (!unqueued.has(id)) recent.add(id, now);
+    // Events whose send failed while others' went through: the producer sends them again.
+    for (const [i, result] of results.entries()) {
+      if ("delivery_id" in result && unqueued.has(result.delivery_id)) {
+        results[i] = {
+          index: result.index,
+          error: { code: "internal", message: "the queue did not take this event: send it again (same id)" },
+        };
+      }
+    }
     if (results.some((r) => "delivery_id" in r)) return c.json({ results }, 202);
     return c.json(
       { error: { code: "invalid_request", message: "no event in the batch could be queued" }, results },

@@ -60,25 +60,37 @@ const loggedBulk = new Map<string, number>();
  * within LANE_COUNT_TIMEOUT_MS, the events take the fast lane, as they did before there
  * were two. Nothing is refused or lost either way, and both lanes deliver the same way.
  *
- * Both lanes' sends are made even if one fails; then it throws, and the producer's retry
- * queues the events again (same ids). An event of the failed request that was queued may
- * then be queued in the other lane too: the log keeps one attempt 1 (the plan drops the
- * other message, or the primary key keeps one row if both attempt at once), and the
- * receiver may see a duplicate, which the seed tells it to expect.
+ * Every send is made even if another fails (each lane's, each `sendBatch` of a lane's):
+ * what was sent stays sent, and the events of a send that failed are returned, for the
+ * producer to send again (same ids); when not one event was queued, it throws. An event
+ * sent again that had been queued after all is dropped by the consumer (the log keeps
+ * one attempt 1; the org's object holds it for one message).
  */
 export async function enqueueEvents(
   env: Pick<Env, "DELIVERIES" | "DELIVERIES_BULK" | "FAST_LANE_ORG_LIMIT">,
   messages: readonly DeliveryMessage[],
-): Promise<void> {
+): Promise<ReadonlySet<string>> {
   const inBulk = await bulkLaneChoices(env.FAST_LANE_ORG_LIMIT, messages);
   const fast = messages.filter((_, i) => !inBulk[i]);
   const bulk = messages.filter((_, i) => inBulk[i]);
   logBulk(bulk);
-  const sent = await Promise.allSettled([
-    fast.length > 0 && enqueueDeliveries(env.DELIVERIES, fast),
-    bulk.length > 0 && enqueueDeliveries(env.DELIVERIES_BULK, bulk),
-  ]);
-  for (const result of sent) if (result.status === "rejected") throw result.reason;
+  const unqueued = new Set<string>();
+  const faults: unknown[] = [];
+  const sendAll = async (queue: Queue, lane: readonly DeliveryMessage[]) => {
+    for (const chunk of inSendLimits(lane, (body) => body)) {
+      try {
+        await enqueueDeliveries(queue, chunk);
+      } catch (error) {
+        faults.push(error);
+        for (const message of chunk) unqueued.add(message.delivery_id);
+      }
+    }
+  };
+  await Promise.all([sendAll(env.DELIVERIES, fast), sendAll(env.DELIVERIES_BULK, bulk)]);
+  if (faults.length === 0) return unqueued;
+  if (unqueued.size === new Set(messages.map((m) => m.delivery_id)).size) throw faults[0];
+  logFault("enqueue", unqueued.size, faults[0], "ingest.fault");
+  return unqueued;
 }
 
 /** Whether each event goes to the bulk lane: its org's count is over the limit. */

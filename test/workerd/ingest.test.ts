@@ -290,6 +290,45 @@ describe("POST /v1/events/batch", () => {
     expect(sentMessages().map((m) => m.delivery_id)).toEqual([results[0]!.delivery_id, results[3]!.delivery_id]);
   });
 
+  it("reports the events the queue did not take among the others, and takes them when sent again", async () => {
+    // 100 events of ~4 KB: two sends of the fast lane (256 KB each at most); the second fails.
+    const events = Array.from({ length: 100 }, () => {
+      const event = jobEvent("org_partial", uniqueId("job"), { webhook_url: hook.url });
+      return { ...event, data: { ...event.data, note: "x".repeat(4_000) } };
+    });
+    let sends = 0;
+    const sendBatch = vi.spyOn(env.DELIVERIES, "sendBatch").mockImplementation(async () => {
+      if (++sends === 2) throw new Error("queue unavailable");
+      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } } as QueueSendBatchResponse;
+    });
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
+    expect(res.status).toBe(202);
+    const { results } = (await res.json()) as { results: Array<{ index: number; status?: string; error?: object }> };
+    const queued = results.filter((r) => r.status === "queued");
+    const refused = results.filter((r) => r.error !== undefined);
+    expect(queued.length).toBeGreaterThan(0);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(queued.length + refused.length).toBe(100);
+    expect(refused[0]).toEqual({ index: refused[0]!.index, error: expect.objectContaining({ code: "internal" }) });
+    const queuedIds = sendBatch.mock.calls[0]![0];
+    expect([...queuedIds]).toHaveLength(queued.length);
+
+    // Sent again, the refused ones are queued: none is taken for a duplicate of a queued one.
+    sendBatch.mockRestore();
+    const again = refused.map((r) => events[r.index]);
+    const retried = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: again } });
+    const second = (await retried.json()) as { results: Array<{ status?: string; duplicate?: boolean }> };
+    expect(second.results.every((r) => r.status === "queued" && r.duplicate === undefined)).toBe(true);
+  });
+
+  it("answers 500 when the queue takes none of a batch's events", async () => {
+    vi.spyOn(env.DELIVERIES, "sendBatch").mockRejectedValue(new Error("queue unavailable"));
+    const events = [0, 1].map(() => jobEvent("org_partial", uniqueId("job"), { webhook_url: hook.url }));
+    const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events } });
+    expect(res.status).toBe(500);
+    expect(await res.json()).toMatchObject({ error: { code: "internal" } });
+  });
+
   it("sends an event repeated inside one batch once", async () => {
     const event = jobEvent("org_ingest", uniqueId("job"), { webhook_url: hook.url });
     const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: [event, event] } });
@@ -590,7 +629,7 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
     expect([sent.fast.length, sent.bulk.length]).toEqual([4, 0]);
   });
 
-  it("makes both lanes' sends when one fails, and answers the failure as a JSON 500 to retry", async () => {
+  it("makes both lanes' sends when one fails, and reports the failed lane's events for a retry", async () => {
     const orgId = uniqueId("org");
     await freshLimitWindow();
     const sent = laneSends();
@@ -599,8 +638,14 @@ describe("a producer flood for one org (FAST_LANE_ORG_LIMIT: 1,000 events in 10 
     // 2 of the org's (now bulk) and 2 of another org's (fast) in one batch.
     const batch = [...events(orgId, 2), ...events(uniqueId("org"), 2)];
     const res = await call("POST", "/v1/events/batch", { token: PRODUCER_TOKEN, body: { events: batch } });
-    expect(res.status).toBe(500);
-    expect(await res.json()).toEqual({ error: { code: "internal", message: "internal error" } });
+    expect(res.status).toBe(202);
+    const { results } = (await res.json()) as { results: unknown[] };
+    expect(results).toEqual([
+      { index: 0, error: expect.objectContaining({ code: "internal" }) },
+      { index: 1, error: expect.objectContaining({ code: "internal" }) },
+      { index: 2, delivery_id: expect.stringMatching(/^dlv_/), status: "queued" },
+      { index: 3, delivery_id: expect.stringMatching(/^dlv_/), status: "queued" },
+    ]);
     expect(sent.fast.slice(1000).map((m) => m.job_id)).toEqual(batch.slice(2).map((e) => e.data.job_id));
   });
 });
