@@ -196,7 +196,7 @@ export async function deliverBatch(
     ended.push({ ...attempted, written: writer.add(attempted.row) });
   };
   const toOtherLanes: LaneMove[] = [];
-  const holdWaits: HoldWait[] = [];
+  const holdWaits: Requeue[] = [];
   // This batch's messages of each delivery: a hold by one of them is the run's own (it
   // picked one message of the delivery, perhaps another, and dropped the rest).
   const inBatch = new Set(batch.messages.map((m) => `${m.body.delivery_id} ${ownerOf(m)}`));
@@ -432,53 +432,46 @@ export async function deliverBatch(
       summary.deferred += chunk.length;
     }
   }
-  await putBack(env, lane, released);
+  await requeue(
+    env,
+    lane,
+    released.map((message) => ({ message })),
+    "put_back",
+  );
   summary.released += released.length;
-  await waitForHolds(env, lane, holdWaits);
+  await requeue(env, lane, holdWaits, "hold_wait");
   summary.waiting += holdWaits.length;
   log();
 }
 
-/** A message that waits out another message's hold on its delivery's attempt 1. */
-interface HoldWait {
+/** A message that goes on as a new message of its lane, after `delaySeconds` (none: at once). */
+interface Requeue {
   message: BatchMessage;
-  delaySeconds: number;
+  delaySeconds?: number;
 }
 
 /**
- * Sends the messages that wait out a hold as new messages of this lane (keeping their
- * owner), due when the hold ends, rather than retrying them: a wait is no fault of theirs,
- * and retries bring the dead letters closer. A send that fails falls back to a retry.
+ * Puts messages back on this lane as new messages that keep their owner, not by `retry`:
+ * a retry counts toward the queue's `max_retries`, and none of these is the message's
+ * fault. Released deliveries (every connection held by handed-off attempts) go to the
+ * tail at once: runs filled by other orgs' newly hanging endpoints could otherwise
+ * release the same message until the dead-letter queue took it, failed without a single
+ * attempt. A message waiting out another message's hold on its delivery's attempt 1
+ * (src/org/first-attempts.ts) comes back when the hold ends. A send that fails falls back
+ * to a retry, with the same delay.
  */
-async function waitForHolds(env: Env, lane: LaneName, waits: readonly HoldWait[]): Promise<void> {
-  for (const chunk of inSendLimits(waits, (wait) => wait.message.body)) {
+async function requeue(env: Env, lane: LaneName, items: readonly Requeue[], stage: string): Promise<void> {
+  for (const chunk of inSendLimits(items, (item) => item.message.body)) {
     try {
       await laneQueue(env, lane).sendBatch(
-        chunk.map(({ message, delaySeconds }) => ({ ...requeued(message), delaySeconds })),
+        chunk.map(({ message, delaySeconds }) =>
+          delaySeconds === undefined ? requeued(message) : { ...requeued(message), delaySeconds },
+        ),
       );
       for (const { message } of chunk) message.ack();
     } catch (error) {
-      for (const { message, delaySeconds } of chunk) message.retry({ delaySeconds });
-      logFault("hold_wait", chunk.length, error);
-    }
-  }
-}
-
-/**
- * Puts released deliveries (every connection held by handed-off attempts) back at this
- * lane's tail as new messages that keep their owner, not by `retry`: a retry counts
- * toward the queue's `max_retries`, and runs filled by other orgs' newly hanging
- * endpoints could release the same message until the dead-letter queue took it, failed
- * without a single attempt. A send that fails falls back to a retry.
- */
-async function putBack(env: Env, lane: LaneName, messages: readonly BatchMessage[]): Promise<void> {
-  for (const chunk of inSendLimits(messages, (message) => message.body)) {
-    try {
-      await laneQueue(env, lane).sendBatch(chunk.map(requeued));
-      for (const message of chunk) message.ack();
-    } catch (error) {
-      for (const message of chunk) message.retry({ delaySeconds: 0 });
-      logFault("put_back", chunk.length, error);
+      for (const { message, delaySeconds } of chunk) message.retry({ delaySeconds: delaySeconds ?? 0 });
+      logFault(stage, chunk.length, error);
     }
   }
 }

@@ -33,14 +33,16 @@ export function inSendLimits<T>(items: readonly T[], bodyOf: (item: T) => Delive
  * whole request creates no second delivery (same ids).
  */
 export async function enqueueDeliveries(queue: Queue, messages: readonly DeliveryMessage[]): Promise<void> {
-  // One event (POST /v1/events, the hot path): `send` costs less than a batch of one.
-  if (messages.length === 1) {
-    await queue.send(messages[0], { contentType: DELIVERY_MESSAGE_CONTENT_TYPE });
-    return;
-  }
-  for (const chunk of inSendLimits(messages, (body) => body)) {
-    await queue.sendBatch(chunk.map((body) => ({ body, contentType: DELIVERY_MESSAGE_CONTENT_TYPE })));
-  }
+  for (const chunk of inSendLimits(messages, (body) => body)) await sendChunk(queue, chunk);
+}
+
+/**
+ * One call for a chunk within the limits. One event (POST /v1/events, the hot path):
+ * `send` costs less than a batch of one.
+ */
+async function sendChunk(queue: Queue, chunk: readonly DeliveryMessage[]): Promise<void> {
+  if (chunk.length === 1) await queue.send(chunk[0], { contentType: DELIVERY_MESSAGE_CONTENT_TYPE });
+  else await queue.sendBatch(chunk.map((body) => ({ body, contentType: DELIVERY_MESSAGE_CONTENT_TYPE })));
 }
 
 /** How long ingest waits for the org counts before it queues the events on the fast lane anyway. */
@@ -79,7 +81,7 @@ export async function enqueueEvents(
   const sendAll = async (queue: Queue, lane: readonly DeliveryMessage[]) => {
     for (const chunk of inSendLimits(lane, (body) => body)) {
       try {
-        await enqueueDeliveries(queue, chunk);
+        await sendChunk(queue, chunk);
       } catch (error) {
         faults.push(error);
         for (const message of chunk) unqueued.add(message.delivery_id);
