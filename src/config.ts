@@ -99,7 +99,7 @@ export const RESPONSE_BODY_LIMIT_MAX_BYTES = 524_288;
 
 export function parseConfig(env: ConfigVars): Config {
   const raw = (name: keyof ConfigVars): string => env[name] ?? CONFIG_DEFAULTS[name];
-  return {
+  const config: Config = {
     retryDelaysSeconds: parseDelays(raw("RETRY_DELAYS_SECONDS")),
     attemptTimeoutMs: parseInteger("ATTEMPT_TIMEOUT_MS", raw("ATTEMPT_TIMEOUT_MS"), 1, 900_000),
     allowInsecureWebhookUrls: parseBoolean("ALLOW_INSECURE_WEBHOOK_URLS", raw("ALLOW_INSECURE_WEBHOOK_URLS")),
@@ -115,6 +115,15 @@ export function parseConfig(env: ConfigVars): Config {
     slowLaneOrgShare: parseInteger("SLOW_LANE_ORG_SHARE", raw("SLOW_LANE_ORG_SHARE"), 1, 10_000),
     ...parseShards(raw("LOG_SHARDS"), raw("LOG_SHARDS_CLOSED")),
   };
+  // A delivery whose attempt is still running must not count as stalled: the sweep would
+  // take it over and the receiver get that attempt twice.
+  if (config.stalledAfterMs <= config.attemptTimeoutMs) {
+    throw new ConfigError(
+      `STALLED_AFTER_SECONDS (${config.stalledAfterMs / 1000}) must be longer than ATTEMPT_TIMEOUT_MS ` +
+        `(${config.attemptTimeoutMs} ms): an attempt still running would be taken over and made twice`,
+    );
+  }
+  return config;
 }
 
 /**

@@ -2,7 +2,9 @@ import { readConfig } from "../config";
 import { logShardOf } from "../org/log-shard";
 import { type AttemptRecord, insertAttempts, readDeliveryStates } from "../store/attempts";
 import { unsentResponse } from "./attempt";
-import type { DeliveryMessage } from "./message";
+import { inSendLimits } from "./enqueue";
+import { laneQueue } from "./lanes";
+import { DELIVERY_MESSAGE_CONTENT_TYPE, type DeliveryMessage } from "./message";
 import { isStalled, ownerOf } from "./plan";
 import { eventColumns } from "./record";
 import { crashBackoffSeconds } from "./retry-policy";
@@ -28,6 +30,14 @@ const DEAD_LETTER_MAX_BACKOFF_SECONDS = 3600;
  * logged first would make its real attempt unloggable. A stalled one is the sweep's or
  * ours, whichever comes first. The primary key keeps a redelivered dead letter from
  * logging the row twice.
+ *
+ * Two dead letters are not what they seem by that rule:
+ * - The owner itself, with its next attempt ahead: it logged an attempt, and its wait for
+ *   the next one (a retry with a delay) was one retry past `max_retries`. It *is* the live
+ *   schedule, so it goes back to the fast lane as a new message that keeps its owner, due
+ *   when the next attempt is (the sweep would find it only once stalled, 5 minutes late).
+ * - A redeliver of a finished delivery that was never made: the API answered 202 for it,
+ *   so its ending is logged (`internal`), as for a delivery that never got an attempt.
  *
  * The row goes to the org's log shard. A shard that cannot be written, or an org whose
  * shard is unknown, keeps its messages here for another try (the DLQ has retries of its
@@ -55,7 +65,17 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   await Promise.all(
     groups.map(async (group) => {
       try {
-        failed += await failInShard(group.db, group.messages, stalledAfterMs);
+        const ended = await failInShard(group.db, group.messages, stalledAfterMs);
+        failed += ended.failed;
+        for (const chunk of inSendLimits(ended.rescheduled, ({ message }) => message.body)) {
+          await laneQueue(env, "fast").sendBatch(
+            chunk.map(({ message, delaySeconds }) => ({
+              body: { ...message.body, owner: ownerOf(message) },
+              contentType: DELIVERY_MESSAGE_CONTENT_TYPE,
+              delaySeconds,
+            })),
+          );
+        }
         for (const message of group.messages) message.ack();
       } catch (error) {
         for (const message of group.messages) tryAgain(message);
@@ -68,23 +88,39 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   console.error(JSON.stringify({ event: "deliveries.dead_lettered", messages: batch.messages.length, failed }));
 }
 
-/** Logs the `internal` ending of the deliveries of one shard's dead letters; returns how many. */
+/**
+ * Logs the `internal` ending of the deliveries of one shard's dead letters, and names the
+ * dead letters that are their delivery's live schedule (to be queued again, with the delay
+ * left until their next attempt).
+ */
 async function failInShard(
   db: D1Database,
   messages: readonly Message<DeliveryMessage>[],
   stalledAfterMs: number,
-): Promise<number> {
+): Promise<{ failed: number; rescheduled: { message: Message<DeliveryMessage>; delaySeconds: number }[] }> {
   const states = await readDeliveryStates(db, [...new Set(messages.map((m) => m.body.delivery_id))]);
   const records = new Map<string, AttemptRecord>();
+  const rescheduled: { message: Message<DeliveryMessage>; delaySeconds: number }[] = [];
   const now = Date.now();
   for (const message of messages) {
     const { body } = message;
     const state = states.get(body.delivery_id);
+    const owner = state !== undefined && state.last_message_id === ownerOf(message);
+    if (owner && state.next_attempt_at !== null && state.next_attempt_at > now) {
+      rescheduled.push({ message, delaySeconds: Math.ceil((state.next_attempt_at - now) / 1000) });
+      continue;
+    }
+    const unmadeRedeliver =
+      state !== undefined &&
+      state.next_attempt_at === null &&
+      body.redeliver_after !== undefined &&
+      state.last_attempt === body.redeliver_after;
     const finishedOrLive =
       state !== undefined &&
+      !unmadeRedeliver &&
       (state.next_attempt_at === null ||
         state.next_attempt_at > now ||
-        (state.last_message_id !== ownerOf(message) && !isStalled(state, now, stalledAfterMs)));
+        (!owner && !isStalled(state, now, stalledAfterMs)));
     if (finishedOrLive || records.has(body.delivery_id)) continue;
     const attempt = (state?.last_attempt ?? 0) + 1;
     records.set(body.delivery_id, {
@@ -104,7 +140,7 @@ async function failInShard(
     });
   }
   await insertAttempts(db, [...records.values()]);
-  return records.size;
+  return { failed: records.size, rescheduled };
 }
 
 function logDeadLetterFault(stage: string, messages: number, error: unknown): void {

@@ -16,11 +16,12 @@
  * the log drops it, or the holder is gone and it makes attempt 1 itself.
  *
  * Holds live in the object's memory only: writing one per delivery would cost a row
- * written each, more than the rest of a delivery's Durable Object work. An object that is
- * evicted (or a deploy) forgets them, and then the log's primary key is what remains, as
- * before: one row logged, the attempt perhaps made twice, which the seed tells receivers
- * to expect. So does a hold past MAX_HELD_MS, or one never taken past MAX_HOLDS, and a
- * holder that made attempt 1 but could not log it (the other makes it again).
+ * written each, more than the rest of a delivery's Durable Object work. An object that
+ * leaves memory (after 10 s without a call, or a deploy) forgets them, and then the log's
+ * primary key is what remains, as before: one row logged, the attempt perhaps made
+ * twice, which the seed tells receivers to expect. So does a hold past MAX_HELD_MS, or
+ * one never taken past MAX_HOLDS, and a holder that made attempt 1 but could not log it
+ * (the other makes it again).
  */
 
 /** Longer than an attempt (10 s) and its write; a holder that waits in a queue renews it each time a run sees it. */
@@ -62,7 +63,12 @@ export class FirstAttemptHolds {
     const heldElsewhere: Record<string, FirstAttemptHold> = {};
     for (const { delivery_id, owner } of claims) {
       const hold = this.holds.get(delivery_id);
-      const live = hold !== undefined && hold.until > now && now - hold.since < MAX_HELD_MS;
+      const held = hold !== undefined && hold.until > now;
+      // Past MAX_HELD_MS its holder no longer renews it (or a holder seen more often than
+      // HOLD_MS would keep its waiters waiting for ever), and another message takes it.
+      const capped = held && now - hold.since >= MAX_HELD_MS;
+      if (capped && hold.owner === owner) continue;
+      const live = held && !capped;
       if (live && hold.owner !== owner) {
         heldElsewhere[delivery_id] = { owner: hold.owner, until: hold.until };
         continue;

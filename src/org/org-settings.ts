@@ -142,9 +142,10 @@ export const MAX_ENDPOINTS = 1000;
 const TRIM_EVERY = 50;
 
 /**
- * A redeliver queued for one state of a delivery is remembered this long: a second click
- * (or a client's retry) in the meantime queues nothing more. Longer than a queued message
- * takes to be made, short enough to forget.
+ * A redeliver queued for one state of a delivery is remembered this long (in storage: the
+ * object leaves memory after 10 s without a call): a second click, or a client's retry,
+ * in the meantime queues nothing more. Longer than a queued message takes to be made,
+ * short enough to forget.
  */
 const REDELIVER_CLAIM_MS = 10 * 60 * 1000;
 /**
@@ -153,10 +154,9 @@ const REDELIVER_CLAIM_MS = 10 * 60 * 1000;
  */
 const REDELIVER_CLAIMING_MS = 10_000;
 
-/** A redeliver claimed for one state of a delivery: being queued, then queued. */
+/** A redeliver claimed for one state of a delivery, being queued (once queued, it is in `redeliver_claims`). */
 interface RedeliverClaim {
   at: number;
-  queued: boolean;
   /** Whose claim it is: a request whose claim lapsed may not confirm or give back the next one's. */
   token: string;
   /** Resolves when the claim is confirmed or given back. */
@@ -171,7 +171,7 @@ const LISTENER_DEAD_AFTER_MS = 90_000;
 /**
  * While sessions are open, their keys are checked against D1 this often (an alarm): a
  * revoke closes its sessions at once, unless the object could not be reached then, or
- * forgot the revoke (it was evicted); this check closes them within a minute all the same.
+ * forgot the revoke (it left memory, 10 s after its last call); this check closes them within a minute all the same.
  */
 export const LISTENER_KEY_CHECK_MS = 60_000;
 
@@ -205,8 +205,8 @@ interface SettingsRow extends Record<string, SqlStorageValue> {
 export class OrgSettings extends DurableObject<Env> {
   private readonly sql: SqlStorage;
   /**
-   * Redelivers claimed lately, by `delivery_id:after_attempt`. In memory: it only has to
-   * outlive a double click, and the object lives that long.
+   * Redelivers being queued, by `delivery_id:after_attempt`. In memory: a claim lives from
+   * the click to its queue write, and the object stays in memory while calls come.
    */
   private readonly redelivers = new Map<string, RedeliverClaim>();
   /**
@@ -217,7 +217,7 @@ export class OrgSettings extends DurableObject<Env> {
   /**
    * The org's slow-lane clock (src/org/slow-lane-share.ts). In memory on purpose: it is
    * never more than one attempt timeout ahead of now, so by the time an object is evicted
-   * (idle for over a minute) it has run down anyway; a restart forgets at most one
+   * (after 10 s without a call, or a deploy) it has run down anyway; a restart forgets at most one
    * timeout's worth of deliveries let in.
    */
   private slowLaneClock = 0;
@@ -387,19 +387,22 @@ export class OrgSettings extends DurableObject<Env> {
     for (;;) {
       const now = Date.now();
       for (const [k, claim] of this.redelivers) {
-        if (now - claim.at > (claim.queued ? REDELIVER_CLAIM_MS : REDELIVER_CLAIMING_MS)) {
+        if (now - claim.at > REDELIVER_CLAIMING_MS) {
           this.redelivers.delete(k);
           claim.settle();
         }
       }
+      const queued = this.sql
+        .exec("SELECT 1 FROM redeliver_claims WHERE claim = ? AND queued_at > ?", key, now - REDELIVER_CLAIM_MS)
+        .toArray();
+      if (queued.length > 0) return { status: "queued" };
       const claim = this.redelivers.get(key);
       if (claim === undefined) {
         const { promise, resolve } = Promise.withResolvers<void>();
         const token = crypto.randomUUID();
-        this.redelivers.set(key, { at: now, queued: false, token, settled: promise, settle: resolve });
+        this.redelivers.set(key, { at: now, token, settled: promise, settle: resolve });
         return { status: "claimed", token };
       }
-      if (claim.queued) return { status: "queued" };
       let timer: ReturnType<typeof setTimeout> | undefined;
       await Promise.race([
         claim.settled,
@@ -413,10 +416,13 @@ export class OrgSettings extends DurableObject<Env> {
 
   /** The claimed redeliver is queued: clicks for the same state now queue nothing. */
   confirmRedeliver(deliveryId: string, afterAttempt: number, token: string): void {
-    const claim = this.redelivers.get(`${deliveryId}:${afterAttempt}`);
+    const key = `${deliveryId}:${afterAttempt}`;
+    const claim = this.redelivers.get(key);
     if (claim?.token !== token) return; // it lapsed, and is another request's now
-    claim.queued = true;
-    claim.at = Date.now();
+    const now = Date.now();
+    this.sql.exec("DELETE FROM redeliver_claims WHERE queued_at <= ?", now - REDELIVER_CLAIM_MS);
+    this.sql.exec("INSERT OR REPLACE INTO redeliver_claims (claim, queued_at) VALUES (?, ?)", key, now);
+    this.redelivers.delete(key);
     claim.settle();
   }
 

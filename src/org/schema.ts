@@ -18,6 +18,8 @@
  *   listener_results  what the org's `zupertry listen` sessions answered for relayed
  *                     deliveries (src/org/listeners.ts); the last MAX_LISTENER_RESULTS,
  *                     trimmed every 50 inserts
+ *   redeliver_claims  one row per redeliver queued in the last REDELIVER_CLAIM_MS
+ *                     (`delivery_id:after_attempt`), trimmed as new ones are queued
  *   schema_version    one row: the last migration applied
  */
 
@@ -82,6 +84,13 @@ const MIGRATIONS: readonly string[] = [
     WHERE previous_secret IS NOT NULL AND previous_secret_expires_at IS NOT NULL;
    ALTER TABLE endpoint_health ADD COLUMN demoted_at INTEGER;
    UPDATE endpoint_health SET demoted_at = lane_changed_at WHERE lane = 'slow' OR demotions > 0`,
+  // v6: redelivers queued lately, by delivery and the attempt they follow: the object is
+  // dropped from memory after 10 s without a call, and a redeliver must stay queued once
+  // for its REDELIVER_CLAIM_MS, not for as long as the object happens to stay in memory.
+  `CREATE TABLE redeliver_claims (
+    claim TEXT PRIMARY KEY,
+    queued_at INTEGER NOT NULL
+  )`,
 ];
 
 /** The version an object has once `migrateSchema` ran. */

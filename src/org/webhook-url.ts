@@ -46,7 +46,23 @@ export function checkWebhookUrl(input: string, rules: WebhookUrlRules): WebhookU
   if (host === "private") {
     return refuse("must not point to a private, link-local or reserved address");
   }
+  // A name public DNS cannot answer would only fail at every attempt; refused where it is set.
+  if (host === "public" && !rules.allowInsecure && isLocalName(url.hostname)) {
+    return refuse("must name a public host (not a single-label or .local, .internal or .home.arpa name)");
+  }
+  if (url.port === "0") return refuse("must not use port 0");
   return { ok: true };
+}
+
+/**
+ * A host name that only a local network resolves: one label (`intranet`), or a name under
+ * a special-use suffix (mDNS's `.local`, `.home.arpa`, ICANN's private-use `.internal`).
+ * Public IP literals are not names: IPv4 ones have dots, IPv6 ones brackets.
+ */
+function isLocalName(hostname: string): boolean {
+  const name = hostname.toLowerCase().replace(/\.+$/, "");
+  if (name.startsWith("[")) return false; // an IPv6 literal
+  return !name.includes(".") || /\.(local|internal|home\.arpa)$/.test(name);
 }
 
 function refuse(reason: string): WebhookUrlCheck {

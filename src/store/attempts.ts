@@ -76,7 +76,9 @@ export interface DeliveryState {
 
 /**
  * The state of each delivery that has at least one attempt. One query, by primary key,
- * the ids in one JSON parameter (D1 binds at most 100 values to a statement).
+ * the ids in one JSON parameter (D1 binds at most 100 values to a statement). It reads a
+ * delivery's first and last attempts only, each found by the key: a delivery redelivered
+ * again and again has as many rows, and every message of it would read them all.
  */
 export async function readDeliveryStates(
   db: LogDb,
@@ -86,8 +88,12 @@ export async function readDeliveryStates(
   if (deliveryIds.length === 0) return states;
   const { results } = await db
     .prepare(
-      `SELECT delivery_id, attempt, message_id, next_attempt_at FROM attempts
-        WHERE delivery_id IN (SELECT value FROM json_each(?)) ORDER BY delivery_id, attempt`,
+      `SELECT a.delivery_id, a.attempt, a.message_id, a.next_attempt_at
+         FROM json_each(?) AS ids
+         JOIN attempts a ON a.delivery_id = ids.value AND a.attempt IN (
+           (SELECT MIN(attempt) FROM attempts m WHERE m.delivery_id = ids.value),
+           (SELECT MAX(attempt) FROM attempts m WHERE m.delivery_id = ids.value))
+        ORDER BY a.delivery_id, a.attempt`,
     )
     .bind(JSON.stringify(deliveryIds))
     .run<{ delivery_id: string; attempt: number; message_id: string; next_attempt_at: number | null }>();

@@ -23,6 +23,15 @@ export function deflateToHex(text: string): string {
   return deflateRawSync(text).toString("hex");
 }
 
+/**
+ * A column read as `hex(column)`: D1 returns a BLOB as an array of numbers, about eight
+ * bytes of memory for each byte stored once parsed, where a hex string takes two; a read
+ * of many stored events selects them in hex.
+ */
+export function inflateHex(hex: string): string {
+  return new TextDecoder().decode(inflateRawSync(Buffer.from(hex, "hex")));
+}
+
 /** D1 returns BLOBs as arrays of numbers. */
 export function inflate(stored: ArrayLike<number> | ArrayBuffer): string {
   const bytes = stored instanceof ArrayBuffer ? new Uint8Array(stored) : Uint8Array.from(stored);

@@ -11,7 +11,7 @@
  * backlog keep every other org's stalled delivery waiting for as many minutes as its
  * backlog had hundreds.
  */
-import { inflate } from "./codec";
+import { inflateHex } from "./codec";
 import { readProgress, writeProgress } from "./progress";
 import type { LogDb } from "./shards";
 
@@ -27,8 +27,6 @@ export interface StalledDelivery {
   webhook_url: string | null;
   body: string;
 }
-
-type StoredBlob = number[] | ArrayBuffer;
 
 /** Most orgs one sweep serves per shard: at least one delivery each (SWEEP_LIMIT is 200). */
 export const SWEEP_ORGS = 200;
@@ -305,28 +303,37 @@ export async function claimStalledDelivery(
   return results.length === 1;
 }
 
+/** Stored events read per query: each can be 64 KiB compressed, and a sweep reads up to 200. */
+const STORED_EVENTS_PER_READ = 50;
+
 /**
- * The stored events of these deliveries (their attempt 1): body and own URL. One bound
- * JSON list, however many: D1 binds at most 100 values to a statement, and a sweep claims
- * up to 200 (each looked up by primary key).
+ * The stored events of these deliveries (their attempt 1): body and own URL. The ids go
+ * in one bound JSON list (D1 binds at most 100 values to a statement), each looked up by
+ * primary key, STORED_EVENTS_PER_READ at a time and the bodies in hex, so that a sweep of
+ * 200 events of 64 KiB that do not compress holds a few MB at once, not the ~100 MB their
+ * BLOBs would take as arrays of numbers (a Worker has 128 MB).
  */
 export async function readStoredEvents(
   db: LogDb,
   deliveryIds: readonly string[],
 ): Promise<Map<string, { body: string; webhook_url: string | null }>> {
-  const { results } = await db
-    .prepare(
-      `SELECT delivery_id, url_from_event, url, request_body FROM attempts
-        WHERE delivery_id IN (SELECT value FROM json_each(?)) AND attempt = 1`,
-    )
-    .bind(JSON.stringify(deliveryIds))
-    .run<{ delivery_id: string; url_from_event: number; url: string | null; request_body: StoredBlob }>();
-  return new Map(
-    results.map((r) => [
-      r.delivery_id,
-      { body: inflate(r.request_body), webhook_url: r.url_from_event === 1 ? r.url : null },
-    ]),
+  const events = new Map<string, { body: string; webhook_url: string | null }>();
+  const select = db.prepare(
+    `SELECT delivery_id, url_from_event, url, hex(request_body) AS request_body FROM attempts
+      WHERE delivery_id IN (SELECT value FROM json_each(?)) AND attempt = 1`,
   );
+  for (let i = 0; i < deliveryIds.length; i += STORED_EVENTS_PER_READ) {
+    const { results } = await select
+      .bind(JSON.stringify(deliveryIds.slice(i, i + STORED_EVENTS_PER_READ)))
+      .run<{ delivery_id: string; url_from_event: number; url: string | null; request_body: string }>();
+    for (const r of results) {
+      events.set(r.delivery_id, {
+        body: inflateHex(r.request_body),
+        webhook_url: r.url_from_event === 1 ? r.url : null,
+      });
+    }
+  }
+  return events;
 }
 
 /**

@@ -15,3 +15,13 @@ describe("RESPONSE_BODY_LIMIT_BYTES", () => {
     expect(() => withLimit("1048576")).toThrow("RESPONSE_BODY_LIMIT_BYTES must be an integer from 0 to 524288");
   });
 });
+
+describe("STALLED_AFTER_SECONDS", () => {
+  it("must outlast an attempt, or the sweep would take over attempts still running", () => {
+    const vars = (stalled: string, timeout: string) =>
+      parseConfig({ ...CONFIG_DEFAULTS, STALLED_AFTER_SECONDS: stalled, ATTEMPT_TIMEOUT_MS: timeout });
+    expect(vars("3", "2000").stalledAfterMs).toBe(3000);
+    expect(() => vars("10", "10000")).toThrow("STALLED_AFTER_SECONDS (10) must be longer than ATTEMPT_TIMEOUT_MS");
+    expect(() => vars("1", "900000")).toThrow(ConfigError);
+  });
+});

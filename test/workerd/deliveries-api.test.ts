@@ -1,8 +1,9 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { deliveryIdFor } from "../../src/delivery/message";
-import { orgSettings } from "../../src/org/org-settings";
+import { OrgSettings, orgSettings } from "../../src/org/org-settings";
 import { insertAttempts } from "../../src/store/attempts";
 import {
   attemptRecord,
@@ -370,6 +371,21 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(await waitingOnGivenBack).toMatchObject({ status: "claimed" });
     // Another state of the same delivery (after attempt 2) is a redeliver of its own.
     expect(await org.claimRedeliver(queued, 2)).toMatchObject({ status: "claimed" });
+  });
+
+  it("remembers a queued redeliver for 10 minutes, also when the org's object restarts meanwhile", async () => {
+    const org = orgSettings(env, uniqueId("org"));
+    const id = uniqueId("dlv");
+    const first = await org.claimRedeliver(id, 1);
+    if (first.status !== "claimed") throw new Error("not claimed");
+    await org.confirmRedeliver(id, 1, first.token);
+    // The object leaves memory after 10 s without a call; the next call starts it afresh.
+    const afterRestart = await runInDurableObject(org, (_instance: OrgSettings, state) =>
+      new OrgSettings(state, env).claimRedeliver(id, 1),
+    );
+    expect(afterRestart).toEqual({ status: "queued" });
+    expect(await atOffset<unknown>(9 * 60, () => org.claimRedeliver(id, 1))).toEqual({ status: "queued" });
+    expect(await atOffset<unknown>(10 * 60 + 1, () => org.claimRedeliver(id, 1))).toMatchObject({ status: "claimed" });
   });
 
   it("lets only the request that holds a claim confirm it or give it back", async () => {

@@ -3,7 +3,10 @@ import { Webhook } from "standardwebhooks";
 import { describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../src/delivery/message";
 import { orgSettings } from "../../src/org/org-settings";
+import { insertAttempts, readDeliveryStates } from "../../src/store/attempts";
+import type { LogDb } from "../../src/store/shards";
 import {
+  attemptRecord,
   attemptsOf,
   fakeDate,
   hmacHex,
@@ -605,5 +608,85 @@ describe("the dead-letter queue", () => {
     await runConsumer([message]);
     await deadLetter(message);
     expect(await attemptsOf(message.body.delivery_id)).toMatchObject([{ attempt: 1, outcome: "succeeded" }]);
+  });
+
+  it("queues the owner again when its wait for the next attempt was the retry too many", async () => {
+    const { message } = await setup({ replies: [{ status: 500 }] });
+    await runConsumer([message]); // attempt 1 failed: the message waits 60 s for attempt 2
+    const sent = vi.spyOn(env.DELIVERIES, "sendBatch");
+    advance(20);
+    const run = await deadLetter(message); // that wait was one retry past max_retries
+    expect(run.acked).toEqual([message.id]);
+    expect(sent.mock.calls.flatMap(([batch]) => [...batch])).toEqual([
+      expect.objectContaining({ body: { ...message.body, owner: message.id }, delaySeconds: 40 }),
+    ]);
+    // Still the delivery's schedule: attempt 2 comes when due, not 5 minutes late.
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => a.error)).toEqual(["http_status"]);
+  });
+
+  it("logs the ending of a redeliver that was never made (its 202 said an attempt was queued)", async () => {
+    const { message } = await setup();
+    await runConsumer([message]);
+    const redeliver = { id: uniqueId("msg"), body: { ...message.body, redeliver_after: 1 } };
+    await deadLetter(redeliver);
+    await deadLetter(redeliver);
+    expect((await attemptsOf(message.body.delivery_id)).map((a) => [a.attempt, a.outcome, a.error])).toEqual([
+      [1, "succeeded", null],
+      [2, "failed", "internal"],
+    ]);
+  });
+});
+
+describe("a delivery's logged state", () => {
+  it("is read from its first and last attempts only, however many it has", async () => {
+    const orgId = uniqueId("org");
+    const [redelivered, once] = [uniqueId("dlv"), uniqueId("dlv")];
+    const db = await logDbOf(orgId);
+    await insertAttempts(db, [
+      ...Array.from({ length: 1000 }, (_, i) =>
+        attemptRecord({
+          delivery_id: redelivered,
+          org_id: orgId,
+          attempt: i + 1,
+          message_id: `msg_${i + 1}`,
+          next_attempt_at: i === 999 ? Date.now() + 60_000 : null,
+          ...(i === 0 ? {} : { request_body: null, url_from_event: null }),
+          outcome: "failed",
+          status_code: 500,
+          error: "http_status",
+        }),
+      ),
+      attemptRecord({ delivery_id: once, org_id: orgId, message_id: "msg_once" }),
+    ]);
+    let rowsRead = 0;
+    const counted: LogDb = {
+      batch: db.batch.bind(db),
+      prepare: (sql) => {
+        const statement = db.prepare(sql);
+        return Object.assign(Object.create(statement), {
+          bind: (...values: unknown[]) => {
+            const bound = statement.bind(...values);
+            return Object.assign(Object.create(bound), {
+              run: async () => {
+                const result = await bound.run();
+                rowsRead += result.meta.rows_read;
+                return result;
+              },
+            });
+          },
+        });
+      },
+    };
+    const states = await readDeliveryStates(counted, [redelivered, once]);
+    expect(Object.fromEntries(states)).toEqual({
+      [redelivered]: {
+        last_attempt: 1000,
+        last_message_id: "msg_1000",
+        first_message_id: "msg_1",
+        next_attempt_at: expect.any(Number),
+      },
+      [once]: { last_attempt: 1, last_message_id: "msg_once", first_message_id: "msg_once", next_attempt_at: null },
+    });
+    expect(rowsRead).toBeLessThan(20);
   });
 });

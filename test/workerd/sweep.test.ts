@@ -11,6 +11,7 @@ import {
   COUNT_OVERDUE,
   claimStalledDeliveries,
   OVERDUE_ORGS,
+  readStoredEvents,
   SWEEP_ORGS,
   SWEEP_ORGS_WITH_BACKLOG,
   SWEEP_WALK_LIMIT,
@@ -22,6 +23,7 @@ import {
   call,
   fakeDate,
   jobEvent,
+  logDbOf,
   messageFor,
   orgKey,
   receiver,
@@ -539,5 +541,37 @@ describe("migrations/0002", () => {
       [1, null],
       [2, 2],
     ]);
+  });
+});
+
+describe("the stored events a sweep reads", () => {
+  it("come back whole for a full sweep's 200, big ones that do not compress too", async () => {
+    const orgId = uniqueId("org");
+    // 48 KiB of random bytes as hex in a JSON string: 96 KiB of text that deflate barely shrinks below 48 KiB.
+    const noise = Array.from(crypto.getRandomValues(new Uint8Array(49_152)), (b) => b.toString(16).padStart(2, "0"));
+    const bodies = Array.from({ length: SWEEP_LIMIT }, (_, i) =>
+      JSON.stringify({ type: "job.completed", data: { i, noise: i % 40 === 0 ? noise.join("") : "" } }),
+    );
+    const ids = bodies.map(() => uniqueId("dlv"));
+    await insertAttempts(
+      await logDbOf(orgId),
+      ids.map((id, i) =>
+        attemptRecord({
+          delivery_id: id,
+          org_id: orgId,
+          request_body: bodies[i]!,
+          url_from_event: i % 2 === 0,
+          url: `https://h${i}.example.com/hook`,
+        }),
+      ),
+    );
+    const events = await readStoredEvents(await logDbOf(orgId), [...ids, uniqueId("dlv")]);
+    expect(events.size).toBe(SWEEP_LIMIT);
+    ids.forEach((id, i) => {
+      expect(events.get(id)).toEqual({
+        body: bodies[i],
+        webhook_url: i % 2 === 0 ? `https://h${i}.example.com/hook` : null,
+      });
+    });
   });
 });

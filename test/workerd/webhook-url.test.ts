@@ -61,6 +61,12 @@ describe("webhook URL rules", () => {
     ["https://[::ffff:0:a9fe:a9fe]/hook", "private"], // IPv4-translated 169.254.169.254
     ["https://[2002:a00:1::]/hook", "private"], // 6to4 of 10.0.0.1
     ["https://[ff02::1]/hook", "private"],
+    ["https://intranet/hook", "public host"],
+    ["https://intranet./hook", "public host"],
+    ["https://printer.local/hook", "public host"],
+    ["https://billing.corp.internal/hook", "public host"],
+    ["https://nas.home.arpa/hook", "public host"],
+    ["https://your-app.com:0/hook", "port 0"],
   ])("refuses %s (%s)", (url, reason) => {
     const result = checkWebhookUrl(url, strict);
     expect(result.ok).toBe(false);
