@@ -10,17 +10,34 @@ export const MAX_RETRY_AFTER_S = 300;
 
 export const DEFAULT_API_URL = "http://127.0.0.1:8787";
 
+/** Where in the log an answer read (src/api/org-log.ts). */
+const BOOKMARK_HEADER = "X-Zupertry-Bookmark";
+
 /**
- * Where and as whom: flags first, then ZUPERTRY_API_URL / ZUPERTRY_API_KEY.
+ * The shape of every org key the dispatcher issues (src/store/api-keys.ts): `zk_` and 32
+ * random bytes in base64url. Checked here so that a key cut short, or with a character
+ * picked up on the way, is said as such before any request.
+ */
+const ORG_KEY_SHAPE = /^zk_[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Where and as whom: flags first, then ZUPERTRY_API_URL / ZUPERTRY_API_KEY. Both are
+ * trimmed: a .env file with CRLF line ends leaves a `\r` on each value, which fetch would
+ * strip but a WebSocket header refuses.
  * @param {{ "api-url"?: string, "api-key"?: string }} flags
  * @param {Record<string, string | undefined>} env
  * @returns {Credentials | { error: string }}
  */
 export function credentials(flags, env) {
-  const apiKey = flags["api-key"] ?? env.ZUPERTRY_API_KEY ?? "";
-  const apiUrl = (flags["api-url"] ?? env.ZUPERTRY_API_URL ?? DEFAULT_API_URL).replace(/\/+$/, "");
+  const apiKey = (flags["api-key"] ?? env.ZUPERTRY_API_KEY ?? "").trim();
+  const apiUrl = (flags["api-url"] ?? env.ZUPERTRY_API_URL ?? DEFAULT_API_URL).trim().replace(/\/+$/, "");
   if (!apiKey) return { error: "No API key: pass --api-key zk_… or set ZUPERTRY_API_KEY." };
   if (!apiKey.startsWith("zk_")) return { error: "That is not an org API key (they start with zk_)." };
+  if (!ORG_KEY_SHAPE.test(apiKey)) {
+    const after = apiKey.length - 3;
+    const why = after === 43 ? "this one has another character among them" : `this one has ${after}`;
+    return { error: `That is not a whole org API key: a key is zk_ and 43 letters, digits, - or _; ${why}.` };
+  }
   let url;
   try {
     url = new URL(apiUrl);
@@ -84,18 +101,60 @@ export function notTheApi(apiUrl) {
 }
 
 /**
+ * What one run of a command keeps between its reads of the org's log: the dispatcher's
+ * clock, and the log's bookmark.
+ *
+ * The log's times (`attempted_at`) are the dispatcher's, so a window of "the last 20 s"
+ * must be one on its clock: a laptop's clock may be minutes off. Each answer's `Date`
+ * header says the dispatcher's time (to the second, hence the half second added: the
+ * error is then ±0.5 s, within every window's slack).
+ *
+ * A read may be served by a replica a moment behind; sending back the last
+ * `X-Zupertry-Bookmark` makes each read at least as new as the one before (DESIGN.md,
+ * "Reading your own log"), so a poll never shows an older log than the last one did.
+ */
+export class LogSession {
+  /** The dispatcher's time minus this machine's, in ms; null until an answer said it. @type {number | null} */
+  offsetMs = null;
+  /** @type {string | null} */
+  bookmark = null;
+
+  /**
+   * Takes what an answer of the dispatcher says of its clock and log.
+   * @param {string | null | undefined} date the `Date` header
+   * @param {string | null | undefined} [bookmark] the `X-Zupertry-Bookmark` header
+   */
+  heard(date, bookmark) {
+    const at = date ? Date.parse(date) : Number.NaN;
+    if (Number.isFinite(at)) this.offsetMs = at + 500 - Date.now();
+    if (bookmark) this.bookmark = bookmark;
+  }
+
+  /** The dispatcher's time now (this machine's until an answer said it), unix ms. */
+  now() {
+    return this.serverTime(Date.now());
+  }
+
+  /** @param {number} localMs a time on this machine's clock, unix ms @returns {number} the same on the dispatcher's */
+  serverTime(localMs) {
+    return localMs + (this.offsetMs ?? 0);
+  }
+}
+
+/**
  * Calls the org API; throws ApiError for a non-2xx answer, with a sentence a person can act on.
  * `signal` (Ctrl+C) stops the call at once: ApiError with code `aborted`. A redirect is not
  * followed: the API never redirects, so one means --api-url points elsewhere (often http://
  * where https:// is served), and following it would send the key on to wherever it leads.
+ * With `session` (reads of the log), its bookmark is sent, and the answer's clock and
+ * bookmark kept.
  * @param {Credentials} creds
  * @param {string} method
  * @param {string} path
- * @param {unknown} [body]
- * @param {AbortSignal} [signal]
+ * @param {{ body?: unknown, signal?: AbortSignal, session?: LogSession }} [options]
  * @returns {Promise<any>}
  */
-export async function call(creds, method, path, body, signal) {
+export async function call(creds, method, path, { body, signal, session } = {}) {
   let res;
   try {
     const timeout = AbortSignal.timeout(15_000);
@@ -104,6 +163,7 @@ export async function call(creds, method, path, body, signal) {
       headers: {
         Authorization: `Bearer ${creds.apiKey}`,
         ...(body === undefined ? {} : { "Content-Type": "application/json" }),
+        ...(session?.bookmark ? { [BOOKMARK_HEADER]: session.bookmark } : {}),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
       redirect: "manual",
@@ -113,6 +173,7 @@ export async function call(creds, method, path, body, signal) {
     if (signal?.aborted) throw new ApiError(0, "aborted", "Stopped.");
     throw new ApiError(0, "network_error", `Could not reach ${creds.apiUrl}: ${describeError(error)}`);
   }
+  session?.heard(res.headers.get("date"), res.ok ? res.headers.get(BOOKMARK_HEADER) : null);
   if (res.status >= 300 && res.status < 400) {
     await res.body?.cancel();
     throw new ApiError(res.status, "redirect", redirected(creds.apiUrl, res.headers.get("location")));

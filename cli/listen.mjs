@@ -9,6 +9,7 @@ import {
   call,
   clock,
   describeError,
+  LogSession,
   MAX_BACKOFF_MS,
   MAX_RETRY_AFTER_S,
   notTheApi,
@@ -20,9 +21,47 @@ import {
  * @typedef {{ type: "delivery", delivery_id: string, job_id: string, event_type: string, attempt: number,
  *   headers: Record<string, string>, body: string }} DeliveryFrame
  */
+/** A stretch of disconnection, on this machine's clock (unix ms). @typedef {{ from: number, to: number }} Away */
 
 /** A local receiver gets as long as a real one. */
 const FORWARD_TIMEOUT_MS = 10_000;
+/**
+ * Deliveries forwarded at once; the others wait their turn, in the order they came. The
+ * dispatcher holds at most 3 connections to one endpoint (MAX_CONNECTIONS_PER_ENDPOINT in
+ * src/delivery/consumer.ts), so a receiver on a laptop sees no more than a real one would.
+ */
+const FORWARD_AT_ONCE = 3;
+/**
+ * What is read of a local receiver's answer before the rest is cancelled: as much as the
+ * dispatcher keeps of a real one (RESPONSE_BODY_LIMIT_BYTES, 64 KiB by default). A
+ * receiver that streams without end then costs a moment, not the timeout and memory.
+ */
+const FORWARD_BODY_BYTES = 65_536;
+/**
+ * A dispatcher (or a proxy before it) that takes the connection but never answers the
+ * upgrade would hold `listen` forever: ws sets no limit of its own. After this long the
+ * attempt fails like a refused connection, and the back-off tries again.
+ */
+const HANDSHAKE_TIMEOUT_MS = 15_000;
+/**
+ * A refused upgrade's answer is read for its error message: at most this much, for at
+ * most this long (the message is in its first bytes). One that never ends must not hold
+ * the reconnect.
+ */
+const ERROR_BODY_BYTES = 16_384;
+const ERROR_BODY_WAIT_MS = 5_000;
+/**
+ * What a reconnect missed is counted this long after it. An attempt is logged when it
+ * ends, up to the 10 s attempt timeout after it started: counted at once, an attempt
+ * started while disconnected and still running (a timeout, the one a user watches for)
+ * would be neither forwarded nor counted. The 5 s more are for the log write.
+ */
+const COUNT_MISSED_AFTER_MS = 15_000;
+/**
+ * The missed window is widened by this at each end: the dispatcher's clock is known to
+ * the second (its Date header). What was forwarded in the widening is left out anyway.
+ */
+const CLOCK_SLACK_MS = 1_000;
 /**
  * A text ping this often keeps proxies from closing an idle socket (the object answers
  * without waking); no pong for two of them means the connection is dead (a laptop that
@@ -49,6 +88,11 @@ const REMEMBER_FORWARDED = 1000;
  * people's sessions, and waiting would not help.
  */
 const LISTENER_LIMIT_WAIT_MS = 120_000;
+/**
+ * On Ctrl+C the session is closed cleanly, so the dispatcher frees its place at once; a
+ * dispatcher that does not answer the close gets this long (ws would wait 30 s).
+ */
+const CLOSE_WAIT_MS = 1_000;
 /** Close codes of the dispatcher that end the session for good. */
 const CLOSED_FOR_GOOD = {
   4001: "This API key was revoked: the listener session ended.",
@@ -58,11 +102,14 @@ const CLOSED_FOR_GOOD = {
  * Runs until stopped (resolves 0) or the session cannot go on (a refused or revoked key:
  * resolves 1).
  * @param {Credentials} creds
- * @param {{ forwardTo: string, out?: (line: string) => void, signal?: AbortSignal }} options
+ * @param {{ forwardTo: string, out?: (line: string) => void, note?: (line: string) => void,
+ *   signal?: AbortSignal }} options `out`: a line per delivery forwarded; `note`: how the
+ *   session goes (stderr)
  * @returns {Promise<number>}
  */
-export function listen(creds, { forwardTo, out = console.log, signal }) {
+export function listen(creds, { forwardTo, out = console.log, note = console.error, signal }) {
   const url = `${creds.apiUrl.replace(/^http/, "ws")}/v1/listen`;
+  const session = new LogSession();
   let backoffMs = 1000;
   /**
    * When the connection was last known to work (it opened, a frame or a pong came); null
@@ -71,12 +118,22 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
    * @type {number | null}
    */
   let lastHeard = null;
-  /** Since when the listener has been disconnected; null while connected (or before the first). @type {Date | null} */
+  /**
+   * Since when the listener has been disconnected; null while connected (or before the first).
+   * @type {number | null}
+   */
   let lostAt = null;
   /** Since when reconnects have met the listener limit; null when they have not. @type {number | null} */
   let limitedSince = null;
   /** `delivery_id#attempt` of deliveries forwarded lately. @type {Set<string>} */
   const forwarded = new Set();
+  /** Counts of what reconnects missed, waiting for the attempts made meanwhile to end. */
+  const counts = /** @type {Map<NodeJS.Timeout, Away>} */ (new Map());
+  /** Deliveries waiting for one of the FORWARD_AT_ONCE places, and the session each came on. */
+  const queue = /** @type {Array<{ frame: DeliveryFrame, ws: WebSocket }>} */ ([]);
+  let forwarding = 0;
+  /** Aborted when the session ends: forwards and counts in flight must not hold the exit. */
+  const stopping = new AbortController();
   /** @type {WebSocket | null} */
   let socket = null;
   /** @type {NodeJS.Timeout | undefined} */
@@ -103,62 +160,38 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
     /** @param {number} code */
     const finish = (code) => {
       clearTimeout(retry);
+      for (const [timer, away] of counts) {
+        clearTimeout(timer);
+        note(`Ended before counting what was missed while disconnected: ${missedRange(session, away).command}`);
+      }
+      counts.clear();
+      queue.length = 0;
+      stopping.abort();
       if (socket) flush(socket);
       drop();
-      socket?.close();
+      const ws = socket;
+      ws?.close();
+      if (ws) setTimeout(() => ws.terminate(), CLOSE_WAIT_MS).unref();
       resolve(code);
     };
     signal?.addEventListener("abort", () => finish(0), { once: true });
 
     const connect = () => {
-      const ws = new WebSocket(url, { headers: { Authorization: `Bearer ${creds.apiKey}` }, maxPayload: 2 ** 21 });
+      const ws = new WebSocket(url, {
+        headers: { Authorization: `Bearer ${creds.apiKey}` },
+        maxPayload: 2 ** 21,
+        handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      });
       socket = ws;
       let lastPong = Date.now();
+      ws.on("upgrade", (response) => session.heard(response.headers.date));
       ws.on("unexpected-response", async (_request, response) => {
-        let body = "";
-        for await (const chunk of response) body += chunk;
-        const message = parseError(body);
-        const status = response.statusCode ?? 0;
-        if (status === 401) {
-          out("The API key was not accepted: it is invalid or has been revoked.");
-          finish(1);
-        } else if (status >= 200 && status < 400) {
-          // Not the API (a website, an http:// to https:// redirect): trying again would not help.
-          out(status >= 300 ? redirected(creds.apiUrl, response.headers.location) : notTheApi(creds.apiUrl).message);
-          finish(1);
-        } else if (status === 429 && !response.headers["retry-after"]) {
-          // The org's listener limit. After a drop, likely this laptop's own old session:
-          // it passes (LISTENER_LIMIT_WAIT_MS). Otherwise waiting would not help.
-          const refused = message || "too many listeners";
-          const waited = limitedSince === null ? 0 : Date.now() - limitedSince;
-          if (lastHeard === null || waited >= LISTENER_LIMIT_WAIT_MS) {
-            const after = lastHeard === null ? "" : ` (still, after ${Math.round(waited / 60_000)} minutes)`;
-            out(`The dispatcher refused the listener${after}: ${refused}`);
-            finish(1);
-            return;
-          }
-          if (limitedSince === null) {
-            limitedSince = Date.now();
-            out(
-              `The dispatcher refused the reconnect: ${refused}. One of them is likely this listener's ` +
-                "dropped connection, which the dispatcher counts until 90 s after its last ping: " +
-                "retrying for up to 2 minutes.",
-            );
-          }
-          lost(`HTTP 429: ${refused}`);
-        } else if (status >= 400 && status < 500 && status !== 429) {
-          // Not a passing fault (a wrong --api-url, say): trying again would not help either.
-          out(`The dispatcher at ${creds.apiUrl} refused the listener: HTTP ${status}${message ? `: ${message}` : ""}`);
-          finish(1);
-        } else {
-          // A rate limit (Retry-After) or a passing fault: try again.
-          const after = Number(response.headers["retry-after"]);
-          if (Number.isFinite(after) && after > 0)
-            backoffMs = Math.max(backoffMs, Math.min(after, MAX_RETRY_AFTER_S) * 1000);
-          lost(`HTTP ${status}${message ? `: ${message}` : ""}`);
-        }
+        const message = parseError(await readErrorBody(response));
+        // Ctrl+C, or the handshake's timeout, came while the body was read: that was dealt with.
+        if (ws !== socket || ws.readyState === WebSocket.CLOSED) return;
+        refused(response.statusCode ?? 0, response.headers, message);
       });
-      ws.on("open", async () => {
+      ws.on("open", () => {
         backoffMs = 1000;
         limitedSince = null;
         lastPong = Date.now();
@@ -168,12 +201,9 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
           if (Date.now() - lastPong > DEAD_AFTER_MS) lost("no answer to pings");
           else ws.send("ping");
         }, PING_EVERY_MS);
-        if (lostAt) {
-          const since = lostAt;
-          lostAt = null;
-          out(await missedWindow(creds, since, new Date(), forwarded));
-        }
-        out(`Ready: forwarding this org's deliveries to ${forwardTo} (Ctrl+C to stop).`);
+        if (lostAt !== null) countLater({ from: lostAt, to: Date.now() });
+        lostAt = null;
+        note(`Ready: forwarding this org's deliveries to ${forwardTo} (Ctrl+C to stop).`);
       });
       ws.on("message", (data, isBinary) => {
         lastHeard = Date.now();
@@ -190,23 +220,70 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
         } catch {
           return;
         }
-        if (frame.type === "delivery") forward(/** @type {DeliveryFrame} */ (frame), ws);
-        else if (frame.type === "error") out(`The dispatcher says: ${frame.message}`);
+        if (frame.type === "delivery") enqueue(/** @type {DeliveryFrame} */ (frame), ws);
+        else if (frame.type === "error") note(`The dispatcher says: ${frame.message}`);
       });
       ws.on("close", (code, reason) => {
         if (ws !== socket) return;
         const final = CLOSED_FOR_GOOD[/** @type {keyof typeof CLOSED_FOR_GOOD} */ (code)];
         if (final) {
-          out(final);
+          note(final);
           finish(1);
           return;
         }
         lost(`closed (${code}${reason.length ? `: ${reason}` : ""})`);
       });
       ws.on("error", (error) => {
-        // A refused connection: "close" follows and reconnects.
-        if (ws.readyState !== WebSocket.OPEN) out(`Cannot reach ${creds.apiUrl}: ${describeError(error)}`);
+        // A refused connection, a handshake timed out: "close" follows and reconnects.
+        if (ws.readyState !== WebSocket.OPEN) note(`Cannot reach ${creds.apiUrl}: ${describeError(error)}`);
       });
+    };
+
+    /**
+     * What a refused upgrade means: the end (a refused key, not the API), or a wait.
+     * @param {number} status
+     * @param {import("node:http").IncomingHttpHeaders} headers
+     * @param {string} message the API's error message, if it gave one
+     */
+    const refused = (status, headers, message) => {
+      if (status === 401) {
+        note("The API key was not accepted: it is invalid or has been revoked.");
+        finish(1);
+      } else if (status >= 200 && status < 400) {
+        // Not the API (a website, an http:// to https:// redirect): trying again would not help.
+        note(status >= 300 ? redirected(creds.apiUrl, headers.location) : notTheApi(creds.apiUrl).message);
+        finish(1);
+      } else if (status === 429 && !headers["retry-after"]) {
+        // The org's listener limit. After a drop, likely this laptop's own old session:
+        // it passes (LISTENER_LIMIT_WAIT_MS). Otherwise waiting would not help.
+        const why = message || "too many listeners";
+        const waited = limitedSince === null ? 0 : Date.now() - limitedSince;
+        if (lastHeard === null || waited >= LISTENER_LIMIT_WAIT_MS) {
+          const after = lastHeard === null ? "" : ` (still, after ${Math.round(waited / 60_000)} minutes)`;
+          note(`The dispatcher refused the listener${after}: ${why}`);
+          finish(1);
+          return;
+        }
+        if (limitedSince === null) {
+          limitedSince = Date.now();
+          note(
+            `The dispatcher refused the reconnect: ${why}. One of them is likely this listener's ` +
+              "dropped connection, which the dispatcher counts until 90 s after its last ping: " +
+              "retrying for up to 2 minutes.",
+          );
+        }
+        lost(`HTTP 429: ${why}`);
+      } else if (status >= 400 && status < 500 && status !== 429) {
+        // Not a passing fault (a wrong --api-url, say): trying again would not help either.
+        note(`The dispatcher at ${creds.apiUrl} refused the listener: HTTP ${status}${message ? `: ${message}` : ""}`);
+        finish(1);
+      } else {
+        // A rate limit (Retry-After) or a passing fault: try again.
+        const after = Number(headers["retry-after"]);
+        if (Number.isFinite(after) && after > 0)
+          backoffMs = Math.max(backoffMs, Math.min(after, MAX_RETRY_AFTER_S) * 1000);
+        lost(`HTTP ${status}${message ? `: ${message}` : ""}`);
+      }
     };
 
     /** @param {string} why */
@@ -214,11 +291,29 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
       if (signal?.aborted) return;
       drop();
       socket?.terminate();
-      if (lastHeard !== null) lostAt ??= new Date(lastHeard);
-      out(`Connection lost (${why}); reconnecting in ${Math.round(backoffMs / 1000)} s…`);
+      if (lastHeard !== null) lostAt ??= lastHeard;
+      note(`Connection lost (${why}); reconnecting in ${Math.round(backoffMs / 1000)} s…`);
       clearTimeout(retry);
       retry = setTimeout(connect, backoffMs);
       backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+    };
+
+    /**
+     * Counts what a reconnect missed, once the attempts made while away have ended and
+     * been logged (COUNT_MISSED_AFTER_MS); says at once that it will.
+     * @param {Away} away
+     */
+    const countLater = (away) => {
+      note(
+        `Reconnected: what was missed while disconnected is counted in ${COUNT_MISSED_AFTER_MS / 1000} s, ` +
+          "once the attempts made meanwhile have ended.",
+      );
+      const timer = setTimeout(async () => {
+        const said = await missedWindow(creds, session, away, forwarded, stopping.signal);
+        // Not when the session ended meanwhile: that said what was not counted.
+        if (counts.delete(timer)) note(said);
+      }, COUNT_MISSED_AFTER_MS);
+      counts.set(timer, away);
     };
 
     /** @param {WebSocket} ws */
@@ -233,31 +328,38 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
     };
 
     /**
+     * Takes a delivery to forward: at once if fewer than FORWARD_AT_ONCE are being
+     * forwarded, else after those before it.
+     * @param {DeliveryFrame} frame
+     * @param {WebSocket} ws the session it came on
+     */
+    const enqueue = (frame, ws) => {
+      forwarded.add(`${frame.delivery_id}#${frame.attempt}`);
+      if (forwarded.size > REMEMBER_FORWARDED) forwarded.delete(forwarded.values().next().value ?? "");
+      queue.push({ frame, ws });
+      startForwards();
+    };
+    const startForwards = () => {
+      while (forwarding < FORWARD_AT_ONCE && queue.length > 0) {
+        const { frame, ws } = /** @type {{ frame: DeliveryFrame, ws: WebSocket }} */ (queue.shift());
+        forwarding++;
+        forward(frame, ws).finally(() => {
+          forwarding--;
+          startForwards();
+        });
+      }
+    };
+
+    /**
      * POSTs one delivery to the local URL and tells the dispatcher how it went.
      * @param {DeliveryFrame} frame
      * @param {WebSocket} ws
      */
     const forward = async (frame, ws) => {
-      forwarded.add(`${frame.delivery_id}#${frame.attempt}`);
-      if (forwarded.size > REMEMBER_FORWARDED) forwarded.delete(forwarded.values().next().value ?? "");
       const started = performance.now();
-      /** @type {number | null} */
-      let status = null;
-      /** @type {string | null} */
-      let error = null;
-      try {
-        const res = await fetch(forwardTo, {
-          method: "POST",
-          headers: frame.headers,
-          body: frame.body,
-          redirect: "manual",
-          signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
-        });
-        status = res.status;
-        await res.arrayBuffer();
-      } catch (thrown) {
-        error = describeError(thrown);
-      }
+      const { status, error } = await postLocally(forwardTo, frame, stopping.signal);
+      // Stopped (Ctrl+C) while it was on its way: nothing to say of it.
+      if (stopping.signal.aborted) return;
       const ms = Math.round(performance.now() - started);
       out(
         [
@@ -293,6 +395,81 @@ export function listen(creds, { forwardTo, out = console.log, signal }) {
   });
 }
 
+/**
+ * POSTs a delivery to the local receiver, with its bytes and headers, and reads the
+ * answer's first FORWARD_BODY_BYTES (the rest is cancelled), all within the timeout.
+ * @param {string} forwardTo
+ * @param {DeliveryFrame} frame
+ * @param {AbortSignal} stopping
+ * @returns {Promise<{ status: number | null, error: string | null }>}
+ */
+async function postLocally(forwardTo, frame, stopping) {
+  /** @type {number | null} */
+  let status = null;
+  try {
+    const res = await fetch(forwardTo, {
+      method: "POST",
+      headers: frame.headers,
+      body: frame.body,
+      redirect: "manual",
+      signal: AbortSignal.any([AbortSignal.timeout(FORWARD_TIMEOUT_MS), stopping]),
+    });
+    status = res.status;
+    await readUpTo(res.body, FORWARD_BODY_BYTES);
+    return { status, error: null };
+  } catch (thrown) {
+    return { status, error: describeError(thrown) };
+  }
+}
+
+/**
+ * Reads a body until it ends or `limit` bytes have come, then cancels the rest.
+ * @param {ReadableStream<Uint8Array> | null} body
+ * @param {number} limit
+ */
+async function readUpTo(body, limit) {
+  if (!body) return;
+  const reader = body.getReader();
+  let bytes = 0;
+  try {
+    while (bytes < limit) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      bytes += value.byteLength;
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * The start of a refused upgrade's answer: at most ERROR_BODY_BYTES of it, for at most
+ * ERROR_BODY_WAIT_MS; then the answer is dropped. Never throws: a body cut off reads as
+ * what came of it.
+ * @param {import("node:http").IncomingMessage} response
+ * @returns {Promise<string>}
+ */
+function readErrorBody(response) {
+  return new Promise((resolve) => {
+    /** @type {Buffer[]} */
+    const chunks = [];
+    let bytes = 0;
+    const done = () => {
+      clearTimeout(timer);
+      response.destroy();
+      resolve(Buffer.concat(chunks).subarray(0, ERROR_BODY_BYTES).toString());
+    };
+    const timer = setTimeout(done, ERROR_BODY_WAIT_MS);
+    response.on("data", (/** @type {Buffer} */ chunk) => {
+      chunks.push(chunk);
+      bytes += chunk.length;
+      if (bytes >= ERROR_BODY_BYTES) done();
+    });
+    response.on("end", done);
+    response.on("error", done);
+  });
+}
+
 /** @param {string} body */
 function parseError(body) {
   try {
@@ -303,30 +480,54 @@ function parseError(body) {
 }
 
 /**
+ * A stretch of disconnection as the log sees it: on the dispatcher's clock, widened by
+ * CLOCK_SLACK_MS at each end; as shown, and as the `logs` command that lists it.
+ * @param {LogSession} session
+ * @param {Away} away
+ */
+function missedRange(session, { from, to }) {
+  const since = new Date(session.serverTime(from) - CLOCK_SLACK_MS);
+  const until = new Date(session.serverTime(to) + CLOCK_SLACK_MS);
+  return {
+    since: since.toISOString(),
+    until: until.toISOString(),
+    shown: `${clock(since)}–${clock(until)}`,
+    command: `zupertry logs --since ${since.toISOString()} --until ${until.toISOString()}`,
+  };
+}
+
+/**
  * What a reconnected listener missed: the attempts made while it was away (retries of
  * older deliveries included), which it did not forward; they went to the real endpoint
  * as always. The window starts when the connection was last heard from, so attempts it
- * did forward in it are left out.
+ * did forward in it are left out. Counted COUNT_MISSED_AFTER_MS after the reconnect, so
+ * that what was still running then has been logged; none counted is said as what the
+ * log showed then, with the command to look again.
  * @param {Credentials} creds
- * @param {Date} from
- * @param {Date} to
+ * @param {LogSession} session
+ * @param {Away} away
  * @param {ReadonlySet<string>} forwarded `delivery_id#attempt`
+ * @param {AbortSignal} signal
  */
-async function missedWindow(creds, from, to, forwarded) {
-  const window = `${clock(from)}–${clock(to)}`;
+async function missedWindow(creds, session, away, forwarded, signal) {
   try {
-    const query = new URLSearchParams({ since: from.toISOString(), until: to.toISOString(), limit: "100" });
-    const page = await call(creds, "GET", `/v1/webhook-logs?${query}`);
+    // The window is on the dispatcher's clock. A 101 need not say it (no Date): then a
+    // one-row read of the log does.
+    if (session.offsetMs === null) await call(creds, "GET", "/v1/webhook-logs?limit=1", { session, signal });
+    const { since, until, shown, command } = missedRange(session, away);
+    const query = new URLSearchParams({ since, until, limit: "100" });
+    const page = await call(creds, "GET", `/v1/webhook-logs?${query}`, { session, signal });
     /** @type {Array<{ delivery_id: string, attempt: number }>} */
     const attempts = page.data;
     const n = attempts.filter((a) => !forwarded.has(`${a.delivery_id}#${a.attempt}`)).length;
     const count = `${page.next_cursor ? "at least " : ""}${n} attempt${n === 1 ? " was" : "s were"}`;
     return (
-      `Reconnected. While disconnected (${window}) ${count} made and not forwarded` +
-      (n ? `: zupertry logs --since ${from.toISOString()}` : ".")
+      `Reconnected. While disconnected (${shown}) ${count} made and not forwarded` +
+      (n ? `: ${command}` : `, as the log shows ${COUNT_MISSED_AFTER_MS / 1000} s on (to look again: ${command}).`)
     );
   } catch (error) {
+    const { shown, command } = missedRange(session, away);
     const why = error instanceof ApiError ? error.message : describeError(error);
-    return `Reconnected. Disconnected ${window}; could not list what was missed: ${why}`;
+    return `Reconnected. Disconnected ${shown}; could not list what was missed (${command}): ${why}`;
   }
 }

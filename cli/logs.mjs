@@ -2,7 +2,7 @@
 // `zupertry logs [--follow]`: the org's attempts, oldest first, one line each, filtered
 // like GET /v1/webhook-logs; with --follow, new ones as they are logged.
 
-import { ApiError, call, clock, MAX_BACKOFF_MS, MAX_RETRY_AFTER_S, notTheApi } from "./api.mjs";
+import { ApiError, call, clock, LogSession, MAX_BACKOFF_MS, MAX_RETRY_AFTER_S, notTheApi } from "./api.mjs";
 
 /** @typedef {import("./api.mjs").Credentials} Credentials */
 /**
@@ -19,9 +19,10 @@ const POLL_MS = 1000;
  * so a timed-out attempt, the one a user watches for, is written below every attempt
  * started in the 10 s after it, past the first page as soon as the org makes 10 a second.
  * A poll therefore follows `next_cursor` through the last WINDOW_MS (the 10 s timeout, up to
- * 5 s of wait between polls, and 5 s for the requests' own time and a laptop clock a little
- * off), at most POLL_PAGES pages: 500 attempts, every attempt of an org making 25 a second.
- * Past that it says, once, that it shows only some, and how to narrow.
+ * 5 s of wait between polls, and 5 s for the requests' own time and the dispatcher's clock,
+ * which its answers' Date headers tell to the second), at most POLL_PAGES pages: 500
+ * attempts, every attempt of an org making 25 a second. Past that it says, once, that it
+ * shows only some, and how to narrow.
  *
  * The org API takes 1,200 requests a minute per org, shared with the console and the
  * customer's own scripts, so one terminal must not spend it: a poll that read n pages
@@ -33,7 +34,7 @@ const POLL_PAGES = 5;
 /**
  * Every DEEP_EVERY-th poll, and the first after the dispatcher was away, also reads the
  * rest of the last LOOK_BACK_MS (up to POLL_PAGES pages more): a row written later than
- * the timeout says (a slow log write), a laptop clock further off, what an outage hid.
+ * the timeout says (a slow log write), what an outage hid.
  */
 const DEEP_EVERY = 10;
 const LOOK_BACK_MS = 60_000;
@@ -83,17 +84,17 @@ function sleep(ms, signal) {
  * @param {Credentials} creds
  * @param {URLSearchParams} query
  * @param {{ maxPages: number, want?: number, waitOut: boolean, note: (line: string) => void,
- *   signal?: AbortSignal }} options
+ *   session: LogSession, signal?: AbortSignal }} options
  * @returns {Promise<{ rows: Attempt[], pages: number, more: boolean }>} `more`: pages were left
  */
-async function readPages(creds, query, { maxPages, want = Number.POSITIVE_INFINITY, waitOut, note, signal }) {
+async function readPages(creds, query, { maxPages, want = Number.POSITIVE_INFINITY, waitOut, note, session, signal }) {
   /** @type {Attempt[]} */
   const rows = [];
   let pages = 0;
   while (pages < maxPages && rows.length < want) {
     let answer;
     try {
-      answer = await call(creds, "GET", `/v1/webhook-logs?${query}`, undefined, signal);
+      answer = await call(creds, "GET", `/v1/webhook-logs?${query}`, { signal, session });
     } catch (error) {
       if (!(waitOut && error instanceof ApiError && error.status === 429 && error.retryAfter)) throw error;
       const seconds = Math.min(error.retryAfter, MAX_RETRY_AFTER_S);
@@ -184,7 +185,11 @@ async function listAndFollow(
     for (const [name, value] of Object.entries({ ...filters, ...extra })) if (value) q.set(name, value);
     return q;
   };
-  /** When the first listing began: following goes on from there, however long it took. */
+  const session = new LogSession();
+  /**
+   * When the first listing began: following goes on from there, however long it took.
+   * On this machine's clock: the dispatcher's is known once it has answered.
+   */
   const listingStarted = Date.now();
   /** @type {Attempt[]} */
   let first;
@@ -197,6 +202,7 @@ async function listAndFollow(
       maxPages: SINCE_PAGES,
       waitOut: true,
       note,
+      session,
       signal,
     });
     first = rows;
@@ -217,6 +223,7 @@ async function listAndFollow(
       want: 20,
       waitOut: true,
       note,
+      session,
       signal,
     });
     first = rows.slice(0, 20);
@@ -227,7 +234,30 @@ async function listAndFollow(
   for (const a of first.reverse()) out(attemptLine(a));
   if (after) note(after);
   if (!follow) return 0;
+  // What was logged while the first listing was read (a long --since, a 429 waited out):
+  // from a timeout before it began. Without --since, the first screen showed the newest
+  // 20; the others of the window are older history, not new attempts: only what is newer
+  // than that screen is printed.
+  const from = session.serverTime(listingStarted) - WINDOW_MS;
+  const newerThan = since ? Number.NEGATIVE_INFINITY : Math.max(0, ...seen.values());
+  await followLog(creds, { query, seen, catchUp: { from, newerThan }, filters, session, out, note, signal });
+  return 0;
+}
 
+/**
+ * `--follow`, after the first listing: polls until Ctrl+C, and prints the attempts not
+ * printed before, oldest first. The first poll catches up (`catchUp`: from when, and
+ * started after when, to print); every later one reads the last WINDOW_MS. Every poll,
+ * the first one too, rides out a dispatcher that is away or rate-limited: it says so
+ * once, waits (a 429 as long as its Retry-After, else a back-off) and tries again.
+ * Windows are on the dispatcher's clock (`session`), the one `attempted_at` is on.
+ * @param {Credentials} creds
+ * @param {{ query: (extra: Record<string, string | undefined>) => URLSearchParams,
+ *   seen: Map<string, number>, catchUp: { from: number, newerThan: number },
+ *   filters: Record<string, string | undefined>, session: LogSession, out: (line: string) => void,
+ *   note: (line: string) => void, signal?: AbortSignal }} options `seen`: id → start of what was printed
+ */
+async function followLog(creds, { query, seen, catchUp, filters, session, out, note, signal }) {
   let cappedSaid = false;
   /**
    * Reads the attempts started in [from, to), prints those not printed before (and
@@ -243,6 +273,7 @@ async function listAndFollow(
       maxPages: POLL_PAGES,
       waitOut: false,
       note,
+      session,
       signal,
     });
     if (more && !cappedSaid) {
@@ -260,24 +291,30 @@ async function listAndFollow(
     }
     return pages;
   };
-  // What was logged while the first listing was read (a long --since, a 429 waited out):
-  // from a timeout before it began. Without --since, the first screen showed the newest
-  // 20; the others of the window are older history, not new attempts: only what is newer
-  // than that screen is printed.
-  await poll(listingStarted - WINDOW_MS, undefined, since ? Number.NEGATIVE_INFINITY : Math.max(0, ...seen.values()));
-  out("Following new attempts (Ctrl+C to stop)…");
-  let wait = POLL_MS;
+  note("Following new attempts (Ctrl+C to stop)…");
+  /** The catch-up, until it has been read. @type {{ from: number, newerThan: number } | null} */
+  let pending = catchUp;
+  let wait = 0;
   let polls = 0;
   let backoffMs = POLL_MS;
-  let lastOk = Date.now();
+  /**
+   * The last poll that worked; null before the first, the catch-up, which reads on from
+   * the listing's start, so that an outage before it hides nothing.
+   * @type {number | null}
+   */
+  let lastOk = null;
   /** While the dispatcher is away: since the last poll that worked, and what was said. */
-  let away = /** @type {{ since: number, why: string } | null} */ (null);
+  let away = /** @type {{ since: number | null, why: string } | null} */ (null);
   while (await sleep(wait, signal)) {
-    const now = Date.now();
+    const now = session.now();
     try {
       let pages = 0;
-      if (away !== null || ++polls % DEEP_EVERY === 0) pages += await poll(now - LOOK_BACK_MS, now - WINDOW_MS);
-      pages += await poll(now - WINDOW_MS);
+      if (pending) pages += await poll(pending.from, undefined, pending.newerThan);
+      else {
+        if (away !== null || ++polls % DEEP_EVERY === 0) pages += await poll(now - LOOK_BACK_MS, now - WINDOW_MS);
+        pages += await poll(now - WINDOW_MS);
+      }
+      pending = null;
       if (away) note(backAgain(away.since, now, filters));
       away = null;
       backoffMs = POLL_MS;
@@ -297,28 +334,30 @@ async function listAndFollow(
           : `The dispatcher answered HTTP ${error.status}${error.status === 429 ? " (the org's API rate limit)" : ""}`;
       // One line per outage (and per change of cause), not one per retry.
       if (away?.why !== why) note(`${why}; retrying in ${Math.round(wait / 1000)} s (Ctrl+C to stop)…`);
-      away = { since: away?.since ?? lastOk, why };
+      away = { since: away ? away.since : lastOk, why };
     }
   }
-  return 0;
 }
 
 /**
  * What --follow says when the dispatcher answers again, and what it may have missed: the
  * poll at `lastOk` had every attempt started up to a timeout before it; the deep poll
  * made now reads back LOOK_BACK_MS; an attempt in between was never read.
- * @param {number} lastOk unix ms of the last poll that worked
+ * @param {number | null} lastOk unix ms of the last poll that worked (null: none, the
+ *   catch-up read all since the listing)
  * @param {number} now
  * @param {Record<string, string | undefined>} filters
  */
 function backAgain(lastOk, now, filters) {
+  const back = "Back: the dispatcher answers again; following.";
+  if (lastOk === null) return back;
   const from = lastOk - WINDOW_MS;
   const to = now - LOOK_BACK_MS;
-  if (to <= from) return "Back: the dispatcher answers again; following.";
+  if (to <= from) return back;
   const since = new Date(from).toISOString();
   const until = new Date(to).toISOString();
   return (
-    `Back: the dispatcher answers again; following. Attempts started ${clock(new Date(from))}–` +
-    `${clock(new Date(to))} were not shown: ${commandLine({ ...filters, since, until })}`
+    `${back} Attempts started ${clock(new Date(from))}–${clock(new Date(to))} were not shown: ` +
+    commandLine({ ...filters, since, until })
   );
 }

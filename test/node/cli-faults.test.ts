@@ -1,16 +1,19 @@
+import { spawn } from "node:child_process";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createTcpServer, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
-import { WebSocketServer } from "ws";
+import { type WebSocket, WebSocketServer } from "ws";
 // @ts-expect-error: plain ES modules checked by tsc through JSDoc (cli/tsconfig.json), no .d.ts.
 import { main } from "../../cli/zupertry.mjs";
 
 /**
  * The CLI against a stand-in dispatcher that misbehaves on purpose: one that never
- * answers, answers 404, drops the connection, or holds more history than the first screen.
+ * answers, answers 404, drops the connection, or holds more history than the first screen;
+ * and against a local receiver that holds on (slow, or answering without end).
  */
 
-const KEY = "zk_abcdefghijklmnopqrstuvwxyz";
+const KEY = "zk_q8F0cQk1gD9c2m3x8T4pVn7aLw0eRzYb5uJ6hN1sK2o";
 const servers: Server[] = [];
 afterEach(async () => {
   for (const server of servers.splice(0)) {
@@ -27,10 +30,10 @@ async function serve(handler: (req: IncomingMessage, res: ServerResponse) => voi
 }
 
 /** `lines`: what the command printed (stdout); `notes`: what it said beside them (stderr). */
-async function run(args: string[], url: string, signal?: AbortSignal) {
+async function run(args: string[], url: string, signal?: AbortSignal, more: Record<string, string> = {}) {
   const lines: string[] = [];
   const notes: string[] = [];
-  const env = { ZUPERTRY_API_KEY: KEY, ZUPERTRY_API_URL: url };
+  const env = { ZUPERTRY_API_KEY: KEY, ZUPERTRY_API_URL: url, ...more };
   const out = (line: string) => lines.push(line);
   const code = await main(args, { env, out, err: (line: string) => notes.push(line), signal });
   return { code, lines, notes };
@@ -42,6 +45,12 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `done()`, or `ms` have passed. */
+async function until(done: () => boolean, ms: number) {
+  const deadline = Date.now() + ms;
+  while (!done() && Date.now() < deadline) await sleep(50);
+}
 
 function attempt(i: number, at: number) {
   return {
@@ -90,9 +99,11 @@ describe("zupertry against a dispatcher that misbehaves", () => {
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 200);
     const started = Date.now();
-    const { code, lines } = await run(["trigger", "job.completed"], url, stop.signal);
-    expect(code).toBe(130);
-    expect(lines).toEqual(["Stopped."]);
+    expect(await run(["trigger", "job.completed"], url, stop.signal)).toEqual({
+      code: 130,
+      lines: [],
+      notes: ["Stopped."],
+    });
     expect(Date.now() - started).toBeLessThan(5_000); // the call's own timeout is 15 s
   });
 
@@ -101,9 +112,9 @@ describe("zupertry against a dispatcher that misbehaves", () => {
       res.writeHead(404, { "Content-Type": "application/json" });
       res.end(JSON.stringify({ error: { code: "not_found", message: "no such route" } }));
     });
-    const { code, lines } = await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url);
+    const { code, notes } = await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url);
     expect(code).toBe(1);
-    expect(lines).toEqual([`The dispatcher at ${url} refused the listener: HTTP 404: no such route`]);
+    expect(notes).toEqual([`The dispatcher at ${url} refused the listener: HTTP 404: no such route`]);
   });
 
   it("`logs --follow` shows the newest 20, then only attempts newer than them", async () => {
@@ -120,14 +131,11 @@ describe("zupertry against a dispatcher that misbehaves", () => {
     const stop = new AbortController();
     setTimeout(() => history.unshift(attempt(41, Date.now())), 300); // a new one
     setTimeout(() => stop.abort(), 2_500);
-    const { code, lines } = await run(["logs", "--follow"], url, stop.signal);
+    const { code, lines, notes } = await run(["logs", "--follow"], url, stop.signal);
     expect(code).toBe(0);
     const jobs = lines.map((line) => line.match(/job_\d+/)?.[0] ?? line);
-    expect(jobs).toEqual([
-      ...Array.from({ length: 20 }, (_, i) => `job_${i + 21}`),
-      "Following new attempts (Ctrl+C to stop)…",
-      "job_41",
-    ]);
+    expect(jobs).toEqual([...Array.from({ length: 20 }, (_, i) => `job_${i + 21}`), "job_41"]);
+    expect(notes).toEqual(["Following new attempts (Ctrl+C to stop)…"]);
   });
 
   it("`logs` with a filter follows next_cursor past pages the filter left empty", async () => {
@@ -146,25 +154,43 @@ describe("zupertry against a dispatcher that misbehaves", () => {
     expect(lines.map((line) => line.match(/job_\d+/)?.[0])).toEqual(["job_1", "job_2"]);
   });
 
-  it("counts what `listen` missed from the last frame it heard, leaving out what it forwarded", async () => {
+  it("counts what `listen` missed once what was still running has been logged, on the dispatcher's clock", async () => {
     const forwardedTo: string[] = [];
     const receiver = await serve((req, res) => {
       forwardedTo.push(req.headers["x-zupertry-delivery"] as string);
       res.end("ok");
     });
-    const delivered = attempt(1, Date.now());
-    const missed = attempt(2, Date.now() + 50);
-    let logsSince: string | null = null;
+    // The laptop's clock is 90 s ahead of the dispatcher's.
+    const serverNow = () => Date.now() - 90_000;
+    const delivered = attempt(1, serverNow());
+    const missed = attempt(2, serverNow() + 50);
+    const history = [delivered, missed];
+    const asked: Array<{ since: string | null; until: string | null; bookmark?: string }> = [];
     const url = await serve((req, res) => {
-      logsSince = new URL(req.url!, "http://x").searchParams.get("since");
-      res.writeHead(200, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ data: [missed, delivered], next_cursor: null }));
+      const query = queryOf(req);
+      asked.push({
+        since: query.get("since"),
+        until: query.get("until"),
+        bookmark: req.headers["x-zupertry-bookmark"] as string,
+      });
+      const bookmark = `0000000${asked.length}-00000000-00000000-${"0".repeat(32)}`;
+      json(res, 200, logPage(history, query), {
+        Date: new Date(serverNow()).toUTCString(),
+        "X-Zupertry-Bookmark": bookmark,
+      });
     });
-    const server = servers.at(-1)!;
-    const sockets = new WebSocketServer({ server });
+    const sockets = new WebSocketServer({ server: servers.at(-1)! });
     let connections = 0;
+    let reconnectedAt = 0;
     sockets.on("connection", (ws) => {
-      if (++connections > 1) return;
+      if (++connections > 1) {
+        reconnectedAt = serverNow();
+        // An attempt started while the listener was away ends in its 10 s timeout, and is
+        // logged only then: 3 s after the reconnect.
+        const late = timedOut(3, reconnectedAt - 500);
+        setTimeout(() => history.push(late), 3_000);
+        return;
+      }
       ws.send(JSON.stringify({ type: "hello", listeners: 1 }));
       ws.send(
         JSON.stringify({
@@ -181,19 +207,33 @@ describe("zupertry against a dispatcher that misbehaves", () => {
       setTimeout(() => ws.terminate(), 1_500);
     });
     const stop = new AbortController();
-    const heardAt = Date.now();
+    const heardAt = serverNow();
     const running = run(["listen", "--forward-to", `${receiver}/hook`], url, stop.signal);
-    const deadline = Date.now() + 10_000;
-    while (logsSince === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 200));
+    const counted = () => asked.some((a) => a.since !== null);
+    const deadline = Date.now() + 25_000;
+    while (!counted() && Date.now() < deadline) await sleep(50);
+    await sleep(200);
     stop.abort();
-    const { lines } = await running;
+    const { notes } = await running;
     sockets.close();
     expect(forwardedTo).toEqual([delivered.delivery_id]);
-    // The window starts at the last frame heard, not when the drop was noticed 1.5 s later.
-    expect(Date.parse(logsSince!) - heardAt).toBeLessThan(1_000);
-    expect(lines.find((line) => line.startsWith("Reconnected."))).toMatch(/\) 1 attempt was made and not forwarded/);
-  });
+    expect(notes).toContain(
+      "Reconnected: what was missed while disconnected is counted in 15 s, " +
+        "once the attempts made meanwhile have ended.",
+    );
+    // The one forwarded is left out; the one logged after the reconnect is in.
+    const count = notes.find((line) => line.startsWith("Reconnected. "));
+    expect(count).toMatch(/^Reconnected\. While disconnected \(\S+–\S+\) 2 attempts were made and not forwarded: /);
+    // On the dispatcher's clock, from the last frame heard (not when the drop was noticed
+    // 1.5 s later), to the reconnect; a second wider at each end.
+    const window = asked.find((a) => a.since !== null)!;
+    expect(Math.abs(Date.parse(window.since!) - (heardAt - 1_000))).toBeLessThan(1_000);
+    expect(Math.abs(Date.parse(window.until!) - (reconnectedAt + 1_000))).toBeLessThan(1_000);
+    expect(count).toMatch(new RegExp(`: zupertry logs --since ${window.since} --until ${window.until}$`));
+    // The clock was read first (the 101 carried no Date), and its bookmark sent with the count.
+    expect(asked.map((a) => a.bookmark)).toEqual([undefined, `00000001-00000000-00000000-${"0".repeat(32)}`]);
+  }, 30_000);
+
   it("tells a new session only what it forwarded for that session, not the answers of one that died", async () => {
     const frame = (i: number) =>
       JSON.stringify({
@@ -265,12 +305,12 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     setTimeout(() => stop.abort(), 2_500);
     const { code, lines, notes } = await run(["logs", "--follow"], url, stop.signal);
     expect(code).toBe(0);
-    const after = lines.slice(lines.indexOf("Following new attempts (Ctrl+C to stop)…") + 1);
+    const after = lines.slice(20); // after the first screen
     expect(after.filter((line) => line.includes("✗"))).toEqual([
       expect.stringMatching(/job_999 +dlv_0+999 +#1 +✗ timeout in 10000 ms$/),
     ]);
     expect(after).toHaveLength(151); // and none of the newer ones skipped
-    expect(notes).toEqual([]);
+    expect(notes).toEqual(["Following new attempts (Ctrl+C to stop)…"]);
   });
 
   it("`--follow` in an org too busy to read whole says so once, and how to narrow, at ~1 request/s", async () => {
@@ -285,8 +325,11 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     setTimeout(() => stop.abort(), 3_000);
     const { code, notes } = await run(["logs", "--follow"], url, stop.signal);
     expect(code).toBe(0);
-    expect(notes).toEqual([expect.stringMatching(/^\(--follow is showing only some attempts: more than 500 started/)]);
-    expect(notes[0]).toContain("--outcome failed");
+    expect(notes).toEqual([
+      "Following new attempts (Ctrl+C to stop)…",
+      expect.stringMatching(/^\(--follow is showing only some attempts: more than 500 started/),
+    ]);
+    expect(notes[1]).toContain("--outcome failed");
     // The first screen, then pages of 100 capped per poll, and a wait as long as the pages read.
     expect(requests).toBeLessThanOrEqual(12);
   });
@@ -307,12 +350,9 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     setTimeout(() => stop.abort(), 4_000);
     const { code, lines, notes } = await run(["logs", "--follow"], url, stop.signal);
     expect(code).toBe(0);
-    expect(lines.map((line) => line.match(/job_\d+/)?.[0] ?? line)).toEqual([
-      "job_1",
-      "Following new attempts (Ctrl+C to stop)…",
-      "job_2",
-    ]);
+    expect(lines.map((line) => line.match(/job_\d+/)?.[0] ?? line)).toEqual(["job_1", "job_2"]);
     expect(notes).toEqual([
+      "Following new attempts (Ctrl+C to stop)…",
       expect.stringMatching(/^Could not reach http:\/\/127\.0\.0\.1:\d+: .+; retrying in 1 s \(Ctrl\+C to stop\)…$/),
       "The dispatcher answered HTTP 429 (the org's API rate limit); retrying in 1 s (Ctrl+C to stop)…",
       "Back: the dispatcher answers again; following.",
@@ -336,6 +376,7 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     const { code, notes } = await run(["logs", "--follow"], url, stop.signal);
     expect(code).toBe(0);
     expect(notes).toEqual([
+      "Following new attempts (Ctrl+C to stop)…",
       expect.stringMatching(/^The answer from http:\/\/127\.0\.0\.1:\d+ was cut off: .+; retrying in 1 s/),
       "Back: the dispatcher answers again; following.",
     ]);
@@ -352,9 +393,9 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     }, 300);
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 5_000);
-    const { code, lines } = await run(["logs", "--follow"], url, stop.signal);
+    const { code, notes } = await run(["logs", "--follow"], url, stop.signal);
     expect(code).toBe(1);
-    expect(lines.at(-1)).toBe("The API key was not accepted: it is invalid or has been revoked.");
+    expect(notes.at(-1)).toBe("The API key was not accepted: it is invalid or has been revoked.");
   });
 
   it("`--since` shows up to 10,000 attempts, waits out a 429, and gives the command for the rest", async () => {
@@ -409,13 +450,13 @@ describe("`zupertry logs` in a busy org, and through outages", () => {
     });
     expect(await run(["logs", "--outcome", "failure"], url)).toEqual({
       code: 2,
-      lines: ['--outcome failure: Invalid option: expected one of "succeeded"|"failed"'],
-      notes: [],
+      lines: [],
+      notes: ['--outcome failure: Invalid option: expected one of "succeeded"|"failed"'],
     });
     expect(await run(["logs", "--since", "yesterday"], url)).toEqual({
       code: 2,
-      lines: ["--since yesterday: Invalid ISO datetime (an ISO 8601 time with its offset: 2026-03-19T10:00:00Z)"],
-      notes: [],
+      lines: [],
+      notes: ["--since yesterday: Invalid ISO datetime (an ISO 8601 time with its offset: 2026-03-19T10:00:00Z)"],
     });
   });
 });
@@ -427,13 +468,14 @@ describe("zupertry pointed at the wrong --api-url", () => {
       res.end("<!doctype html><title>Welcome</title>");
     });
     const said = `${url} answered with something that is not the Zupertry API: check --api-url (or ZUPERTRY_API_URL).`;
-    expect(await run(["trigger", "job.completed"], url)).toMatchObject({ code: 1, lines: [said] });
-    expect(await run(["logs"], url)).toMatchObject({ code: 1, lines: [said] });
+    expect(await run(["trigger", "job.completed"], url)).toEqual({ code: 1, lines: [], notes: [said] });
+    expect(await run(["logs"], url)).toEqual({ code: 1, lines: [], notes: [said] });
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 3_000);
-    expect(await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal)).toMatchObject({
+    expect(await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal)).toEqual({
       code: 1,
-      lines: [said],
+      lines: [],
+      notes: [said],
     });
   });
 
@@ -445,12 +487,12 @@ describe("zupertry pointed at the wrong --api-url", () => {
     const said = (path: string) =>
       `${url} redirected to https://${url.slice(7)}${path}, which the Zupertry API never does: ` +
       "check --api-url (https:// may be needed).";
-    expect(await run(["trigger", "job.completed"], url)).toMatchObject({ code: 1, lines: [said("/v1/webhook/test")] });
+    expect(await run(["trigger", "job.completed"], url)).toMatchObject({ code: 1, notes: [said("/v1/webhook/test")] });
     const stop = new AbortController();
     setTimeout(() => stop.abort(), 3_000);
     expect(await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal)).toMatchObject({
       code: 1,
-      lines: [said("/v1/listen")],
+      notes: [said("/v1/listen")],
     });
   });
 });
@@ -477,10 +519,10 @@ describe("`zupertry listen` at the org's limit of 5 listeners", () => {
 
   it("refuses a first connection at once (exit 1): the other sessions will not go away", async () => {
     const { url, sockets } = await dispatcher(() => true);
-    const { code, lines } = await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url);
+    const { code, notes } = await run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url);
     sockets.close();
     expect(code).toBe(1);
-    expect(lines).toEqual(["The dispatcher refused the listener: the org has 5 listeners connected"]);
+    expect(notes).toEqual(["The dispatcher refused the listener: the org has 5 listeners connected"]);
   });
 
   it("keeps reconnecting when its own dropped session still counts, and says why", async () => {
@@ -495,18 +537,255 @@ describe("`zupertry listen` at the org's limit of 5 listeners", () => {
     while (connections() < 3 && Date.now() < deadline) await sleep(50);
     await sleep(300);
     stop.abort();
-    const { code, lines } = await running;
+    const { code, notes } = await running;
     sockets.close();
     expect(code).toBe(0);
-    expect(lines).toEqual([
+    expect(notes).toEqual([
       expect.stringMatching(/^Ready/),
       "Connection lost (closed (1006)); reconnecting in 1 s…",
       "The dispatcher refused the reconnect: the org has 5 listeners connected. One of them is likely this " +
         "listener's dropped connection, which the dispatcher counts until 90 s after its last ping: " +
         "retrying for up to 2 minutes.",
       "Connection lost (HTTP 429: the org has 5 listeners connected); reconnecting in 2 s…",
-      expect.stringMatching(/^Reconnected\. While disconnected .* 0 attempts were made and not forwarded\.$/),
+      "Reconnected: what was missed while disconnected is counted in 15 s, once the attempts made meanwhile " +
+        "have ended.",
       expect.stringMatching(/^Ready/),
+      // Stopped before the count: what it would have read, to read it.
+      expect.stringMatching(
+        /^Ended before counting what was missed while disconnected: zupertry logs --since \S+Z --until \S+Z$/,
+      ),
     ]);
   });
+});
+
+describe("zupertry as a program, its output piped", () => {
+  const cli = fileURLToPath(new URL("../../cli/zupertry.mjs", import.meta.url));
+
+  it("`logs --since … | slow reader` gets every line: the CLI exits once its output is written", async () => {
+    const since = "2026-03-19T10:00:00.000Z";
+    const history = Array.from({ length: 10_000 }, (_, i) => attempt(i + 1, Date.parse(since) + i * 100));
+    const url = await serve((req, res) => json(res, 200, logPage(history, queryOf(req))));
+    const child = spawn(process.execPath, [cli, "logs", "--since", since], {
+      env: { ...process.env, ZUPERTRY_API_KEY: KEY, ZUPERTRY_API_URL: url },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const closed = new Promise((resolve) => child.once("close", resolve));
+    // The reader takes nothing until the CLI has exited, or 3 s have passed: far slower
+    // than the CLI writes, so most of its output waits in the pipe.
+    await Promise.race([exited, sleep(3_000)]);
+    let lines = 0;
+    child.stdout.on("data", (chunk: Buffer) => {
+      for (const byte of chunk) if (byte === 10) lines++;
+    });
+    child.stderr.resume();
+    await closed;
+    expect(await exited).toBe(0);
+    expect(lines).toBe(10_000);
+  }, 20_000);
+});
+
+describe("`zupertry logs` on the dispatcher's terms", () => {
+  it("says a refused key on stderr, never stdout: `logs > file` holds only attempts", async () => {
+    const url = await serve((_req, res) => json(res, 401, { error: { code: "unauthorized", message: "invalid" } }));
+    expect(await run(["logs"], url)).toEqual({
+      code: 1,
+      lines: [],
+      notes: ["The API key was not accepted: it is invalid or has been revoked."],
+    });
+  });
+
+  it("`--follow` polls on the dispatcher's clock (its Date header), not a laptop's 90 s ahead", async () => {
+    const serverNow = () => Date.now() - 90_000;
+    const history = [attempt(1, serverNow() - 5_000)];
+    const url = await serve((req, res) => {
+      json(res, 200, logPage(history, queryOf(req)), { Date: new Date(serverNow()).toUTCString() });
+    });
+    setTimeout(() => history.push(attempt(2, serverNow())), 300);
+    // Logged at the end of its 10 s timeout.
+    setTimeout(() => history.push(timedOut(3, serverNow() - 10_000)), 1_300);
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 3_000);
+    const { code, lines } = await run(["logs", "--follow"], url, stop.signal);
+    expect(code).toBe(0);
+    expect(lines.map((line) => line.match(/job_\d+/)?.[0])).toEqual(["job_1", "job_2", "job_3"]);
+  });
+
+  it("`--follow` rides out a 429 on its first poll too, the one right after the first screen", async () => {
+    const history = [attempt(1, Date.now() - 5_000)];
+    let requests = 0;
+    const url = await serve((req, res) => {
+      if (++requests === 2) {
+        json(res, 429, { error: { code: "rate_limited", message: "too many requests" } }, { "Retry-After": "1" });
+      } else json(res, 200, logPage(history, queryOf(req)));
+    });
+    setTimeout(() => history.push(attempt(2, Date.now())), 300);
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 3_000);
+    const { code, lines, notes } = await run(["logs", "--follow"], url, stop.signal);
+    expect(code).toBe(0);
+    expect(lines.map((line) => line.match(/job_\d+/)?.[0])).toEqual(["job_1", "job_2"]);
+    expect(notes).toEqual([
+      "Following new attempts (Ctrl+C to stop)…",
+      "The dispatcher answered HTTP 429 (the org's API rate limit); retrying in 1 s (Ctrl+C to stop)…",
+      "Back: the dispatcher answers again; following.",
+    ]);
+  });
+
+  it("sends back the log's bookmark, so that no page reads an older log than the one before", async () => {
+    const sent: Array<string | undefined> = [];
+    const url = await serve((req, res) => {
+      sent.push(req.headers["x-zupertry-bookmark"] as string | undefined);
+      const page =
+        sent.length === 1 ? { data: [], next_cursor: "c1" } : { data: [attempt(1, Date.now())], next_cursor: null };
+      json(res, 200, page, { "X-Zupertry-Bookmark": `0000000${sent.length}-00000000-00000000-${"0".repeat(32)}` });
+    });
+    expect(await run(["logs", "--event-type", "job.completed"], url)).toMatchObject({ code: 0, notes: [] });
+    expect(sent).toEqual([undefined, `00000001-00000000-00000000-${"0".repeat(32)}`]);
+  });
+});
+
+describe("`zupertry listen` against a dispatcher or a receiver that holds on", () => {
+  /** A dispatcher whose listen route sends `frames` on each new session; what the sessions answer. */
+  async function dispatcher(frames: (connection: number) => string[]) {
+    const url = await serve((req, res) => json(res, 200, logPage([], queryOf(req))));
+    const sockets = new WebSocketServer({ server: servers.at(-1)! });
+    const answered: Array<{ delivery_id: string; status_code: number | null; response_time_ms: number }> = [];
+    const headers: Array<string | undefined> = [];
+    sockets.on("connection", (ws: WebSocket, req: IncomingMessage) => {
+      headers.push(req.headers.authorization);
+      ws.on("message", (data) => {
+        const text = data.toString();
+        if (text !== "ping") answered.push(...JSON.parse(text).results);
+      });
+      for (const frame of frames(headers.length)) ws.send(frame);
+    });
+    return { url, sockets, answered, headers };
+  }
+
+  const frame = (i: number) =>
+    JSON.stringify({
+      type: "delivery",
+      delivery_id: attempt(i, 0).delivery_id,
+      job_id: `job_${i}`,
+      event_type: "job.completed",
+      attempt: 1,
+      headers: { "X-Zupertry-Delivery": attempt(i, 0).delivery_id, "Content-Type": "application/json" },
+      body: "{}",
+    });
+
+  it("takes a key with a CRLF .env's \\r, rather than crash on the WebSocket's header", async () => {
+    const { url, sockets, headers } = await dispatcher(() => []);
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal, {
+      ZUPERTRY_API_KEY: `${KEY}\r`,
+    });
+    await until(() => headers.length > 0, 5_000);
+    stop.abort();
+    const { code, notes } = await running;
+    sockets.close();
+    expect(code).toBe(0);
+    expect(headers).toEqual([`Bearer ${KEY}`]);
+    expect(notes).toEqual([expect.stringMatching(/^Ready: forwarding/)]);
+  });
+
+  it("forwards at most 3 deliveries at once, the others after them in the order they came", async () => {
+    let open = 0;
+    let most = 0;
+    const order: string[] = [];
+    const receiver = await serve((req, res) => {
+      order.push(req.headers["x-zupertry-delivery"] as string);
+      most = Math.max(most, ++open);
+      setTimeout(() => {
+        open--;
+        res.end("ok");
+      }, 100);
+    });
+    const ids = Array.from({ length: 20 }, (_, i) => i + 1);
+    const { url, sockets, answered } = await dispatcher(() => ids.map(frame));
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", `${receiver}/hook`], url, stop.signal);
+    await until(() => answered.length === 20, 10_000);
+    stop.abort();
+    const { code, lines } = await running;
+    sockets.close();
+    expect(code).toBe(0);
+    expect(most).toBe(3);
+    expect(order).toEqual(ids.map((i) => attempt(i, 0).delivery_id)); // none dropped, none out of turn
+    expect(lines.filter((line) => line.endsWith("ms") && line.includes("→ 200"))).toHaveLength(20);
+  });
+
+  it("reads 64 KiB of a local answer that never ends, cancels the rest, and forwards the next", async () => {
+    const receiver = await serve((req, res) => {
+      if (req.headers["x-zupertry-delivery"] === attempt(4, 0).delivery_id) return void res.end("ok");
+      res.writeHead(200);
+      const chunk = Buffer.alloc(16_384, "x");
+      const more = () => {
+        while (!res.destroyed && res.write(chunk));
+      };
+      res.on("drain", more);
+      more();
+    });
+    // Three endless answers would take every place for the 10 s timeout; the fourth waits for one.
+    const { url, sockets, answered } = await dispatcher(() => [1, 2, 3, 4].map(frame));
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", `${receiver}/hook`], url, stop.signal);
+    await until(() => answered.length === 4, 3_000);
+    stop.abort();
+    await running;
+    sockets.close();
+    expect(answered.map((r) => [r.delivery_id, r.status_code])).toEqual(
+      expect.arrayContaining([1, 2, 3, 4].map((i) => [attempt(i, 0).delivery_id, 200])),
+    );
+    expect(answered).toHaveLength(4);
+    for (const result of answered) expect(result.response_time_ms).toBeLessThan(2_000);
+  });
+
+  it("gives up an upgrade never answered after 15 s, and tries again", async () => {
+    const held: Socket[] = [];
+    const server = createTcpServer((socket) => held.push(socket)); // takes the connection, says nothing
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal);
+    await until(() => held.length === 2, 20_000);
+    stop.abort();
+    const { code, notes } = await running;
+    for (const socket of held) socket.destroy();
+    server.close();
+    expect(code).toBe(0);
+    expect(held).toHaveLength(2);
+    expect(notes).toEqual([
+      `Cannot reach ${url}: Opening handshake has timed out`,
+      "Connection lost (closed (1006)); reconnecting in 1 s…",
+    ]);
+  }, 25_000);
+
+  it("reads a refused upgrade's error only so far (an endless one) and so long (a stalled one)", async () => {
+    const url = await serve(() => {});
+    let upgrades = 0;
+    servers.at(-1)!.on("upgrade", (_req, socket: Socket) => {
+      socket.on("error", () => {});
+      socket.on("end", () => socket.destroy()); // the CLI hung up: no half-open socket left for afterEach
+      socket.write("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\r\n");
+      if (++upgrades === 1) {
+        const endless = setInterval(() => socket.write(`{"error":{"message":"${"x".repeat(1_000)}`), 5);
+        socket.on("close", () => clearInterval(endless));
+      } else if (upgrades === 2)
+        socket.write('{"error":'); // and nothing more
+      else socket.destroy();
+    });
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal);
+    // The endless one at once, the stalled one after 5 s, then the back-off's 2 s.
+    await until(() => upgrades === 3, 12_000);
+    stop.abort();
+    const { code, notes } = await running;
+    expect(code).toBe(0);
+    expect(notes.slice(0, 2)).toEqual([
+      "Connection lost (HTTP 503); reconnecting in 1 s…",
+      "Connection lost (HTTP 503); reconnecting in 2 s…",
+    ]);
+    expect(upgrades).toBe(3);
+  }, 20_000);
 });
