@@ -115,12 +115,15 @@ export function parseConfig(env: ConfigVars): Config {
     slowLaneOrgShare: parseInteger("SLOW_LANE_ORG_SHARE", raw("SLOW_LANE_ORG_SHARE"), 1, 10_000),
     ...parseShards(raw("LOG_SHARDS"), raw("LOG_SHARDS_CLOSED")),
   };
-  // A delivery whose attempt is still running must not count as stalled: the sweep would
-  // take it over and the receiver get that attempt twice.
+  // A floor, not a margin: a delivery whose attempt can still be running (it starts when its
+  // run gets to it, and a handed-off one holds a lease 5 s past its timeout) must not count
+  // as stalled, or the sweep takes it over and the receiver gets that attempt twice. The
+  // default (300 s against 10 s) leaves minutes for a late run.
   if (config.stalledAfterMs <= config.attemptTimeoutMs) {
     throw new ConfigError(
       `STALLED_AFTER_SECONDS (${config.stalledAfterMs / 1000}) must be longer than ATTEMPT_TIMEOUT_MS ` +
-        `(${config.attemptTimeoutMs} ms): an attempt still running would be taken over and made twice`,
+        `(${config.attemptTimeoutMs} ms), and by minutes: a delivery whose attempt may still be running ` +
+        "would be taken over and the attempt made twice",
     );
   }
   return config;

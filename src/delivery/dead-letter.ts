@@ -64,10 +64,21 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
   let failed = 0;
   await Promise.all(
     groups.map(async (group) => {
+      let ended: Awaited<ReturnType<typeof failInShard>>;
       try {
-        const ended = await failInShard(group.db, group.messages, stalledAfterMs);
-        failed += ended.failed;
-        for (const chunk of inSendLimits(ended.rescheduled, ({ message }) => message.body)) {
+        ended = await failInShard(group.db, group.messages, stalledAfterMs);
+      } catch (error) {
+        for (const message of group.messages) tryAgain(message);
+        logDeadLetterFault("write_log", group.messages.length, error);
+        return;
+      }
+      failed += ended.failed;
+      const rescheduled = new Set(ended.rescheduled.map(({ message }) => message));
+      for (const message of group.messages) if (!rescheduled.has(message)) message.ack();
+      // Each chunk acked as soon as it is sent: a later chunk's failure must not send it again,
+      // as a second message with the same owner would make the delivery's next attempt twice.
+      for (const chunk of inSendLimits(ended.rescheduled, ({ message }) => message.body)) {
+        try {
           await laneQueue(env, "fast").sendBatch(
             chunk.map(({ message, delaySeconds }) => ({
               body: { ...message.body, owner: ownerOf(message) },
@@ -75,11 +86,11 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
               delaySeconds,
             })),
           );
+          for (const { message } of chunk) message.ack();
+        } catch (error) {
+          for (const { message } of chunk) tryAgain(message);
+          logDeadLetterFault("requeue", chunk.length, error);
         }
-        for (const message of group.messages) message.ack();
-      } catch (error) {
-        for (const message of group.messages) tryAgain(message);
-        logDeadLetterFault("write_log", group.messages.length, error);
       }
     }),
   );

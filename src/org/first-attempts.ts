@@ -64,10 +64,12 @@ export class FirstAttemptHolds {
     for (const { delivery_id, owner } of claims) {
       const hold = this.holds.get(delivery_id);
       const held = hold !== undefined && hold.until > now;
-      // Past MAX_HELD_MS its holder no longer renews it (or a holder seen more often than
-      // HOLD_MS would keep its waiters waiting for ever), and another message takes it.
-      const capped = held && now - hold.since >= MAX_HELD_MS;
-      if (capped && hold.owner === owner) continue;
+      // Past MAX_HELD_MS its holder no longer renews it, nor takes it again once it lapsed,
+      // until its waiters, told to come back when it ends, have had their turn (or a holder
+      // seen more often than HOLD_MS would keep them waiting for ever), and another message
+      // takes it.
+      const capped = hold !== undefined && now - hold.since >= MAX_HELD_MS;
+      if (capped && hold.owner === owner && isKept(hold, now)) continue;
       const live = held && !capped;
       if (live && hold.owner !== owner) {
         heldElsewhere[delivery_id] = { owner: hold.owner, until: hold.until };
@@ -86,10 +88,20 @@ export class FirstAttemptHolds {
     return this.holds.size;
   }
 
+  /** Drops the holds that ended, from the front (the oldest renewal first), but those kept past their cap. */
   private prune(now: number): void {
     for (const [id, hold] of this.holds) {
       if (hold.until > now) return;
-      this.holds.delete(id);
+      if (!isKept(hold, now)) this.holds.delete(id);
     }
   }
+}
+
+/**
+ * Whether an ended hold is still remembered: one that reached MAX_HELD_MS is, for a
+ * HOLD_MS more (the latest its waiters come back), so that its holder does not take it
+ * afresh and start the cap again.
+ */
+function isKept(hold: FirstAttemptHold & { since: number }, now: number): boolean {
+  return hold.until > now || (hold.until - hold.since >= MAX_HELD_MS && now < hold.since + MAX_HELD_MS + HOLD_MS);
 }

@@ -418,12 +418,15 @@ export class OrgSettings extends DurableObject<Env> {
   confirmRedeliver(deliveryId: string, afterAttempt: number, token: string): void {
     const key = `${deliveryId}:${afterAttempt}`;
     const claim = this.redelivers.get(key);
-    if (claim?.token !== token) return; // it lapsed, and is another request's now
+    // Lapsed, and another request's now: that one confirms or gives back its own.
+    if (claim !== undefined && claim.token !== token) return;
+    // Confirmed also when the claim is gone from memory (the object restarted, or the claim
+    // lapsed while the queue write was slow): the redeliver is queued all the same.
     const now = Date.now();
     this.sql.exec("DELETE FROM redeliver_claims WHERE queued_at <= ?", now - REDELIVER_CLAIM_MS);
     this.sql.exec("INSERT OR REPLACE INTO redeliver_claims (claim, queued_at) VALUES (?, ?)", key, now);
     this.redelivers.delete(key);
-    claim.settle();
+    claim?.settle();
   }
 
   /** Gives back a claim whose redeliver was not queued (refused by the send limit, or the queue failed). */

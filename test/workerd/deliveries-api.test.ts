@@ -388,6 +388,19 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
     expect(await atOffset<unknown>(10 * 60 + 1, () => org.claimRedeliver(id, 1))).toMatchObject({ status: "claimed" });
   });
 
+  it("records a redeliver confirmed after the org object restarted between claim and queue write", async () => {
+    const org = orgSettings(env, uniqueId("org"));
+    const id = uniqueId("dlv");
+    const claim = await org.claimRedeliver(id, 1);
+    if (claim.status !== "claimed") throw new Error("not claimed");
+    const again = await runInDurableObject(org, async (_instance: OrgSettings, state) => {
+      const restarted = new OrgSettings(state, env);
+      restarted.confirmRedeliver(id, 1, claim.token);
+      return restarted.claimRedeliver(id, 1);
+    });
+    expect(again).toEqual({ status: "queued" });
+  });
+
   it("lets only the request that holds a claim confirm it or give it back", async () => {
     const org = orgSettings(env, uniqueId("org"));
     const id = uniqueId("dlv");

@@ -4,10 +4,10 @@ import { describe, expect, it, vi } from "vitest";
 import type { DeliveryMessage } from "../../src/delivery/message";
 import { orgSettings } from "../../src/org/org-settings";
 import { insertAttempts, readDeliveryStates } from "../../src/store/attempts";
-import type { LogDb } from "../../src/store/shards";
 import {
   attemptRecord,
   attemptsOf,
+  countingDb,
   fakeDate,
   hmacHex,
   jobEvent,
@@ -549,8 +549,8 @@ describe("a batch", () => {
 });
 
 describe("the dead-letter queue", () => {
-  async function deadLetter(message: { id: string; body: DeliveryMessage }) {
-    return runConsumer([message], "deliveries-dlq");
+  async function deadLetter(message: { id: string; body: DeliveryMessage } | { id: string; body: DeliveryMessage }[]) {
+    return runConsumer(Array.isArray(message) ? message : [message], "deliveries-dlq");
   }
 
   it("marks a delivery that never got an attempt failed with error internal", async () => {
@@ -624,6 +624,35 @@ describe("the dead-letter queue", () => {
     expect((await attemptsOf(message.body.delivery_id)).map((a) => a.error)).toEqual(["http_status"]);
   });
 
+  it("acks each chunk of re-queued owners once sent: a later chunk's failure does not send it again", async () => {
+    const padded = (event: ReturnType<typeof jobEvent>, bytes: number) => ({
+      ...event,
+      data: { ...event.data, pad: "x".repeat(bytes) },
+    });
+    const { orgId, hook } = await setup({ replies: [{ status: 500 }] });
+    // Four owners of 64 KB events: three fit in one sendBatch (256 KB), the fourth takes another.
+    const owners = await Promise.all(
+      [1, 2, 3, 4].map(async () => ({
+        id: uniqueId("msg"),
+        body: await messageFor(padded(jobEvent(orgId, uniqueId("job")), 64_000), hook.url),
+      })),
+    );
+    await runConsumer(owners); // attempt 1 failed for each: they wait 60 s for attempt 2
+    const sent = vi
+      .spyOn(env.DELIVERIES, "sendBatch")
+      .mockResolvedValueOnce({ metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } })
+      .mockRejectedValueOnce(new Error("Queue send failed: simulated outage"));
+    const run = await deadLetter(owners);
+    expect(sent.mock.calls.map(([batch]) => [...batch].length)).toEqual([3, 1]);
+    expect(run.acked.sort()).toEqual(
+      owners
+        .slice(0, 3)
+        .map((m) => m.id)
+        .sort(),
+    );
+    expect([...run.retried.keys()]).toEqual([owners[3]!.id]);
+  });
+
   it("logs the ending of a redeliver that was never made (its 202 said an attempt was queued)", async () => {
     const { message } = await setup();
     await runConsumer([message]);
@@ -658,26 +687,8 @@ describe("a delivery's logged state", () => {
       ),
       attemptRecord({ delivery_id: once, org_id: orgId, message_id: "msg_once" }),
     ]);
-    let rowsRead = 0;
-    const counted: LogDb = {
-      batch: db.batch.bind(db),
-      prepare: (sql) => {
-        const statement = db.prepare(sql);
-        return Object.assign(Object.create(statement), {
-          bind: (...values: unknown[]) => {
-            const bound = statement.bind(...values);
-            return Object.assign(Object.create(bound), {
-              run: async () => {
-                const result = await bound.run();
-                rowsRead += result.meta.rows_read;
-                return result;
-              },
-            });
-          },
-        });
-      },
-    };
-    const states = await readDeliveryStates(counted, [redelivered, once]);
+    const counted = countingDb(db);
+    const states = await readDeliveryStates(counted.db, [redelivered, once]);
     expect(Object.fromEntries(states)).toEqual({
       [redelivered]: {
         last_attempt: 1000,
@@ -687,6 +698,6 @@ describe("a delivery's logged state", () => {
       },
       [once]: { last_attempt: 1, last_message_id: "msg_once", first_message_id: "msg_once", next_attempt_at: null },
     });
-    expect(rowsRead).toBeLessThan(20);
+    expect(counted.rowsRead()).toBeLessThan(20);
   });
 });

@@ -7,7 +7,7 @@ import worker from "../../src/index";
 import { orgSettings } from "../../src/org/org-settings";
 import type { AttemptRecord, Exchange } from "../../src/store/attempts";
 import { inflate } from "../../src/store/codec";
-import { allLogShards, logShard } from "../../src/store/shards";
+import { allLogShards, type LogDb, logShard } from "../../src/store/shards";
 
 export { receiver } from "../support/receiver-client";
 
@@ -290,6 +290,35 @@ export function rowsPerStatement(statements: readonly D1PreparedStatement[]): nu
   return statements
     .filter((s) => (s as unknown as { statement: string }).statement.startsWith("INSERT INTO attempts"))
     .map((s) => (JSON.parse((s as unknown as { params: [string] }).params[0]) as unknown[]).length);
+}
+
+/**
+ * A log database that counts what its statements run: their SQL, and the rows D1 says
+ * they read (`meta.rows_read`), to show a read stays bounded however big the log.
+ */
+export function countingDb(db: D1Database): { db: LogDb; runs: () => string[]; rowsRead: () => number } {
+  const runs: string[] = [];
+  let rowsRead = 0;
+  const counted: LogDb = {
+    batch: db.batch.bind(db),
+    prepare: (sql) => {
+      const statement = db.prepare(sql);
+      return Object.assign(Object.create(statement), {
+        bind: (...values: unknown[]) => {
+          const bound = statement.bind(...values);
+          return Object.assign(Object.create(bound), {
+            run: async () => {
+              const result = await bound.run();
+              runs.push(sql);
+              rowsRead += result.meta.rows_read;
+              return result;
+            },
+          });
+        },
+      });
+    },
+  };
+  return { db: counted, runs: () => runs, rowsRead: () => rowsRead };
 }
 
 /**

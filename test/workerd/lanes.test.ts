@@ -878,16 +878,19 @@ describe("the org object's storage", () => {
   });
 });
 
-/** Rebuilds org_settings as schema v1 made it (before the log shard column), keeping its row. */
-/** Drops what schema v5 added, as a v4 object has none of it. */
+/** Drops what schemas v5 and v6 added, as a v4 object has none of it. */
 function toV4Columns(sql: SqlStorage): void {
   sql.exec("DROP TABLE redeliver_claims");
   sql.exec("ALTER TABLE org_settings DROP COLUMN previous_secrets");
   sql.exec("ALTER TABLE endpoint_health DROP COLUMN demoted_at");
 }
 
+/**
+ * Rebuilds org_settings as schema v1 made it (before the log shard column), keeping its
+ * row; drops v6's table (a v1 object has none, and the tests drop the others themselves).
+ */
 function toV1Settings(sql: SqlStorage): void {
-  sql.exec("DROP TABLE IF EXISTS redeliver_claims");
+  sql.exec("DROP TABLE redeliver_claims");
   sql.exec(`CREATE TABLE v1_settings (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     webhook_url TEXT,

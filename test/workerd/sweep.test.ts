@@ -21,6 +21,7 @@ import {
   attemptRecord,
   attemptsOf,
   call,
+  countingDb,
   fakeDate,
   jobEvent,
   logDbOf,
@@ -565,7 +566,11 @@ describe("the stored events a sweep reads", () => {
         }),
       ),
     );
-    const events = await readStoredEvents(await logDbOf(orgId), [...ids, uniqueId("dlv")]);
+    const counted = countingDb(await logDbOf(orgId));
+    const events = await readStoredEvents(counted.db, [...ids, uniqueId("dlv")]);
+    // 50 at a time, the bodies as hex text: as arrays of numbers, 200 such BLOBs would take ~100 MB.
+    expect(counted.runs()).toHaveLength(Math.ceil((SWEEP_LIMIT + 1) / 50));
+    for (const sql of counted.runs()) expect(sql).toContain("hex(request_body)");
     expect(events.size).toBe(SWEEP_LIMIT);
     ids.forEach((id, i) => {
       expect(events.get(id)).toEqual({
