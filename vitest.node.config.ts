@@ -9,5 +9,9 @@ export default defineConfig({
   test: {
     include: ["test/node/**/*.test.ts"],
     environment: "node",
+    // The CLI's two files mostly wait on real timeouts (15 s of them), not the CPU: two at a
+    // time on a 2-core CI machine, where the default runs one file at a time. (No more: the
+    // D1 preflight's wrangler runs beside them, and their timing checks need the CPU.)
+    maxWorkers: 2,
   },
 });
