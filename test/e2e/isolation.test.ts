@@ -84,8 +84,18 @@ const event = (orgId: string, webhookUrl?: string) => ({
   ...(webhookUrl ? { webhook_url: webhookUrl } : {}),
 });
 
+/**
+ * Queues events as a producer does. A batch is idempotent (each delivery id comes from its
+ * event), so one whose connection was dropped on the way is sent again, once: wrangler
+ * dev's proxy now and then closes a kept-alive connection as the next request goes out
+ * on it ("other side closed"), which a real producer meets as a network error and retries.
+ */
 async function send(events: unknown[]): Promise<string[]> {
-  const res = await api("POST", "/v1/events/batch", dispatcher.producerToken, { events });
+  const post = () => api("POST", "/v1/events/batch", dispatcher.producerToken, { events });
+  const res = await post().catch((error: unknown) => {
+    if ((error as { cause?: { code?: string } }).cause?.code !== "UND_ERR_SOCKET") throw error;
+    return post();
+  });
   expect(res.status).toBe(202);
   return ((await res.json()) as { results: Array<{ delivery_id: string }> }).results.map((r) => r.delivery_id);
 }
