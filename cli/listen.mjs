@@ -15,6 +15,7 @@ import {
   notTheApi,
   redirected,
 } from "./api.mjs";
+import { commandLine } from "./logs.mjs";
 
 /** @typedef {import("./api.mjs").Credentials} Credentials */
 /**
@@ -488,12 +489,8 @@ function parseError(body) {
 function missedRange(session, { from, to }) {
   const since = new Date(session.serverTime(from) - CLOCK_SLACK_MS);
   const until = new Date(session.serverTime(to) + CLOCK_SLACK_MS);
-  return {
-    since: since.toISOString(),
-    until: until.toISOString(),
-    shown: `${clock(since)}–${clock(until)}`,
-    command: `zupertry logs --since ${since.toISOString()} --until ${until.toISOString()}`,
-  };
+  const range = { since: since.toISOString(), until: until.toISOString() };
+  return { ...range, shown: `${clock(since)}–${clock(until)}`, command: commandLine(range) };
 }
 
 /**

@@ -128,7 +128,7 @@ export function attemptLine(a) {
  * The `zupertry logs` command line for these parameters, to copy and run.
  * @param {Record<string, string | undefined>} params API parameter → value
  */
-function commandLine(params) {
+export function commandLine(params) {
   const words = ["zupertry logs"];
   for (const [name, value] of Object.entries(params)) {
     if (value) words.push(FLAGS[name], /^[\w.:+-]+$/.test(value) ? value : `'${value.replaceAll("'", "'\\''")}'`);

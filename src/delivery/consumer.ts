@@ -17,13 +17,14 @@ import { type AttemptError, postWebhook, unsentResponse } from "./attempt";
 import { inSendLimits } from "./enqueue";
 import { logFault } from "./fault-log";
 import { signedAttemptHeaders } from "./headers";
-import { type AsideLane, handOffLeaseMarginMs, type LaneName, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
+import { type AsideLane, handOffLeaseMarginMs, laneOfQueue, laneQueue, movesSlowAside } from "./lanes";
 import { LogWriter, type Written } from "./log-writer";
-import { DELIVERY_MESSAGE_CONTENT_TYPE, type DeliveryMessage } from "./message";
+import type { DeliveryMessage } from "./message";
 import { ownerOf, type Plan, planMessage } from "./plan";
 import { AttemptPool, type PoolTask } from "./pool";
 import { eventColumns } from "./record";
 import { RunRelay } from "./relay";
+import { type Requeue, requeue, requeued } from "./requeue";
 import { crashBackoffSeconds, retryDelayAfter } from "./retry-policy";
 import { groupByShard, type ShardGroup, type ShardRecord } from "./shard-groups";
 import { Signer } from "./signing";
@@ -432,48 +433,30 @@ export async function deliverBatch(
       summary.deferred += chunk.length;
     }
   }
+  // Back on this lane as new messages (src/delivery/requeue.ts), through no fault of their
+  // own. Released deliveries (every connection held by handed-off attempts) go to the
+  // tail at once: runs filled by other orgs' newly hanging endpoints could otherwise
+  // release the same message until the dead-letter queue took it, failed without a single
+  // attempt. A message waiting out another message's hold on its delivery's attempt 1
+  // (src/org/first-attempts.ts) comes back when the hold ends.
   await requeue(
     env,
     lane,
     released.map((message) => ({ message })),
-    "put_back",
+    retryOnFault("put_back"),
   );
   summary.released += released.length;
-  await requeue(env, lane, holdWaits, "hold_wait");
+  await requeue(env, lane, holdWaits, retryOnFault("hold_wait"));
   summary.waiting += holdWaits.length;
   log();
 }
 
-/** A message that goes on as a new message of its lane, after `delaySeconds` (none: at once). */
-interface Requeue {
-  message: BatchMessage;
-  delaySeconds?: number;
-}
-
-/**
- * Puts messages back on this lane as new messages that keep their owner, not by `retry`:
- * a retry counts toward the queue's `max_retries`, and none of these is the message's
- * fault. Released deliveries (every connection held by handed-off attempts) go to the
- * tail at once: runs filled by other orgs' newly hanging endpoints could otherwise
- * release the same message until the dead-letter queue took it, failed without a single
- * attempt. A message waiting out another message's hold on its delivery's attempt 1
- * (src/org/first-attempts.ts) comes back when the hold ends. A send that fails falls back
- * to a retry, with the same delay.
- */
-async function requeue(env: Env, lane: LaneName, items: readonly Requeue[], stage: string): Promise<void> {
-  for (const chunk of inSendLimits(items, (item) => item.message.body)) {
-    try {
-      await laneQueue(env, lane).sendBatch(
-        chunk.map(({ message, delaySeconds }) =>
-          delaySeconds === undefined ? requeued(message) : { ...requeued(message), delaySeconds },
-        ),
-      );
-      for (const { message } of chunk) message.ack();
-    } catch (error) {
-      for (const { message, delaySeconds } of chunk) message.retry({ delaySeconds: delaySeconds ?? 0 });
-      logFault(stage, chunk.length, error);
-    }
-  }
+/** A requeue's chunk that could not be sent falls back to a retry, with the same delay. */
+function retryOnFault(stage: string): (chunk: readonly Requeue[], error: unknown) => void {
+  return (chunk, error) => {
+    for (const { message, delaySeconds } of chunk) message.retry({ delaySeconds: delaySeconds ?? 0 });
+    logFault(stage, chunk.length, error);
+  };
 }
 
 type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -686,11 +669,6 @@ interface LaneMove {
   leaseUntil: number | null;
   /** The slow lane, unless the org's share of it is used up (`shareSlowLane`). */
   lane: AsideLane;
-}
-
-/** The same delivery as a new queue message (in any lane) that keeps its owner. */
-function requeued(message: BatchMessage): MessageSendRequest<DeliveryMessage> {
-  return { body: { ...message.body, owner: ownerOf(message) }, contentType: DELIVERY_MESSAGE_CONTENT_TYPE };
 }
 
 /** The same delivery as a new message in another lane that keeps its owner. */

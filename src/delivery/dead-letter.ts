@@ -2,11 +2,10 @@ import { readConfig } from "../config";
 import { logShardOf } from "../org/log-shard";
 import { type AttemptRecord, insertAttempts, readDeliveryStates } from "../store/attempts";
 import { unsentResponse } from "./attempt";
-import { inSendLimits } from "./enqueue";
-import { laneQueue } from "./lanes";
-import { DELIVERY_MESSAGE_CONTENT_TYPE, type DeliveryMessage } from "./message";
+import type { DeliveryMessage } from "./message";
 import { isStalled, ownerOf } from "./plan";
 import { eventColumns } from "./record";
+import { type Requeue, requeue } from "./requeue";
 import { crashBackoffSeconds } from "./retry-policy";
 import { groupByShard, type ShardRecord } from "./shard-groups";
 
@@ -75,23 +74,10 @@ export async function failDeadLetters(batch: MessageBatch<DeliveryMessage>, env:
       failed += ended.failed;
       const rescheduled = new Set(ended.rescheduled.map(({ message }) => message));
       for (const message of group.messages) if (!rescheduled.has(message)) message.ack();
-      // Each chunk acked as soon as it is sent: a later chunk's failure must not send it again,
-      // as a second message with the same owner would make the delivery's next attempt twice.
-      for (const chunk of inSendLimits(ended.rescheduled, ({ message }) => message.body)) {
-        try {
-          await laneQueue(env, "fast").sendBatch(
-            chunk.map(({ message, delaySeconds }) => ({
-              body: { ...message.body, owner: ownerOf(message) },
-              contentType: DELIVERY_MESSAGE_CONTENT_TYPE,
-              delaySeconds,
-            })),
-          );
-          for (const { message } of chunk) message.ack();
-        } catch (error) {
-          for (const { message } of chunk) tryAgain(message);
-          logDeadLetterFault("requeue", chunk.length, error);
-        }
-      }
+      await requeue(env, "fast", ended.rescheduled, (chunk, error) => {
+        for (const { message } of chunk) tryAgain(message);
+        logDeadLetterFault("requeue", chunk.length, error);
+      });
     }),
   );
   for (const { message } of unplaced) tryAgain(message);
@@ -108,10 +94,10 @@ async function failInShard(
   db: D1Database,
   messages: readonly Message<DeliveryMessage>[],
   stalledAfterMs: number,
-): Promise<{ failed: number; rescheduled: { message: Message<DeliveryMessage>; delaySeconds: number }[] }> {
+): Promise<{ failed: number; rescheduled: Requeue[] }> {
   const states = await readDeliveryStates(db, [...new Set(messages.map((m) => m.body.delivery_id))]);
   const records = new Map<string, AttemptRecord>();
-  const rescheduled: { message: Message<DeliveryMessage>; delaySeconds: number }[] = [];
+  const rescheduled: Requeue[] = [];
   const now = Date.now();
   for (const message of messages) {
     const { body } = message;

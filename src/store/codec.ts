@@ -29,7 +29,7 @@ export function deflateToHex(text: string): string {
  * of many stored events selects them in hex.
  */
 export function inflateHex(hex: string): string {
-  return new TextDecoder().decode(inflateRawSync(Buffer.from(hex, "hex")));
+  return inflate(Buffer.from(hex, "hex"));
 }
 
 /** D1 returns BLOBs as arrays of numbers. */
