@@ -55,6 +55,13 @@ async function getJson<T>(path: string, token: string, status = 200): Promise<T>
 }
 
 /** Runs `f` with the clock moved by `seconds` (Date only: timers and I/O stay real). */
+/** Claims a redeliver of `deliveryId` after attempt 1, as the API does first; its token (it must be claimed). */
+async function claimedToken(org: ReturnType<typeof orgSettings>, deliveryId: string): Promise<string> {
+  const claim = await org.claimRedeliver(deliveryId, 1);
+  if (claim.status !== "claimed") throw new Error(`not claimed: ${claim.status}`);
+  return claim.token;
+}
+
 async function atOffset<T>(seconds: number, f: () => Promise<T>): Promise<T> {
   vi.useFakeTimers({ toFake: ["Date"], shouldAdvanceTime: true });
   try {
@@ -358,14 +365,13 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
   it("holds a click that finds the same state being queued until the first is queued or given back", async () => {
     const org = orgSettings(env, uniqueId("org"));
     const [queued, givenBack] = [uniqueId("dlv"), uniqueId("dlv")];
-    const first = await org.claimRedeliver(queued, 1);
-    const second = await org.claimRedeliver(givenBack, 1);
-    if (first.status !== "claimed" || second.status !== "claimed") throw new Error("not claimed");
+    const first = await claimedToken(org, queued);
+    const second = await claimedToken(org, givenBack);
 
     const waitingOnQueued = org.claimRedeliver(queued, 1);
     const waitingOnGivenBack = org.claimRedeliver(givenBack, 1);
-    await org.confirmRedeliver(queued, 1, first.token);
-    await org.releaseRedeliver(givenBack, 1, second.token);
+    await org.confirmRedeliver(queued, 1, first);
+    await org.releaseRedeliver(givenBack, 1, second);
     // Queued: the second click queues nothing. Given back: the second click makes it.
     expect(await waitingOnQueued).toEqual({ status: "queued" });
     expect(await waitingOnGivenBack).toMatchObject({ status: "claimed" });
@@ -376,9 +382,7 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
   it("remembers a queued redeliver for 10 minutes, also when the org's object restarts meanwhile", async () => {
     const org = orgSettings(env, uniqueId("org"));
     const id = uniqueId("dlv");
-    const first = await org.claimRedeliver(id, 1);
-    if (first.status !== "claimed") throw new Error("not claimed");
-    await org.confirmRedeliver(id, 1, first.token);
+    await org.confirmRedeliver(id, 1, await claimedToken(org, id));
     // The object leaves memory after 10 s without a call; the next call starts it afresh.
     const afterRestart = await runInDurableObject(org, (_instance: OrgSettings, state) =>
       new OrgSettings(state, env).claimRedeliver(id, 1),
@@ -391,11 +395,10 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
   it("records a redeliver confirmed after the org object restarted between claim and queue write", async () => {
     const org = orgSettings(env, uniqueId("org"));
     const id = uniqueId("dlv");
-    const claim = await org.claimRedeliver(id, 1);
-    if (claim.status !== "claimed") throw new Error("not claimed");
+    const token = await claimedToken(org, id);
     const again = await runInDurableObject(org, async (_instance: OrgSettings, state) => {
       const restarted = new OrgSettings(state, env);
-      restarted.confirmRedeliver(id, 1, claim.token);
+      restarted.confirmRedeliver(id, 1, token);
       return restarted.claimRedeliver(id, 1);
     });
     expect(again).toEqual({ status: "queued" });
@@ -404,18 +407,16 @@ describe("POST /v1/deliveries/{id}/redeliver", () => {
   it("lets only the request that holds a claim confirm it or give it back", async () => {
     const org = orgSettings(env, uniqueId("org"));
     const id = uniqueId("dlv");
-    const late = await org.claimRedeliver(id, 1);
-    if (late.status !== "claimed") throw new Error("not claimed");
-    await org.releaseRedeliver(id, 1, late.token);
-    const current = await org.claimRedeliver(id, 1);
-    if (current.status !== "claimed") throw new Error("not claimed");
+    const late = await claimedToken(org, id);
+    await org.releaseRedeliver(id, 1, late);
+    const current = await claimedToken(org, id);
     // The first request, late, gives back and confirms what is no longer its claim: no effect.
-    await org.releaseRedeliver(id, 1, late.token);
-    await org.confirmRedeliver(id, 1, late.token);
+    await org.releaseRedeliver(id, 1, late);
+    await org.confirmRedeliver(id, 1, late);
     const third = org.claimRedeliver(id, 1);
     const outcome = await Promise.race([third, new Promise((r) => setTimeout(() => r("waiting"), 200))]);
     expect(outcome).toBe("waiting"); // the current claim still holds, not yet queued
-    await org.confirmRedeliver(id, 1, current.token);
+    await org.confirmRedeliver(id, 1, current);
     expect(await third).toEqual({ status: "queued" });
   });
 
