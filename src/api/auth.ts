@@ -55,6 +55,12 @@ function requireSecretToken(secret: "PRODUCER_TOKEN" | "OPERATOR_TOKEN", what: s
     verifyToken: async (token, c: Context<{ Bindings: Env }>) => {
       const expected = c.env[secret];
       if (!expected) throw new ApiError(500, "internal", `the ${what} is not configured`);
+      // Set to the producer's, the operator token would let the service that sends every
+      // org's events mint a key to any org. Only the operator routes stop (ingest goes on):
+      // a comparison of two configured secrets, which says nothing of the one presented.
+      if (secret === "OPERATOR_TOKEN" && expected === c.env.PRODUCER_TOKEN) {
+        throw new ApiError(500, "internal", "the operator token must differ from the producer token");
+      }
       return isSecretToken(expected, token);
     },
     noAuthenticationHeader: { message: unauthorized(`this route needs the ${what}: Authorization: Bearer <token>`) },

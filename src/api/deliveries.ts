@@ -108,7 +108,8 @@ const redeliverRoute = createRoute({
     429: RATE_LIMITED_429,
     404: errorResponseSpec("No such delivery in this org"),
     409: errorResponseSpec(
-      "The delivery's next scheduled attempt is due now and is being made, or the delivery is past the log " +
+      "The delivery's next scheduled attempt is due now and is being made; or it changed while this was asked " +
+        "(an attempt was made, or the stall sweep took it over: read its latest state); or it is past the log " +
         "retention (`LOG_RETENTION_DAYS` since its last attempt) and about to be deleted",
     ),
   },

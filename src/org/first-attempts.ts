@@ -11,7 +11,9 @@
  * The org's object sees every run's messages of the org first (the settings call, once
  * per org per batch), so it keeps a short hold per delivery: the first message it sees
  * that may make attempt 1 holds it for HOLD_MS, renewed whenever a run sees that message
- * again (moved to another lane, put back, retried after a crash). Another message of the
+ * again as a new queue message (moved to another lane, put back). A retry of it (after a
+ * crash, say) neither renews nor asks: the consumer cannot tell it from the owner's retry
+ * for attempt 2 before reading the log, so its hold lapses after HOLD_MS. Another message of the
  * same delivery waits out the hold instead of attempting; by then attempt 1 is logged and
  * the log drops it, or the holder is gone and it makes attempt 1 itself.
  *

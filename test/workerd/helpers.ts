@@ -19,12 +19,17 @@ export const producerAuth = { Authorization: `Bearer ${PRODUCER_TOKEN}` };
 
 /**
  * A request to the Worker's real `fetch` handler, as a client would send it, with the
- * test's `env` (so a test can spy on a binding such as `env.DELIVERIES`).
+ * test's `env` (so a test can spy on a binding such as `env.DELIVERIES`), or another.
  */
 export async function call(
   method: string,
   path: string,
-  { body, token, headers = {} }: { body?: unknown; token?: string; headers?: Record<string, string> } = {},
+  {
+    body,
+    token,
+    headers = {},
+    env: runEnv = env,
+  }: { body?: unknown; token?: string; headers?: Record<string, string>; env?: Env } = {},
 ): Promise<Response> {
   const init: RequestInit = { method, headers: { ...headers } };
   if (token !== undefined) (init.headers as Record<string, string>).Authorization = `Bearer ${token}`;
@@ -33,7 +38,7 @@ export async function call(
     init.body = typeof body === "string" || body instanceof Uint8Array ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)["Content-Type"] ??= "application/json";
   }
-  return worker.fetch(new Request(`https://dispatcher.test${path}`, init), env, createExecutionContext());
+  return worker.fetch(new Request(`https://dispatcher.test${path}`, init), runEnv, createExecutionContext());
 }
 
 /** Issues an org API key through the operator route. */

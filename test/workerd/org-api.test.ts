@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { orgSettings, PREVIOUS_SECRET_GRACE_MS } from "../../src/org/org-settings";
-import { call, OPERATOR_TOKEN, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
+import { call, jobEvent, OPERATOR_TOKEN, orgKey, PRODUCER_TOKEN, uniqueId } from "./helpers";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -156,6 +156,25 @@ describe("the org's own keys: GET and DELETE /v1/api-keys", () => {
     expect((await call("GET", `/v1/orgs/${orgId}/api-keys`, { token: key })).status).toBe(401);
     expect((await call("POST", "/v1/api-keys", { token: key, body: {} })).status).toBe(404);
     expect((await ownKeys(key)).data).toHaveLength(1);
+  });
+
+  it("issues no key while the operator token is the producer's: a misconfiguration, not a credential", async () => {
+    const sameTokens = { ...env, OPERATOR_TOKEN: PRODUCER_TOKEN };
+    const orgId = uniqueId("org");
+    const mint = await call("POST", `/v1/orgs/${orgId}/api-keys`, { token: PRODUCER_TOKEN, body: {}, env: sameTokens });
+    expect(mint.status).toBe(500);
+    expect(await mint.json()).toEqual({
+      error: { code: "internal", message: "the operator token must differ from the producer token" },
+    });
+    const keys = await env.DB.prepare("SELECT COUNT(*) AS n FROM api_keys WHERE org_id = ?").bind(orgId).first("n");
+    expect(keys).toBe(0);
+    // Ingest is not the operator's: the producer still queues events.
+    const ingest = await call("POST", "/v1/events", {
+      token: PRODUCER_TOKEN,
+      body: jobEvent(orgId, uniqueId("job")),
+      env: sameTokens,
+    });
+    expect(ingest.status).toBe(202);
   });
 
   it("writes last_used_at at most once per 5 minutes per key, not once per request", async () => {

@@ -345,6 +345,13 @@ describe("reads through the Sessions API", () => {
     const next = await call("GET", "/v1/webhook-logs", { token: key, headers: { [BOOKMARK_HEADER]: bookmark! } });
     expect(next.status).toBe(200);
     expect(next.headers.get(BOOKMARK_HEADER)! >= bookmark!).toBe(true); // bookmarks sort by time
+    // A filter that can match nothing reads nothing, and gives back the bookmark it was sent.
+    const none = await call("GET", `/v1/webhook-logs?job_id=job_1&delivery_id=dlv_${"0".repeat(32)}`, {
+      token: key,
+      headers: { [BOOKMARK_HEADER]: bookmark! },
+    });
+    expect(await none.json()).toEqual({ data: [], next_cursor: null });
+    expect(none.headers.get(BOOKMARK_HEADER)).toBe(bookmark);
     const bad = await call("GET", "/v1/deliveries", { token: key, headers: { [BOOKMARK_HEADER]: "x' OR 1=1" } });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: { code: "invalid_request" } });
