@@ -165,7 +165,7 @@ const byAttempt = (requests: ReceivedRequest[], deliveryId: string) =>
  * every request is a logged attempt, none twice. A logged attempt the endpoint never got
  * may only be one that failed before any answer (a timeout or a network error, no
  * status): its connection was not made in time, as on a machine saturated by a test's
- * load, and from the dispatcher's side that is what happened. Answers how many those were.
+ * load, and from the dispatcher's side that is what happened. Answers how many those were, and which.
  */
 function expectEachRequestLoggedOnce(ids: readonly string[], ends: readonly Delivery[], requests: ReceivedRequest[]) {
   const received = requests.map((r) => `${r.headers["x-zupertry-delivery"]}#${r.headers["x-zupertry-attempt"]}`);
@@ -182,7 +182,9 @@ function expectEachRequestLoggedOnce(ids: readonly string[], ends: readonly Deli
       error: expect.stringMatching(/^(timeout|network_error)$/),
     });
   }
-  return unsent.length;
+  // Which they were (attempt, error, how long it ran), for the summary row.
+  const kinds = unsent.map(([, a]) => `#${a.attempt} ${a.error} ${a.response_time_ms} ms`);
+  return { count: unsent.length, text: kinds.length === 0 ? "" : ` (not received: ${kinds.join(", ")})` };
 }
 
 describe("an org flooding an endpoint that answers in time", () => {
@@ -320,7 +322,7 @@ describe("endpoints that misbehave in other ways", () => {
     record(
       "isolation",
       "endpoint that flips between hanging and answering",
-      `${delivered}/6 delivered, ${logged} attempts, ${logged - unsent} requests`,
+      `${delivered}/6 delivered, ${logged} attempts, ${logged - unsent.count} requests${unsent.text}`,
     );
   });
 
@@ -396,7 +398,7 @@ describe("an org flooding the slow lane", () => {
       "isolation",
       `org flooding the slow lane (${FLOOD} to a hanging endpoint, share 2)`,
       `another org's slow endpoint served with ${stillWaiting}/${FLOOD} of the flood still waiting; ` +
-        `${3 * FLOOD} attempts, ${3 * FLOOD - unsent} requests`,
+        `${3 * FLOOD} attempts, ${3 * FLOOD - unsent.count} requests${unsent.text}`,
     );
   }, 240_000);
 });
