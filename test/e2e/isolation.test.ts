@@ -388,8 +388,9 @@ describe("an org flooding the slow lane", () => {
     expect(stillWaiting).toBeGreaterThanOrEqual(8);
 
     // The flood itself loses nothing: every delivery makes its 3 attempts, each logged once.
-    // 33 s when this file runs alone, 75 s in a full local run, past 150 s once in CI (the
-    // overflow lane makes 6 attempts per 4 s run here): room for the slow case.
+    // About 20 s when this file runs alone (55 s when each delivery had a poller of its own),
+    // past 150 s once in CI (the overflow lane makes 6 attempts per 4 s run here): room for
+    // the slow case.
     const ends = await allFinished(flooding.key, floodIds, 180_000);
     for (const d of ends) expect(d).toMatchObject({ status: "failed", attempt_count: 3 });
     const unsent = expectEachRequestLoggedOnce(floodIds, ends, hanging.requests());
