@@ -223,6 +223,10 @@ export function listen(creds, { forwardTo, out = console.log, note = console.err
         }
         if (frame.type === "delivery") enqueue(/** @type {DeliveryFrame} */ (frame), ws);
         else if (frame.type === "error") note(`The dispatcher says: ${frame.message}`);
+        else if (frame.type === "skipped") {
+          const said = skippedNotice(/** @type {Record<string, unknown>} */ (frame));
+          if (said) note(said);
+        }
       });
       ws.on("close", (code, reason) => {
         if (ws !== socket) return;
@@ -478,6 +482,27 @@ function parseError(body) {
   } catch {
     return "";
   }
+}
+
+/**
+ * What a `skipped` frame says (src/org/listeners.ts): the dispatcher did not relay some
+ * deliveries to this session while it had 4 MiB of them unanswered (its local receiver
+ * slower than the org's traffic, say); they went to the real endpoint as always. With the
+ * `logs` command that lists them (its times are the dispatcher's, widened as for a
+ * disconnection). Null for a frame that does not say it.
+ * @param {Record<string, unknown>} frame
+ */
+export function skippedNotice({ count, since, until }) {
+  if (typeof count !== "number" || typeof since !== "string" || typeof until !== "string") return null;
+  const from = Date.parse(since) - CLOCK_SLACK_MS;
+  const to = Date.parse(until) + CLOCK_SLACK_MS;
+  if (Number.isNaN(from) || Number.isNaN(to)) return null;
+  const command = commandLine({ since: new Date(from).toISOString(), until: new Date(to).toISOString() });
+  return (
+    `${count} deliver${count === 1 ? "y was" : "ies were"} not forwarded (${clock(new Date(from))}–` +
+    `${clock(new Date(to))}): this listener had left 4 MiB of deliveries unanswered, and the dispatcher ` +
+    `skipped it until it caught up. They went to the real endpoint as always: ${command}`
+  );
 }
 
 /**

@@ -25,17 +25,90 @@ export const ANSWER_SLACK = 250;
 /** The most results a session may owe at once (one that stopped answering stops earning). */
 export const MAX_ANSWERS_OWED = 10_000;
 
+/**
+ * The delivery frames, in bytes, a session may leave unanswered before the relay skips it.
+ * A listener answers each delivery it is sent. Frames to one that stopped (a stopped
+ * process, a client that never reads) would otherwise wait in the object's memory without
+ * bound: the runtime does not limit a WebSocket's queue (workerd#988), and the object
+ * serves the org's deliveries. At most this plus one frame per session: 5 sessions of 4 MiB
+ * (about 2,500 deliveries of a typical event each) leave the object room. Skipped
+ * deliveries go to the endpoint as always; the session is told how many once it has
+ * answered half of what it owed (`SkippedFrame`).
+ */
+export const MAX_OWED_BYTES = 4 * 1024 * 1024;
+
 /** What the object keeps with each session: it survives the object's hibernation. */
 export interface ListenerAttachment {
   connectedAt: number;
   /** Results this session may still send (above). */
   answersAllowed: number;
+  /** Delivery frames sent and not answered yet, and their bytes (as the relay counts them). */
+  owedFrames: number;
+  owedBytes: number;
+  /** Deliveries not relayed to it while it owed MAX_OWED_BYTES, and since when (ms); 0 and null: none. */
+  skipped: number;
+  skippedSince: number | null;
 }
 
-/** A session's attachment; one opened before `answersAllowed` existed starts from the slack. */
+/** A session's attachment; fields it was opened without start empty (the slack for answers). */
 export function readAttachment(ws: WebSocket): ListenerAttachment {
   const stored = ws.deserializeAttachment() as Partial<ListenerAttachment> | null;
-  return { connectedAt: stored?.connectedAt ?? 0, answersAllowed: stored?.answersAllowed ?? ANSWER_SLACK };
+  return {
+    connectedAt: stored?.connectedAt ?? 0,
+    answersAllowed: stored?.answersAllowed ?? ANSWER_SLACK,
+    owedFrames: stored?.owedFrames ?? 0,
+    owedBytes: stored?.owedBytes ?? 0,
+    skipped: stored?.skipped ?? 0,
+    skippedSince: stored?.skippedSince ?? null,
+  };
+}
+
+/** A new session's attachment. */
+export function newAttachment(now: number): ListenerAttachment {
+  return {
+    connectedAt: now,
+    answersAllowed: ANSWER_SLACK,
+    owedFrames: 0,
+    owedBytes: 0,
+    skipped: 0,
+    skippedSince: null,
+  };
+}
+
+/**
+ * A session's account after `answers` results were kept from it. An answer does not say
+ * which frame's bytes it settles, so each settles an equal part of what is owed; all of
+ * it once every frame is answered. Once it owes half of MAX_OWED_BYTES or less, the
+ * skipped deliveries are told (`told`) and the count starts again.
+ */
+export function settleAnswers(
+  a: ListenerAttachment,
+  answers: number,
+  now: number,
+): { attachment: ListenerAttachment; told: SkippedFrame | null } {
+  const settled = Math.min(answers, a.owedFrames);
+  const owedFrames = a.owedFrames - settled;
+  const owedBytes = owedFrames === 0 ? 0 : Math.round((a.owedBytes * owedFrames) / a.owedFrames);
+  const attachment = { ...a, answersAllowed: a.answersAllowed - answers, owedFrames, owedBytes };
+  if (a.skipped === 0 || owedBytes > MAX_OWED_BYTES / 2) return { attachment, told: null };
+  const told: SkippedFrame = {
+    type: "skipped",
+    count: a.skipped,
+    since: new Date(a.skippedSince ?? now).toISOString(),
+    until: new Date(now).toISOString(),
+  };
+  return { attachment: { ...attachment, skipped: 0, skippedSince: null }, told };
+}
+
+/**
+ * Told to a session that caught up: how many deliveries were not relayed to it, and when
+ * (the dispatcher's clock), so that it can list them in the log.
+ */
+export interface SkippedFrame {
+  type: "skipped";
+  count: number;
+  since: string;
+  until: string;
 }
 
 /** The key a session was opened with: its tag, so that revoking the key closes it. */

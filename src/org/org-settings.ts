@@ -15,16 +15,17 @@ import {
 } from "./endpoint-health";
 import { type FirstAttemptClaim, type FirstAttemptHold, FirstAttemptHolds } from "./first-attempts";
 import {
-  ANSWER_SLACK,
   type DeliveryFrame,
   KEY_ID_HEADER,
-  type ListenerAttachment,
   type ListenerResult,
   MAX_ANSWERS_OWED,
   MAX_LISTENER_RESULTS,
   MAX_LISTENERS,
+  MAX_OWED_BYTES,
+  newAttachment,
   readAttachment,
   readClientFrame,
+  settleAnswers,
 } from "./listeners";
 import { placeOrg } from "./placement";
 import { migrateSchema } from "./schema";
@@ -70,7 +71,9 @@ import { checkWebhookUrl } from "./webhook-url";
  *     what `zupertry listen` sessions answered for relayed deliveries (src/org/listeners.ts)
  *
  * And the org's listener sessions: WebSockets accepted with the hibernation API, each
- * tagged with the id of the key it signed in with.
+ * tagged with the id of the key it signed in with, and carrying its account as its
+ * attachment (`ListenerAttachment`: answers allowed, frames and bytes owed, deliveries
+ * skipped). Fields added to it later are read as empty from an older session's.
  *
  * Why previous secrets: Standard Webhooks receivers accept any of several signatures,
  * so during 24 h after a rotation deliveries carry the old secret's too and receivers can
@@ -258,7 +261,7 @@ export class OrgSettings extends DurableObject<Env> {
     }
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server, [keyId]);
-    server.serializeAttachment({ connectedAt: Date.now(), answersAllowed: ANSWER_SLACK } satisfies ListenerAttachment);
+    server.serializeAttachment(newAttachment(Date.now()));
     if ((await this.ctx.storage.getAlarm()) === null) {
       await this.ctx.storage.setAlarm(Date.now() + LISTENER_KEY_CHECK_MS);
     }
@@ -277,7 +280,9 @@ export class OrgSettings extends DurableObject<Env> {
     const keyId = this.ctx.getTags(ws)[0] ?? "unknown";
     const attachment = readAttachment(ws);
     const kept = verdict.results.slice(0, attachment.answersAllowed);
-    ws.serializeAttachment({ ...attachment, answersAllowed: attachment.answersAllowed - kept.length });
+    const { attachment: settled, told } = settleAnswers(attachment, kept.length, Date.now());
+    ws.serializeAttachment(settled);
+    if (told) ws.send(JSON.stringify(told));
     if (kept.length < verdict.results.length) {
       const refused = verdict.results.length - kept.length;
       ws.send(
@@ -325,26 +330,41 @@ export class OrgSettings extends DurableObject<Env> {
 
   /**
    * Relays a consumer run's attempts to every listener. `send` queues the frame and
-   * returns: a slow listener holds up nothing, and one that is gone is skipped.
+   * returns: a slow listener holds up nothing, and one that is gone is skipped. So is,
+   * frame by frame, one that owes answers for MAX_OWED_BYTES of frames (src/org/listeners.ts):
+   * those deliveries are counted, not queued.
    */
   relay(frames: readonly DeliveryFrame[]): number {
     const texts = frames.map((frame) => JSON.stringify(frame));
     let sent = 0;
     for (const ws of this.listeners()) {
+      const attachment = readAttachment(ws);
       let sentHere = 0;
+      let bytesHere = 0;
+      let skippedHere = 0;
       for (const text of texts) {
+        if (attachment.owedBytes + bytesHere >= MAX_OWED_BYTES) {
+          skippedHere++;
+          continue;
+        }
         try {
           ws.send(text);
-          sentHere++;
         } catch {
           break; // closing or closed
         }
+        sentHere++;
+        bytesHere += text.length;
       }
-      if (sentHere === 0) continue;
+      if (sentHere === 0 && skippedHere === 0) continue;
       sent += sentHere;
-      const attachment = readAttachment(ws);
-      const answersAllowed = Math.min(attachment.answersAllowed + sentHere, MAX_ANSWERS_OWED);
-      ws.serializeAttachment({ ...attachment, answersAllowed });
+      ws.serializeAttachment({
+        ...attachment,
+        answersAllowed: Math.min(attachment.answersAllowed + sentHere, MAX_ANSWERS_OWED),
+        owedFrames: attachment.owedFrames + sentHere,
+        owedBytes: attachment.owedBytes + bytesHere,
+        skipped: attachment.skipped + skippedHere,
+        skippedSince: skippedHere > 0 ? (attachment.skippedSince ?? Date.now()) : attachment.skippedSince,
+      });
     }
     return sent;
   }

@@ -210,6 +210,35 @@ describe("`zupertry listen` against a dispatcher or a receiver that holds on", (
     expect(notes).toEqual([expect.stringMatching(/^Ready: forwarding/)]);
   });
 
+  it("says what the dispatcher skipped while it was behind, with the command that lists it", async () => {
+    const skipped = {
+      type: "skipped",
+      count: 12,
+      since: "2026-11-30T10:00:00.000Z",
+      until: "2026-11-30T10:02:00.000Z",
+    };
+    const { url, sockets } = await dispatcher(() => [JSON.stringify(skipped), JSON.stringify({ type: "skipped" })]);
+    const stop = new AbortController();
+    const running = run(["listen", "--forward-to", "http://127.0.0.1:9/hook"], url, stop.signal);
+    await sleep(500);
+    stop.abort();
+    const { code, lines, notes } = await running;
+    sockets.close();
+    expect(code).toBe(0);
+    expect(lines).toEqual([]);
+    // One notice (a frame that does not say what was skipped is not one), on stderr.
+    const said = notes.filter((note) => note.includes("not forwarded"));
+    expect(said).toEqual([
+      expect.stringMatching(
+        /^12 deliveries were not forwarded \(\d\d:\d\d:\d\d–\d\d:\d\d:\d\d\): this listener had left 4 MiB/,
+      ),
+    ]);
+    expect(said[0]).toContain(
+      "They went to the real endpoint as always: zupertry logs --since 2026-11-30T09:59:59.000Z " +
+        "--until 2026-11-30T10:02:01.000Z",
+    );
+  });
+
   it("forwards at most 3 deliveries at once, the others after them in the order they came", async () => {
     let open = 0;
     let most = 0;

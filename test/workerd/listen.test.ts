@@ -4,9 +4,11 @@ import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   ANSWER_SLACK,
+  type DeliveryFrame,
   KEY_ID_HEADER,
   MAX_CLIENT_FRAME_BYTES,
   MAX_LISTENERS,
+  MAX_OWED_BYTES,
   readAttachment,
 } from "../../src/org/listeners";
 import { LISTENER_KEY_CHECK_MS, type OrgSettings, orgSettings } from "../../src/org/org-settings";
@@ -391,6 +393,56 @@ describe("GET /v1/listen", () => {
     listener.ws.send(JSON.stringify({ type: "result", ...answer(9999), job_id: frame.job_id }));
     await vi.waitUntil(async () => (await newest()) === frame.job_id, { timeout: 5_000, interval: 20 });
     expect([...listener.frames, ...colleague.frames].filter((f) => f.type === "error")).toEqual([]);
+  });
+
+  it("skips a session that leaves 4 MiB of deliveries unanswered; tells it how many once it caught up", async () => {
+    const { orgId, key } = await newOrg();
+    const [behind, keeping] = await Promise.all([connect(key), connect(key)]);
+    const org = orgSettings(env, orgId);
+    // Deliveries of 60 KB events (the API takes up to 64 KiB): 70 of them are over 4 MiB.
+    const frame = (n: number): DeliveryFrame => ({
+      ...answer(n),
+      type: "delivery",
+      headers: { "X-Zupertry-Attempt": "1" },
+      body: JSON.stringify({ padding: "x".repeat(60_000), n }),
+    });
+    const answerAll = async (listener: Session, from: number, to: number) => {
+      for (let n = from; n <= to; n += 25) {
+        const results = Array.from({ length: Math.min(25, to - n + 1) }, (_, i) => answer(n + i));
+        listener.ws.send(JSON.stringify({ type: "results", results }));
+      }
+      await vi.waitUntil(async () => (await listedAnswers(key)).some((a) => a.job_id === `job_${to}`), {
+        timeout: 5_000,
+        interval: 20,
+      });
+    };
+    const deliveries = (listener: Session) => listener.frames.filter((f) => f.type === "delivery").length;
+
+    expect(await org.relay(Array.from({ length: 70 }, (_, i) => frame(i + 1)))).toBe(140);
+    await answerAll(keeping, 1, 70);
+    // The one that answered nothing gets no more; the other one gets them all.
+    expect(await org.relay(Array.from({ length: 10 }, (_, i) => frame(71 + i)))).toBe(10);
+    await vi.waitUntil(() => deliveries(keeping) === 80, { timeout: 5_000, interval: 10 });
+    expect(deliveries(behind)).toBe(70);
+    const owed = await runInDurableObject(org, (_instance: OrgSettings, state) =>
+      state.getWebSockets().map((ws) => readAttachment(ws)),
+    );
+    expect(owed.map((a) => [a.owedFrames, a.skipped]).sort()).toEqual([
+      [10, 0],
+      [70, 10],
+    ]);
+    expect(Math.max(...owed.map((a) => a.owedBytes))).toBeGreaterThanOrEqual(MAX_OWED_BYTES);
+
+    // Answering a third of it is not catching up: it still owes over half the limit.
+    await answerAll(behind, 1, 25);
+    expect(behind.frames.filter((f) => f.type === "skipped")).toEqual([]);
+    // At half, it is told what it missed (the log has it), and gets deliveries again.
+    await answerAll(behind, 26, 40);
+    const told = await behind.next("skipped");
+    expect(told).toEqual({ type: "skipped", count: 10, since: expect.any(String), until: expect.any(String) });
+    expect(Date.parse(told.until as string)).toBeGreaterThanOrEqual(Date.parse(told.since as string));
+    expect(await org.relay([frame(81)])).toBe(2);
+    expect(behind.frames.filter((f) => f.type === "error")).toEqual([]);
   });
 
   it("makes room for new listeners by closing sessions silent for 90 s (a laptop asleep)", async () => {
