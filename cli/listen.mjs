@@ -64,6 +64,12 @@ const COUNT_MISSED_AFTER_MS = 15_000;
  */
 const CLOCK_SLACK_MS = 1_000;
 /**
+ * A `skipped` frame's `since` is when the dispatcher first skipped a delivery, which comes
+ * after its attempt started (a run sends its frames every 50 ms, to an object that may be
+ * busy): the `logs` command reaches back this far before it (a few forwarded ones show too).
+ */
+const SKIPPED_SINCE_SLACK_MS = 10_000;
+/**
  * A text ping this often keeps proxies from closing an idle socket (the object answers
  * without waking); no pong for two of them means the connection is dead (a laptop that
  * slept, a network that changed), and it is dropped and made again.
@@ -494,14 +500,15 @@ function parseError(body) {
  */
 export function skippedNotice({ count, since, until }) {
   if (typeof count !== "number" || typeof since !== "string" || typeof until !== "string") return null;
-  const from = Date.parse(since) - CLOCK_SLACK_MS;
+  const from = Date.parse(since) - SKIPPED_SINCE_SLACK_MS;
   const to = Date.parse(until) + CLOCK_SLACK_MS;
   if (Number.isNaN(from) || Number.isNaN(to)) return null;
   const command = commandLine({ since: new Date(from).toISOString(), until: new Date(to).toISOString() });
   return (
     `${count} deliver${count === 1 ? "y was" : "ies were"} not forwarded (${clock(new Date(from))}–` +
     `${clock(new Date(to))}): this listener had left 4 MiB of deliveries unanswered, and the dispatcher ` +
-    `skipped it until it caught up. They went to the real endpoint as always: ${command}`
+    `skipped it until it caught up. They went to the real endpoint as always (one still under way is ` +
+    `logged when it ends): ${command}`
   );
 }
 

@@ -26,16 +26,23 @@ export const ANSWER_SLACK = 250;
 export const MAX_ANSWERS_OWED = 10_000;
 
 /**
- * The delivery frames, in bytes, a session may leave unanswered before the relay skips it.
- * A listener answers each delivery it is sent. Frames to one that stopped (a stopped
- * process, a client that never reads) would otherwise wait in the object's memory without
- * bound: the runtime does not limit a WebSocket's queue (workerd#988), and the object
- * serves the org's deliveries. At most this plus one frame per session: 5 sessions of 4 MiB
- * (about 2,500 deliveries of a typical event each) leave the object room. Skipped
- * deliveries go to the endpoint as always; the session is told how many once it has
- * answered half of what it owed (`SkippedFrame`).
+ * The delivery frames, in bytes (UTF-8, as sent), a session may leave unanswered before
+ * the relay skips it. A listener answers each delivery it is sent. Frames to one that
+ * stopped (a stopped process, a client that neither reads nor answers) would otherwise
+ * wait in the object's memory without bound: the runtime does not limit a WebSocket's
+ * queue (workerd#988), and the object serves the org's deliveries. At most this plus one
+ * frame per session: 5 sessions of 4 MiB (about 2,500 deliveries of a typical event each)
+ * leave the object room. Once skipped, a session stays so until it owes half of it or
+ * less; then it is told how many deliveries it was not sent (`SkippedFrame`), which went
+ * to the endpoint as always, and gets them again. (A client that answers what it never
+ * read defeats the count; it can only hurt its own org's object.)
  */
 export const MAX_OWED_BYTES = 4 * 1024 * 1024;
+
+/** Whether the relay skips a session that owes what its attachment says and `more` bytes. */
+export function isSkipped(a: ListenerAttachment, more = 0): boolean {
+  return a.skipped > 0 ? a.owedBytes > MAX_OWED_BYTES / 2 : a.owedBytes + more >= MAX_OWED_BYTES;
+}
 
 /** What the object keeps with each session: it survives the object's hibernation. */
 export interface ListenerAttachment {
@@ -90,7 +97,7 @@ export function settleAnswers(
   const owedFrames = a.owedFrames - settled;
   const owedBytes = owedFrames === 0 ? 0 : Math.round((a.owedBytes * owedFrames) / a.owedFrames);
   const attachment = { ...a, answersAllowed: a.answersAllowed - answers, owedFrames, owedBytes };
-  if (a.skipped === 0 || owedBytes > MAX_OWED_BYTES / 2) return { attachment, told: null };
+  if (a.skipped === 0 || isSkipped(attachment)) return { attachment, told: null };
   const told: SkippedFrame = {
     type: "skipped",
     count: a.skipped,

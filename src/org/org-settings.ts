@@ -16,12 +16,12 @@ import {
 import { type FirstAttemptClaim, type FirstAttemptHold, FirstAttemptHolds } from "./first-attempts";
 import {
   type DeliveryFrame,
+  isSkipped,
   KEY_ID_HEADER,
   type ListenerResult,
   MAX_ANSWERS_OWED,
   MAX_LISTENER_RESULTS,
   MAX_LISTENERS,
-  MAX_OWED_BYTES,
   newAttachment,
   readAttachment,
   readClientFrame,
@@ -143,6 +143,8 @@ export const MAX_ENDPOINTS = 1000;
 
 /** Listener results beyond MAX_LISTENER_RESULTS are deleted once every this many. */
 const TRIM_EVERY = 50;
+
+const encoder = new TextEncoder();
 
 /**
  * A redeliver queued for one state of a delivery is remembered this long (in storage: the
@@ -336,14 +338,17 @@ export class OrgSettings extends DurableObject<Env> {
    */
   relay(frames: readonly DeliveryFrame[]): number {
     const texts = frames.map((frame) => JSON.stringify(frame));
+    // Bytes as sent (UTF-8), not characters: an event in a script of 3-byte characters is
+    // three times its length.
+    let sizes: number[] | undefined;
     let sent = 0;
     for (const ws of this.listeners()) {
       const attachment = readAttachment(ws);
       let sentHere = 0;
       let bytesHere = 0;
       let skippedHere = 0;
-      for (const text of texts) {
-        if (attachment.owedBytes + bytesHere >= MAX_OWED_BYTES) {
+      for (const [i, text] of texts.entries()) {
+        if (isSkipped(attachment, bytesHere)) {
           skippedHere++;
           continue;
         }
@@ -352,8 +357,9 @@ export class OrgSettings extends DurableObject<Env> {
         } catch {
           break; // closing or closed
         }
+        sizes ??= texts.map((t) => encoder.encode(t).byteLength);
         sentHere++;
-        bytesHere += text.length;
+        bytesHere += sizes[i]!;
       }
       if (sentHere === 0 && skippedHere === 0) continue;
       sent += sentHere;

@@ -234,8 +234,7 @@ describe("`zupertry listen` against a dispatcher or a receiver that holds on", (
       ),
     ]);
     expect(said[0]).toContain(
-      "They went to the real endpoint as always: zupertry logs --since 2026-11-30T09:59:59.000Z " +
-        "--until 2026-11-30T10:02:01.000Z",
+      "logged when it ends): zupertry logs --since 2026-11-30T09:59:50.000Z " + "--until 2026-11-30T10:02:01.000Z",
     );
   });
 

@@ -433,16 +433,33 @@ describe("GET /v1/listen", () => {
     ]);
     expect(Math.max(...owed.map((a) => a.owedBytes))).toBeGreaterThanOrEqual(MAX_OWED_BYTES);
 
-    // Answering a third of it is not catching up: it still owes over half the limit.
+    // Answering a third of it is not catching up: it still owes over half the limit, and
+    // stays skipped (under the limit again, but not by half).
     await answerAll(behind, 1, 25);
     expect(behind.frames.filter((f) => f.type === "skipped")).toEqual([]);
+    expect(await org.relay([frame(81)])).toBe(1);
     // At half, it is told what it missed (the log has it), and gets deliveries again.
     await answerAll(behind, 26, 40);
     const told = await behind.next("skipped");
-    expect(told).toEqual({ type: "skipped", count: 10, since: expect.any(String), until: expect.any(String) });
+    expect(told).toEqual({ type: "skipped", count: 11, since: expect.any(String), until: expect.any(String) });
     expect(Date.parse(told.until as string)).toBeGreaterThanOrEqual(Date.parse(told.since as string));
-    expect(await org.relay([frame(81)])).toBe(2);
+    expect(await org.relay([frame(82)])).toBe(2);
     expect(behind.frames.filter((f) => f.type === "error")).toEqual([]);
+  });
+
+  it('counts what a session owes in bytes as sent: 35 events of 60,000 "é" are over 4 MiB', async () => {
+    const { orgId, key } = await newOrg();
+    const listener = await connect(key);
+    const org = orgSettings(env, orgId);
+    const frame = (n: number): DeliveryFrame => ({
+      ...answer(n),
+      type: "delivery",
+      headers: {},
+      body: JSON.stringify({ note: "é".repeat(60_000) }), // 2 bytes each in UTF-8
+    });
+    expect(await org.relay(Array.from({ length: 35 }, (_, i) => frame(i + 1)))).toBe(35);
+    expect(await org.relay([frame(36)])).toBe(0);
+    expect(listener.frames.filter((f) => f.type === "error")).toEqual([]);
   });
 
   it("makes room for new listeners by closing sessions silent for 90 s (a laptop asleep)", async () => {
