@@ -494,8 +494,8 @@ function parseError(body) {
  * What a `skipped` frame says (src/org/listeners.ts): the dispatcher did not relay some
  * deliveries to this session while it had 4 MiB of them unanswered (its local receiver
  * slower than the org's traffic, say); they went to the real endpoint as always. With the
- * `logs` command that lists them (its times are the dispatcher's, widened as for a
- * disconnection). Null for a frame that does not say it.
+ * `logs` command that lists them (its times are the dispatcher's, reaching back
+ * SKIPPED_SINCE_SLACK_MS). Null for a frame that does not say it.
  * @param {Record<string, unknown>} frame
  */
 export function skippedNotice({ count, since, until }) {
@@ -503,24 +503,33 @@ export function skippedNotice({ count, since, until }) {
   const from = Date.parse(since) - SKIPPED_SINCE_SLACK_MS;
   const to = Date.parse(until) + CLOCK_SLACK_MS;
   if (Number.isNaN(from) || Number.isNaN(to)) return null;
-  const command = commandLine({ since: new Date(from).toISOString(), until: new Date(to).toISOString() });
+  const { shown, command } = logRange(from, to);
   return (
-    `${count} deliver${count === 1 ? "y was" : "ies were"} not forwarded (${clock(new Date(from))}–` +
-    `${clock(new Date(to))}): this listener had left 4 MiB of deliveries unanswered, and the dispatcher ` +
-    `skipped it until it caught up. They went to the real endpoint as always (one still under way is ` +
-    `logged when it ends): ${command}`
+    `${count} deliver${count === 1 ? "y was" : "ies were"} not forwarded (${shown}): this listener had ` +
+    "left 4 MiB of deliveries unanswered, and the dispatcher skipped it until it caught up. They went to " +
+    `the real endpoint as always (one still under way is logged when it ends): ${command}`
   );
 }
 
 /**
  * A stretch of disconnection as the log sees it: on the dispatcher's clock, widened by
- * CLOCK_SLACK_MS at each end; as shown, and as the `logs` command that lists it.
+ * CLOCK_SLACK_MS at each end.
  * @param {LogSession} session
  * @param {Away} away
  */
 function missedRange(session, { from, to }) {
-  const since = new Date(session.serverTime(from) - CLOCK_SLACK_MS);
-  const until = new Date(session.serverTime(to) + CLOCK_SLACK_MS);
+  return logRange(session.serverTime(from) - CLOCK_SLACK_MS, session.serverTime(to) + CLOCK_SLACK_MS);
+}
+
+/**
+ * A stretch of the log, from and to unix ms on the dispatcher's clock: as API parameters,
+ * as shown, and as the `logs` command that lists it.
+ * @param {number} fromMs
+ * @param {number} toMs
+ */
+function logRange(fromMs, toMs) {
+  const since = new Date(fromMs);
+  const until = new Date(toMs);
   const range = { since: since.toISOString(), until: until.toISOString() };
   return { ...range, shown: `${clock(since)}–${clock(until)}`, command: commandLine(range) };
 }

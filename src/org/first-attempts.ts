@@ -13,9 +13,9 @@
  * that may make attempt 1 holds it for HOLD_MS, renewed whenever a run sees that message
  * again as a new queue message (moved to another lane, put back). A retry of it (after a
  * crash, say) neither renews nor asks: the consumer cannot tell it from the owner's retry
- * for attempt 2 before reading the log, so its hold lapses after HOLD_MS. Another message of the
- * same delivery waits out the hold instead of attempting; by then attempt 1 is logged and
- * the log drops it, or the holder is gone and it makes attempt 1 itself.
+ * for attempt 2 before reading the log, so its hold lapses after HOLD_MS. Another message
+ * of the same delivery waits out the hold instead of attempting; by then attempt 1 is
+ * logged and the log drops it, or the holder is gone and it makes attempt 1 itself.
  *
  * Holds live in the object's memory only: writing one per delivery would cost a row
  * written each, more than the rest of a delivery's Durable Object work. An object that

@@ -60,14 +60,7 @@ export interface ListenerAttachment {
 /** A session's attachment; fields it was opened without start empty (the slack for answers). */
 export function readAttachment(ws: WebSocket): ListenerAttachment {
   const stored = ws.deserializeAttachment() as Partial<ListenerAttachment> | null;
-  return {
-    connectedAt: stored?.connectedAt ?? 0,
-    answersAllowed: stored?.answersAllowed ?? ANSWER_SLACK,
-    owedFrames: stored?.owedFrames ?? 0,
-    owedBytes: stored?.owedBytes ?? 0,
-    skipped: stored?.skipped ?? 0,
-    skippedSince: stored?.skippedSince ?? null,
-  };
+  return { ...newAttachment(0), ...stored };
 }
 
 /** A new session's attachment. */

@@ -89,6 +89,11 @@ function answer(n: number) {
   };
 }
 
+/** A delivery frame, as the relay sends it, of the n-th of those deliveries, carrying `body`. */
+function delivery(n: number, body: string): DeliveryFrame {
+  return { ...answer(n), type: "delivery", headers: {}, body };
+}
+
 /** What the org's listeners answered, newest first (GET /v1/listen/deliveries). */
 async function listedAnswers(key: string): Promise<Array<{ job_id: string }>> {
   const res = await call("GET", "/v1/listen/deliveries", { token: key });
@@ -400,12 +405,7 @@ describe("GET /v1/listen", () => {
     const [behind, keeping] = await Promise.all([connect(key), connect(key)]);
     const org = orgSettings(env, orgId);
     // Deliveries of 60 KB events (the API takes up to 64 KiB): 70 of them are over 4 MiB.
-    const frame = (n: number): DeliveryFrame => ({
-      ...answer(n),
-      type: "delivery",
-      headers: { "X-Zupertry-Attempt": "1" },
-      body: JSON.stringify({ padding: "x".repeat(60_000), n }),
-    });
+    const frame = (n: number) => delivery(n, JSON.stringify({ padding: "x".repeat(60_000), n }));
     const answerAll = async (listener: Session, from: number, to: number) => {
       for (let n = from; n <= to; n += 25) {
         const results = Array.from({ length: Math.min(25, to - n + 1) }, (_, i) => answer(n + i));
@@ -451,12 +451,7 @@ describe("GET /v1/listen", () => {
     const { orgId, key } = await newOrg();
     const listener = await connect(key);
     const org = orgSettings(env, orgId);
-    const frame = (n: number): DeliveryFrame => ({
-      ...answer(n),
-      type: "delivery",
-      headers: {},
-      body: JSON.stringify({ note: "é".repeat(60_000) }), // 2 bytes each in UTF-8
-    });
+    const frame = (n: number) => delivery(n, JSON.stringify({ note: "é".repeat(60_000) })); // 2 bytes each in UTF-8
     expect(await org.relay(Array.from({ length: 35 }, (_, i) => frame(i + 1)))).toBe(35);
     expect(await org.relay([frame(36)])).toBe(0);
     expect(listener.frames.filter((f) => f.type === "error")).toEqual([]);
